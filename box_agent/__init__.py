@@ -1,0 +1,1 @@
+"""The box agent: an asyncssh daemon that runs scripts, serves breakpoints and the bench."""

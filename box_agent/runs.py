@@ -1,0 +1,234 @@
+"""The run supervisor: one child `python -u` per `lager python`, its streams, its stop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lager import protocol
+from lager.errors import AmbiguousRunId, LagerError, RunNotFound
+
+from .breakpoints import BreakpointLink
+from .output_log import STDERR, STDOUT, OutputLog, Viewer
+
+log = logging.getLogger("lager-box.runs")
+
+# SIGINT first so the script's `finally` blocks release instruments; then harder signals.
+STOP_SEQUENCE = ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0))
+KEEP_FINISHED_RUNS = 100
+_READ_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked: the SSH user name and the box key that authenticated them."""
+
+    user: str
+    key_comment: str
+    fingerprint: str
+
+    def describe(self) -> str:
+        return f"{self.key_comment or self.user} ({self.fingerprint})"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"user": self.user, "key": self.key_comment, "fingerprint": self.fingerprint}
+
+
+@dataclass
+class RunSpec:
+    display_name: str  # the name the user ran, shown in banners and --list
+    main: str  # path of the entry point inside the run dir
+    args: list[str]
+    env: dict[str, str]
+    timeout: float
+    detach: bool
+
+
+@dataclass
+class Run:
+    id: str
+    spec: RunSpec
+    caller: Caller
+    workdir: Path
+    started_at: float = field(default_factory=time.time)
+    log: OutputLog = field(default_factory=OutputLog)
+    proc: asyncio.subprocess.Process | None = None
+    link: BreakpointLink | None = None
+    exit_status: int | None = None
+    timed_out: bool = False
+    stop_reason: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> str:
+        if self.exit_status is not None:
+            return "exited"
+        if self.link is not None and self.link.pause is not None:
+            return "paused"
+        return "running"
+
+    def row(self) -> dict[str, Any]:
+        pause = self.link.pause if self.link else None
+        return {
+            "id": self.id,
+            "short_id": protocol.short_id(self.id),
+            "script": self.spec.display_name,
+            "state": self.state,
+            "exit_code": self.exit_status,
+            "timed_out": self.timed_out,
+            "pause": pause.as_dict() if pause else None,
+            "last_resume": self.link.last_resume if self.link else None,
+            "started_by": self.caller.as_dict(),
+            "started_at": self.started_at,
+            "detached": self.spec.detach,
+            "pid": self.proc.pid if self.proc else None,
+        }
+
+    def signal_group(self, sig: int) -> None:
+        if self.proc is None or self.exit_status is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, reason: str) -> asyncio.Task[None]:
+        """The gentle stop: SIGINT, grace, SIGTERM, SIGKILL. Idempotent."""
+        if self._stopping is None:
+            self.stop_reason = reason
+            self._stopping = asyncio.ensure_future(self._stop_sequence())
+        return self._stopping
+
+    async def _stop_sequence(self) -> None:
+        for sig, grace in STOP_SEQUENCE:
+            if self.done.is_set():
+                return
+            self.signal_group(sig)
+            try:
+                await asyncio.wait_for(self.done.wait(), grace)
+                return
+            except asyncio.TimeoutError:
+                continue
+
+
+class Supervisor:
+    def __init__(self, runs_dir: Path, base_env: dict[str, str]) -> None:
+        self.runs_dir = runs_dir
+        self.base_env = base_env
+        self.runs: dict[str, Run] = {}
+
+    def new_workdir(self) -> tuple[str, Path]:
+        run_id = protocol.new_run_id()
+        workdir = self.runs_dir / run_id
+        workdir.mkdir(mode=0o700)
+        return run_id, workdir
+
+    def find(self, query: str) -> Run:
+        """Resolve a full id, a unique prefix or the banner's short form."""
+        matches = [r for r in self.runs.values() if protocol.id_matches(query, r.id)]
+        shown = query.strip()[:40].encode("ascii", "backslashreplace").decode()
+        if not matches:
+            raise RunNotFound(f"no run with id {shown!r} on this box (see `lager python --list`)")
+        if len(matches) > 1:
+            ids = ", ".join(sorted(protocol.short_id(r.id) for r in matches))
+            raise AmbiguousRunId(f"id {shown!r} is ambiguous: it matches {ids}; give more of it")
+        return matches[0]
+
+    async def start(self, run_id: str, workdir: Path, spec: RunSpec, caller: Caller,
+                    viewer: Viewer | None = None) -> Run:
+        run = Run(run_id, spec, caller, workdir)
+        if viewer is not None:
+            run.log.attach(viewer, with_backlog=False)
+        agent_end, script_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(self.base_env)
+        env.update({
+            protocol.ENV_RUN_ID: run_id,
+            protocol.ENV_AGENT_FD: str(script_end.fileno()),
+            protocol.ENV_AGENT_PID: str(os.getpid()),
+            protocol.ENV_SCRIPT_NAME: spec.display_name,
+            # builtin breakpoint() becomes lager.pause(); a user's PYTHONBREAKPOINT=0 still wins
+            "PYTHONBREAKPOINT": "lager.breakpoint_hook",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(spec.env)
+        try:
+            run.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-u", spec.main, *spec.args,
+                cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True, pass_fds=(script_end.fileno(),),
+            )
+        except OSError as exc:
+            agent_end.close()
+            raise LagerError(f"cannot start the script: {exc}") from None
+        finally:
+            script_end.close()
+        run.link = BreakpointLink(run_id, agent_end)
+        self.runs[run_id] = run
+        self._prune()
+        asyncio.ensure_future(self._supervise(run))
+        log.info("run %s started by %s: %s", run_id, caller.describe(), spec.display_name)
+        return run
+
+    async def _supervise(self, run: Run) -> None:
+        assert run.proc is not None and run.link is not None
+        proc = run.proc
+        pumps = [asyncio.ensure_future(self._pump(run, proc.stdout, STDOUT)),
+                 asyncio.ensure_future(self._pump(run, proc.stderr, STDERR))]
+        link_task = asyncio.ensure_future(run.link.serve())
+        timer = None
+        if run.spec.timeout > 0:
+            timer = asyncio.get_running_loop().call_later(run.spec.timeout, self._time_out, run)
+        returncode = await proc.wait()
+        if timer:
+            timer.cancel()
+        # Children the script forked share its process group; they end with the run.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        done, pending = await asyncio.wait(pumps, timeout=5)
+        for task in pending:
+            task.cancel()
+        run.link.close()
+        link_task.cancel()
+        run.exit_status = protocol.EXIT_TIMED_OUT if run.timed_out else (
+            128 - returncode if returncode < 0 else returncode)
+        run.done.set()
+        log.info("run %s exited with %s", run.id, run.exit_status)
+
+    def _time_out(self, run: Run) -> None:
+        run.timed_out = True
+        run.stop("timeout")
+
+    @staticmethod
+    async def _pump(run: Run, pipe: asyncio.StreamReader | None, stream: int) -> None:
+        assert pipe is not None
+        while True:
+            data = await pipe.read(_READ_CHUNK)
+            if not data:
+                return
+            await run.log.feed(stream, data)
+
+    def _prune(self) -> None:
+        finished = [r for r in self.runs.values() if r.done.is_set()]
+        for run in finished[: max(0, len(finished) - KEEP_FINISHED_RUNS)]:
+            del self.runs[run.id]
+            shutil.rmtree(run.workdir, ignore_errors=True)
+
+    async def shutdown(self) -> None:
+        """SIGTERM to the agent: every live run gets the gentle stop; no orphans."""
+        live = [r for r in self.runs.values() if not r.done.is_set()]
+        for run in live:
+            run.stop("agent shutting down")
+        if live:
+            await asyncio.wait([asyncio.ensure_future(r.done.wait()) for r in live], timeout=15)

@@ -1,0 +1,81 @@
+"""The agent's state dir: host key, box keys (authorized_keys), run dirs and claim locks."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from lager.errors import LagerError
+
+DEFAULT_STATE_DIR = Path(os.environ.get("LAGER_BOX_STATE", "/var/lib/lager-box"))
+
+
+@dataclass(frozen=True)
+class BoxKey:
+    """One authorized key, with what the audit record names it by."""
+
+    key: asyncssh.SSHKey
+    comment: str
+    fingerprint: str
+
+
+class StateDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.host_key_path = root / "ssh_host_ed25519_key"
+        self.authorized_keys_path = root / "authorized_keys"
+        self.runs_dir = root / "runs"
+        self.claims_dir = root / "claims"
+
+    def prepare(self) -> None:
+        """First start creates everything; later starts keep the host key clients pinned."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
+        for sub in (self.runs_dir, self.claims_dir):
+            sub.mkdir(exist_ok=True, mode=0o700)
+        if not self.host_key_path.exists():
+            key = asyncssh.generate_private_key("ssh-ed25519", comment="lager-box")
+            key.write_private_key(str(self.host_key_path))
+            os.chmod(self.host_key_path, 0o600)
+        if not self.authorized_keys_path.exists():
+            self.authorized_keys_path.touch(mode=0o600)
+
+    def host_key(self) -> asyncssh.SSHKey:
+        return asyncssh.read_private_key(str(self.host_key_path))
+
+    def box_keys(self) -> list[BoxKey]:
+        """Read on every login so `lager-box authorize` takes effect without a restart."""
+        keys = []
+        for line in self.authorized_keys_path.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                key = asyncssh.import_public_key(line)
+            except (asyncssh.KeyImportError, ValueError):
+                continue
+            keys.append(BoxKey(key, key.get_comment() or "", key.get_fingerprint("sha256")))
+        return keys
+
+    def authorize(self, pubkey: str) -> BoxKey:
+        """Add a public key (a file's path or the line itself) to the box keys."""
+        text = pubkey
+        candidate = Path(pubkey).expanduser()
+        if "ssh-" not in pubkey and "ecdsa-" not in pubkey and candidate.is_file():
+            text = candidate.read_text()
+        line = text.strip().splitlines()[0].strip() if text.strip() else ""
+        try:
+            key = asyncssh.import_public_key(line)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise LagerError(f"not an OpenSSH public key: {exc}") from None
+        if isinstance(key, asyncssh.SSHKey) and key.get_algorithm() == "":
+            raise LagerError("not an OpenSSH public key")
+        self.prepare()
+        fingerprint = key.get_fingerprint("sha256")
+        if any(k.fingerprint == fingerprint for k in self.box_keys()):
+            return BoxKey(key, key.get_comment() or "", fingerprint)
+        with self.authorized_keys_path.open("a") as f:
+            f.write(line + "\n")
+        return BoxKey(key, key.get_comment() or "", fingerprint)

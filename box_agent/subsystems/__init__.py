@@ -1,0 +1,26 @@
+"""One handler per SSH subsystem; the server dispatches on the subsystem name."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from lager import protocol
+
+from .common import Context, fail
+from .console import handle_console
+from .control import handle_continue, handle_kill, handle_list
+from .nets import handle_nets
+from .run import handle_attach, handle_run
+
+Handler = Callable[[Context], Awaitable[None]]
+
+HANDLERS: dict[str, Handler] = {
+    protocol.SUB_RUN: handle_run,
+    protocol.SUB_ATTACH: handle_attach,
+    protocol.SUB_CONTINUE: handle_continue,
+    protocol.SUB_CONSOLE: handle_console,
+    protocol.SUB_KILL: handle_kill,
+    protocol.SUB_LIST: handle_list,
+    protocol.SUB_NETS: handle_nets,
+}
+
+__all__ = ["HANDLERS", "Context", "fail"]

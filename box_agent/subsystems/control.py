@@ -1,0 +1,67 @@
+"""`continue`, `kill` and `list`: short request/answer subsystems."""
+from __future__ import annotations
+
+import signal
+
+from lager import protocol
+from lager.errors import LagerError, NotPaused
+
+from .common import Context
+
+
+async def handle_continue(ctx: Context) -> None:
+    """Contract (DESIGN.md): one line on stdout and status 0, or one reason on stderr and 1."""
+    run = await ctx.run_from_request()
+    if run.link is None or run.done.is_set():
+        raise NotPaused(f"run {protocol.short_id(run.id)} is not paused: it exited "
+                        f"with code {run.exit_status}")
+    if run.link.pause is None:
+        raise NotPaused(f"run {protocol.short_id(run.id)} is not paused: it is running")
+    pause = run.link.resume("continue", ctx.caller.describe())
+    label = f' "{pause.label}"' if pause.label else ""
+    ctx.write_line(f"resumed run {protocol.short_id(run.id)} at breakpoint{label} "
+                   f"{pause.file}:{pause.line}")
+    ctx.process.exit(0)
+
+
+def _parse_signal(name: str) -> signal.Signals:
+    name = name.strip().upper()
+    if name.isdigit():
+        try:
+            return signal.Signals(int(name))
+        except ValueError:
+            pass
+    else:
+        try:
+            return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+        except KeyError:
+            pass
+    raise LagerError(f"unknown signal {name!r}")
+
+
+async def handle_kill(ctx: Context) -> None:
+    """Line one: `ID [SIGNAL]`. Without a signal the run gets the gentle stop."""
+    raw = await ctx.read_line(protocol.MAX_ID_LINE, "the kill request")
+    words = raw.decode("utf-8", "replace").split()
+    if not words or len(words) > 2:
+        raise LagerError("kill wants one line: ID [SIGNAL]")
+    run = ctx.supervisor.find(words[0])
+    if run.done.is_set():
+        raise LagerError(f"run {protocol.short_id(run.id)} already exited "
+                         f"with code {run.exit_status}")
+    if len(words) == 2:
+        sig = _parse_signal(words[1])
+        run.signal_group(sig)
+        ctx.write_line(f"sent {sig.name} to run {protocol.short_id(run.id)}")
+    else:
+        run.stop(f"killed by {ctx.caller.describe()}")
+        ctx.write_line(f"stopping run {protocol.short_id(run.id)} "
+                       "(SIGINT, then SIGTERM and SIGKILL if it does not stop)")
+    ctx.process.exit(0)
+
+
+async def handle_list(ctx: Context) -> None:
+    rows = sorted((r.row() for r in ctx.supervisor.runs.values()),
+                  key=lambda row: row["started_at"])
+    ctx.write_json(rows)
+    ctx.process.exit(0)

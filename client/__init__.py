@@ -1,0 +1,1 @@
+"""The developer-side `lager` CLI (synchronous, paramiko)."""

@@ -1,0 +1,6 @@
+"""Instrument commands (`lager supply|battery|adc|nets`)."""
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,84 @@
+"""The click context object: config, the resolved box, and the one way to talk to it."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from lager.errors import RemoteError
+
+from .config import Box, Config
+
+if TYPE_CHECKING:
+    from .ssh import BoxConnection
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class LagerContext:
+    config: Config = field(default_factory=Config)
+    box_name: str | None = None
+    debug: bool = False
+    _box: Box | None = None
+
+    def box(self) -> Box:
+        if self._box is None:
+            self._box = self.config.box(self.box_name)
+        return self._box
+
+    def connect(self) -> "BoxConnection":
+        from .ssh import BoxConnection
+
+        return BoxConnection(self.config, self.box())
+
+    def request(self, subsystem: str, line: str | None = None,
+                env: dict[str, str] | None = None) -> str:
+        """One short request/answer subsystem call; a refusal raises with the box's reason."""
+        with self.connect() as conn:
+            chan = conn.open(subsystem, env=env)
+            if line is not None:
+                chan.sendall((line + "\n").encode())
+            chan.shutdown_write()
+            out, err = read_all(chan)
+            status = chan.recv_exit_status()
+        if status != 0:
+            raise RemoteError(err.strip() or f"{subsystem} failed with status {status}")
+        return out
+
+    def request_json(self, subsystem: str, line: str | None = None) -> Any:
+        return json.loads(self.request(subsystem, line))
+
+
+def read_all(chan: Any) -> tuple[str, str]:
+    out, err = bytearray(), bytearray()
+    while True:
+        data = chan.recv(65536)
+        if not data:
+            break
+        out += data
+    while True:
+        data = chan.recv_stderr(65536)
+        if not data:
+            break
+        err += data
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def pass_ctx(f: F) -> F:
+    return click.pass_obj(f)  # type: ignore[return-value]
+
+
+def _set_box(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.ensure_object(LagerContext).box_name = value
+    return value
+
+
+def box_option(f: F) -> F:
+    """`--box NAME`, else $LAGER_BOX; resolved once into the context object."""
+    return click.option("--box", envvar="LAGER_BOX", expose_value=False, callback=_set_box,
+                        is_eager=True, help="the box to use (default: $LAGER_BOX)")(f)

@@ -1,0 +1,99 @@
+"""Follow a run channel: stream its output live, forward Enter and Ctrl-C, return its status."""
+from __future__ import annotations
+
+import json
+import select
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from lager.errors import ConnectionFailed
+
+from .terminal_out import RunOutput
+
+EXIT_INTERRUPTED = 130
+
+
+def _send(chan: Any, msg: dict[str, str]) -> None:
+    try:
+        chan.sendall((json.dumps(msg) + "\n").encode())
+    except OSError:
+        pass
+
+
+def _forward_enter(chan: Any) -> None:
+    """Every line typed goes to the box; it counts only if the run is paused when it lands."""
+    stdin = sys.stdin.buffer if sys.stdin else None
+    while stdin is not None and not chan.closed:
+        try:
+            line = stdin.readline()
+        except (OSError, ValueError):
+            return
+        if not line:
+            return
+        _send(chan, {"op": "enter"})
+
+
+class Follower:
+    def __init__(self, chan: Any, out: RunOutput, ctrl_c_detaches: bool, detach_hint: str = ""
+                 ) -> None:
+        self.chan = chan
+        self.out = out
+        self.ctrl_c_detaches = ctrl_c_detaches
+        self.detach_hint = detach_hint
+        self.interrupts = 0
+        self.stop_waiting = threading.Event()
+
+    def _on_sigint(self, _sig: int, _frame: FrameType | None) -> None:
+        self.interrupts += 1
+        if self.ctrl_c_detaches or self.interrupts > 1:
+            self.stop_waiting.set()
+            return
+        _send(self.chan, {"op": "signal", "name": "INT"})
+        self.out.notice("sent Ctrl-C to the script; press Ctrl-C again to stop waiting")
+
+    def run(self) -> int:
+        if sys.stdin is not None and not sys.stdin.closed:
+            threading.Thread(target=_forward_enter, args=(self.chan,), daemon=True,
+                             name="lager-enter").start()
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self._pump()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self.out.close()
+        if self.stop_waiting.is_set():
+            if self.ctrl_c_detaches:
+                self.out.notice(f"detached; the run goes on on the box. {self.detach_hint}")
+                return 0
+            self.out.notice("stopped waiting; the box stops the run since no client is left")
+            return EXIT_INTERRUPTED
+        status = self.chan.recv_exit_status() if self.chan.exit_status_ready() else -1
+        if status < 0:
+            raise ConnectionFailed("lost the connection to the box before the run ended")
+        return int(status)
+
+    def _pump(self) -> None:
+        chan = self.chan
+        while not self.stop_waiting.is_set():
+            try:
+                select.select([chan], [], [], 0.5)
+            except InterruptedError:
+                continue
+            while chan.recv_stderr_ready():
+                self.out.write(2, chan.recv_stderr(262144))
+            while chan.recv_ready():
+                data = chan.recv(262144)
+                if not data:
+                    break
+                self.out.write(1, data)
+            if chan.closed or (chan.eof_received and not chan.recv_ready()
+                               and not chan.recv_stderr_ready()):
+                while chan.recv_stderr_ready():
+                    self.out.write(2, chan.recv_stderr(262144))
+                if chan.exit_status_ready() or chan.closed or not chan.get_transport().is_active():
+                    return
+                chan.status_event.wait(5)
+                return

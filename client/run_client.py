@@ -1,0 +1,76 @@
+"""Start a run (foreground or --detach) and --reattach to one."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import click
+
+from lager import protocol
+from lager.errors import ConnectionFailed, RemoteError
+
+from .context import LagerContext, read_all
+from .follow import Follower
+from .terminal_out import RunOutput
+from .upload import Upload
+
+_CHUNK = 256 * 1024
+
+
+@dataclass
+class RunRequest:
+    upload: Upload
+    args: list[str]
+    env: dict[str, str]
+    timeout: float
+    detach: bool
+
+    def header(self, box_name: str) -> bytes:
+        head = {"script": self.upload.display_name, "main": self.upload.main,
+                "args": self.args, "env": self.env, "timeout": self.timeout,
+                "detach": self.detach, "box": box_name, "files": self.upload.header_files()}
+        return (json.dumps(head) + "\n").encode()
+
+
+def _send_upload(chan: object, request: RunRequest, box_name: str) -> None:
+    chan.sendall(request.header(box_name))  # type: ignore[attr-defined]
+    for _, local in request.upload.files:
+        with open(local, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                chan.sendall(chunk)  # type: ignore[attr-defined]
+
+
+def _commands_hint(box: str, run_id: str) -> str:
+    return (f"reattach: lager python --reattach {run_id} --box {box}\n"
+            f"kill:     lager python --kill {run_id} --box {box}")
+
+
+def run_script(obj: LagerContext, request: RunRequest) -> int:
+    box = obj.box()
+    with obj.connect() as conn:
+        chan = conn.open(protocol.SUB_RUN)
+        try:
+            _send_upload(chan, request, box.name)
+        except OSError as exc:
+            raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
+        if request.detach:
+            out, err = read_all(chan)
+            if chan.recv_exit_status() != 0:
+                raise RemoteError(err.strip() or "the box refused the run")
+            for line in err.splitlines():
+                click.echo(line, err=True)
+            started = json.loads(out)
+            click.echo(f"started run {started['id']} (detached)")
+            click.echo(_commands_hint(box.name, started["short_id"]))
+            return 0
+        return Follower(chan, RunOutput(), ctrl_c_detaches=False).run()
+
+
+def reattach(obj: LagerContext, run_id: str) -> int:
+    box = obj.box()
+    with obj.connect() as conn:
+        chan = conn.open(protocol.SUB_ATTACH)
+        chan.sendall((run_id + "\n").encode())
+        hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
+        status = Follower(chan, RunOutput(), ctrl_c_detaches=True, detach_hint=hint).run()
+    return status

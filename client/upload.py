@@ -1,0 +1,62 @@
+"""What `lager python` sends: the script (or a directory runnable) plus --add-file extras."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from lager.errors import UsageError
+
+_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache"}
+MAX_UPLOAD = 512 * 1024 * 1024
+
+
+@dataclass
+class Upload:
+    display_name: str  # what the user typed; banners show it
+    main: str  # entry point inside the run dir
+    files: list[tuple[str, Path]]  # (path in the run dir, local path)
+
+    def header_files(self) -> list[dict[str, int | str]]:
+        return [{"path": rel, "size": local.stat().st_size, "mode": local.stat().st_mode & 0o755}
+                for rel, local in self.files]
+
+
+def _walk(root: Path) -> list[tuple[str, Path]]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            local = Path(dirpath) / name
+            if local.is_file():
+                found.append((local.relative_to(root).as_posix(), local))
+    return found
+
+
+def _extra_name(path: str) -> str:
+    pure = PurePosixPath(Path(path).as_posix())
+    if pure.is_absolute() or ".." in pure.parts:
+        return pure.name
+    return str(pure)
+
+
+def build_upload(script: str, add_files: tuple[str, ...]) -> Upload:
+    path = Path(script)
+    if path.is_dir():
+        if not (path / "main.py").is_file():
+            raise UsageError(f"{script} is a directory without a main.py to run")
+        files = _walk(path)
+        main = "main.py"
+    elif path.is_file():
+        files = [(path.name, path)]
+        main = path.name
+    else:
+        raise UsageError(f"script not found: {script}")
+    for extra in add_files:
+        local = Path(extra)
+        if not local.is_file():
+            raise UsageError(f"--add-file: no such file: {extra}")
+        files.append((_extra_name(extra), local))
+    if sum(local.stat().st_size for _, local in files) > MAX_UPLOAD:
+        raise UsageError(f"upload is larger than {MAX_UPLOAD // 2**20} MiB")
+    return Upload(display_name=script, main=main, files=files)

@@ -1,0 +1,1 @@
+"""Breakpoints inside a script: pause() and its private channel to the agent."""

@@ -1,0 +1,1 @@
+"""The in-process console a paused script offers with pause(interactive=True)."""

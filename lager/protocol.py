@@ -1,0 +1,88 @@
+"""Names and formats shared by the box agent, the in-script library and the client.
+
+Everything a program outside this repository can observe (subsystem names, env variables,
+the id form in the banner) is defined here once, so the three sides cannot drift apart.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+# SSH subsystems the agent serves.
+SUB_RUN = "run"
+SUB_CONTINUE = "continue"
+SUB_CONSOLE = "console"
+SUB_LIST = "list"
+SUB_ATTACH = "attach"
+SUB_KILL = "kill"
+SUB_NETS = "nets"
+SUBSYSTEMS = (SUB_RUN, SUB_CONTINUE, SUB_CONSOLE, SUB_LIST, SUB_ATTACH, SUB_KILL, SUB_NETS)
+
+# Env a client may set on a channel; asyncssh accepts any name, so the agent keeps only these.
+CHANNEL_ENV_WHITELIST = frozenset({"LAGER_BREAKPOINT", "LANG", "LC_ALL", "TERM"})
+
+# Env the agent gives a script process.
+ENV_RUN_ID = "LAGER_RUN_ID"
+ENV_AGENT_FD = "LAGER_AGENT_FD"
+ENV_AGENT_PID = "LAGER_AGENT_PID"
+ENV_SCRIPT_NAME = "LAGER_SCRIPT_NAME"
+ENV_BOX_NAME = "LAGER_BOX"
+ENV_BENCH_CONFIG = "LAGER_BENCH_CONFIG"
+ENV_CLAIMS_DIR = "LAGER_CLAIMS_DIR"
+# Env the user sets (documented in the spec).
+ENV_BREAKPOINT_TIMEOUT = "LAGER_BREAKPOINT_TIMEOUT"
+ENV_BREAKPOINTS = "LAGER_BREAKPOINTS"
+ENV_BREAKPOINT_ID = "LAGER_BREAKPOINT"
+BREAKPOINTS_OFF_VALUES = frozenset({"off", "0", "false", "no"})
+DEFAULT_BREAKPOINT_TIMEOUT = 300.0
+
+# The box caps a run's total runtime (`lager python --timeout`).
+MAX_RUN_TIMEOUT = 300.0
+EXIT_TIMED_OUT = 124
+
+# Longest id line a continue/console client may send before it is refused.
+MAX_ID_LINE = 4096
+# Longest control line on the run channel (Enter, signals).
+MAX_CONTROL_LINE = 4096
+
+_ID_BYTES = 8
+ELLIPSIS = "\u2026"
+_SHORT_RE = re.compile(r"^([0-9a-f]+)(?:\u2026|\.\.\.)([0-9a-f]+)$")
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(_ID_BYTES)
+
+
+def short_id(run_id: str) -> str:
+    """The form the banner prints: `7f3a…e9`. Pasting it back must resolve to the run."""
+    return f"{run_id[:4]}{ELLIPSIS}{run_id[-2:]}"
+
+
+def id_matches(query: str, run_id: str) -> bool:
+    """True when `query` (full id, unique prefix, or the banner's short form) names run_id."""
+    query = query.strip().lower()
+    if not query:
+        return False
+    short = _SHORT_RE.match(query)
+    if short:
+        head, tail = short.groups()
+        return run_id.startswith(head) and run_id.endswith(tail)
+    return run_id.startswith(query)
+
+
+def encode_msg(msg: dict[str, Any]) -> bytes:
+    return (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+
+
+def decode_msg(data: bytes) -> dict[str, Any]:
+    msg = json.loads(data)
+    if not isinstance(msg, dict):
+        raise ValueError("message is not an object")
+    return msg
+
+
+def breakpoints_disabled(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in BREAKPOINTS_OFF_VALUES
