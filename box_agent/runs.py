@@ -120,6 +120,22 @@ class Run:
                 continue
 
 
+async def _main_process_exited(pid: int) -> None:
+    """Wait for the script's own process to exit, whatever its children still hold open."""
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return
+    exited = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 class Supervisor:
     def __init__(self, runs_dir: Path, base_env: dict[str, str]) -> None:
         self.runs_dir = runs_dir
@@ -188,14 +204,16 @@ class Supervisor:
         timer = None
         if run.spec.timeout > 0:
             timer = asyncio.get_running_loop().call_later(run.spec.timeout, self._time_out, run)
-        returncode = await proc.wait()
+        await _main_process_exited(proc.pid)
         if timer:
             timer.cancel()
-        # Children the script forked share its process group; they end with the run.
+        # Children the script forked share its process group and may hold its pipes open;
+        # they end with the run (asyncio's wait() would otherwise wait for them).
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        returncode = await proc.wait()
         done, pending = await asyncio.wait(pumps, timeout=5)
         for task in pending:
             task.cancel()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import sys
@@ -23,17 +24,21 @@ def _send(chan: Any, msg: dict[str, str]) -> None:
         pass
 
 
-def _forward_enter(chan: Any) -> None:
-    """Every line typed goes to the box; it counts only if the run is paused when it lands."""
-    stdin = sys.stdin.buffer if sys.stdin else None
-    while stdin is not None and not chan.closed:
+def _forward_enter(chan: Any, fd: int) -> None:
+    """Every line typed goes to the box; it counts only if the run is paused when it lands.
+
+    Raw os.read, not sys.stdin: a daemon thread blocked inside a buffered reader aborts the
+    interpreter at exit.
+    """
+    while not chan.closed:
         try:
-            line = stdin.readline()
-        except (OSError, ValueError):
+            data = os.read(fd, 4096)
+        except OSError:
             return
-        if not line:
+        if not data:
             return
-        _send(chan, {"op": "enter"})
+        for _ in range(data.count(b"\n")):
+            _send(chan, {"op": "enter"})
 
 
 class Follower:
@@ -56,8 +61,8 @@ class Follower:
 
     def run(self) -> int:
         if sys.stdin is not None and not sys.stdin.closed:
-            threading.Thread(target=_forward_enter, args=(self.chan,), daemon=True,
-                             name="lager-enter").start()
+            threading.Thread(target=_forward_enter, args=(self.chan, sys.stdin.fileno()),
+                             daemon=True, name="lager-enter").start()
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             self._pump()

@@ -1,0 +1,195 @@
+"""Real parts only: a real agent on 127.0.0.1 port 0 with keys in a temp dir, the real `lager`
+command as a subprocess, the real simulated bench, OpenSSH and paramiko as clients."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+LAGER = str(BIN / "lager")
+LAGER_BOX = str(BIN / "lager-box")
+READY = re.compile(r"^lager-box listening on ([\d.]+):(\d+) \(host key (SHA256:\S+)\)$")
+BANNER_ID = re.compile(r"\(id (\S+)\)")
+
+
+@dataclass
+class Agent:
+    proc: subprocess.Popen[str]
+    state_dir: Path
+    host: str
+    port: int
+    fingerprint: str
+    log_path: Path
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_agent(state_dir: Path, *extra: str, listen: str = "127.0.0.1:0") -> Agent:
+    log_path = state_dir.parent / f"{state_dir.name}-agent.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([LAGER_BOX, "serve", "--listen", listen, "--state-dir",
+                             str(state_dir), "--name", "testbox", "-v", *extra],
+                            stdout=subprocess.PIPE, stderr=log, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    match = READY.match(line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"agent did not get ready: {line!r}\n{log_path.read_text()}")
+    return Agent(proc, state_dir, match.group(1), int(match.group(2)), match.group(3), log_path)
+
+
+@dataclass
+class Client:
+    """One developer laptop: its own config dir, its own key, box 'mybox' pinned."""
+
+    config_dir: Path
+    agent: Agent
+    box: str = "mybox"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = {**os.environ, "LAGER_CONFIG_DIR": str(self.config_dir)}
+        self.env.pop("LAGER_BOX", None)
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 60,
+            box: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [LAGER, *args] + (["--box", self.box] if box else [])
+        return subprocess.run(cmd, env=self.env, input=input, capture_output=True, text=True,
+                              timeout=timeout, stdin=None if input is not None else
+                              subprocess.DEVNULL)
+
+    def popen(self, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+        kwargs.setdefault("stdin", subprocess.PIPE)
+        return subprocess.Popen([LAGER, *args, "--box", self.box], env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                **kwargs)  # type: ignore[call-overload]
+
+    @property
+    def key_path(self) -> Path:
+        return self.config_dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.config_dir / "known_hosts"
+
+
+def make_client(tmp: Path, agent: Agent, authorize: bool = True) -> Client:
+    client = Client(tmp, agent)
+    added = client.run("boxes", "add", "mybox", "--host", agent.host, "--port",
+                       str(agent.port), box=False)
+    assert added.returncode == 0, added.stderr
+    if authorize:
+        subprocess.run([LAGER_BOX, "authorize", "--state-dir", str(agent.state_dir),
+                        str(client.key_path) + ".pub"], check=True, capture_output=True)
+    return client
+
+
+@pytest.fixture(scope="session")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    a = start_agent(tmp_path_factory.mktemp("box") / "state")
+    yield a
+    a.stop()
+
+
+@pytest.fixture(scope="session")
+def client(agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Client:
+    return make_client(tmp_path_factory.mktemp("laptop"), agent)
+
+
+def write_script(tmp: Path, name: str, body: str) -> Path:
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    return path
+
+
+def wait_for(predicate, timeout: float = 20, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class StreamReader:
+    """Collects a Popen stream on a thread so tests can wait for text without deadlocks."""
+
+    def __init__(self, stream) -> None:
+        import threading
+
+        self.text = ""
+        self._stream = stream
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for chunk in iter(lambda: self._stream.read(1), ""):
+            self.text += chunk
+
+    def wait_for(self, needle: str, timeout: float = 20) -> str:
+        wait_for(lambda: needle in self.text, timeout, what=f"{needle!r} in output:\n{self.text}")
+        return self.text
+
+    def join(self, timeout: float = 10) -> str:
+        self._thread.join(timeout)
+        return self.text
+
+
+@dataclass
+class LiveRun:
+    proc: subprocess.Popen[str]
+    out: StreamReader
+    err: StreamReader
+
+    def banner_id(self, timeout: float = 20) -> str:
+        self.err.wait_for("=== lager breakpoint", timeout)
+        wait_for(lambda: BANNER_ID.search(self.err.text), timeout, what="banner id")
+        return BANNER_ID.search(self.err.text).group(1)  # type: ignore[union-attr]
+
+    def finish(self, timeout: float = 30) -> int:
+        code = self.proc.wait(timeout)
+        self.out.join()
+        self.err.join()
+        return code
+
+
+def start_run(client: Client, script: Path, *args: str, **kwargs: object) -> LiveRun:
+    proc = client.popen("python", str(script), *args, **kwargs)
+    return LiveRun(proc, StreamReader(proc.stdout), StreamReader(proc.stderr))
+
+
+def pids_with_env(marker: str) -> list[int]:
+    """Processes whose environment holds marker: how tests find a run's children."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
