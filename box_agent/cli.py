@@ -59,7 +59,7 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
     from .server import Agent
 
     state.prepare()
-    bench = await BenchHost.start(bench_file, state.claims_dir)
+    bench = await BenchHost.start(bench_file, state.root, state.claims_dir)
     base_env = dict(os.environ)
     base_env.update(bench.script_env())
     base_env[protocol.ENV_BOX_NAME] = name

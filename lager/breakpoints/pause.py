@@ -128,6 +128,10 @@ def _pause(link: AgentLink, label: str | None, timeout: float, interactive: bool
     box = os.environ.get(protocol.ENV_BOX_NAME, "BOX")
     _say(banner(label, f"{where_file}:{line}", run_id, box, timeout, interactive))
     consoles = ConsoleSessions(frame, label, f"{where_file}:{line}") if interactive else None
+    # Only a script that has opened nets has claims to annotate; others never import them.
+    claims = sys.modules.get("lager.bench.claims")
+    if claims is not None:
+        claims.mark_paused(True, label)
     try:
         while True:
             msg = link.receive()
@@ -147,6 +151,8 @@ def _pause(link: AgentLink, label: str | None, timeout: float, interactive: bool
     finally:
         if consoles is not None:
             consoles.close_all()
+        if claims is not None:
+            claims.mark_paused(False)
     if msg.body.get("how") == "timeout":
         _say(f"=== auto-resumed after {_fmt_seconds(float(msg.body.get('after', timeout)))}")
     else:

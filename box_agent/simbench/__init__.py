@@ -1,0 +1,1 @@
+"""The simulated bench the agent starts when no --bench is given."""

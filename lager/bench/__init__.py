@@ -1,0 +1,1 @@
+"""The bench API a script uses: nets, their instruments, and who claims them."""

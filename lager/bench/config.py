@@ -1,0 +1,82 @@
+"""The bench config: which net is which instrument, channel and role.
+
+```yaml
+instruments:
+  dp821: {driver: rigol_dp821, resource: "TCPIP0::10.0.0.7::5555::SOCKET"}
+nets:
+  supply2: {kind: PowerSupply, instrument: dp821, channel: 1}
+```
+A script run by `lager python` finds it through LAGER_BENCH_CONFIG, which the agent sets.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import protocol
+from ..errors import BenchConfigError
+
+KINDS = ("PowerSupply", "Battery", "ADC")
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    name: str
+    driver: str
+    resource: str
+    timeout_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    name: str
+    kind: str
+    instrument: InstrumentSpec
+    channel: int | None = None
+
+    def describe(self) -> str:
+        return f"{self.instrument.name} ({self.instrument.driver} at {self.instrument.resource})"
+
+
+def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
+    if not isinstance(data, dict) or not isinstance(data.get("nets"), dict) \
+            or not isinstance(data.get("instruments"), dict):
+        raise BenchConfigError(f"{source}: needs 'instruments' and 'nets' mappings")
+    instruments: dict[str, InstrumentSpec] = {}
+    for name, entry in data["instruments"].items():
+        if not isinstance(entry, dict) or not entry.get("driver") or not entry.get("resource"):
+            raise BenchConfigError(f"{source}: instrument {name!r} needs driver and resource")
+        instruments[name] = InstrumentSpec(str(name), str(entry["driver"]),
+                                           str(entry["resource"]),
+                                           int(entry.get("timeout_ms", 2000)))
+    nets: dict[str, NetSpec] = {}
+    for name, entry in data["nets"].items():
+        if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
+            raise BenchConfigError(f"{source}: net {name!r} needs a kind, one of {KINDS}")
+        if entry.get("instrument") not in instruments:
+            raise BenchConfigError(f"{source}: net {name!r} names unknown instrument "
+                                   f"{entry.get('instrument')!r}")
+        channel = entry.get("channel")
+        nets[str(name)] = NetSpec(str(name), entry["kind"], instruments[entry["instrument"]],
+                                  int(channel) if channel is not None else None)
+    return nets
+
+
+def load_bench(path: str | Path | None = None) -> dict[str, NetSpec]:
+    import yaml
+
+    location = path or os.environ.get(protocol.ENV_BENCH_CONFIG)
+    if not location:
+        raise BenchConfigError("no bench configured: run under `lager python`, or set "
+                               f"{protocol.ENV_BENCH_CONFIG} to a bench file")
+    try:
+        text = Path(location).read_text()
+    except OSError as exc:
+        raise BenchConfigError(f"cannot read bench config {location}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BenchConfigError(f"bench config {location} is not valid YAML: {exc}") from None
+    return parse_bench(data, str(location))
