@@ -83,15 +83,24 @@ class Net:
         return f"<{self.kind.value} net {self.name} on {self.spec.instrument.name}>"
 
 
+def _in_range(net: str, what: str, value: float, low: float, high: float | None,
+              unit: str) -> float:
+    number = float(value)
+    if not (number >= low and (high is None or number <= high)):
+        limit = f"{low:g} to {high:g}" if high is not None else f"at least {low:g}"
+        raise NetError(f"{net}: {what} {number:g} {unit} is out of range ({limit} {unit})")
+    return number
+
+
 class PowerSupplyNet(Net):
     kind = NetType.PowerSupply
     _driver: PowerSupplyDriver
 
     def set_voltage(self, volts: float) -> None:
-        self._driver.set_voltage(float(volts))
+        self._driver.set_voltage(_in_range(self.name, "voltage", volts, 0, None, "V"))
 
     def set_current(self, amps: float) -> None:
-        self._driver.set_current(float(amps))
+        self._driver.set_current(_in_range(self.name, "current", amps, 0, None, "A"))
 
     def enable(self) -> None:
         self._driver.set_output(True)
@@ -108,7 +117,7 @@ class BatteryNet(Net):
     _driver: BatteryDriver
 
     def set_soc(self, percent: float) -> None:
-        self._driver.set_soc(float(percent))
+        self._driver.set_soc(_in_range(self.name, "SOC", percent, 0, 100, "%"))
 
     def enable(self) -> None:
         self._driver.set_output(True)

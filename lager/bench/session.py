@@ -93,6 +93,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, pyvisa.errors.VisaIOError) and \
             exc.error_code == pyvisa.constants.StatusCode.error_timeout:
         return "timed out waiting for the instrument"
+    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
+        return "cannot reach the instrument: connection refused (is it on and connected?)"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 

@@ -1,0 +1,292 @@
+"""The bench: the real simulator server, real pyvisa-py, claims, and the instrument commands."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Client, make_client, start_agent, start_run, wait_for, write_script
+
+SPEC_EXAMPLE = '''import time
+from lager import Net, NetType, pause
+
+adc_nets = ["adc1", "adc2", "adc3"]
+
+
+def read_adcs():
+    return {n: round(float(Net.get(n, type=NetType.ADC).input()), 4) for n in adc_nets}
+
+
+print("Running test...")
+for step in range(1, 4):
+    print(f"  step {step}/3 ...")
+    time.sleep(1)
+
+readings = read_adcs()
+print(f"sensor readings: {readings}")
+
+pause("inspect bench before final step", interactive=True)
+
+print("Resuming - running final step.")
+print("Done.")
+'''
+READING = r"-10\.60\d\d"
+
+
+def test_spec_full_example(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "test.py", SPEC_EXAMPLE)
+    run = start_run(client, script)
+    ident = run.banner_id()
+    assert re.fullmatch(
+        r"Running test\.\.\.\n  step 1/3 \.\.\.\n  step 2/3 \.\.\.\n  step 3/3 \.\.\.\n"
+        rf"sensor readings: \{{'adc1': {READING}, 'adc2': {READING}, 'adc3': {READING}\}}\n",
+        run.out.text), run.out.text
+    assert f'=== lager breakpoint "inspect bench before final step" at {script}:19  (id {ident})' \
+        in run.err.text
+
+    # Terminal 2, while paused: shared and free instruments read fine...
+    supply = client.run("supply", "supply2", "state")
+    assert supply.returncode == 0 and supply.stdout.startswith("supply2: ")
+    battery = client.run("battery", "battery1", "state", "--json")
+    assert battery.returncode == 0 and {"enabled", "soc", "voltage", "current"} <= \
+        json.loads(battery.stdout).keys()
+    adc4 = client.run("adc", "adc4", "--json")
+    assert adc4.returncode == 0 and json.loads(adc4.stdout)["net"] == "adc4"
+    # ...the script's own ADCs answer busy, naming the holder and the remedy...
+    busy = client.run("adc", "adc1")
+    assert busy.returncode == 1
+    assert "adc1" in busy.stderr and "daq6510" in busy.stderr and "busy" in busy.stderr
+    assert f"run {ident}" in busy.stderr and "test.py" in busy.stderr and "pid " in busy.stderr
+    assert 'paused at "inspect bench before final step"' in busy.stderr
+    assert f"lager python --console {ident}" in busy.stderr
+    # ...and read fine through the console, on the script's own handles.
+    console = client.run("python", "--console", ident, input="readings\nread_adcs()\n")
+    assert console.returncode == 0, console.stderr
+    lines = console.stdout.splitlines()
+    assert lines[0] == "Connected to interactive console (Ctrl+D to disconnect)"
+    assert re.fullmatch(rf"\{{'adc1': {READING}, 'adc2': {READING}, 'adc3': {READING}\}}",
+                        lines[2]) and re.fullmatch(rf"\{{'adc1': {READING}.*", lines[3])
+
+    assert client.run("python", "--continue", ident).returncode == 0
+    assert run.finish() == 0
+    assert run.out.text.endswith("Resuming - running final step.\nDone.\n")
+    assert run.err.text.endswith("=== resumed\n")
+    assert client.run("adc", "adc1").returncode == 0  # released when the script ended
+
+
+def test_state_is_shared_across_processes(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "set.py", """
+from lager import Net, NetType
+with Net.get("supply3", type=NetType.PowerSupply) as s:
+    s.set_voltage(3.3)
+    s.set_current(0.5)
+    s.enable()
+""")
+    assert client.run("python", str(script)).returncode == 0
+    state = json.loads(client.run("supply", "supply3", "state", "--json").stdout)
+    assert state["enabled"] is True and state["set_voltage"] == 3.3
+    assert abs(state["voltage"] - 3.3) < 0.01 and state["set_current"] == 0.5
+    assert client.run("supply", "supply3", "voltage", "1.8").returncode == 0
+    check = write_script(tmp_path, "get.py", """
+from lager import Net, NetType
+print(Net.get("supply3", type=NetType.PowerSupply).state().set_voltage)
+""")
+    assert client.run("python", str(check)).stdout == "1.8\n"
+    client.run("supply", "supply3", "disable")
+
+
+def test_measured_voltage_follows_set_point_only_when_on(client: Client) -> None:
+    client.run("supply", "supply1", "voltage", "5")
+    client.run("supply", "supply1", "disable")
+    off = json.loads(client.run("supply", "supply1", "--json").stdout)
+    assert off["voltage"] == 0.0 and off["set_voltage"] == 5.0
+    on = json.loads(client.run("supply", "supply1", "enable", "--json").stdout)
+    assert abs(on["voltage"] - 5.0) < 0.01 and on["current"] > 0
+    client.run("supply", "supply1", "disable")
+    client.run("battery", "battery1", "soc", "100")
+    full = json.loads(client.run("battery", "battery1", "enable", "--json").stdout)
+    assert full["soc"] == 100.0 and abs(full["voltage"] - 4.2) < 0.01
+    client.run("battery", "battery1", "disable")
+
+
+def test_two_nets_of_one_instrument_in_one_script(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "both.py", """
+from lager import Net, NetType
+a = Net.get("supply2", type=NetType.PowerSupply)
+b = Net.get("supply3", type=NetType.PowerSupply)
+a.set_voltage(1.25); b.set_voltage(2.5)
+print(a.state().set_voltage, b.state().set_voltage)
+k1 = Net.get("supply1", type=NetType.PowerSupply)
+k2 = Net.get("battery1", type=NetType.Battery)
+print(k2.state().soc >= 0)
+""")
+    result = client.run("python", str(script))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1.25 2.5\nTrue\n"
+
+
+def test_claim_released_when_script_is_sigkilled(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "die.py", """
+import os, signal, time
+from lager import Net, NetType
+adc = Net.get("adc4", type=NetType.ADC)
+adc.input()
+print("holding", flush=True)
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)
+""")
+    run = start_run(client, script)
+    run.out.wait_for("holding")
+    held = client.run("adc", "adc4")
+    assert held.returncode == 1 and "busy" in held.stderr and "die.py" in held.stderr
+    assert run.finish() == 137
+    assert client.run("adc", "adc4").returncode == 0
+
+
+def test_nets_lists_holders(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "hold.py", """
+from lager import Net, NetType, pause
+Net.get("supply2", type=NetType.PowerSupply).state()
+pause("holding supply2", timeout=0)
+""")
+    run = start_run(client, script)
+    ident = run.banner_id()
+    rows = {r["name"]: r for r in json.loads(client.run("nets", "--json").stdout)}
+    assert set(rows) == {"supply1", "battery1", "supply2", "supply3", "adc1", "adc2", "adc3",
+                         "adc4"}
+    assert rows["supply2"]["held_by"]["paused"] == "holding supply2"
+    assert rows["supply3"]["held_by"]["run_id"] == rows["supply2"]["held_by"]["run_id"]
+    assert rows["adc4"]["held_by"] is None
+    human = client.run("nets").stdout
+    assert f"held by run {ident}" in human and "free" in human
+    client.run("python", "--continue", ident)
+    assert run.finish() == 0
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["adc", "nope"], 1, "no net 'nope' on this bench; nets: adc1"),
+    (["adc", "supply2"], 1, "supply2 is a PowerSupply net, not an ADC"),
+    (["supply", "adc1"], 1, "adc1 is an ADC net, not a PowerSupply"),
+    (["supply", "supply2", "voltage", "abc"], 2, "is not a number"),
+    (["supply", "supply2", "voltage"], 2, "needs a value"),
+    (["supply", "supply2", "explode"], 2, "Invalid value"),
+    (["battery", "battery1", "soc", "150"], 1, "battery1"),
+])
+def test_instrument_command_bad_input(client: Client, args: list[str], code: int,
+                                      needle: str) -> None:
+    result = client.run(*args)
+    assert result.returncode == code, result.stderr
+    assert needle in result.stderr
+
+
+def test_script_net_errors_are_clear(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "wrong.py", """
+from lager import Net, NetType
+from lager.errors import LagerError
+for name, kind in (("adc1", NetType.PowerSupply), ("zzz", NetType.ADC)):
+    try:
+        Net.get(name, type=kind)
+    except LagerError as e:
+        print(e)
+""")
+    result = client.run("python", str(script))
+    assert result.stdout.splitlines() == [
+        "adc1 is an ADC net, not a PowerSupply",
+        "no net 'zzz' on this bench; nets: adc1, adc2, adc3, adc4, battery1, supply1, supply2, "
+        "supply3"]
+
+
+class FaultyInstrument:
+    """A TCP peer that accepts and then never answers, or answers junk."""
+
+    def __init__(self, reply: bytes | None) -> None:
+        self.reply = reply
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(4096):
+                if self.reply is not None and b"?" in data:
+                    conn.sendall(self.reply)
+
+
+@pytest.fixture
+def faulty_bench(tmp_path: Path) -> Iterator[Client]:
+    sim = subprocess.Popen([sys.executable, "-m", "box_agent.simbench"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    ports = json.loads(sim.stdout.readline())  # type: ignore[union-attr]
+    silent, garbled = FaultyInstrument(None), FaultyInstrument(b"#$%garbage\n")
+    dead = socket.create_server(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    bench = tmp_path / "bench.yaml"
+    bench.write_text(f"""
+instruments:
+  good: {{driver: keysight_34461a, resource: "TCPIP0::127.0.0.1::{ports['keysight_34461a']}::SOCKET"}}
+  silent: {{driver: keysight_34461a, resource: "TCPIP0::127.0.0.1::{silent.port}::SOCKET", timeout_ms: 500}}
+  garbled: {{driver: keysight_34461a, resource: "TCPIP0::127.0.0.1::{garbled.port}::SOCKET"}}
+  unplugged: {{driver: keysight_34461a, resource: "TCPIP0::127.0.0.1::{dead_port}::SOCKET"}}
+nets:
+  good: {{kind: ADC, instrument: good}}
+  silent: {{kind: ADC, instrument: silent}}
+  garbled: {{kind: ADC, instrument: garbled}}
+  unplugged: {{kind: ADC, instrument: unplugged}}
+""")
+    box = start_agent(tmp_path / "state", "--bench", str(bench))
+    try:
+        yield make_client(tmp_path / "laptop", box)
+    finally:
+        box.stop()
+        sim.stdin.close()  # type: ignore[union-attr]
+        sim.wait(10)
+
+
+def test_instrument_faults_name_net_and_resource(faulty_bench: Client) -> None:
+    for net, needle in (("silent", "timed out"), ("garbled", "garbled reply"),
+                        ("unplugged", "cannot reach the instrument")):
+        result = faulty_bench.run("adc", net)
+        assert result.returncode == 1, result
+        assert result.stderr.startswith(f"Error: {net}: ") and "TCPIP0::127.0.0.1::" in \
+            result.stderr and needle in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        good = faulty_bench.run("adc", "good", "--json")  # the others keep working
+        assert good.returncode == 0 and json.loads(good.stdout)["net"] == "good"
+
+
+def test_bad_bench_config_refuses_to_start(tmp_path: Path) -> None:
+    bench = write_script(tmp_path, "bench.yaml", "nets: {a: {kind: Toaster, instrument: x}}\n"
+                         "instruments: {}\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "lager-box"), "serve", "--listen",
+                           "127.0.0.1:0", "--state-dir", str(tmp_path / "s"), "--bench",
+                           str(bench)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "needs a kind" in proc.stderr
+
+
+def test_pyvisa_sim_models_load_directly() -> None:
+    """The models are plain pyvisa-sim definitions: pyvisa's sim backend opens them too."""
+    import pyvisa
+
+    models = Path(__file__).parent.parent / "box_agent" / "simbench" / "models" / "bench.yaml"
+    rm = pyvisa.ResourceManager(f"{models}@sim")
+    dp821 = rm.open_resource("TCPIP0::localhost::821::SOCKET", read_termination="\n",
+                             write_termination="\n")
+    assert dp821.query("*IDN?").startswith("RIGOL TECHNOLOGIES,DP821")
+    dp821.write(":SOUR2:VOLT 3.300")
+    assert dp821.query(":SOUR2:VOLT?") == "3.300" and dp821.query(":SOUR1:VOLT?") == "0.000"
