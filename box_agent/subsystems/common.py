@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,9 @@ from lager.errors import LagerError
 from ..runs import Caller, Run, Supervisor
 
 
+_LINE_END = re.compile(rb"\r\n|\n|\r")
+
+
 @dataclass
 class Context:
     process: asyncssh.SSHServerProcess[bytes]
@@ -21,6 +25,7 @@ class Context:
     env: dict[str, str]  # whitelisted channel env
     box_name: str
     bench: Any
+    pending: bytes = b""  # read past the end of a line; the next read returns it first
 
     def write_line(self, text: str) -> None:
         self.process.stdout.write((text + "\n").encode())
@@ -32,21 +37,33 @@ class Context:
         """A line from lager itself (not the script) on the channel's stderr."""
         self.process.stderr.write(f"lager: {text}\n".encode())
 
-    async def read_line(self, limit: int, what: str) -> bytes:
-        """Read one line without ever buffering more than `limit` bytes of it."""
-        buf = b""
-        while b"\n" not in buf:
+    async def read(self, size: int) -> bytes:
+        """Up to size bytes of the channel's stdin, b"" at EOF."""
+        if self.pending:
+            data, self.pending = self.pending[:size], self.pending[size:]
+            return data
+        while True:
             try:
-                chunk = await self.process.stdin.read(limit + 1 - len(buf))
+                return await self.process.stdin.read(size)
             except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived,
                     asyncssh.SignalReceived):
                 continue
+
+    async def read_line(self, limit: int, what: str) -> bytes:
+        """Read one line (ended by LF, or CR from a terminal) without ever buffering more
+        than `limit` bytes of it; what follows the line stays for the next read."""
+        buf = b""
+        while not _LINE_END.search(buf):
+            chunk = await self.read(limit + 1 - len(buf))
             if not chunk:
-                break
+                return buf
             buf += chunk
-            if len(buf) > limit and b"\n" not in buf[:limit + 1]:
+            if len(buf) > limit and not _LINE_END.search(buf[:limit + 1]):
                 raise LagerError(f"{what} is longer than {limit} bytes")
-        return buf.split(b"\n", 1)[0]
+        end = _LINE_END.search(buf)
+        assert end is not None
+        self.pending = buf[end.end():] + self.pending
+        return buf[:end.start()]
 
     async def run_from_request(self) -> Run:
         """The run a continue/console/attach request names: env LAGER_BREAKPOINT or line one."""

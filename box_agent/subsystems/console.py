@@ -23,6 +23,9 @@ async def handle_console(ctx: Context) -> None:
 
     async def upstream() -> None:
         """Client keystrokes to the console; EOF from the client becomes EOF to the console."""
+        if ctx.pending:  # lines sent right behind the id line
+            writer.write(ctx.pending)
+            ctx.pending = b""
         while True:
             try:
                 data = await ctx.process.stdin.read(65536)

@@ -108,7 +108,7 @@ async def _receive_files(ctx: Context, workdir: Path, files: list[tuple[str, int
         with open(target, "wb") as out:
             left = size
             while left:
-                chunk = await ctx.process.stdin.read(min(left, 1024 * 1024))
+                chunk = await ctx.read(min(left, 1024 * 1024))
                 if not chunk:
                     raise LagerError(f"upload ended early in {rel}")
                 out.write(chunk)

@@ -91,6 +91,9 @@ class LineEditor:
             elif ch >= " ":
                 buf.insert(pos, ch)
                 pos += 1
+                if pos == len(buf):  # typing at the end: echo, no redraw
+                    self.write(ch)
+                    continue
             redraw()
 
     def _next(self) -> str:
