@@ -6,8 +6,6 @@ the id form in the banner) is defined here once, so the three sides cannot drift
 from __future__ import annotations
 
 import json
-import re
-import secrets
 from typing import Any
 
 # SSH subsystems the agent serves.
@@ -49,10 +47,11 @@ MAX_CONTROL_LINE = 4096
 
 _ID_BYTES = 8
 ELLIPSIS = "\u2026"
-_SHORT_RE = re.compile(r"^([0-9a-f]+)(?:\u2026|\.\.\.)([0-9a-f]+)$")
 
 
 def new_run_id() -> str:
+    import secrets  # only the agent mints ids; scripts and the client never pay for it
+
     return secrets.token_hex(_ID_BYTES)
 
 
@@ -64,13 +63,16 @@ def short_id(run_id: str) -> str:
 def id_matches(query: str, run_id: str) -> bool:
     """True when `query` (full id, unique prefix, or the banner's short form) names run_id."""
     query = query.strip().lower()
-    if not query:
-        return False
-    short = _SHORT_RE.match(query)
-    if short:
-        head, tail = short.groups()
-        return run_id.startswith(head) and run_id.endswith(tail)
-    return run_id.startswith(query)
+    for mark in (ELLIPSIS, "..."):
+        head, sep, tail = query.partition(mark)
+        if sep:
+            return bool(head) and bool(tail) and _hex(head + tail) and \
+                run_id.startswith(head) and run_id.endswith(tail)
+    return bool(query) and run_id.startswith(query)
+
+
+def _hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def encode_msg(msg: dict[str, Any]) -> bytes:

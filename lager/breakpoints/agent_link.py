@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from .. import protocol
@@ -16,10 +15,12 @@ _link: "AgentLink | None" = None
 _link_lock = threading.Lock()
 
 
-@dataclass
 class Message:
-    body: dict[str, Any]
-    fds: list[int]
+    __slots__ = ("body", "fds")
+
+    def __init__(self, body: dict[str, Any], fds: list[int]) -> None:
+        self.body = body
+        self.fds = fds
 
 
 class AgentLink:

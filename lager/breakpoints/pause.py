@@ -4,9 +4,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import sysconfig
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -16,8 +14,8 @@ from .agent_link import AgentLink, agent_link
 # Pauses from several threads are served one at a time: a second one waits its turn.
 _pause_lock = threading.Lock()
 _seq = itertools.count(1)
-_LAGER_DIR = str(Path(__file__).resolve().parent.parent)
-_STDLIB_DIR = sysconfig.get_paths()["stdlib"]
+_LAGER_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+_STDLIB_DIR = os.path.dirname(os.__file__)  # cheaper than sysconfig at import time
 
 
 def _say(line: str) -> None:
@@ -67,14 +65,12 @@ def _caller_frame() -> FrameType | None:
 
 def display_file(filename: str) -> str:
     """The name the user ran for the main script; a path relative to the run for the rest."""
-    try:
-        path = Path(filename).resolve()
-        main = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
-        if main is not None and path == main:
-            return os.environ.get(protocol.ENV_SCRIPT_NAME) or path.name
-        return str(path.relative_to(Path.cwd().resolve()))
-    except (OSError, ValueError):
-        return filename
+    path = os.path.realpath(filename)
+    main = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if path == main:
+        return os.environ.get(protocol.ENV_SCRIPT_NAME) or os.path.basename(path)
+    rel = os.path.relpath(path, os.path.realpath(os.getcwd()))
+    return filename if rel.startswith("..") else rel
 
 
 def _fmt_seconds(value: float) -> str:
