@@ -1,21 +1,25 @@
 """The library a script imports on the box: `from lager import pause, Net, NetType`.
 
-It runs inside the user's script, so importing it stays cheap: the bench API (pyvisa) loads
-only when a script first touches Net or NetType.
+It runs inside the user's script, and the `lager` CLI imports its errors and protocol too, so
+nothing loads before it is used: pause() on first use, the bench API (pyvisa) only when a
+script first touches Net or NetType.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .breakpoints.pause import breakpoint_hook, pause
-from .errors import LagerError
-
 __all__ = ["pause", "breakpoint_hook", "Net", "NetType", "LagerError"]
+
+_LAZY = {"pause": "breakpoints.pause", "breakpoint_hook": "breakpoints.pause",
+         "Net": "bench.net", "NetType": "bench.net", "LagerError": "errors"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Net", "NetType"):
-        from .bench import net
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lager' has no attribute {name!r}")
+    import importlib
 
-        return getattr(net, name)
-    raise AttributeError(f"module 'lager' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
