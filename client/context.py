@@ -37,20 +37,42 @@ class LagerContext:
 
     def request(self, subsystem: str, line: str | None = None,
                 env: dict[str, str] | None = None) -> str:
-        """One short request/answer subsystem call; a refusal raises with the box's reason."""
-        with self.connect() as conn:
-            chan = conn.open(subsystem, env=env)
-            if line is not None:
-                chan.sendall((line + "\n").encode())
-            chan.shutdown_write()
-            out, err = read_all(chan)
-            status = chan.recv_exit_status()
+        """One short request/answer subsystem call; a refusal raises with the box's reason.
+
+        Through the box's connection keeper when there is one (client/mux.py), else direct,
+        leaving a keeper behind for the next request.
+        """
+        from . import mux
+
+        box = self.box()
+        answer = None
+        if mux.enabled():
+            answer = mux.request(mux.socket_path(self.config, box), subsystem, line, env)
+        if answer is None:
+            with self.connect() as conn:
+                answer = exchange(conn, subsystem, line, env)
+            if mux.enabled():
+                mux.spawn(self.config, box)
+        out, err, status = answer
         if status != 0:
             raise RemoteError(err.strip() or f"{subsystem} failed with status {status}")
         return out
 
     def request_json(self, subsystem: str, line: str | None = None) -> Any:
         return json.loads(self.request(subsystem, line))
+
+
+def exchange(conn: "BoxConnection", subsystem: str, line: str | None,
+             env: dict[str, str] | None) -> tuple[str, str, int]:
+    chan = conn.open(subsystem, env=env)
+    try:
+        if line is not None:
+            chan.sendall((line + "\n").encode())
+        chan.shutdown_write()
+        out, err = read_all(chan)
+        return out, err, chan.recv_exit_status()
+    finally:
+        chan.close()
 
 
 def read_all(chan: Any) -> tuple[str, str]:
