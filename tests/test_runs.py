@@ -185,7 +185,7 @@ for i in range(1000):
     started = client.run("python", str(script), "--detach")
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.split()[2]
-    assert f"lager python --reattach" in started.stdout and "--kill" in started.stdout
+    assert "lager python --reattach" in started.stdout and "--kill" in started.stdout
     rows = json.loads(client.run("python", "--list", "--json").stdout)
     row = next(r for r in rows if r["id"] == run_id)
     assert row["state"] == "running" and row["script"] == str(script)
