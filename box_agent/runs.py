@@ -24,6 +24,7 @@ log = logging.getLogger("lager-box.runs")
 # SIGINT first so the script's `finally` blocks release instruments; then harder signals.
 STOP_SEQUENCE = ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0))
 KEEP_FINISHED_RUNS = 100
+PIPE_LINGER = 5.0  # seconds of silence on a pipe, after the script exits, before we stop reading
 _READ_CHUNK = 256 * 1024
 
 
@@ -66,6 +67,8 @@ class Run:
     timed_out: bool = False
     stop_reason: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    delivering: int = 0  # output chunks on their way to viewers right now
+    last_output: float = field(default_factory=time.monotonic)
     _stopping: asyncio.Task[None] | None = None
 
     @property
@@ -214,9 +217,7 @@ class Supervisor:
         except (ProcessLookupError, PermissionError):
             pass
         returncode = await proc.wait()
-        done, pending = await asyncio.wait(pumps, timeout=5)
-        for task in pending:
-            task.cancel()
+        await self._finish_output(run, pumps)
         run.link.close()
         link_task.cancel()
         run.exit_status = protocol.EXIT_TIMED_OUT if run.timed_out else (
@@ -235,7 +236,25 @@ class Supervisor:
             data = await pipe.read(_READ_CHUNK)
             if not data:
                 return
-            await run.log.feed(stream, data)
+            run.delivering += 1
+            try:
+                await run.log.feed(stream, data)
+            finally:
+                run.delivering -= 1
+                run.last_output = time.monotonic()
+
+    @staticmethod
+    async def _finish_output(run: Run, pumps: list[asyncio.Future[None]]) -> None:
+        """Deliver every byte the script wrote, however slow the client, but do not wait
+        forever on a pipe that a process which escaped the group (setsid) still holds open."""
+        while True:
+            _, pending = await asyncio.wait(pumps, timeout=1)
+            if not pending:
+                return
+            if run.delivering == 0 and time.monotonic() - run.last_output > PIPE_LINGER:
+                for task in pending:
+                    task.cancel()
+                return
 
     def _prune(self) -> None:
         finished = [r for r in self.runs.values() if r.done.is_set()]

@@ -15,6 +15,7 @@ from lager import protocol
 from lager.errors import RemoteError
 
 from .context import LagerContext
+from .terminal_out import write_all
 
 
 def open_console(obj: LagerContext, run_id: str) -> int:
@@ -62,8 +63,7 @@ def _relay_pipe(chan: Any) -> bool:
     got = False
     while data := chan.recv(65536):
         got = True
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_all(sys.stdout.buffer, data)
     return got
 
 

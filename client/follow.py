@@ -87,18 +87,20 @@ class Follower:
                 select.select([chan], [], [], 0.5)
             except InterruptedError:
                 continue
-            while chan.recv_stderr_ready():
-                self.out.write(2, chan.recv_stderr(262144))
-            while chan.recv_ready():
-                data = chan.recv(262144)
-                if not data:
-                    break
-                self.out.write(1, data)
-            if chan.closed or (chan.eof_received and not chan.recv_ready()
-                               and not chan.recv_stderr_ready()):
-                while chan.recv_stderr_ready():
-                    self.out.write(2, chan.recv_stderr(262144))
-                if chan.exit_status_ready() or chan.closed or not chan.get_transport().is_active():
-                    return
+            self._drain()
+            if chan.eof_received or chan.closed:
+                # Nothing more can arrive; what is buffered is read to its end (recv returns
+                # b"" only once the buffer is empty), so no byte is lost to the close.
+                while data := chan.recv_stderr(262144):
+                    self.out.write(2, data)
+                while data := chan.recv(262144):
+                    self.out.write(1, data)
                 chan.status_event.wait(5)
                 return
+
+    def _drain(self) -> None:
+        chan = self.chan
+        while chan.recv_stderr_ready():
+            self.out.write(2, chan.recv_stderr(262144))
+        while chan.recv_ready():
+            self.out.write(1, chan.recv(262144))

@@ -5,7 +5,9 @@ drawn when stderr is a terminal, never into pipes or CI logs.
 """
 from __future__ import annotations
 
+import os
 import re
+import select
 import sys
 import threading
 import time
@@ -13,6 +15,26 @@ from typing import BinaryIO
 
 _BANNER_TIMEOUT = re.compile(rb"^    auto-resume in ([0-9.e+]+)s$", re.M)
 _RESUMED = re.compile(rb"^=== (resumed|auto-resumed after)", re.M)
+
+
+def write_all(out: BinaryIO, data: bytes) -> None:
+    """Every byte, to the file descriptor itself: a buffered writer on a pipe was seen to drop
+    data when the client was stopped and continued (Ctrl-Z, then fg) mid-write."""
+    out.flush()
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        out.write(data)
+        out.flush()
+        return
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[written:]
 
 
 class RunOutput:
@@ -33,8 +55,7 @@ class RunOutput:
         with self._lock:
             self._clear_status()
             out = self.stdout if stream == 1 else self.stderr
-            out.write(data)
-            out.flush()
+            write_all(out, data)
             self._at_line_start = data.endswith(b"\n")
             if stream == 2 and self.countdown:
                 self._watch(data)
@@ -51,7 +72,7 @@ class RunOutput:
 
     def _clear_status(self) -> None:
         if self._status_shown:
-            self.stderr.write(b"\r\x1b[K")
+            write_all(self.stderr, b"\r\x1b[K")
             self._status_shown = False
 
     def _tick(self) -> None:
@@ -60,9 +81,8 @@ class RunOutput:
                 if self._deadline is None or not self._at_line_start:
                     continue
                 left = max(0, round(self._deadline - time.monotonic()))
-                self.stderr.write(f"\r    ... auto-resume in {left}s "
-                                  "(Enter resumes now)\x1b[K".encode())
-                self.stderr.flush()
+                write_all(self.stderr, f"\r    ... auto-resume in {left}s "
+                           "(Enter resumes now)\x1b[K".encode())
                 self._status_shown = True
 
     def close(self) -> None:

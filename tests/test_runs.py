@@ -316,3 +316,94 @@ finally:
     assert marker.read_text() == "ran"
     wait_for(lambda: not pids_with_env(tag) and not pids_with_env(run_id), 10,
              what="no orphans")
+
+
+def agent_rss_kb(agent) -> int:
+    for line in Path(f"/proc/{agent.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_one_gigabyte_of_output_streams_with_bounded_agent_memory(client: Client,
+                                                                  tmp_path: Path) -> None:
+    script = write_script(tmp_path, "flood.py", """
+import sys
+chunk = b"y" * (1 << 20)
+for _ in range(1024):
+    sys.stdout.buffer.write(chunk)
+""")
+    before = agent_rss_kb(client.agent)
+    out = tmp_path / "out.bin"
+    with open(out, "wb") as sink:
+        code = subprocess.run([LAGER, "python", str(script), "--box", "mybox"], env=client.env,
+                              stdout=sink, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=300).returncode
+    assert code == 0
+    assert out.stat().st_size == 1 << 30  # nothing dropped
+    assert agent_rss_kb(client.agent) - before < 100 * 1024  # the agent never held it
+
+
+def test_a_client_that_stops_reading_stalls_the_script_not_the_box(client: Client,
+                                                                   tmp_path: Path) -> None:
+    progress = tmp_path / "progress"
+    script = write_script(tmp_path, "writer.py", f"""
+import sys
+chunk = b"z" * (1 << 20)
+for i in range(400):
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    open({str(progress)!r}, "w").write(str(i))
+""")
+    proc = subprocess.Popen([LAGER, "python", str(script), "--box", "mybox"], env=client.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    wait_for(progress.exists, what="the script to start writing")
+    os.kill(proc.pid, signal.SIGSTOP)  # a laptop that stops reading (Ctrl-Z, a stuck pipe)
+    try:
+        time.sleep(2)
+        stalled_at = int(progress.read_text())
+        before = agent_rss_kb(client.agent)
+        time.sleep(2)
+        assert int(progress.read_text()) == stalled_at  # the script is blocked on its pipe
+        assert stalled_at < 100  # after windows and pipes filled, far short of 400 MB
+        assert agent_rss_kb(client.agent) - before < 20 * 1024
+        # Meanwhile the box serves everyone else.
+        assert client.run("python", "--list").returncode == 0
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    total = 0
+    while data := proc.stdout.read(1 << 20):  # type: ignore[union-attr]
+        total += len(data)
+    assert proc.wait(60) == 0 and total == 400 << 20
+
+
+def test_only_public_key_auth_is_offered(client: Client) -> None:
+    from sshclients import openssh
+    result = openssh(client, "list", b"", "-o", "PreferredAuthentications=password,"
+                     "keyboard-interactive", "-o", "PubkeyAuthentication=no")
+    assert result.returncode == 255 and b"Permission denied (publickey)" in result.stderr
+    shell = subprocess.run(["ssh", "-F", "/dev/null", "-o", "BatchMode=yes",
+                            "-o", f"UserKnownHostsFile={client.known_hosts}", "-i",
+                            str(client.key_path), "-p", str(client.agent.port),
+                            f"lab@{client.agent.host}", "id"], capture_output=True, timeout=30)
+    assert shell.returncode == 1 and b"does not offer a shell or command" in shell.stderr
+    forward = subprocess.run(["ssh", "-F", "/dev/null", "-o", "BatchMode=yes",
+                              "-o", "ExitOnForwardFailure=yes", "-N", "-L", "0:127.0.0.1:22",
+                              "-o", f"UserKnownHostsFile={client.known_hosts}", "-i",
+                              str(client.key_path), "-p", str(client.agent.port),
+                              f"lab@{client.agent.host}"], capture_output=True, timeout=30)
+    assert forward.returncode == 255  # no forwarding of any kind
+
+
+def test_authorize_rejects_junk(tmp_path: Path) -> None:
+    from conftest import LAGER_BOX
+    result = subprocess.run([LAGER_BOX, "authorize", "--state-dir", str(tmp_path / "s"),
+                             "not a key"], capture_output=True, text=True)
+    assert result.returncode == 1 and "not an OpenSSH public key" in result.stderr
+
+
+def test_shell_completion_through_click(client: Client) -> None:
+    env = dict(client.env, _LAGER_COMPLETE="bash_complete", COMP_WORDS="lager py", COMP_CWORD="1")
+    result = subprocess.run([LAGER], env=env, capture_output=True, text=True, timeout=30)
+    assert "plain,python" in result.stdout

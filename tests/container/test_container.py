@@ -19,7 +19,8 @@ import pytest
 from conftest import Client, write_script
 from scenarios import run_spec_example
 
-pytestmark = pytest.mark.container
+# Building the image on a fresh machine (debootstrap) takes minutes, inside the first test.
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "lager-box:test"
