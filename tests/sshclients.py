@@ -19,13 +19,19 @@ def openssh(client: Client, subsystem: str, stdin: bytes | str = b"", *options: 
     return subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout)
 
 
-def paramiko_subsystem(client: Client, subsystem: str, first_line: str | bytes | None,
-                       env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
-    """The '10-line paramiko script' the README documents, as a test helper."""
+def paramiko_connect(client: Client) -> paramiko.SSHClient:
+    """A plain paramiko client: the box's pinned key, a box key, nothing else."""
     ssh = paramiko.SSHClient()
     ssh.load_host_keys(str(client.known_hosts))
     ssh.connect(client.agent.host, client.agent.port, username="lab",
                 key_filename=str(client.key_path), look_for_keys=False, allow_agent=False)
+    return ssh
+
+
+def paramiko_subsystem(client: Client, subsystem: str, first_line: str | bytes | None,
+                       env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    """The '10-line paramiko script' the README documents, as a test helper."""
+    ssh = paramiko_connect(client)
     try:
         chan = ssh.get_transport().open_session()  # type: ignore[union-attr]
         for name, value in (env or {}).items():

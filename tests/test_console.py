@@ -8,11 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from conftest import LAGER, Client, LiveRun, start_run, wait_for, write_script
-from sshclients import openssh, paramiko_subsystem
+from sshclients import openssh, paramiko_connect, paramiko_subsystem
 
 SCRIPT = """import threading, time
 from lager import pause
@@ -121,10 +120,7 @@ def test_paramiko_console(client: Client, tmp_path: Path) -> None:
 
 def test_two_consoles_at_once_both_work(client: Client, tmp_path: Path) -> None:
     run, ident = start_console_run(client, tmp_path)
-    ssh = paramiko.SSHClient()
-    ssh.load_host_keys(str(client.known_hosts))
-    ssh.connect(client.agent.host, client.agent.port, username="lab",
-                key_filename=str(client.key_path), look_for_keys=False, allow_agent=False)
+    ssh = paramiko_connect(client)
     try:
         chans = []
         for n in range(2):
@@ -143,10 +139,7 @@ def test_two_consoles_at_once_both_work(client: Client, tmp_path: Path) -> None:
 
 def test_resume_closes_an_open_console(client: Client, tmp_path: Path) -> None:
     run, ident = start_console_run(client, tmp_path)
-    ssh = paramiko.SSHClient()
-    ssh.load_host_keys(str(client.known_hosts))
-    ssh.connect(client.agent.host, client.agent.port, username="lab",
-                key_filename=str(client.key_path), look_for_keys=False, allow_agent=False)
+    ssh = paramiko_connect(client)
     try:
         chan = ssh.get_transport().open_session()
         chan.invoke_subsystem("console")
@@ -165,10 +158,7 @@ def test_resume_closes_an_open_console(client: Client, tmp_path: Path) -> None:
 def test_console_client_vanishing_mid_statement_leaves_script_paused(client: Client,
                                                                      tmp_path: Path) -> None:
     run, ident = start_console_run(client, tmp_path)
-    ssh = paramiko.SSHClient()
-    ssh.load_host_keys(str(client.known_hosts))
-    ssh.connect(client.agent.host, client.agent.port, username="lab",
-                key_filename=str(client.key_path), look_for_keys=False, allow_agent=False)
+    ssh = paramiko_connect(client)
     chan = ssh.get_transport().open_session()
     chan.invoke_subsystem("console")
     chan.sendall(f"{ident}\nimport time; time.sleep(1); print('late')\n".encode())
