@@ -130,8 +130,13 @@ async def _main_process_exited(pid: int) -> None:
         fd = os.pidfd_open(pid)
     except (ProcessLookupError, OSError):
         return
-    exited = loop.create_future()
-    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, on_exit)
     try:
         await exited
     finally:
@@ -244,7 +249,7 @@ class Supervisor:
                 run.last_output = time.monotonic()
 
     @staticmethod
-    async def _finish_output(run: Run, pumps: list[asyncio.Future[None]]) -> None:
+    async def _finish_output(run: Run, pumps: list[asyncio.Task[None]]) -> None:
         """Deliver every byte the script wrote, however slow the client, but do not wait
         forever on a pipe that a process which escaped the group (setsid) still holds open."""
         while True:

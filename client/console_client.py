@@ -49,7 +49,7 @@ def _drain_stderr(chan: Any) -> str:
 def _relay_pipe(chan: Any) -> bool:
     def feed() -> None:
         try:
-            while data := sys.stdin.buffer.read1(65536):
+            while data := os.read(sys.stdin.fileno(), 65536):
                 chan.sendall(data)
         except (OSError, ValueError):
             pass

@@ -407,3 +407,32 @@ def test_shell_completion_through_click(client: Client) -> None:
     env = dict(client.env, _LAGER_COMPLETE="bash_complete", COMP_WORDS="lager py", COMP_CWORD="1")
     result = subprocess.run([LAGER], env=env, capture_output=True, text=True, timeout=30)
     assert "plain,python" in result.stdout
+
+
+def test_malformed_subsystem_requests_get_one_line(client: Client) -> None:
+    from sshclients import paramiko_subsystem
+    for subsystem, payload, needle in (
+            ("run", b"this is not json\n", b"malformed run request"),
+            ("run", b'{"main": "../../etc/passwd", "files": []}\n', b"must be relative"),
+            ("run", b'{"main": "a.py", "files": [{"path": "a.py", "size": 10}]}\nshort',
+             b"upload ended early"),
+            ("nets", b"[1, 2]\n", b"malformed nets request"),
+            ("kill", b"\n", b"kill wants one line"),
+            ("teleport", b"", b"does not offer subsystem 'teleport'")):
+        status, out, err = paramiko_subsystem(client, subsystem, payload)
+        assert status == 1 and out == b"", (subsystem, err)
+        assert needle in err and err.count(b"\n") == 1, (subsystem, err)
+    assert client.run("python", "--list").returncode == 0  # and the agent serves on
+
+
+def test_client_gone_while_paused_stops_the_run(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "p.py", "from lager import pause\npause('x', timeout=0)\n")
+    run = start_run(client, script)
+    ident = run.banner_id()
+    run.proc.kill()
+    run.proc.wait()
+
+    def exited() -> bool:
+        rows = json.loads(client.run("python", "--list", "--json").stdout)
+        return next(r for r in rows if r["short_id"] == ident)["state"] == "exited"
+    wait_for(exited, 30, what="the paused run to stop once its client was gone")

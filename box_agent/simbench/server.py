@@ -8,7 +8,9 @@ JSON line {device name: port} when listening and exits when its stdin closes (it
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -90,16 +92,19 @@ async def serve(models: Path, host: str = "127.0.0.1") -> None:
         device = devices[resource]
         inst = SimInstrument(device.name, device)
         server = await asyncio.start_server(
-            lambda r, w, inst=inst: _serve_client(inst, r, w), host, 0, limit=MAX_LINE)
+            functools.partial(_serve_client, inst), host, 0, limit=MAX_LINE)
         servers.append(server)
         ports[device.name] = server.sockets[0].getsockname()[1]
     print(json.dumps(ports), flush=True)
     loop = asyncio.get_running_loop()
     stdin_closed = loop.create_future()
     # Tied to the agent's lifetime: the agent holds our stdin, and its end closing ends us.
-    loop.add_reader(sys.stdin.fileno(),
-                    lambda: stdin_closed.done() or (sys.stdin.buffer.read1(4096) == b""
-                                                   and stdin_closed.set_result(None)))
+
+    def on_stdin() -> None:
+        if not stdin_closed.done() and os.read(sys.stdin.fileno(), 4096) == b"":
+            stdin_closed.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
     await stdin_closed
     for server in servers:
         server.close()

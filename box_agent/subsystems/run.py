@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import signal
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -163,7 +164,11 @@ async def handle_run(ctx: Context) -> None:
     raw = await ctx.read_line(MAX_HEADER, "the run request")
     spec, files, warnings = parse_header(raw)
     run_id, workdir = ctx.supervisor.new_workdir()
-    await _receive_files(ctx, workdir, files)
+    try:
+        await _receive_files(ctx, workdir, files)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)  # a failed upload leaves nothing behind
+        raise
     for warning in warnings:
         ctx.notice(warning)
     if spec.detach:

@@ -54,7 +54,7 @@ def resolve_timeout(timeout: float | None) -> float:
 
 def _caller_frame() -> FrameType | None:
     """The user's frame: skip lager itself and stdlib wrappers (functools, contextlib)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
         if not (name.startswith(_LAGER_DIR) or name.startswith(_STDLIB_DIR)):

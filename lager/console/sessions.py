@@ -70,7 +70,7 @@ class ConsoleSession:
         self.executing = False
         self._send_lock = threading.Lock()
         self.console = code.InteractiveConsole(namespace, filename="<console>")
-        self.console.write = self.send  # type: ignore[method-assign]
+        self.console.write = self.send  # type: ignore[method-assign,assignment]
         self.completer = rlcompleter.Completer(namespace)
         self.exec_thread = threading.Thread(target=self._exec_loop, name="lager-console",
                                             daemon=True)

@@ -1,0 +1,15 @@
+"""Full type hints are part of the style (DESIGN.md): mypy must pass on every package."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mypy_passes() -> None:
+    result = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports",
+                             "lager", "box_agent", "client"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
