@@ -24,6 +24,10 @@ log = logging.getLogger("lager-box.runs")
 # SIGINT first so the script's `finally` blocks release instruments; then harder signals.
 STOP_SEQUENCE = ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0))
 KEEP_FINISHED_RUNS = 100
+# If the agent itself is killed (SIGKILL, OOM) no gentle stop runs; the kernel then sends the
+# script SIGINT (its finally blocks still run) instead of leaving it running unsupervised.
+_SETPRIV = shutil.which("setpriv")
+_DEATH_SIGNAL: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "INT") if _SETPRIV else ()
 PIPE_LINGER = 5.0  # seconds of silence on a pipe, after the script exits, before we stop reading
 _READ_CHUNK = 256 * 1024
 
@@ -186,7 +190,7 @@ class Supervisor:
         env.update(spec.env)
         try:
             run.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-u", spec.main, *spec.args,
+                *_DEATH_SIGNAL, sys.executable, "-u", spec.main, *spec.args,
                 cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 start_new_session=True, pass_fds=(script_end.fileno(),),

@@ -436,3 +436,23 @@ def test_client_gone_while_paused_stops_the_run(client: Client, tmp_path: Path) 
         rows = json.loads(client.run("python", "--list", "--json").stdout)
         return next(r for r in rows if r["short_id"] == ident)["state"] == "exited"
     wait_for(exited, 30, what="the paused run to stop once its client was gone")
+
+
+def test_a_killed_agent_does_not_leave_scripts_running(tmp_path: Path) -> None:
+    from conftest import make_client
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    marker = tmp_path / "finally"
+    script = write_script(tmp_path, "orphan.py", f"""
+import time, pathlib
+try:
+    time.sleep(300)
+finally:
+    pathlib.Path({str(marker)!r}).write_text("ran")
+""")
+    run_id = laptop.run("python", str(script), "--detach").stdout.split()[2]
+    wait_for(lambda: pids_with_env(run_id), 10, what="the script")
+    box.proc.kill()  # no gentle stop can run
+    box.proc.wait()
+    wait_for(marker.exists, 15, what="the script's finally block")
+    wait_for(lambda: not pids_with_env(run_id), 15, what="the script to end")
