@@ -193,7 +193,7 @@ class Supervisor:
                 *_DEATH_SIGNAL, sys.executable, "-u", spec.main, *spec.args,
                 cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, pass_fds=(script_end.fileno(),),
+                start_new_session=True, pass_fds=(script_end.fileno(),), limit=_READ_CHUNK,
             )
         except OSError as exc:
             agent_end.close()

@@ -20,14 +20,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+# A dockerd killed with its session leaves a pid file and maybe a dying process behind; start
+# one whenever none is alive and answering, and start again if the one we started died.
+start_dockerd() {
   echo "docker-up: starting dockerd" >&2
-  nohup dockerd >/var/log/lager-dockerd.log 2>&1 &
-fi
-for _ in $(seq 60); do
+  nohup dockerd >>/var/log/lager-dockerd.log 2>&1 &
+  started=$!
+}
+started=""
+live=""
+for pid in $(pgrep -x dockerd || true); do
+  grep -q '^State:.*[RSD]' "/proc/$pid/status" 2>/dev/null && live=$pid
+done
+[ -n "$live" ] || start_dockerd
+for _ in $(seq 120); do
   docker info >/dev/null 2>&1 && exit 0
+  if [ -n "$started" ] && ! kill -0 "$started" 2>/dev/null; then
+    rm -f /var/run/docker.pid
+    start_dockerd
+  fi
   sleep 1
 done
-echo "docker-up: dockerd did not answer within 60 s; see /var/log/lager-dockerd.log" >&2
+echo "docker-up: dockerd did not answer within 120 s; see /var/log/lager-dockerd.log" >&2
 tail -n 20 /var/log/lager-dockerd.log >&2 || true
 exit 1
