@@ -43,6 +43,8 @@ def try_continue(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None or not parsed[1]:
         return None
+    from lager import protocol
+
     from . import mux
     from .config import Config
 
@@ -55,7 +57,7 @@ def try_continue(argv: list[str]) -> int | None:
         return None
     if box is None:
         return None
-    answer = mux.request(mux.socket_path(config, box), "continue", parsed[0], None)
+    answer = mux.request(mux.socket_path(config, box), protocol.SUB_CONTINUE, parsed[0], None)
     if answer is None:
         return None
     out, err, status = answer
