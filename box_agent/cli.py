@@ -64,7 +64,7 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
     base_env.update(bench.script_env())
     base_env[protocol.ENV_BOX_NAME] = name
     supervisor = Supervisor(state.runs_dir, base_env)
-    agent = Agent(state, supervisor, name, bench)
+    agent = Agent(state, supervisor)
     try:
         bound_host, bound_port = await agent.listen(host, port)
     except OSError as exc:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import asyncssh
 
@@ -64,12 +63,9 @@ class BoxSSHServer(asyncssh.SSHServer):
 
 
 class Agent:
-    def __init__(self, state: StateDir, supervisor: Supervisor, box_name: str,
-                 bench: Any = None) -> None:
+    def __init__(self, state: StateDir, supervisor: Supervisor) -> None:
         self.state = state
         self.supervisor = supervisor
-        self.box_name = box_name
-        self.bench = bench
         self._server: asyncssh.SSHAcceptor | None = None
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
@@ -90,7 +86,7 @@ class Agent:
         assert isinstance(owner, BoxSSHServer)
         name = process.subsystem
         env = {k: v for k, v in process.env.items() if k in protocol.CHANNEL_ENV_WHITELIST}
-        ctx = Context(process, self.supervisor, owner.caller(), env, self.box_name, self.bench)
+        ctx = Context(process, self.supervisor, owner.caller(), env)
         handler = HANDLERS.get(name or "")
         if handler is None:
             what = f"subsystem {name!r}" if name else "a shell or command"

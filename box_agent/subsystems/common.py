@@ -23,8 +23,6 @@ class Context:
     supervisor: Supervisor
     caller: Caller
     env: dict[str, str]  # whitelisted channel env
-    box_name: str
-    bench: Any
     pending: bytes = b""  # read past the end of a line; the next read returns it first
 
     def write_line(self, text: str) -> None:
