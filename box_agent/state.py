@@ -1,7 +1,9 @@
 """The agent's state dir: host key, box keys (authorized_keys), run dirs and claim locks."""
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import asyncssh
 
 from lager.errors import LagerError
 
+log = logging.getLogger("lager-box.state")
 DEFAULT_STATE_DIR = Path(os.environ.get("LAGER_BOX_STATE", "/var/lib/lager-box"))
 
 
@@ -35,6 +38,9 @@ class StateDir:
         os.chmod(self.root, 0o700)
         for sub in (self.runs_dir, self.claims_dir):
             sub.mkdir(exist_ok=True, mode=0o700)
+        # Run dirs outlive only their runs, and no run outlives the agent that started it.
+        for stale in self.runs_dir.iterdir():
+            shutil.rmtree(stale, ignore_errors=True)
         if not self.host_key_path.exists():
             key = asyncssh.generate_private_key("ssh-ed25519", comment="lager-box")
             key.write_private_key(str(self.host_key_path))
@@ -55,6 +61,9 @@ class StateDir:
             try:
                 key = asyncssh.import_public_key(line)
             except (asyncssh.KeyImportError, ValueError):
+                # Includes lines with options (from=, command=): refusing the key is safer
+                # than accepting it without the restriction its owner meant.
+                log.warning("authorized_keys: ignoring a line that is not a plain public key")
                 continue
             keys.append(BoxKey(key, key.get_comment() or "", key.get_fingerprint("sha256")))
         return keys

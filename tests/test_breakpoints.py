@@ -351,3 +351,27 @@ print("survived")
     assert "auto-resume in 300s" in run.err.wait_for("auto-resume")
     client.run("python", "--continue", ident)
     assert run.finish() == 0 and run.out.text == "survived\n"
+
+
+def test_forked_children_and_console_code_cannot_pause(client: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "fork.py", """
+import multiprocessing as mp
+from lager import pause
+
+def child():
+    pause("from a child", timeout=0)  # shares the socket, not the pause: a no-op
+    print("child went on", flush=True)
+
+ctx = mp.get_context("fork")
+p = ctx.Process(target=child); p.start(); p.join()
+pause("parent", timeout=0, interactive=True)
+print("parent done", flush=True)
+""")
+    run = start_run(client, script)
+    ident = run.banner_id()
+    assert "child went on" in run.out.text and "from a child" not in run.err.text
+    console = client.run("python", "--console", ident, input="pause('nested')\n1+1\n")
+    assert "pause() inside the console is ignored" in console.stdout
+    assert console.stdout.splitlines()[-1] == "2"
+    assert client.run("python", "--continue", ident).returncode == 0
+    assert run.finish() == 0 and run.out.text.endswith("parent done\n")

@@ -26,6 +26,7 @@ class Message:
 class AgentLink:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.pid = os.getpid()
 
     def send(self, msg: dict[str, Any]) -> None:
         self.sock.send(protocol.encode_msg(msg))
@@ -51,6 +52,8 @@ def agent_link() -> AgentLink | None:
     """The link to the agent, or None when this process was not started by `lager python`."""
     global _link
     with _link_lock:
+        if _link is not None and _link.pid != os.getpid():
+            return None  # a forked child (multiprocessing) shares the socket but not the pause
         if _link is None:
             fd = os.environ.get(protocol.ENV_AGENT_FD)
             agent_pid = os.environ.get(protocol.ENV_AGENT_PID)

@@ -13,6 +13,7 @@ from .agent_link import AgentLink, agent_link
 
 # Pauses from several threads are served one at a time: a second one waits its turn.
 _pause_lock = threading.Lock()
+CONSOLE_THREAD = "lager-console"  # the name lager.console gives its exec threads
 _seq = itertools.count(1)
 _LAGER_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _STDLIB_DIR = os.path.dirname(os.__file__)  # cheaper than sysconfig at import time
@@ -98,6 +99,10 @@ def pause(label: str | None = None, *, timeout: float | None = None,
     script (KeyboardInterrupt and SystemExit still stop it, as a stop of the run should).
     """
     if protocol.breakpoints_disabled(os.environ.get(protocol.ENV_BREAKPOINTS)):
+        return
+    if threading.current_thread().name == CONSOLE_THREAD:
+        # The pause that owns this console holds the pause lock: waiting here would hang it.
+        _say("lager: pause() inside the console is ignored")
         return
     try:
         link = agent_link()

@@ -15,6 +15,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from ..breakpoints.pause import CONSOLE_THREAD
 from .lineedit import EndOfInput, LineEditor, LineInterrupted
 from .routing import routed_streams
 
@@ -72,7 +73,7 @@ class ConsoleSession:
         self.console = code.InteractiveConsole(namespace, filename="<console>")
         self.console.write = self.send  # type: ignore[method-assign,assignment]
         self.completer = rlcompleter.Completer(namespace)
-        self.exec_thread = threading.Thread(target=self._exec_loop, name="lager-console",
+        self.exec_thread = threading.Thread(target=self._exec_loop, name=CONSOLE_THREAD,
                                             daemon=True)
         self.reader_thread = threading.Thread(target=self._read_loop,
                                               name="lager-console-reader", daemon=True)
