@@ -341,7 +341,10 @@ for _ in range(1024):
                               timeout=300).returncode
     assert code == 0
     assert out.stat().st_size == 1 << 30  # nothing dropped
-    assert agent_rss_kb(client.agent) - before < 100 * 1024  # the agent never held it
+    # The agent never held the stream: its resident memory grows by a small fraction of 1 GB
+    # (allocator slack from earlier tests varies, hence the generous bound).
+    grown = agent_rss_kb(client.agent) - before
+    assert grown < 256 * 1024, f"agent RSS grew by {grown} KiB"
 
 
 def test_a_client_that_stops_reading_stalls_the_script_not_the_box(client: Client,
