@@ -18,6 +18,7 @@ log = logging.getLogger("lager-box.server")
 # 256 KiB packets and AES-GCM: the measured way to full channel throughput (DESIGN.md).
 MAX_PACKET = 256 * 1024
 WINDOW = 8 * 1024 * 1024
+REKEY_BYTES = 1 << 30
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
               "aes128-ctr", "aes256-ctr")
 
@@ -76,6 +77,8 @@ class Agent:
             allow_pty=True, line_editor=False, x11_forwarding=False, agent_forwarding=False,
             max_pktsize=MAX_PACKET, window=WINDOW, encryption_algs=list(ENCRYPTION),
             keepalive_interval=15, keepalive_count_max=4, login_timeout=30,
+            # The box drives rekeying (clients leave it to us; see client/ssh.py).
+            rekey_bytes=REKEY_BYTES, rekey_seconds=3600,
         )
         sock = self._server.sockets[0].getsockname()
         return sock[0], sock[1]

@@ -66,6 +66,11 @@ def start_transport(box: Box) -> "paramiko.Transport":
     transport.get_security_options().ciphers = CIPHERS
     transport.default_max_packet_size = MAX_PACKET
     transport.default_window_size = WINDOW
+    # paramiko racing its own rekey against a busy session channel fails with "Key-exchange
+    # timed out" (paramiko issue #822; seen here at ~1 GB of script output). The box rekeys
+    # every REKEY_BYTES (box_agent/server.py) and hourly, so the client leaves it to the box.
+    transport.packetizer.REKEY_BYTES = 1 << 62
+    transport.packetizer.REKEY_PACKETS = 1 << 62
     try:
         transport.start_client(timeout=CONNECT_TIMEOUT)
     except (paramiko.SSHException, OSError, EOFError) as exc:
