@@ -50,7 +50,6 @@ class BreakpointLink:
         sock.setblocking(False)
         self.pause: Pause | None = None
         self.last_resume: dict[str, Any] | None = None
-        self.resumed_at: float | None = None  # monotonic, for the in-agent latency bench
         self._closed = False
 
     async def serve(self) -> None:
@@ -100,7 +99,6 @@ class BreakpointLink:
         log.info("run %s resumed (%s) by %s at %s:%s", self.run_id, how, by or "-",
                  pause.file, pause.line)
         self._send({"op": "resume", "seq": pause.seq, "how": how, "after": pause.timeout})
-        self.resumed_at = time.monotonic()
         return pause
 
     def open_console(self, pty: bool, cols: int, rows: int) -> socket.socket:

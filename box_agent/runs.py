@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lager import protocol
-from lager.errors import AmbiguousRunId, LagerError, RunNotFound
+from lager.errors import AmbiguousRunId, LagerError, NotPaused, RunNotFound
 
 from .breakpoints import BreakpointLink
 from .output_log import STDERR, STDOUT, OutputLog, Viewer
@@ -99,6 +99,15 @@ class Run:
             "detached": self.spec.detach,
             "pid": self.proc.pid if self.proc else None,
         }
+
+    def paused_link(self) -> BreakpointLink:
+        """The link of a paused run, or NotPaused saying what the run is doing instead."""
+        if self.link is None or self.done.is_set():
+            raise NotPaused(f"run {protocol.short_id(self.id)} is not paused: it exited "
+                            f"with code {self.exit_status}")
+        if self.link.pause is None:
+            raise NotPaused(f"run {protocol.short_id(self.id)} is not paused: it is running")
+        return self.link
 
     def signal_group(self, sig: int) -> None:
         if self.proc is None or self.exit_status is not None:
@@ -232,7 +241,8 @@ class Supervisor:
         run.exit_status = protocol.EXIT_TIMED_OUT if run.timed_out else (
             128 - returncode if returncode < 0 else returncode)
         run.done.set()
-        log.info("run %s exited with %s", run.id, run.exit_status)
+        log.info("run %s exited with %s%s", run.id, run.exit_status,
+                 f" (stopped: {run.stop_reason})" if run.stop_reason else "")
 
     def _time_out(self, run: Run) -> None:
         run.timed_out = True

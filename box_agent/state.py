@@ -79,8 +79,6 @@ class StateDir:
             key = asyncssh.import_public_key(line)
         except (asyncssh.KeyImportError, ValueError) as exc:
             raise LagerError(f"not an OpenSSH public key: {exc}") from None
-        if isinstance(key, asyncssh.SSHKey) and key.get_algorithm() == "":
-            raise LagerError("not an OpenSSH public key")
         self.prepare()
         fingerprint = key.get_fingerprint("sha256")
         if any(k.fingerprint == fingerprint for k in self.box_keys()):

@@ -5,20 +5,16 @@ import asyncio
 
 import asyncssh
 
-from lager import protocol
-from lager.errors import NotPaused
 
 from .common import Context
 
 
 async def handle_console(ctx: Context) -> None:
     run = await ctx.run_from_request()
-    if run.link is None or run.done.is_set():
-        raise NotPaused(f"run {protocol.short_id(run.id)} is not paused: it exited "
-                        f"with code {run.exit_status}")
+    link = run.paused_link()
     pty = ctx.process.get_terminal_type() is not None
     cols, rows = (ctx.process.get_terminal_size()[:2] if pty else (80, 24))
-    sock = run.link.open_console(pty, cols or 80, rows or 24)
+    sock = link.open_console(pty, cols or 80, rows or 24)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
 
     async def upstream() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 
 from lager import protocol
-from lager.errors import LagerError, NotPaused
+from lager.errors import LagerError
 
 from .common import Context
 
@@ -12,12 +12,7 @@ from .common import Context
 async def handle_continue(ctx: Context) -> None:
     """Contract (DESIGN.md): one line on stdout and status 0, or one reason on stderr and 1."""
     run = await ctx.run_from_request()
-    if run.link is None or run.done.is_set():
-        raise NotPaused(f"run {protocol.short_id(run.id)} is not paused: it exited "
-                        f"with code {run.exit_status}")
-    if run.link.pause is None:
-        raise NotPaused(f"run {protocol.short_id(run.id)} is not paused: it is running")
-    pause = run.link.resume("continue", ctx.caller.describe())
+    pause = run.paused_link().resume("continue", ctx.caller.describe())
     label = f' "{pause.label}"' if pause.label else ""
     ctx.write_line(f"resumed run {protocol.short_id(run.id)} at breakpoint{label} "
                    f"{pause.file}:{pause.line}")

@@ -39,9 +39,9 @@ class ChannelViewer:
 
     async def output(self, stream: int, data: bytes) -> None:
         async with self.lock:
-            await self._write(stream, data)
+            await self.write_unlocked(stream, data)
 
-    async def _write(self, stream: int, data: bytes) -> None:
+    async def write_unlocked(self, stream: int, data: bytes) -> None:
         if self.process.is_closing():
             raise ConnectionError("channel closed")
         target = self.process.stdout if stream == STDOUT else self.process.stderr
@@ -193,7 +193,7 @@ async def handle_attach(ctx: Context) -> None:
         if dropped:
             ctx.notice(f"[{dropped} bytes of earlier output were dropped from the box's log]")
         for stream, data in backlog:
-            await viewer._write(stream, data)
+            await viewer.write_unlocked(stream, data)
     if run.done.is_set():
         run.log.detach(viewer)
         _finish(ctx, run)

@@ -34,7 +34,7 @@ def add(obj: LagerContext, name: str, host: str, port: int, user: str, identity:
     config = obj.config
     box = Box(name=name, host=host, port=port, user=user, identity=identity)
     if identity is None:
-        _, public_line, created = config.ensure_default_key()
+        _, _, created = config.ensure_default_key()
         if created:
             click.echo(f"created lager's key {config.default_key_path}")
     transport = start_transport(box)

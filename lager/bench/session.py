@@ -28,7 +28,6 @@ class InstrumentSession:
         self.users = 0
         self.io_lock = threading.Lock()  # one SCPI exchange at a time, whatever the thread
         self._res: Any = None
-        self._net_for_errors = spec.name
 
     def _open(self, net: str) -> Any:
         if self._res is None:
