@@ -178,7 +178,7 @@ def bench_resume(b: Bench) -> None:
         resumed = wait_marks(marks, i + 1)
         (lager_t if i % 2 == 0 else ssh_t).append(resumed - start)
         rows = json.loads(b.lager("python", "--list", "--json").stdout)
-        last = [r for r in rows if r["short_id"] == ident][0]["last_resume"]
+        last = next(r for r in rows if r["short_id"] == ident)["last_resume"]
         agent_t.append(resumed - last["at"])
     proc.wait(30)
     b.add("resume: command start -> next statement, ms", lager_t, ssh_t, "ssh -s continue")
@@ -238,7 +238,7 @@ def bench_instruments(b: Bench) -> None:
 
     config = b.root / "box" / "bench-simulated.yaml"
     resource = re.search(r'"(TCPIP0::127\.0\.0\.1::\d+::SOCKET)"',
-                         [l for l in config.read_text().splitlines() if "dp821:" in l][0]).group(1)
+                         next(l for l in config.read_text().splitlines() if "dp821:" in l)).group(1)
     rm = pyvisa.ResourceManager("@py")
     inst = rm.open_resource(resource, read_termination="\n", write_termination="\n")
     trips = [timed(lambda: inst.query(":SOUR1:VOLT?")) for _ in range(500)]
@@ -264,12 +264,12 @@ def main() -> None:
     finally:
         b.close()
         shutil.rmtree(root, ignore_errors=True)
-    widths = [max(len(r[i]) for r in b.rows + [("what", "lager", "baseline", "ratio")])
+    widths = [max(len(r[i]) for r in [*b.rows, ("what", "lager", "baseline", "ratio")])
               for i in range(4)]
     header = ("what", "lager", "baseline (same run)", "ratio")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)))
     for row in b.rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ class BenchHost:
 
     @classmethod
     async def start(cls, bench_file: Path | None, state_dir: Path,
-                    claims_dir: Path) -> "BenchHost":
+                    claims_dir: Path) -> BenchHost:
         sim = None
         if bench_file is None:
             sim, ports = await _start_simulator()
@@ -52,7 +52,7 @@ class BenchHost:
             self.sim.stdin.close()  # its stdin closing is what tells the simulator to end
             try:
                 await asyncio.wait_for(self.sim.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.sim.kill()
                 await self.sim.wait()
 

@@ -32,7 +32,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT; port 0 picks one")
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True,
+              help="HOST:PORT; port 0 picks one")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR,
               show_default=True)
 @click.option("--bench", "bench_file", type=click.Path(path_type=Path, exists=True,

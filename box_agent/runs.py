@@ -74,6 +74,7 @@ class Run:
     delivering: int = 0  # output chunks on their way to viewers right now
     last_output: float = field(default_factory=time.monotonic)
     _stopping: asyncio.Task[None] | None = None
+    supervisor_task: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> str:
@@ -132,7 +133,7 @@ class Run:
             try:
                 await asyncio.wait_for(self.done.wait(), grace)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
 
@@ -212,7 +213,7 @@ class Supervisor:
         run.link = BreakpointLink(run_id, agent_end)
         self.runs[run_id] = run
         self._prune()
-        asyncio.ensure_future(self._supervise(run))
+        run.supervisor_task = asyncio.ensure_future(self._supervise(run))
         log.info("run %s started by %s: %s", run_id, caller.describe(), spec.display_name)
         return run
 

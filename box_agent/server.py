@@ -104,7 +104,7 @@ class Agent:
             process.close()
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - one client's bug must not take the agent down
+        except Exception:
             log.exception("subsystem %s failed", name)
             fail(process, f"internal error in subsystem {name}; see the box log")
 

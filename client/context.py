@@ -30,7 +30,7 @@ class LagerContext:
             self._box = self.config.box(self.box_name)
         return self._box
 
-    def connect(self) -> "BoxConnection":
+    def connect(self) -> BoxConnection:
         from .ssh import BoxConnection
 
         return BoxConnection(self.config, self.box())
@@ -62,7 +62,7 @@ class LagerContext:
         return json.loads(self.request(subsystem, line))
 
 
-def exchange(conn: "BoxConnection", subsystem: str, line: str | None,
+def exchange(conn: BoxConnection, subsystem: str, line: str | None,
              env: dict[str, str] | None) -> tuple[str, str, int]:
     chan = conn.open(subsystem, env=env)
     try:

@@ -28,7 +28,7 @@ def _parse(argv: list[str]) -> tuple[str, str | None] | None:
                 return None
             value = rest.pop(0)
         if name == "--continue":
-            run_id = run_id is None and value or None
+            run_id = (run_id is None and value) or None
             if run_id is None:
                 return None
         else:

@@ -160,7 +160,7 @@ class Keeper:
                     break
                 try:
                     client, _ = server.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 threading.Thread(target=self._handle, args=(client,), daemon=True).start()
         finally:

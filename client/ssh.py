@@ -48,7 +48,7 @@ def _open_socket(box: Box) -> socket.socket:
     except ConnectionRefusedError:
         raise ConnectionFailed(f"box {box.name} ({box.host}:{box.port}) refused the "
                                "connection: is `lager-box serve` running there?") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise ConnectionFailed(f"box {box.name} ({box.host}:{box.port}) did not answer "
                                f"within {CONNECT_TIMEOUT:g}s") from None
     except OSError as exc:
@@ -58,7 +58,7 @@ def _open_socket(box: Box) -> socket.socket:
     return sock
 
 
-def start_transport(box: Box) -> "paramiko.Transport":
+def start_transport(box: Box) -> paramiko.Transport:
     """TCP plus key exchange, before any host key check or auth."""
     paramiko = _paramiko()
     sock = _open_socket(box)
@@ -80,7 +80,7 @@ def start_transport(box: Box) -> "paramiko.Transport":
     return transport
 
 
-def load_identity(config: Config, box: Box) -> "paramiko.PKey":
+def load_identity(config: Config, box: Box) -> paramiko.PKey:
     paramiko = _paramiko()
     path = config.identity_path(box)
     if not path.exists():
@@ -97,7 +97,7 @@ def load_identity(config: Config, box: Box) -> "paramiko.PKey":
         raise AuthFailed(f"cannot read identity {path}: {exc}") from None
 
 
-def check_pinned(config: Config, box: Box, transport: "paramiko.Transport") -> None:
+def check_pinned(config: Config, box: Box, transport: paramiko.Transport) -> None:
     key = transport.get_remote_server_key()
     seen = fingerprint(key.asbytes())
     pinned = config.pinned_line(box)
@@ -114,7 +114,7 @@ def check_pinned(config: Config, box: Box, transport: "paramiko.Transport") -> N
             f"--repin`")
 
 
-def authenticate(config: Config, box: Box, transport: "paramiko.Transport") -> None:
+def authenticate(config: Config, box: Box, transport: paramiko.Transport) -> None:
     paramiko = _paramiko()
     key = load_identity(config, box)
     try:
@@ -144,7 +144,7 @@ class BoxConnection:
         authenticate(config, box, self.transport)
 
     def open(self, subsystem: str, env: dict[str, str] | None = None,
-             pty: tuple[str, int, int] | None = None) -> "paramiko.Channel":
+             pty: tuple[str, int, int] | None = None) -> paramiko.Channel:
         paramiko = _paramiko()
         try:
             chan = self.transport.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET)
@@ -162,7 +162,7 @@ class BoxConnection:
     def close(self) -> None:
         self.transport.close()
 
-    def __enter__(self) -> "BoxConnection":
+    def __enter__(self) -> BoxConnection:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["pause", "breakpoint_hook", "Net", "NetType", "LagerError"]
+__all__ = ["LagerError", "Net", "NetType", "breakpoint_hook", "pause"]
 
 _LAZY = {"pause": "breakpoints.pause", "breakpoint_hook": "breakpoints.pause",
          "Net": "bench.net", "NetType": "bench.net", "LagerError": "errors"}

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import Client, make_client, start_agent, start_run, write_script
 from scenarios import run_spec_example
+
 
 def test_spec_full_example(client: Client, tmp_path: Path) -> None:
     run_spec_example(client, tmp_path)

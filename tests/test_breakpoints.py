@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Client, LiveRun, StreamReader, start_run, wait_for, write_script
 from sshclients import openssh, paramiko_subsystem
 

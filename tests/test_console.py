@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import LAGER, Client, LiveRun, start_run, wait_for, write_script
 from sshclients import openssh, paramiko_connect, paramiko_subsystem
 

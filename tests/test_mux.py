@@ -7,8 +7,15 @@ import stat
 import time
 from pathlib import Path
 
-from conftest import (Client, make_client, pids_with_env, start_agent, start_run, wait_for,
-                      write_script)
+from conftest import (
+    Client,
+    make_client,
+    pids_with_env,
+    start_agent,
+    start_run,
+    wait_for,
+    write_script,
+)
 
 SCRIPT = "from lager import pause\nfor i in range(3):\n    pause('p', timeout=0)\nprint('done')\n"
 

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import (LAGER, Client, pids_with_env, start_agent, start_run, wait_for,
-                      write_script)
+from conftest import LAGER, Client, pids_with_env, start_agent, start_run, wait_for, write_script
 
 
 def test_streams_args_env_and_exit_code(client: Client, tmp_path: Path) -> None:

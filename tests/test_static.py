@@ -13,3 +13,10 @@ def test_mypy_passes() -> None:
                              "lager", "box_agent", "client"], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_ruff_passes() -> None:
+    """The rules chosen in pyproject.toml ([tool.ruff]) hold on the whole tree."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -13,7 +13,6 @@ from lager.errors import LagerError
 
 from ..runs import Caller, Run, Supervisor
 
-
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 
 

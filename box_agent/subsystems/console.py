@@ -5,7 +5,6 @@ import asyncio
 
 import asyncssh
 
-
 from .common import Context
 
 

@@ -62,7 +62,7 @@ def python(obj: LagerContext, script: str | None, args: tuple[str, ...], env: tu
            signal_name: str | None, list_runs: bool, as_json: bool) -> None:
     """Run SCRIPT (a file, or a directory with main.py) on the box, streaming its output."""
     chosen = [m for m, v in zip(MODES, (continue_id, console_id, reattach_id, kill_id,
-                                        list_runs)) if v]
+                                        list_runs), strict=False) if v]
     if len(chosen) > 1 or (chosen and script):
         raise UsageError("give a SCRIPT, or one of --continue, --console, --reattach, "
                          "--kill, --list")

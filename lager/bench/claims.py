@@ -20,7 +20,7 @@ from .. import protocol
 from ..errors import DeviceBusy
 
 _lock = threading.Lock()
-_held: dict[str, "Claim"] = {}
+_held: dict[str, Claim] = {}
 
 
 def claims_dir() -> Path:

@@ -8,8 +8,14 @@ from typing import Any
 from ..errors import NetError, UnknownNet, WrongNetType
 from .config import NetSpec, load_bench
 from .drivers import DRIVERS
-from .protocols import ADCDriver, BatteryDriver, BatteryState, Driver, PowerSupplyDriver, \
-    SupplyState
+from .protocols import (
+    ADCDriver,
+    BatteryDriver,
+    BatteryState,
+    Driver,
+    PowerSupplyDriver,
+    SupplyState,
+)
 from .session import close_session, open_session
 
 _bench: dict[str, NetSpec] | None = None
@@ -73,7 +79,7 @@ class Net:
             self._closed = True
             close_session(self.spec.instrument, self.name)
 
-    def __enter__(self) -> "Net":
+    def __enter__(self) -> Net:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,7 +1,7 @@
 """One protocol per kind of instrument; vendor drivers implement them and return values."""
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ class BatteryState:
         return asdict(self)
 
 
-class Driver(ABC):
+class Driver:
     def __init__(self, session: InstrumentSession, channel: int | None, net: str) -> None:
         self.session = session
         self.channel = channel

@@ -9,7 +9,7 @@ from . import claims
 from .config import InstrumentSpec
 
 _lock = threading.Lock()
-_sessions: dict[str, "InstrumentSession"] = {}
+_sessions: dict[str, InstrumentSession] = {}
 _rm: Any = None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import protocol
 
-_link: "AgentLink | None" = None
+_link: AgentLink | None = None
 _link_lock = threading.Lock()
 
 

@@ -49,7 +49,7 @@ def snapshot(frame: FrameType | None) -> dict[str, Any]:
 
 
 class _SocketSink:
-    def __init__(self, session: "ConsoleSession") -> None:
+    def __init__(self, session: ConsoleSession) -> None:
         self.session = session
 
     def write(self, text: str) -> int:
