@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,17 +18,14 @@ from lager.errors import AmbiguousRunId, LagerError, NotPaused, RunNotFound
 
 from .breakpoints import BreakpointLink
 from .output_log import STDERR, STDOUT, OutputLog, Viewer
+from .privsep import Identity, RunIdentities, separation_off_reason
 
 log = logging.getLogger("lager-box.runs")
 
 # SIGINT first so the script's `finally` blocks release instruments; then harder signals.
 STOP_SEQUENCE = ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0))
 KEEP_FINISHED_RUNS = 100
-# If the agent itself is killed (SIGKILL, OOM) no gentle stop runs; the kernel then sends the
-# script SIGINT (its finally blocks still run) instead of leaving it running unsupervised.
-_SETPRIV = shutil.which("setpriv")
-_DEATH_SIGNAL: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "INT") if _SETPRIV else ()
-PIPE_LINGER = 5.0  # seconds of silence on a pipe, after the script exits, before we stop reading
+MONITOR_START_TIMEOUT = 30.0
 _READ_CHUNK = 256 * 1024
 
 
@@ -65,14 +62,15 @@ class Run:
     workdir: Path
     started_at: float = field(default_factory=time.time)
     log: OutputLog = field(default_factory=OutputLog)
-    proc: asyncio.subprocess.Process | None = None
+    proc: asyncio.subprocess.Process | None = None  # the run's monitor (box_agent/monitor.py)
+    ctl: socket.socket | None = None  # our end of the monitor's control socket
+    identity: Identity | None = None  # the uid the script runs as, under privilege separation
+    script_pid: int | None = None
     link: BreakpointLink | None = None
     exit_status: int | None = None
     timed_out: bool = False
     stop_reason: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    delivering: int = 0  # output chunks on their way to viewers right now
-    last_output: float = field(default_factory=time.monotonic)
     _stopping: asyncio.Task[None] | None = None
     supervisor_task: asyncio.Task[None] | None = None
 
@@ -98,7 +96,7 @@ class Run:
             "started_by": self.caller.as_dict(),
             "started_at": self.started_at,
             "detached": self.spec.detach,
-            "pid": self.proc.pid if self.proc else None,
+            "pid": self.script_pid,
         }
 
     def paused_link(self) -> BreakpointLink:
@@ -111,12 +109,13 @@ class Run:
         return self.link
 
     def signal_group(self, sig: int) -> None:
-        if self.proc is None or self.exit_status is not None:
+        """Signal the script's group and everything else it started, through its monitor."""
+        if self.ctl is None or self.exit_status is not None:
             return
         try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
+            self.ctl.send(protocol.encode_msg({"op": "signal", "sig": int(sig)}))
+        except OSError:
+            pass  # the monitor is gone; the run is ending on its own
 
     def stop(self, reason: str) -> asyncio.Task[None]:
         """The gentle stop: SIGINT, grace, SIGTERM, SIGKILL. Idempotent."""
@@ -137,32 +136,20 @@ class Run:
                 continue
 
 
-async def _main_process_exited(pid: int) -> None:
-    """Wait for the script's own process to exit, whatever its children still hold open."""
-    loop = asyncio.get_running_loop()
-    try:
-        fd = os.pidfd_open(pid)
-    except (ProcessLookupError, OSError):
-        return
-    exited: asyncio.Future[None] = loop.create_future()
-
-    def on_exit() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(fd, on_exit)
-    try:
-        await exited
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
 class Supervisor:
-    def __init__(self, runs_dir: Path, base_env: dict[str, str]) -> None:
+    def __init__(self, runs_dir: Path, base_env: dict[str, str], run_as: str | None = None,
+                 run_groups: Sequence[str] = ()) -> None:
         self.runs_dir = runs_dir
         self.base_env = base_env
         self.runs: dict[str, Run] = {}
+        self.identities: RunIdentities | None = None
+        if run_as:
+            self.identities = RunIdentities(run_as, run_groups)
+            shared = [Path(base_env[k]) for k in (protocol.ENV_BENCH_CONFIG,) if k in base_env]
+            claims = Path(base_env.get(protocol.ENV_CLAIMS_DIR) or runs_dir.parent / "claims")
+            self.identities.open_up(runs_dir.parent, runs_dir, claims, shared)
+        else:
+            log.warning("%s", separation_off_reason())
 
     def new_workdir(self) -> tuple[str, Path]:
         run_id = protocol.new_run_id()
@@ -187,35 +174,74 @@ class Supervisor:
         if viewer is not None:
             run.log.attach(viewer, with_backlog=False)
         agent_end, script_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ctl, monitor_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(self.base_env)
         env.update({
             protocol.ENV_RUN_ID: run_id,
             protocol.ENV_AGENT_FD: str(script_end.fileno()),
-            protocol.ENV_AGENT_PID: str(os.getpid()),
             protocol.ENV_SCRIPT_NAME: spec.display_name,
             # builtin breakpoint() becomes lager.pause(); a user's PYTHONBREAKPOINT=0 still wins
             "PYTHONBREAKPOINT": "lager.breakpoint_hook",
             "PYTHONUNBUFFERED": "1",
         })
         env.update(spec.env)
+        monitor_dir = self.monitor_dir(run_id)
+        monitor_dir.mkdir(mode=0o700, exist_ok=True)
+        identity = "-"
+        if self.identities is not None:
+            run.identity = self.identities.allocate()
+            self.identities.give(run.identity, workdir)
+            uid, gid = run.identity.uid, run.identity.gid
+            identity = f"{uid}:{gid}:" + ",".join(map(str, run.identity.groups))
+            env.update({"HOME": str(workdir), "USER": run.identity.user,
+                        "LOGNAME": run.identity.user})
         try:
             run.proc = await asyncio.create_subprocess_exec(
-                *_DEATH_SIGNAL, sys.executable, "-u", spec.main, *spec.args,
+                sys.executable, "-m", "box_agent.monitor", str(monitor_end.fileno()),
+                str(monitor_dir), str(script_end.fileno()), identity, "--",
+                sys.executable, "-u", spec.main, *spec.args,
                 cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, pass_fds=(script_end.fileno(),), limit=_READ_CHUNK,
+                start_new_session=True, pass_fds=(script_end.fileno(), monitor_end.fileno()),
+                limit=_READ_CHUNK,
             )
-        except OSError as exc:
+            run.script_pid = await self._monitor_started(ctl)
+        except (OSError, LagerError) as exc:
             agent_end.close()
-            raise LagerError(f"cannot start the script: {exc}") from None
+            ctl.close()
+            if run.proc is not None and run.proc.returncode is None:
+                run.proc.kill()
+            self._release(run)
+            message = str(exc) if isinstance(exc, LagerError) else f"cannot start the script: {exc}"
+            raise LagerError(message) from None
         finally:
             script_end.close()
+            monitor_end.close()
+        run.ctl = ctl
         run.link = BreakpointLink(run_id, agent_end)
         self.runs[run_id] = run
         self._prune()
         run.supervisor_task = asyncio.ensure_future(self._supervise(run))
         log.info("run %s started by %s: %s", run_id, caller.describe(), spec.display_name)
         return run
+
+    def monitor_dir(self, run_id: str) -> Path:
+        # Beside the run dir, not in it: the script's cwd holds only what the client sent.
+        return self.runs_dir / f"{run_id}.monitor"
+
+    @staticmethod
+    async def _monitor_started(ctl: socket.socket) -> int:
+        """The script's pid, once the monitor has it running."""
+        ctl.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(ctl, 65536), MONITOR_START_TIMEOUT)
+            msg = protocol.decode_msg(data)
+        except (TimeoutError, ValueError, OSError):
+            raise LagerError("cannot start the script: its monitor did not answer") from None
+        if msg.get("op") != "started":
+            raise LagerError(str(msg.get("error") or "cannot start the script"))
+        return int(msg["pid"])
 
     async def _supervise(self, run: Run) -> None:
         assert run.proc is not None and run.link is not None
@@ -226,24 +252,27 @@ class Supervisor:
         timer = None
         if run.spec.timeout > 0:
             timer = asyncio.get_running_loop().call_later(run.spec.timeout, self._time_out, run)
-        await _main_process_exited(proc.pid)
+        # The monitor exits once the script has exited and what it left behind is swept; it
+        # is the only writer of these pipes, so they reach EOF with every byte delivered.
+        returncode = await proc.wait()
+        await asyncio.gather(*pumps)
         if timer:
             timer.cancel()
-        # Children the script forked share its process group and may hold its pipes open;
-        # they end with the run (asyncio's wait() would otherwise wait for them).
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        returncode = await proc.wait()
-        await self._finish_output(run, pumps)
         run.link.close()
         link_task.cancel()
+        if run.ctl is not None:
+            run.ctl.close()
+            run.ctl = None
         run.exit_status = protocol.EXIT_TIMED_OUT if run.timed_out else (
             128 - returncode if returncode < 0 else returncode)
+        self._release(run)
         run.done.set()
         log.info("run %s exited with %s%s", run.id, run.exit_status,
                  f" (stopped: {run.stop_reason})" if run.stop_reason else "")
+
+    def _release(self, run: Run) -> None:
+        if self.identities is not None and run.identity is not None:
+            self.identities.release(run.identity)
 
     def _time_out(self, run: Run) -> None:
         run.timed_out = True
@@ -256,31 +285,14 @@ class Supervisor:
             data = await pipe.read(_READ_CHUNK)
             if not data:
                 return
-            run.delivering += 1
-            try:
-                await run.log.feed(stream, data)
-            finally:
-                run.delivering -= 1
-                run.last_output = time.monotonic()
-
-    @staticmethod
-    async def _finish_output(run: Run, pumps: list[asyncio.Task[None]]) -> None:
-        """Deliver every byte the script wrote, however slow the client, but do not wait
-        forever on a pipe that a process which escaped the group (setsid) still holds open."""
-        while True:
-            _, pending = await asyncio.wait(pumps, timeout=1)
-            if not pending:
-                return
-            if run.delivering == 0 and time.monotonic() - run.last_output > PIPE_LINGER:
-                for task in pending:
-                    task.cancel()
-                return
+            await run.log.feed(stream, data)
 
     def _prune(self) -> None:
         finished = [r for r in self.runs.values() if r.done.is_set()]
         for run in finished[: max(0, len(finished) - KEEP_FINISHED_RUNS)]:
             del self.runs[run.id]
             shutil.rmtree(run.workdir, ignore_errors=True)
+            shutil.rmtree(self.monitor_dir(run.id), ignore_errors=True)
 
     async def shutdown(self) -> None:
         """SIGTERM to the agent: every live run gets the gentle stop; no orphans."""

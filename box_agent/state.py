@@ -35,7 +35,9 @@ class StateDir:
     def prepare(self) -> None:
         """First start creates everything; later starts keep the host key clients pinned."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.root, 0o700)
+        # Private to the agent; privilege separation may open it to passing through (0711),
+        # never to listing or writing, so keep that bit when it is there.
+        os.chmod(self.root, 0o700 | (os.stat(self.root).st_mode & 0o011))
         for sub in (self.runs_dir, self.claims_dir):
             sub.mkdir(exist_ok=True, mode=0o700)
         # Run dirs outlive only their runs, and no run outlives the agent that started it.

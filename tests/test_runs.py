@@ -442,20 +442,35 @@ def test_client_gone_while_paused_stops_the_run(client: Client, tmp_path: Path) 
 
 
 def test_a_killed_agent_does_not_leave_scripts_running(tmp_path: Path) -> None:
+    """Issue 21: the agent's death reaches the script as exactly one SIGINT, and a slow
+    `finally` (2 s of work, printing as it goes) runs to its end."""
     from conftest import make_client
     box = start_agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
-    marker = tmp_path / "finally"
+    log = tmp_path / "signals"
     script = write_script(tmp_path, "orphan.py", f"""
-import time, pathlib
+import pathlib, signal, sys, time
+log = pathlib.Path({str(log)!r})
+def note(text):
+    with log.open("a") as f:
+        f.write(text + "\\n")
+def on_int(signum, frame):
+    note("SIGINT")
+    raise KeyboardInterrupt
+signal.signal(signal.SIGINT, on_int)
+note("up")
 try:
     time.sleep(300)
 finally:
-    pathlib.Path({str(marker)!r}).write_text("ran")
+    for step in range(20):
+        print("cleaning", step, flush=True)  # the agent's pipe is gone: must not break this
+        time.sleep(0.1)
+    note("finally done")
 """)
     run_id = laptop.run("python", str(script), "--detach").stdout.split()[2]
-    wait_for(lambda: pids_with_env(run_id), 10, what="the script")
+    wait_for(lambda: log.exists() and "up" in log.read_text(), 10, what="the script")
     box.proc.kill()  # no gentle stop can run
     box.proc.wait()
-    wait_for(marker.exists, 15, what="the script's finally block")
+    wait_for(lambda: "finally done" in log.read_text(), 15, what="the script's finally block")
     wait_for(lambda: not pids_with_env(run_id), 15, what="the script to end")
+    assert log.read_text().splitlines() == ["up", "SIGINT", "finally done"]

@@ -83,7 +83,8 @@ def acquire(resource: str, net: str, what: str) -> Claim:
         claim = _held.get(resource)
         if claim is None:
             path = _lock_path(resource)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+            _share(fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -94,6 +95,16 @@ def acquire(resource: str, net: str, what: str) -> Claim:
         claim.nets[net] += 1
         claim.record()
         return claim
+
+
+def _share(fd: int) -> None:
+    """Under privilege separation each run has its own uid and a umask of 077, but every run
+    (and the agent) must be able to take and describe the same claim: the claims dir is the
+    runs' shared group's (setgid), so the file only needs group read-write."""
+    try:
+        os.fchmod(fd, 0o660)
+    except PermissionError:
+        pass  # created by another run, which already shared it
 
 
 def release(resource: str, net: str) -> None:
