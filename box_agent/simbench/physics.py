@@ -1,86 +1,130 @@
-"""What pyvisa-sim cannot express: measured values that follow the set points.
+"""What the bench does electrically: supplies into their loads, a battery that discharges,
+and meters that read what the wiring connects them to.
 
-Each rule answers one measurement query from the instrument's own state, read back through
-its own SCPI getters, so the YAML stays the single description of what an instrument holds.
+Terminals are named `device` or `device:sub` (`rigol_dp821:1`, `keithley_2281s:battery`,
+`keithley_daq6510:101`); the models file's `wiring:` block says what load each source terminal
+drives and what each meter input measures, so a script sees its own action on the bench.
 """
 from __future__ import annotations
 
+import bisect
 import random
-import re
-from collections.abc import Callable
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-Ask = Callable[[str], str]
-Rule = tuple[re.Pattern[str], Callable[[re.Match[str], Ask], str]]
+from .models import Wiring
 
-SUPPLY_LOAD_OHMS = 10.0  # the simulated DUT a supply drives
-BATTERY_LOAD_AMPS = 0.05
+if TYPE_CHECKING:
+    from .instrument import Instrument
 
-
-def _noise(scale: float) -> float:
-    return random.uniform(-scale, scale)
+OVERFLOW = 9.9e37  # what a meter reports for an input beyond its range (SCPI convention)
 
 
-def _supply_current(volts: float, limit: float) -> float:
-    return min(limit, volts / SUPPLY_LOAD_OHMS)
+def noisy(value: float, scale: float) -> float:
+    """The last digit of noise a real reading shows."""
+    return value + random.uniform(-scale, scale)
 
 
-def battery_voc(soc_pct: float) -> float:
-    """A Li-ion open-circuit curve: 3.0 V empty to 4.2 V full."""
-    return 3.0 + 1.2 * max(0.0, min(100.0, soc_pct)) / 100.0
+@dataclass(frozen=True)
+class Output:
+    volts: float
+    amps: float
+    mode: str  # CV, CC or OFF
 
 
-def _k2281_volt(_m: re.Match[str], ask: Ask) -> str:
-    on = ask(":OUTP?") == "1"
-    return f"{(float(ask(':SOUR:VOLT?')) + _noise(0.0002)) if on else 0.0:.4f}"
+OFF = Output(0.0, 0.0, "OFF")
 
 
-def _k2281_curr(_m: re.Match[str], ask: Ask) -> str:
-    if ask(":OUTP?") != "1":
-        return "0.00000"
-    return f"{_supply_current(float(ask(':SOUR:VOLT?')), float(ask(':SOUR:CURR?'))):.5f}"
+def drive(on: bool, volts: float, limit: float, load: dict[str, float]) -> Output:
+    """A CV/CC supply set to `volts` with current limit `limit`, into `load`.
+
+    A resistive load (`ohms`) draws V/R until that reaches the limit; then the supply holds
+    the current and the voltage falls to I*R (constant-current mode). A constant-current load
+    (`amps`) above the limit collapses the voltage. No load: an open circuit.
+    """
+    if not on:
+        return OFF
+    if "ohms" in load and load["ohms"] > 0:
+        demand = volts / load["ohms"]
+        if demand > limit:
+            return Output(limit * load["ohms"], limit, "CC")
+        return Output(volts, demand, "CV")
+    if "amps" in load:
+        if load["amps"] > limit:
+            return Output(0.0, limit, "CC")
+        return Output(volts, load["amps"], "CV")
+    return Output(volts, 0.0, "CV")
 
 
-def _k2281_tvol(_m: re.Match[str], ask: Ask) -> str:
-    on = ask(":BATT:OUTP?") == "1"
-    return f"{battery_voc(float(ask(':BATT:SIM:SOC?'))) if on else 0.0:.4f}"
+@dataclass(frozen=True)
+class BatteryModel:
+    """Open-circuit voltage and internal resistance at SOC 0, 10, ... 100 %."""
+
+    name: str
+    voc: tuple[float, ...]
+    res: tuple[float, ...]
+
+    def _at(self, table: tuple[float, ...], soc: float) -> float:
+        x = max(0.0, min(100.0, soc)) / 100.0 * (len(table) - 1)
+        i = min(int(x), len(table) - 2)
+        return table[i] + (table[i + 1] - table[i]) * (x - i)
+
+    def voc_at(self, soc: float) -> float:
+        return self._at(self.voc, soc)
+
+    def res_at(self, soc: float) -> float:
+        return self._at(self.res, soc)
+
+    def soc_at(self, voc: float) -> float:
+        """The inverse of voc_at (the manual requires Voc non-decreasing with SOC)."""
+        table = self.voc
+        if voc <= table[0]:
+            return 0.0
+        if voc >= table[-1]:
+            return 100.0
+        i = max(1, bisect.bisect_left(table, voc))
+        low, high = table[i - 1], table[i]
+        frac = (voc - low) / (high - low) if high > low else 0.0
+        return (i - 1 + frac) * 100.0 / (len(table) - 1)
 
 
-def _k2281_bcurr(_m: re.Match[str], ask: Ask) -> str:
-    return f"{BATTERY_LOAD_AMPS if ask(':BATT:OUTP?') == '1' else 0.0:.5f}"
+class Clock:
+    """Seconds since the last step, for state that changes with time."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def step(self) -> float:
+        now = time.monotonic()
+        elapsed, self.last = now - self.last, now
+        return elapsed
 
 
-def _dp821_volt(m: re.Match[str], ask: Ask) -> str:
-    ch = m.group(1)
-    on = ask(f":OUTP? CH{ch}") == "ON"
-    return f"{(float(ask(f':SOUR{ch}:VOLT?')) + _noise(0.0005)) if on else 0.0:.3f}"
+class Bench:
+    """Every instrument of the simulated bench, and the wiring between them."""
 
+    def __init__(self, wiring: Wiring) -> None:
+        self.wiring = wiring
+        self.instruments: dict[str, Instrument] = {}
 
-def _dp821_curr(m: re.Match[str], ask: Ask) -> str:
-    ch = m.group(1)
-    if ask(f":OUTP? CH{ch}") != "ON":
-        return "0.0000"
-    volts, limit = float(ask(f":SOUR{ch}:VOLT?")), float(ask(f":SOUR{ch}:CURR?"))
-    return f"{_supply_current(volts, limit):.4f}"
+    def load(self, terminal: str) -> dict[str, float]:
+        return self.wiring.loads.get(terminal, {})
 
+    def input_volts(self, meter_terminal: str) -> float:
+        """What a meter input sees: a fixed signal, a source's terminal, or nothing (0 V)."""
+        source = self.wiring.inputs.get(meter_terminal)
+        if source is None:
+            return 0.0
+        if isinstance(source, float):
+            return source
+        device, _, sub = source.partition(":")
+        instrument = self.instruments.get(device)
+        if instrument is None:
+            return 0.0
+        instrument.tick()
+        instrument.settle()
+        return instrument.terminal_volts(sub or None)
 
-def _near(m: re.Match[str], ask: Ask) -> str:
-    """A DAQ/DMM input: the modelled level with the last digit of noise a real one shows."""
-    return f"{float(ask(m.group(0))) + _noise(0.00006):+.6E}"
-
-
-RULES: dict[str, list[Rule]] = {
-    "keithley_2281s": [
-        (re.compile(r"^:MEAS:VOLT\?$"), _k2281_volt),
-        (re.compile(r"^:MEAS:CURR\?$"), _k2281_curr),
-        (re.compile(r"^:BATT:SIM:VOC\?$"),
-         lambda _m, ask: f"{battery_voc(float(ask(':BATT:SIM:SOC?'))):.4f}"),
-        (re.compile(r"^:BATT:SIM:TVOL\?$"), _k2281_tvol),
-        (re.compile(r"^:BATT:SIM:CURR\?$"), _k2281_bcurr),
-    ],
-    "rigol_dp821": [
-        (re.compile(r"^:MEAS:VOLT\? CH([12])$"), _dp821_volt),
-        (re.compile(r"^:MEAS:CURR\? CH([12])$"), _dp821_curr),
-    ],
-    "keithley_daq6510": [(re.compile(r"^MEAS:VOLT:DC\? \(@10[1-3]\)$"), _near)],
-    "keysight_34461a": [(re.compile(r"^MEAS:VOLT:DC\?$"), _near)],
-}
+    def wired(self, meter_terminal: str) -> bool:
+        return meter_terminal in self.wiring.inputs

@@ -1,9 +1,11 @@
-"""The simulated bench: pyvisa-sim instruments served as SCPI over TCP on loopback.
+"""The simulated bench: the instrument models served over TCP on loopback.
 
-pyvisa-sim keeps state per process, so the bench is one process that every script, the agent
-and every terminal reach through pyvisa-py with ordinary TCPIP SOCKET resources, and all of
-them see the same instrument state. Run: `python -m box_agent.simbench [MODELS]`; it prints one
-JSON line {device name: port} when listening and exits when its stdin closes (its agent died).
+State is per process, so the bench is one process that every script, the agent and every
+terminal reach through pyvisa-py, and all of them see the same instrument state. Each
+instrument is served twice: as a raw SCPI socket (`TCPIP0::127.0.0.1::PORT::SOCKET`, newline
+terminated) and as HiSLIP (`TCPIP0::127.0.0.1::hislip0,PORT::INSTR`, framed messages); the bench
+file picks one per instrument. Run: `python -m box_agent.simbench [MODELS]`; it prints one JSON
+line {device: port, device_hislip: port} when listening and exits when its stdin closes.
 """
 from __future__ import annotations
 
@@ -11,70 +13,58 @@ import asyncio
 import functools
 import json
 import os
+import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pyvisa_sim.devices import Device
-from pyvisa_sim.parser import get_devices
-
-from .physics import RULES
+from .hislip import HislipServer
+from .instrument import Instrument
+from .keithley_2281s import Keithley2281S
+from .meters import KeithleyDAQ6510, Keysight34461A
+from .models import DeviceSpec, load_models
+from .physics import Bench
+from .rigol_dp821 import RigolDP821
+from .scpi import ScpiError
 
 MODELS = Path(__file__).with_name("models") / "bench.yaml"
 MAX_LINE = 64 * 1024
+KINDS: dict[str, Callable[[DeviceSpec, Bench], Instrument]] = {
+    "keithley_2281s": Keithley2281S, "rigol_dp821": RigolDP821,
+    "keithley_daq6510": KeithleyDAQ6510, "keysight_34461a": Keysight34461A,
+}
 
 
-class SimInstrument:
-    def __init__(self, name: str, device: Device) -> None:
-        self.name = name
-        self.device = device
-        self.rules = RULES.get(name, [])
-
-    def _raw(self, command: str) -> str | None:
-        self.device.write(command.encode() + b"\n")
-        out = bytearray()
-        while True:
-            byte, end = self.device.read()
-            if not byte:
-                break
-            out += byte
-            if end:
-                break
-        return out.decode().rstrip("\n") if out else None
-
-    def _ask(self, query: str) -> str:
-        return self._raw(query) or ""
-
-    def handle(self, line: str) -> str | None:
-        """One SCPI message in; the reply for a query, None for a command."""
-        replies = []
-        for part in (p.strip() for p in line.split(";")):
-            if not part:
-                continue
-            if "?" not in part:
-                # Instruments do not answer commands; an unknown one goes to their error queue.
-                self._raw(part)
-                continue
-            for pattern, rule in self.rules:
-                match = pattern.match(part)
-                if match:
-                    replies.append(rule(match, self._ask))
-                    break
-            else:
-                replies.append(self._raw(part) or "")
-        return ";".join(replies) if replies else None
+def build_bench(models: Path) -> Bench:
+    devices, wiring = load_models(models)
+    bench = Bench(wiring)
+    for name, spec in devices.items():
+        kind = KINDS.get(name, Instrument)
+        bench.instruments[name] = kind(spec, bench)
+    return bench
 
 
-async def _serve_client(inst: SimInstrument, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
+async def serve_socket(inst: Instrument, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+    """Raw SOCKET: one program message per line, one response line per message that asks."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         while True:
+            if sock is not None:
+                quick_ack(sock)
             try:
                 raw = await reader.readuntil(b"\n")
             except asyncio.LimitOverrunError:
-                break
+                # A line longer than the input buffer: a real instrument reports the overrun
+                # and discards the message; so do we, up to its end.
+                inst.push_error(ScpiError(-363, "message longer than 64 KiB"))
+                await _discard_line(reader)
+                continue
             except asyncio.IncompleteReadError:
                 break
-            reply = inst.handle(raw.decode("utf-8", "replace").strip())
+            reply = inst.handle(raw.decode("utf-8", "replace").rstrip("\r\n"))
             if reply is not None:
                 writer.write(reply.encode() + b"\n")
                 await writer.drain()
@@ -84,17 +74,60 @@ async def _serve_client(inst: SimInstrument, reader: asyncio.StreamReader,
         writer.close()
 
 
+def quick_ack(sock: socket.socket) -> None:
+    """Acknowledge what arrives at once instead of after Linux's 40 ms delayed-ACK timer.
+
+    A client that writes a command and then a query (a setting, then SYST:ERR?) sends the
+    query only when the command's ACK is back (Nagle), and pyvisa-py cannot turn Nagle off on
+    a SOCKET session; without this each such pair costs ~40 ms. Linux drops quick-ack mode
+    on its own, so it is set again before each read.
+    """
+    if hasattr(socket, "TCP_QUICKACK"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+async def _discard_line(reader: asyncio.StreamReader) -> None:
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
+
+
+Connection = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+Clients = dict["asyncio.Task[None]", asyncio.StreamWriter]
+
+
+def tracked(handler: Connection, clients: Clients) -> Connection:
+    """Remember each client's task and writer, so shutting down can end them cleanly."""
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        clients[task] = writer
+        try:
+            await handler(reader, writer)
+        finally:
+            clients.pop(task, None)
+
+    return run
+
+
 async def serve(models: Path, host: str = "127.0.0.1") -> None:
-    devices = get_devices(models, False)
+    bench = build_bench(models)
     ports: dict[str, int] = {}
     servers = []
-    for resource in devices.list_resources():
-        device = devices[resource]
-        inst = SimInstrument(device.name, device)
-        server = await asyncio.start_server(
-            functools.partial(_serve_client, inst), host, 0, limit=MAX_LINE)
-        servers.append(server)
-        ports[device.name] = server.sockets[0].getsockname()[1]
+    clients: Clients = {}
+    for name, inst in bench.instruments.items():
+        raw = await asyncio.start_server(
+            tracked(functools.partial(serve_socket, inst), clients), host, 0, limit=MAX_LINE)
+        framed = await asyncio.start_server(tracked(HislipServer(inst).serve, clients), host, 0)
+        servers += [raw, framed]
+        ports[name] = raw.sockets[0].getsockname()[1]
+        ports[f"{name}_hislip"] = framed.sockets[0].getsockname()[1]
     print(json.dumps(ports), flush=True)
     loop = asyncio.get_running_loop()
     stdin_closed = loop.create_future()
@@ -108,6 +141,12 @@ async def serve(models: Path, host: str = "127.0.0.1") -> None:
     await stdin_closed
     for server in servers:
         server.close()
+    # Closing each client's transport lets its handler see EOF and return, instead of being
+    # cancelled mid-read (which asyncio reports as an error for each open connection).
+    for writer in clients.values():
+        writer.transport.abort()
+    if clients:
+        await asyncio.wait(list(clients), timeout=2)
 
 
 def main() -> None:

@@ -1,16 +1,25 @@
 """One pyvisa session per instrument per process, shared by every net on that instrument."""
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from typing import Any
 
-from ..errors import InstrumentFault
+from ..errors import InstrumentFault, NetError
 from . import claims
 from .config import InstrumentSpec
 
 _lock = threading.Lock()
 _sessions: dict[str, InstrumentSession] = {}
 _rm: Any = None
+MAX_ERRORS = 32  # an instrument's queue holds fewer; more means it is not popping
+
+
+def is_framed(resource: str) -> bool:
+    """HiSLIP, VXI-11, USB-TMC and GPIB (::INSTR) mark a message's end; a serial port does not."""
+    name = resource.upper()
+    return name.endswith("::INSTR") and not name.startswith("ASRL")
 
 
 def _resource_manager() -> Any:
@@ -33,13 +42,18 @@ class InstrumentSession:
         if self._res is None:
             import pyvisa
 
+            # A raw SOCKET needs the newline to find the end of a reply; a framed transport
+            # (HiSLIP, VXI-11, USB-TMC, GPIB) marks it with END, so none is set there.
+            framing: dict[str, Any] = {} if is_framed(self.spec.resource) else \
+                {"read_termination": "\n"}
             try:
                 res = _resource_manager().open_resource(
-                    self.spec.resource, read_termination="\n", write_termination="\n",
-                    timeout=self.spec.timeout_ms)
+                    self.spec.resource, write_termination="\n", timeout=self.spec.timeout_ms,
+                    **framing)
             except (pyvisa.Error, OSError) as exc:
                 raise InstrumentFault(f"{net}: cannot open {self.spec.resource}: "
                                       f"{_reason(exc)}") from None
+            _no_delay(res)
             self._res = res
         return self._res
 
@@ -57,33 +71,74 @@ class InstrumentSession:
             raise InstrumentFault(f"{net}: garbled reply {reply[:60]!r} to {command!r} from "
                                   f"{self.spec.resource}") from None
 
+    def configure(self, net: str, command: str, error_query: str = ":SYST:ERR?") -> None:
+        """Send a setting, then read the instrument's error queue down to its "no error".
+
+        A refused setting is an error naming the net, the command and the instrument's own
+        words; the queue is read under the same lock, so no other thread's command lands
+        between the setting and its check.
+        """
+        errors: list[str] = []
+        with self.io_lock:
+            self._exchange_locked(net, command, query=False)
+            for _ in range(MAX_ERRORS):
+                entry = self._exchange_locked(net, error_query, query=True) or ""
+                code = entry.split(",", 1)[0].strip()
+                try:
+                    if int(code) == 0:
+                        break
+                except ValueError:
+                    raise InstrumentFault(f"{net}: garbled reply {entry[:60]!r} to "
+                                          f"{error_query!r} from {self.spec.resource}") from None
+                errors.append(entry)
+        if errors:
+            raise NetError(f"{net}: {self.spec.name} refused {command!r}: {'; '.join(errors)}")
+
     def _exchange(self, net: str, command: str, query: bool) -> str | None:
+        with self.io_lock:
+            return self._exchange_locked(net, command, query)
+
+    def _exchange_locked(self, net: str, command: str, query: bool) -> str | None:
         import pyvisa
 
-        with self.io_lock:
-            res = self._open(net)
-            try:
-                if query:
-                    return str(res.query(command)).strip()
-                res.write(command)
-                return None
-            except (pyvisa.Error, OSError, UnicodeDecodeError) as exc:
-                self._drop()
-                raise InstrumentFault(f"{net}: {self.spec.resource} failed on {command!r}: "
-                                      f"{_reason(exc)}") from None
+        res = self._open(net)
+        try:
+            if query:
+                return str(res.query(command)).strip()
+            res.write(command)
+            return None
+        except (pyvisa.Error, OSError, UnicodeDecodeError) as exc:
+            self._drop()
+            raise InstrumentFault(f"{net}: {self.spec.resource} failed on {command!r}: "
+                                  f"{_reason(exc)}") from None
 
     def _drop(self) -> None:
         """After a fault the connection's framing is unknown: reopen on next use."""
         if self._res is not None:
-            try:
+            import pyvisa
+
+            # Closing a connection that already failed may fail again; it is gone either way.
+            with contextlib.suppress(pyvisa.Error, OSError):
                 self._res.close()
-            except Exception:  # noqa: BLE001 - closing a broken session may fail any way
-                pass
             self._res = None
 
     def close(self) -> None:
         with self.io_lock:
             self._drop()
+
+
+def _no_delay(res: Any) -> None:
+    """Turn Nagle off on a raw SOCKET session.
+
+    A setting followed by its SYST:ERR? check is a write then a query; with Nagle on, the
+    query waits for the setting's ACK, which an instrument may delay by 40 ms. pyvisa-py leaves
+    Nagle on for SOCKET sessions and refuses VI_ATTR_TCPIP_NODELAY there, so the option is set
+    on its socket directly (HiSLIP and VXI-11 sessions set it themselves).
+    """
+    session = getattr(res.visalib, "sessions", {}).get(getattr(res, "session", None))
+    sock = getattr(session, "interface", None)
+    if isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,388 @@
+"""Keithley 2281S-20-6: a 20 V / 6 A supply and a battery simulator on one pair of terminals.
+
+`:ENTR:FUNC` picks the role (POWer, TEST or SIMulator); switching turns the output off. The
+supply (POWER) is CV/CC into its wired load with OVP/OCP; the simulator follows a battery
+model (Voc and resistance against SOC) and, in DYNamic mode, discharges with the current its
+load draws. Protection trips turn the output off and latch until `:OUTP:PROT:CLE`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .instrument import Instrument, Sfx, action, answer
+from .physics import OFF, BatteryModel, Clock, Output, drive, noisy
+from .scpi import Limits, Params, ScpiError
+
+FUNCTIONS = ("POWer", "TEST", "SIMulator")
+BUILTIN = ("LI-ION4_2", "NIMH1_2", "NICD1_2", "LEAD-ACID12", "NIMH12")
+# QUES:INST:ISUM bits (2281S reference manual, appendix D)
+CC, CV, OCP, OVP, OUTP = 1, 2, 4, 8, 64
+# MEAS:INST:ISUM bit: a reading is available
+READING_AVAILABLE = 64
+
+
+class Keithley2281S(Instrument):
+    def on_reset(self) -> None:
+        self.clock = Clock()
+        self.trip = ""  # NONE, or what tripped (OVP/OCP) until cleared
+        self.out: Output = OFF
+        self.batt_amps = 0.0
+        self.buffer: list[tuple[float, ...]] = []
+        self.t0 = self.clock.last
+
+    # ------------------------------------------------------------ battery model
+
+    def model(self) -> BatteryModel:
+        models: dict[Any, Any] = self.spec.extra.get("battery_models", {})
+        key: Any = self.get("batt_model")
+        key = int(key) if str(key).isdigit() else key
+        entry = models.get(key, "LI-ION4_2")
+        name = entry if isinstance(entry, str) else str(key)
+        data = models[entry] if isinstance(entry, str) else entry
+        return BatteryModel(name, tuple(data["voc"]), tuple(data["res"]))
+
+    def _simulating(self) -> bool:
+        return self.get("function") == "SIMULATOR" and self.get("batt_output") == 1
+
+    def _battery_current(self, model: BatteryModel, soc: float) -> float:
+        if not self._simulating():
+            return 0.0
+        if soc <= model.soc_at(self.get("batt_voc_empty")) + 1e-9:
+            return 0.0  # discharging stops at the empty Voc
+        load = self.bench.load(f"{self.name}:battery")
+        limit = float(self.get("batt_curr_lim"))
+        if "ohms" in load and load["ohms"] > 0:
+            res = model.res_at(soc) + self.get("batt_res_offs")
+            demand = model.voc_at(soc) / (load["ohms"] + max(0.0, res))
+        else:
+            demand = load.get("amps", 0.0)
+        return min(demand, limit)
+
+    def _resistance(self, model: BatteryModel) -> float:
+        return max(0.0, model.res_at(self.get("batt_soc")) + self.get("batt_res_offs"))
+
+    def tick(self) -> None:
+        elapsed = self.clock.step()
+        if not self._simulating() or self.get("batt_method") != "DYN" or elapsed <= 0:
+            return
+        model = self.model()
+        soc = float(self.get("batt_soc"))
+        amps = self._battery_current(model, soc)
+        drawn_pct = amps * elapsed / 3600.0 / float(self.get("batt_cap_lim")) * 100.0
+        floor = model.soc_at(self.get("batt_voc_empty"))
+        if soc > floor:
+            self.values[("batt_soc", None)] = max(floor, soc - drawn_pct)
+
+    def settle(self) -> None:
+        if self.get("function") == "POWER":
+            on = self.get("output") == 1
+            out = drive(on, self.get("volt"), self.get("curr"), self.bench.load(self.name))
+            if on and out.volts > self.get("ovp"):
+                self._trip("OVP")
+                out = OFF
+            elif on and out.amps > self.get("ocp"):
+                self._trip("OCP")
+                out = OFF
+            self.out, self.batt_amps = out, 0.0
+            return
+        model = self.model()
+        amps = self._battery_current(model, self.get("batt_soc"))
+        tvol = model.voc_at(self.get("batt_soc")) - amps * self._resistance(model)
+        if self._simulating() and tvol > self.get("batt_tvol_prot"):
+            self._trip("OVP")
+        elif self._simulating() and amps > self.get("batt_curr_prot"):
+            self._trip("OCP")
+        on = self._simulating()
+        self.batt_amps = amps if on else 0.0
+        self.out = Output(tvol, amps, "CV") if on else OFF
+
+    def _trip(self, what: str) -> None:
+        self.trip = what
+        self.values[("output", None)] = 0
+        self.values[("batt_output", None)] = 0
+
+    def terminal_volts(self, sub: str | None) -> float:
+        return self.out.volts
+
+    def status_condition(self, register: str, index: int | None = None) -> int:
+        if register == "QUES:INST:ISUM":
+            mode = self.out.mode
+            return (CC if mode == "CC" else 0) | (CV if mode == "CV" else 0) | \
+                (OCP if self.trip == "OCP" else 0) | (OVP if self.trip == "OVP" else 0) | \
+                (OUTP if mode != "OFF" else 0)
+        if register == "MEAS:INST:ISUM":
+            return READING_AVAILABLE if self.buffer else 0
+        if register == "OPER:INST:ISUM":
+            return 1024  # idle: every measurement here completes at once
+        return 0
+
+    # ------------------------------------------------------------ commands
+
+    def register(self) -> None:
+        src = "[SOURce#]"
+        self.add_prop(f"{src}:VOLTage[:LEVel][:IMMediate][:AMPLitude]", "volt", "V",
+                      guard=self._below_limit)
+        self.add_prop(f"{src}:CURRent[:LEVel][:IMMediate][:AMPLitude]", "curr", "A")
+        self.add_prop(f"{src}:VOLTage:LIMit[:LEVel]", "volt_lim", "V", on_set=self._clamp)
+        self.add_prop(f"{src}:VOLTage:PROTection[:LEVel]", "ovp", "V")
+        self.add_prop(f"{src}:CURRent:PROTection[:LEVel]", "ocp", "A")
+        self.add("OUTPut#[:STATe]", set=self._output_set, query=self._flag("output"))
+        self.add("OUTPut#:PROTection:TRIPped", query=self._trip_query)
+        self.add("OUTPut#:PROTection:CLEar", set=self._trip_clear)
+        self.add("ENTRance:FUNCtion", set=self._function_set, query=self._function_query)
+        self.add("MEASure#[:SCALar]:VOLTage[:DC]", query=self._measure("volt"))
+        self.add("MEASure#[:SCALar]:CURRent[:DC]", query=self._measure("curr"))
+        self.add("MEASure#[:SCALar]:CONCurrent[:DC]", query=self._measure("conc"))
+        self.add("READ#", query=self._measure("conc"))
+        self.add("FETCh#", query=self._fetch)
+        self.add_prop("SENSe#:CONCurrent:NPLCycles", "nplc")
+        self.add("ABORt", set=action())
+        self.add("INITiate[:IMMediate]", set=self._initiate)
+        self.add_bool("INITiate:CONTinuous", "init_cont")
+        self.add_prop("TRACe:POINts", "trace_points")
+        self.add("TRACe:CLEar", set=self._clear_buffer)
+        self.add("TRACe:ACTual", query=answer(lambda: str(len(self.buffer))))
+        self.add("DATA:DATA", query=self._data("READ", "SOUR", "REL"))
+        self.add("DISPlay:USER:TEXT[:DATA]", set=self._display)
+        self.add("DISPlay:CLEar", set=action())
+        self._register_battery()
+
+    def _register_battery(self) -> None:
+        b = "BATTery#:SIMulator"
+        self.add("BATTery#:OUTPut[:STATe]", set=self._batt_output_set,
+                 query=self._flag("batt_output"))
+        self.add("BATTery#:OUTPut:PROTection:TRIPped", query=self._trip_query)
+        self.add("BATTery#:OUTPut:PROTection:CLEar", set=self._trip_clear)
+        self.add_prop(f"{b}:SOC", "batt_soc")
+        self.add(f"{b}:VOC", set=self._voc_set, query=self._voc_query)
+        self.add_prop(f"{b}:VOC:FULL", "batt_voc_full", "V", guard=self._voc_full)
+        self.add_prop(f"{b}:VOC:EMPTy", "batt_voc_empty", "V", guard=self._voc_empty)
+        for node, name, unit in (("CAPacity:LIMit", "batt_cap_lim", ""),
+                                 ("CURRent:LIMit", "batt_curr_lim", "A"),
+                                 ("RESistance:OFFSet", "batt_res_offs", "OHM"),
+                                 ("TVOLtage:PROTection[:LEVel]", "batt_tvol_prot", "V"),
+                                 ("CURRent:PROTection[:LEVel]", "batt_curr_prot", "A")):
+            self.add_prop(f"{b}:{node}", name, unit, guard=self._not_running)
+        self.add(f"{b}:METHod", set=self._method_set, query=self._flag("batt_method"))
+        self.add(f"{b}:TVOLtage", query=self._battery("tvol"))
+        self.add(f"{b}:CURRent", query=self._battery("curr"))
+        self.add(f"{b}:RESistance", query=self._battery("res"))
+        self.add(f"{b}:CAPacity", query=self._battery("cap"))
+        self.add("BATTery#:MODel:RCL", set=self._recall, query=self._flag("batt_model"))
+        self.add("BATTery#:DATA:DATA", query=self._data("VOLT", "CURR", "SOC", "RES", "REL"))
+        self.add("BATTery#:TRACe:CLEar", set=self._clear_buffer)
+        t = "BATTery#:TEST"
+        self.add_prop(f"{t}[:SOURce]:VOLTage[:LEVel]", "test_volt", "V")
+        self.add_prop(f"{t}:SENSe:AH:VFULl", "test_vfull", "V")
+        self.add_prop(f"{t}:SENSe:AH:ILIMit", "test_ilim", "A")
+        self.add_prop(f"{t}:CURRent:END", "test_iend", "A")
+
+    # ------------------------------------------------------------ handlers
+
+    def _display(self, p: Params, _s: Sfx) -> None:
+        p.expect(1)
+        if len(p.string(0)) > 32:
+            raise ScpiError(-223, text="Too much data")
+
+    def _flag(self, name: str) -> Any:
+        def getter(p: Params, _s: Sfx) -> str:
+            p.expect(0)
+            return self.reply(name)
+
+        return getter
+
+    def _below_limit(self, _ch: int | None, volts: float) -> None:
+        if volts > self.get("volt_lim"):
+            raise ScpiError(-222, f"{volts:g} V is above :VOLT:LIM {self.get('volt_lim'):g} V")
+
+    def _clamp(self, _ch: int | None) -> None:
+        if self.get("volt") > self.get("volt_lim"):
+            self.values[("volt", None)] = self.get("volt_lim")
+
+    def _voc_full(self, _ch: int | None, volts: float) -> None:
+        self._voc_within_model(volts)
+        if volts < self.get("batt_voc_empty"):
+            raise ScpiError(703, text="Full Voc can't be less than empty Voc")
+
+    def _voc_empty(self, _ch: int | None, volts: float) -> None:
+        self._voc_within_model(volts)
+        if volts > self.get("batt_voc_full"):
+            raise ScpiError(703, text="Full Voc can't be less than empty Voc")
+
+    def _voc_within_model(self, volts: float) -> None:
+        self._not_running(None)
+        model = self.model()
+        if not model.voc[0] <= volts <= model.voc[-1]:
+            raise ScpiError(-222, f"{volts:g} V not in the model's Voc, {model.voc[0]:g} to "
+                            f"{model.voc[-1]:g} V")
+
+    def _not_running(self, _ch: int | None, _value: float = 0.0) -> None:
+        if self._simulating():
+            raise ScpiError(704, text="Not permitted while battery model is running")
+
+    def _output_set(self, p: Params, _s: Sfx) -> None:
+        p.expect(1)
+        on = p.boolean(0)
+        if on and self.get("function") != "POWER":
+            raise ScpiError(-221, "the power supply function is not selected (:ENTR:FUNC)")
+        if on and self.trip:
+            raise ScpiError(-221, f"{self.trip} tripped; clear it with :OUTP:PROT:CLE")
+        if on and self.get("volt") > self.get("volt_lim"):
+            raise ScpiError(-221, "voltage is above :VOLT:LIM")
+        self.put("output", int(on))
+
+    def _batt_output_set(self, p: Params, _s: Sfx) -> None:
+        p.expect(1)
+        on = p.boolean(0)
+        if on and self.get("function") == "POWER":
+            raise ScpiError(-221, "a battery function is not selected (:ENTR:FUNC)")
+        if on and self.trip:
+            raise ScpiError(-221, f"{self.trip} tripped; clear it with :BATT:OUTP:PROT:CLE")
+        self.clock.step()  # discharge counts from now
+        self.put("batt_output", int(on))
+
+    def _only_channel_1(self, p: Params) -> None:
+        """[CH1]: the 2281S has one channel, which a command may still name."""
+        p.expect(0, 1)
+        if p.has(0) and p.raw(0).upper() != "CH1":
+            raise ScpiError(-224, f"{p.raw(0)} is not CH1")
+
+    def _trip_query(self, p: Params, _s: Sfx) -> str:
+        self._only_channel_1(p)
+        return self.trip or "NONE"
+
+    def _trip_clear(self, p: Params, _s: Sfx) -> None:
+        self._only_channel_1(p)
+        self.trip = ""
+
+    def _function_set(self, p: Params, _s: Sfx) -> None:
+        p.expect(1)
+        function = p.choice(0, FUNCTIONS)
+        if function != self.get("function"):
+            # One pair of terminals: changing the role turns the output off, and the reading
+            # buffer starts over with the new function's elements.
+            self.values[("output", None)] = 0
+            self.values[("batt_output", None)] = 0
+            self.buffer.clear()
+        self.put("function", function)
+
+    def _function_query(self, p: Params, _s: Sfx) -> str:
+        p.expect(0)
+        return self.reply("function")
+
+    def _method_set(self, p: Params, _s: Sfx) -> None:
+        p.expect(1)
+        self.clock.step()
+        self.put("batt_method", {"DYNAMIC": "DYN", "STATIC": "STAT"}[
+            p.choice(0, ("DYNamic", "STATic"))])
+
+    def _voc_set(self, p: Params, _s: Sfx) -> None:
+        p.expect(1)
+        model = self.model()
+        volts = p.number(0, Limits(model.voc[0], model.voc[-1], model.voc[-1], "V"))
+        self.put("batt_soc", model.soc_at(volts))
+
+    def _voc_query(self, p: Params, _s: Sfx) -> str:
+        p.expect(0, 1)
+        model = self.model()
+        bound = {"MIN": model.voc[0], "MAX": model.voc[-1], "DEF": model.voc[-1]}
+        if p.has(0):
+            word = p.raw(0).upper()[:3]
+            if word not in bound:
+                raise ScpiError(-224)
+            return self.reply("batt_voc", value=bound[word])
+        return self.reply("batt_voc", value=model.voc_at(self.get("batt_soc")))
+
+    def _recall(self, p: Params, _s: Sfx) -> None:
+        p.expect(1)
+        token = p.raw(0).strip("\"'").upper()
+        if token.isdigit():
+            if not 1 <= int(token) <= 9:
+                raise ScpiError(-222, "model slots are 1 to 9")
+            if int(token) not in self.spec.extra.get("battery_models", {}):
+                raise ScpiError(706, text="Battery model is empty")
+        elif token not in BUILTIN:
+            raise ScpiError(-224, f"{token} is not a model slot or built-in model")
+        self._not_running(None)
+        self.put("batt_model", token)
+        model = self.model()
+        self.put("batt_voc_full", model.voc[-1])
+        self.put("batt_voc_empty", model.voc[0])
+
+    def _battery(self, what: str) -> Any:
+        def getter(p: Params, _s: Sfx) -> str:
+            p.expect(0)
+            model = self.model()
+            soc = float(self.get("batt_soc"))
+            if what == "tvol":
+                volts = noisy(self.out.volts, 0.0002) if self._simulating() else 0.0
+                return self.reply("batt_tvol", value=max(0.0, volts))
+            if what == "curr":
+                return self.reply("batt_curr", value=self.batt_amps)
+            if what == "res":
+                return self.reply("batt_res", value=self._resistance(model))
+            return self.reply("batt_cap", value=soc / 100.0 * self.get("batt_cap_lim"))
+
+        return getter
+
+    def _reading(self) -> tuple[float, float]:
+        if self.get("function") == "POWER":
+            out = self.out
+            if out.mode == "OFF":
+                return 0.0, 0.0
+            return max(0.0, noisy(out.amps, 0.00002)), max(0.0, noisy(out.volts, 0.0002))
+        volts = noisy(self.out.volts, 0.0002) if self._simulating() else 0.0
+        return self.batt_amps, max(0.0, volts)
+
+    def _record(self) -> tuple[float, float]:
+        amps, volts = self._reading()
+        rel = self.clock.last - self.t0
+        if len(self.buffer) >= self.get("trace_points"):
+            self.buffer.pop(0)
+        model = self.model()
+        self.buffer.append((amps, volts, rel, float(self.get("batt_soc")),
+                            self._resistance(model)))
+        return amps, volts
+
+    def _measure(self, what: str) -> Any:
+        def getter(p: Params, _s: Sfx) -> str:
+            p.expect(0)
+            amps, volts = self._record()
+            if what == "volt":
+                return self.reply("meas_volt", value=volts)
+            if what == "curr":
+                return self.reply("meas_curr", value=amps)
+            return f"{self.reply('meas_curr', value=amps)},{self.reply('meas_volt', value=volts)}"
+
+        return getter
+
+    def _fetch(self, p: Params, _s: Sfx) -> str:
+        p.expect(0)
+        if not self.buffer:
+            raise ScpiError(-230, "no reading in the buffer")
+        amps, volts = self.buffer[-1][:2]
+        return f"{self.reply('meas_curr', value=amps)},{self.reply('meas_volt', value=volts)}"
+
+    def _initiate(self, p: Params, _s: Sfx) -> None:
+        p.expect(0)
+        self._record()
+
+    def _clear_buffer(self, p: Params, _s: Sfx) -> None:
+        p.expect(0)
+        self.buffer.clear()
+
+    def _data(self, *allowed: str) -> Any:
+        columns = {"READ": 0, "CURR": 0, "SOUR": 1, "VOLT": 1, "REL": 2, "SOC": 3, "RES": 4}
+
+        def getter(p: Params, _s: Sfx) -> str:
+            p.expect(0, 1)
+            wanted = [w.strip().upper() for w in p.string(0).split(",")] if p.has(0) \
+                else list(allowed[:1])
+            for word in wanted:
+                if word not in allowed:
+                    raise ScpiError(709, text="buffer elements not supported in this mode")
+            if not self.buffer:
+                return ""
+            return ",".join(f"{row[columns[w]]:+.6E}" for row in self.buffer for w in wanted)
+
+        return getter
