@@ -1,39 +1,96 @@
 """`lager`: the developer-side CLI. One module per command group under client/commands."""
 from __future__ import annotations
 
+import os
+import select
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from lager.errors import LagerError
+from lager.errors import ConnectionFailed, LagerError
 
+from . import EXIT_INTERRUPTED
 from .context import LagerContext
+
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
+
+
+def as_lager_error(exc: Exception) -> LagerError:
+    """A library or OS error that escaped the command, as the one line a user should see.
+
+    Connection trouble is 255 as ssh has it; a local file problem or a bug in lager is 1.
+    """
+    lost: tuple[type[BaseException], ...] = (EOFError, ConnectionError, TimeoutError)
+    paramiko = sys.modules.get("paramiko")
+    if paramiko is not None:
+        lost += (paramiko.SSHException,)
+    if isinstance(exc, lost):
+        return ConnectionFailed(f"lost the connection to the box: {exc or type(exc).__name__}")
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return LagerError(f"{exc.strerror or exc}{where}")
+    return LagerError(f"internal error: {type(exc).__name__}: {exc} "
+                      "(`lager --debug ...` shows the traceback)")
+
+
+def _stdout_gone() -> bool:
+    """True when nobody reads our stdout any more (a pipe whose reader closed reports POLLERR),
+    as opposed to a broken connection to the box."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class LagerGroup(click.Group):
-    """Turns a LagerError into one line and its exit code; a traceback only with --debug."""
+    """Turns any error into one line and its exit code; a traceback only with --debug."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Ctrl-C outside a run's own loop (while connecting, uploading, or waiting on a
+            # short request): leave quietly, as a shell command interrupted by SIGINT does.
+            ctx.exit(EXIT_INTERRUPTED)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError as exc:
+            if not _stdout_gone():
+                self._fail(ctx, as_lager_error(exc))
+            # `lager nets | head -2`: the reader had enough. Quiet, with the code of a tool
+            # that SIGPIPE ended, and no second error when Python flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_BROKEN_PIPE)
         except LagerError as exc:
-            obj = ctx.find_object(LagerContext)
-            if obj is not None and obj.debug:
-                traceback.print_exc()
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            self._fail(ctx, exc)
+        except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
+            self._fail(ctx, as_lager_error(exc))
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: LagerError) -> NoReturn:
+        obj = ctx.find_object(LagerContext)
+        if obj is not None and obj.debug:
+            traceback.print_exc()
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(exc.exit_code)
 
 
 @click.group(cls=LagerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="show tracebacks for errors")
+@click.option("--debug", is_flag=True, envvar="LAGER_DEBUG",
+              help="show tracebacks for errors (also $LAGER_DEBUG=1)")
 @click.option("--box", envvar="LAGER_BOX", help="the box to use (default: $LAGER_BOX)")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, box: str | None) -> None:
     """Run bench scripts on a lager box over SSH."""
+    from . import ssh  # no paramiko import: that happens only when a box is reached
+
     obj = ctx.ensure_object(LagerContext)
     obj.debug = debug
+    ssh.set_debug(debug)
     if box and not obj.box_name:
         obj.box_name = box
 
@@ -51,7 +108,14 @@ _register()
 
 
 def main() -> None:
+    # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit 1.
     try:
-        cli(prog_name="lager")
+        code = cli.main(prog_name="lager", standalone_mode=False)
+    except click.Abort:  # Ctrl-C (or EOF) while click itself was parsing
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -4,12 +4,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from lager.errors import LagerError, UnknownBox, UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Like OpenSSH's ConnectTimeout: how long a box may take to accept TCP and finish the SSH
+# handshake and auth before lager gives up (exit 255). Per box, or per command through the env.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+ENV_CONNECT_TIMEOUT = "LAGER_CONNECT_TIMEOUT"
 
 
 def config_dir() -> Path:
@@ -24,10 +29,38 @@ class Box:
     port: int = 2222
     user: str = "lager"
     identity: str | None = None
+    connect_timeout: float | None = None  # None: $LAGER_CONNECT_TIMEOUT, else the default
 
     @property
     def known_hosts_name(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+def parse_seconds(value: str, what: str) -> float:
+    """A positive, finite number of seconds, or a one-line usage error naming `what`."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"{what} {value!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"{what} {value!r} must be a positive number of seconds")
+    return seconds
+
+
+def connect_timeout(box: Box) -> float:
+    """The env wins over the box's stored value: it is the per-command override."""
+    raw = os.environ.get(ENV_CONNECT_TIMEOUT)
+    if raw:
+        return parse_seconds(raw, ENV_CONNECT_TIMEOUT)
+    return box.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+
+
+def _entry(box: Box) -> dict[str, object]:
+    # Unset optional fields stay out of the file, so a lager without them can still read it.
+    entry = asdict(box)
+    if entry["connect_timeout"] is None:
+        del entry["connect_timeout"]
+    return entry
 
 
 class Config:
@@ -45,14 +78,17 @@ class Config:
             return {}
         try:
             raw = json.loads(self.boxes_path.read_text())
-            return {name: Box(**entry) for name, entry in raw.items()}
+            # Fields a newer lager added are skipped, so an older one still reads the file.
+            known = {f.name for f in fields(Box)}
+            return {name: Box(**{k: v for k, v in entry.items() if k in known})
+                    for name, entry in raw.items()}
         except (ValueError, TypeError) as exc:
             raise LagerError(f"{self.boxes_path} is damaged ({exc}); fix or remove it") from None
 
     def _save(self, boxes: dict[str, Box]) -> None:
         self._ensure_dir()
         tmp = self.boxes_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: asdict(b) for n, b in sorted(boxes.items())}, indent=2))
+        tmp.write_text(json.dumps({n: _entry(b) for n, b in sorted(boxes.items())}, indent=2))
         tmp.replace(self.boxes_path)
 
     def box(self, name: str | None) -> Box:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from lager.errors import RemoteError
+from lager.errors import ConnectionFailed, RemoteError
 
 from .config import Box, Config
 
@@ -40,14 +40,16 @@ class LagerContext:
         """One short request/answer subsystem call; a refusal raises with the box's reason.
 
         Through the box's connection keeper when there is one (client/mux.py), else direct,
-        leaving a keeper behind for the next request.
+        leaving a keeper behind for the next request. The keeper's answer decides whether
+        going direct is allowed: a request it may have forwarded is never sent twice.
         """
         from . import mux
 
         box = self.box()
         answer = None
         if mux.enabled():
-            answer = mux.request(mux.socket_path(self.config, box), subsystem, line, env)
+            answer = mux.request(mux.socket_path(self.config, box), box.name, subsystem, line,
+                                 env)
         if answer is None:
             with self.connect() as conn:
                 answer = exchange(conn, subsystem, line, env)
@@ -63,16 +65,24 @@ class LagerContext:
 
 
 def exchange(conn: BoxConnection, subsystem: str, line: str | None,
-             env: dict[str, str] | None) -> tuple[str, str, int]:
-    chan = conn.open(subsystem, env=env)
+             env: dict[str, str] | None, timeout: float | None = None,
+             on_sent: Callable[[], None] | None = None) -> tuple[str, str, int]:
+    """Send one request, read the whole answer. A channel that closes without an exit status
+    means the connection died under it: ConnectionFailed, never a made-up status."""
+    chan = conn.open(subsystem, env=env, on_invoke=on_sent)
     try:
+        chan.settimeout(timeout)
         if line is not None:
             chan.sendall((line + "\n").encode())
         chan.shutdown_write()
         out, err = read_all(chan)
-        return out, err, chan.recv_exit_status()
+        status = chan.recv_exit_status()
     finally:
         chan.close()
+    if status < 0:
+        raise ConnectionFailed(f"lost the connection to box {conn.box.name} before it "
+                               f"answered the {subsystem!r} request")
+    return out, err, status
 
 
 def read_all(chan: Any) -> tuple[str, str]:

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 import sys
 
-from .fastpath import try_continue
+from . import EXIT_INTERRUPTED
 
 
 def main() -> None:
-    code = try_continue(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
-    from .cli import main as cli_main  # click and the commands load only past this point
+    try:
+        from .fastpath import try_continue
 
-    cli_main()
+        code = try_continue(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+        from .cli import main as cli_main  # click and the commands load only past this point
+
+        cli_main()
+    except KeyboardInterrupt:
+        # Ctrl-C before the CLI's own handling is in place (importing, the fast path): the
+        # same quiet 130 as everywhere else, never a traceback.
+        sys.exit(EXIT_INTERRUPTED)

@@ -44,6 +44,7 @@ def try_continue(argv: list[str]) -> int | None:
     if parsed is None or not parsed[1]:
         return None
     from lager import protocol
+    from lager.errors import LagerError
 
     from . import mux
     from .config import Config
@@ -53,11 +54,16 @@ def try_continue(argv: list[str]) -> int | None:
     config = Config()
     try:
         box = config.boxes().get(parsed[1])
-    except Exception:  # noqa: BLE001 - a damaged config gets the full CLI's error message
+    except (LagerError, OSError):  # a damaged config gets the full CLI's error message
         return None
     if box is None:
         return None
-    answer = mux.request(mux.socket_path(config, box), protocol.SUB_CONTINUE, parsed[0], None)
+    try:
+        answer = mux.request(mux.socket_path(config, box), box.name, protocol.SUB_CONTINUE,
+                             parsed[0], None)
+    except LagerError as exc:  # the keeper may have forwarded it: never re-sent, 255
+        sys.stderr.write(f"Error: {exc}\n")
+        return exc.exit_code
     if answer is None:
         return None
     out, err, status = answer

@@ -1,4 +1,18 @@
-"""Follow a run channel: stream its output live, forward Enter and Ctrl-C, return its status."""
+"""Follow a run channel: stream its output live, forward Enter, and turn Ctrl-C into a stop.
+
+Signal handlers here only count. What a signal causes (a message to the box, a line on the
+terminal) is done by the loop, which the signal wakes at once through a self-pipe
+(signal.set_wakeup_fd). A handler that wrote to the terminal itself waited on a lock the code it
+interrupted was holding: `lager python` hung when Ctrl-C came while output streamed.
+
+What Ctrl-C means (ISSUE-NOTES 1):
+- Following a run this command started (`lager python SCRIPT`): stop the run, wait for its end
+  and exit with its code. The first Ctrl-C sends the script SIGINT (its finally blocks run, and
+  Python's default makes the code 130), the second SIGTERM, the third leaves: the box then stops
+  the run itself (SIGINT, SIGTERM, SIGKILL) since no client is left. SIGTERM to lager counts as
+  a Ctrl-C, so a cancelled CI job stops its run the same way.
+- Only watching (`--reattach`): leave at once with 130; the run goes on.
+"""
 from __future__ import annotations
 
 import json
@@ -7,21 +21,33 @@ import select
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
 from lager.errors import ConnectionFailed
 
+from . import EXIT_INTERRUPTED
 from .terminal_out import RunOutput
 
-EXIT_INTERRUPTED = 130
+_CHUNK = 262144
+_DRAIN_ROUNDS = 16
+# After a stop, how long the output reader gets to take what is left before lager exits anyway
+# (`lager python x | less` must not keep lager waiting on a reader that never reads).
+FLUSH_AFTER_STOP = 2.0
+_STOP_STEPS = (
+    ("INT", "sent Ctrl-C (SIGINT) to the script; waiting for the run to end "
+            "(Ctrl-C again sends SIGTERM)"),
+    ("TERM", "sent SIGTERM to the script; waiting for the run to end "
+             "(Ctrl-C again leaves, and the box stops the run)"),
+)
 
 
 def _send(chan: Any, msg: dict[str, str]) -> None:
     try:
         chan.sendall((json.dumps(msg) + "\n").encode())
     except OSError:
-        pass
+        pass  # the channel is gone; the loop sees it close and says so
 
 
 def _forward_enter(chan: Any, fd: int) -> None:
@@ -41,66 +67,138 @@ def _forward_enter(chan: Any, fd: int) -> None:
             _send(chan, {"op": "enter"})
 
 
-class Follower:
-    def __init__(self, chan: Any, out: RunOutput, ctrl_c_detaches: bool, detach_hint: str = ""
-                 ) -> None:
-        self.chan = chan
-        self.out = out
-        self.ctrl_c_detaches = ctrl_c_detaches
-        self.detach_hint = detach_hint
-        self.interrupts = 0
-        self.stop_waiting = threading.Event()
+def _poke(fd: int) -> None:
+    try:
+        os.write(fd, b"w")
+    except OSError:
+        pass  # the pipe is full, so the loop is already due to wake
 
-    def _on_sigint(self, _sig: int, _frame: FrameType | None) -> None:
-        self.interrupts += 1
-        if self.ctrl_c_detaches or self.interrupts > 1:
-            self.stop_waiting.set()
-            return
-        _send(self.chan, {"op": "signal", "name": "INT"})
-        self.out.notice("sent Ctrl-C to the script; press Ctrl-C again to stop waiting")
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+class Follower:
+    def __init__(self, chan: Any, box_name: str, stops_run: bool, leave_hint: str = "") -> None:
+        self.chan = chan
+        self.box_name = box_name
+        self.stops_run = stops_run
+        self.leave_hint = leave_hint
+        self.signals = 0  # Ctrl-C (and SIGTERM) counted by the handler; the loop acts on them
+        self._handled = 0
+        self._stopping = False  # a stop was sent: read on, and drop what the reader can't take
+        self._left = False
+        # Never closed: the writer thread may still poke it while the process exits.
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        self.out = RunOutput(wake=lambda: _poke(self._wake_w))
+
+    def _on_signal(self, _sig: int, _frame: FrameType | None) -> None:
+        self.signals += 1
 
     def run(self) -> int:
         if sys.stdin is not None and not sys.stdin.closed:
             threading.Thread(target=_forward_enter, args=(self.chan, sys.stdin.fileno()),
                              daemon=True, name="lager-enter").start()
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        caught = (signal.SIGINT, signal.SIGTERM) if self.stops_run else (signal.SIGINT,)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in caught}
+        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         try:
-            self._pump()
+            status = self._follow()
+            self._flush()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.out.close()
-        if self.stop_waiting.is_set():
-            if self.ctrl_c_detaches:
-                self.out.notice(f"detached; the run goes on on the box. {self.detach_hint}")
-                return 0
-            self.out.notice("stopped waiting; the box stops the run since no client is left")
+        if status is None:
             return EXIT_INTERRUPTED
-        status = self.chan.recv_exit_status() if self.chan.exit_status_ready() else -1
         if status < 0:
-            raise ConnectionFailed("lost the connection to the box before the run ended")
-        return int(status)
+            raise ConnectionFailed(f"lost the connection to box {self.box_name} before the run "
+                                   "ended; it may still be running there "
+                                   "(see `lager python --list`)")
+        return status
 
-    def _pump(self) -> None:
+    def _follow(self) -> int | None:
+        """The run's exit status (-1: the connection died first), or None when we left."""
         chan = self.chan
-        while not self.stop_waiting.is_set():
+        while True:
+            if not self._act_on_signals():
+                return None
+            if self.out.broken and not self._stopping:
+                # Whoever read our output is gone (`| head`): stop the run as Ctrl-C would.
+                self._stop_step(0, "the output reader went away; stopping the run")
+            buffered = chan.recv_ready() or chan.recv_stderr_ready()
+            at_end = chan.eof_received or chan.closed
+            if at_end and not buffered and chan.exit_status_ready():
+                return int(chan.recv_exit_status())
+            # While the queue is full we stop reading, and the box's window closes: that is
+            # the backpressure. After a stop we read on (and drop what the reader can't take)
+            # so the run's end and exit status are never stuck behind unread output.
+            reading = (self.out.has_room() or self._stopping) and (buffered or not at_end)
             try:
-                select.select([chan], [], [], 0.5)
+                select.select([self._wake_r, chan] if reading else [self._wake_r], [], [],
+                              0.5 if reading or not at_end else 0.05)
             except InterruptedError:
-                continue
-            self._drain()
-            if chan.eof_received or chan.closed:
-                # Nothing more can arrive; what is buffered is read to its end (recv returns
-                # b"" only once the buffer is empty), so no byte is lost to the close.
-                while data := chan.recv_stderr(262144):
-                    self.out.write(2, data)
-                while data := chan.recv(262144):
-                    self.out.write(1, data)
-                chan.status_event.wait(5)
-                return
+                pass
+            _drain_pipe(self._wake_r)
+            if reading:
+                self._drain()
+
+    def _act_on_signals(self) -> bool:
+        """Apply the Ctrl-Cs counted so far, in order; False once the user chose to leave."""
+        while self._handled < self.signals:
+            self._handled += 1
+            step = self._handled - 1
+            if not self.stops_run or step >= len(_STOP_STEPS):
+                self._left = True
+                self.out.lossy()
+                self.out.notice(
+                    "left the run; the box stops it now that no client is left" if self.stops_run
+                    else f"detached; the run goes on on the box. {self.leave_hint}")
+                return False
+            self._stop_step(step, _STOP_STEPS[step][1])
+        return True
+
+    def _stop_step(self, step: int, text: str) -> None:
+        self._stopping = True
+        self.out.lossy()
+        _send(self.chan, {"op": "signal", "name": _STOP_STEPS[step][0]})
+        self.out.notice(text)
 
     def _drain(self) -> None:
         chan = self.chan
-        while chan.recv_stderr_ready():
-            self.out.write(2, chan.recv_stderr(262144))
-        while chan.recv_ready():
-            self.out.write(1, chan.recv(262144))
+        # Bounded, so a flood that arrives as fast as it is read still lets the loop look at
+        # signals and the run's end.
+        for _ in range(_DRAIN_ROUNDS):
+            if not ((self.out.has_room() or self._stopping) and
+                    (chan.recv_stderr_ready() or chan.recv_ready())):
+                return
+            if chan.recv_stderr_ready():
+                self.out.write(2, chan.recv_stderr(_CHUNK))
+            if chan.recv_ready():
+                self.out.write(1, chan.recv(_CHUNK))
+
+    def _flush(self) -> None:
+        """Let the writers finish: all of it after a normal end, a bounded wait after a stop
+        or when leaving. A Ctrl-C while waiting gives up on the rest."""
+        if self.out.dropped:
+            self.out.notice(f"{self.out.dropped} bytes of output after Ctrl-C were dropped: "
+                            "the output reader was not keeping up")
+        bounded = self._stopping or self._left
+        until = time.monotonic() + FLUSH_AFTER_STOP if bounded else None
+        seen = self.signals
+        while not self.out.idle() and self.signals == seen:
+            left = 0.5 if until is None else min(0.5, until - time.monotonic())
+            if left <= 0:
+                return
+            try:
+                select.select([self._wake_r], [], [], left)
+            except InterruptedError:
+                pass
+            _drain_pipe(self._wake_r)

@@ -7,6 +7,12 @@ paramiko transport and answers later requests over a Unix socket in the config d
 import no paramiko and do no handshake. It exits after IDLE_SECONDS without requests, or when
 its connection drops. LAGER_MUX=0 turns it off.
 
+A request is sent once. The client goes direct instead only when the keeper surely did not
+forward it (no keeper, it would not take the request, or it failed before asking the box for the
+subsystem) or when sending it twice does no harm (list, nets). A `continue` or `kill` that the
+keeper may have forwarded but did not answer within the reply deadline fails with 255 and says
+so: re-sending a `continue` could resume the pause after the one it was meant for.
+
 Security: the socket lives in a 0700 directory of the user's config dir and the keeper also
 checks the peer's uid (SO_PEERCRED). Its name hashes the box address, identity and pinned host
 key, so re-pinning a box (or changing its key) never reuses a keeper made for the old one.
@@ -24,11 +30,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import Box, Config
+from lager import protocol
+from lager.errors import ConnectionFailed
+
+from .config import Box, Config, parse_seconds
 
 IDLE_SECONDS = 300.0
 MAX_REQUEST = 1024 * 1024
 CONNECT_TIMEOUT = 2.0
+# How long a client waits for the keeper's answer (LAGER_MUX_TIMEOUT overrides), and how long
+# the keeper waits for the box's: the keeper gives up first, so it can still say what happened.
+REPLY_DEADLINE = 30.0
+KEEPER_EXCHANGE_TIMEOUT = 25.0
+# Requests that do the same thing when they arrive twice. `continue` and `kill` are not: a
+# second `continue` can resume the next pause, a second `kill ID SIG` signals twice.
+RESEND_SAFE = frozenset({protocol.SUB_LIST, protocol.SUB_NETS})
 
 
 def socket_path(config: Config, box: Box) -> Path:
@@ -42,6 +58,11 @@ def enabled() -> bool:
     return os.environ.get("LAGER_MUX", "1") != "0"
 
 
+def reply_deadline() -> float:
+    raw = os.environ.get("LAGER_MUX_TIMEOUT")
+    return parse_seconds(raw, "LAGER_MUX_TIMEOUT") if raw else REPLY_DEADLINE
+
+
 def _recv_all(sock: socket.socket) -> bytes:
     chunks = []
     while chunk := sock.recv(65536):
@@ -49,27 +70,58 @@ def _recv_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def request(path: Path, subsystem: str, line: str | None,
+def _unsure(box_name: str, subsystem: str, why: str) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"box {box_name}: {why}; the {subsystem!r} request may have reached the box, so it was "
+        "not sent again: check with `lager python --list`")
+
+
+def request(path: Path, box_name: str, subsystem: str, line: str | None,
             env: dict[str, str] | None) -> tuple[str, str, int] | None:
-    """Ask the keeper; None when there is none (or it is gone), so the caller goes direct."""
+    """The box's answer through the keeper, or None when the caller should go direct.
+
+    None only when the request surely never reached the box (no keeper, the keeper did not
+    take it, or it failed before opening the subsystem), or when it is safe to send twice.
+    Otherwise an unanswered request raises ConnectionFailed (exit 255) instead of being
+    re-sent: the keeper may already have forwarded it.
+    """
     if not path.exists():
         return None
+    resend_safe = subsystem in RESEND_SAFE
+    deadline = reply_deadline()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
     try:
-        sock.connect(str(path))
-        sock.settimeout(None)  # a request may wait on an instrument as long as it takes
-        sock.sendall(json.dumps({"subsystem": subsystem, "line": line, "env": env}).encode()
-                     + b"\n")
-        sock.shutdown(socket.SHUT_WR)
-        reply = json.loads(_recv_all(sock) or b"null")
-    except (OSError, ValueError):
-        return None
+        try:
+            sock.connect(str(path))
+            sock.sendall(json.dumps({"subsystem": subsystem, "line": line, "env": env}).encode()
+                         + b"\n")
+            # Until this EOF the keeper acts on nothing: a request cut short is never sent.
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return None
+        sock.settimeout(deadline)
+        try:
+            reply = json.loads(_recv_all(sock) or b"null")
+        except TimeoutError:
+            if resend_safe:
+                return None
+            raise _unsure(box_name, subsystem,
+                          f"no answer from the connection keeper within {deadline:g}s") \
+                from None
+        except (OSError, ValueError):
+            reply = None
     finally:
         sock.close()
-    if not isinstance(reply, dict) or "status" not in reply:
+    if isinstance(reply, dict) and isinstance(reply.get("status"), int) and reply["status"] >= 0:
+        return str(reply.get("out", "")), str(reply.get("err", "")), reply["status"]
+    if isinstance(reply, dict) and reply.get("delivered") is False:
         return None
-    return reply["out"], reply["err"], int(reply["status"])
+    if resend_safe:
+        return None
+    why = reply.get("error") if isinstance(reply, dict) else None
+    raise _unsure(box_name, subsystem, f"the connection keeper lost its answer "
+                  f"({why or 'it went away'})")
 
 
 def spawn(config: Config, box: Box) -> None:
@@ -107,25 +159,43 @@ class Keeper:
         self.lock = threading.Lock()
 
     def _serve_one(self, client: socket.socket) -> None:
-        from .context import exchange
-
         with client:
             creds = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                       struct.calcsize("3i"))
             _, uid, _ = struct.unpack("3i", creds)
             if uid != os.getuid():
                 return
+            client.settimeout(CONNECT_TIMEOUT)
             raw = b""
-            while len(raw) <= MAX_REQUEST and (chunk := client.recv(65536)):
-                raw += chunk
             try:
-                req: dict[str, Any] = json.loads(raw)
-                out, err, status = exchange(self.conn, req["subsystem"], req.get("line"),
-                                            req.get("env"))
-                reply = {"out": out, "err": err, "status": status}
-            except Exception as exc:  # noqa: BLE001 - the client falls back to going direct
-                reply = {"error": str(exc)}
-            client.sendall(json.dumps(reply).encode())
+                while len(raw) <= MAX_REQUEST and (chunk := client.recv(65536)):
+                    raw += chunk
+            except OSError:
+                return  # a request cut short is never forwarded
+            reply = self._forward(raw)
+            try:
+                client.sendall(json.dumps(reply).encode())
+            except OSError:
+                pass  # the client gave up waiting; it never re-sends what may have gone out
+
+    def _forward(self, raw: bytes) -> dict[str, Any]:
+        """The box's answer, or an error that says whether the request went out at all."""
+        from .context import exchange
+
+        sent = False
+
+        def mark_sent() -> None:
+            nonlocal sent
+            sent = True
+
+        try:
+            req: dict[str, Any] = json.loads(raw)
+            out, err, status = exchange(self.conn, req["subsystem"], req.get("line"),
+                                        req.get("env"), timeout=KEEPER_EXCHANGE_TIMEOUT,
+                                        on_sent=mark_sent)
+        except Exception as exc:  # noqa: BLE001 - reported to the client, which decides
+            return {"error": str(exc) or type(exc).__name__, "delivered": sent}
+        return {"out": out, "err": err, "status": status}
 
     def _handle(self, client: socket.socket) -> None:
         with self.lock:

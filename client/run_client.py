@@ -11,7 +11,6 @@ from lager.errors import ConnectionFailed, RemoteError
 
 from .context import LagerContext, read_all
 from .follow import Follower
-from .terminal_out import RunOutput
 from .upload import Upload
 
 _CHUNK = 256 * 1024
@@ -63,7 +62,7 @@ def run_script(obj: LagerContext, request: RunRequest) -> int:
             click.echo(f"started run {started['id']} (detached)")
             click.echo(_commands_hint(box.name, started["short_id"]))
             return 0
-        return Follower(chan, RunOutput(), ctrl_c_detaches=False).run()
+        return Follower(chan, box.name, stops_run=True).run()
 
 
 def reattach(obj: LagerContext, run_id: str) -> int:
@@ -72,5 +71,5 @@ def reattach(obj: LagerContext, run_id: str) -> int:
         chan = conn.open(protocol.SUB_ATTACH)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
-        status = Follower(chan, RunOutput(), ctrl_c_detaches=True, detach_hint=hint).run()
+        status = Follower(chan, box.name, stops_run=False, leave_hint=hint).run()
     return status

@@ -1,5 +1,11 @@
 """Where a run's output lands on the client, plus the live auto-resume countdown.
 
+Output is written by one writer thread, in the order it arrived, so the loop that talks to the
+box (client/follow.py) never waits on a slow reader: a stalled pipe or terminal can hold up the
+output, never Ctrl-C. The loop keeps the queue short (it stops reading the channel while the
+queue is full, which is what backpressures the box), except after Ctrl-C: from then on what the
+reader cannot take is dropped and counted, as a terminal flushes its output queue on ^C.
+
 The countdown is one status line under the banner, redrawn in place once a second; it is only
 drawn when stderr is a terminal, never into pipes or CI logs.
 """
@@ -11,10 +17,17 @@ import select
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import BinaryIO
 
 _BANNER_TIMEOUT = re.compile(rb"^    auto-resume in ([0-9.e+]+)s$", re.M)
 _RESUMED = re.compile(rb"^=== (resumed|auto-resumed after)", re.M)
+
+HIGH_WATER = 1 << 20  # bytes queued on a stream above which the loop stops reading the box
+# After Ctrl-C, bytes kept for a reader that is not keeping up; stderr (the script's last words,
+# a traceback) gets more room than a stdout flood.
+LOSSY_KEEP = {1: 256 * 1024, 2: 4 << 20}
 
 
 def write_all(out: BinaryIO, data: bytes) -> None:
@@ -37,31 +50,135 @@ def write_all(out: BinaryIO, data: bytes) -> None:
         view = view[written:]
 
 
+class _Stream:
+    """One output stream's queue, drained by its own thread: a stalled stdout reader never
+    holds back stderr (where the script's last words and lager's notices go)."""
+
+    def __init__(self, number: int, out: BinaryIO) -> None:
+        self.number = number
+        self.out = out
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self.writing = False
+        self.broken = False  # the reader went away (EPIPE and the like)
+
+
 class RunOutput:
     def __init__(self, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
-                 countdown: bool | None = None) -> None:
-        self.stdout = stdout or sys.stdout.buffer
-        self.stderr = stderr or sys.stderr.buffer
+                 countdown: bool | None = None, wake: Callable[[], None] | None = None) -> None:
         self.countdown = sys.stderr.isatty() if countdown is None else countdown
-        self._lock = threading.Lock()
+        self._streams = {1: _Stream(1, stdout or sys.stdout.buffer),
+                         2: _Stream(2, stderr or sys.stderr.buffer)}
+        self.stderr = self._streams[2].out
+        # The countdown line is redrawn on stderr; stdout output must clear it first only when
+        # both go to a terminal (then, as a rule, the same one).
+        self._stdout_on_tty = self.countdown and _isatty(self._streams[1].out)
+        self._wake = wake or (lambda: None)
+        self._lock = threading.Lock()  # the terminal, shared by the writers and the countdown
+        self._more = threading.Condition()
+        self._closing = False
+        self._lossy = False
+        self.dropped = 0
         self._deadline: float | None = None
         self._status_shown = False
         self._at_line_start = True
         self._stop = threading.Event()
+        for stream in self._streams.values():
+            threading.Thread(target=self._writer, args=(stream,), daemon=True,
+                             name=f"lager-output-{stream.number}").start()
         if self.countdown:
             threading.Thread(target=self._tick, daemon=True, name="lager-countdown").start()
 
-    def write(self, stream: int, data: bytes) -> None:
-        with self._lock:
-            self._clear_status()
-            out = self.stdout if stream == 1 else self.stderr
-            write_all(out, data)
-            self._at_line_start = data.endswith(b"\n")
-            if stream == 2 and self.countdown:
-                self._watch(data)
+    # --- the loop's side: never blocks ---
+
+    def write(self, stream: int, data: bytes, keep: bool = False) -> None:
+        if not data:
+            return
+        with self._more:
+            target = self._streams[stream]
+            if target.broken:
+                return
+            if self._lossy and not keep and target.queued + len(data) > LOSSY_KEEP[stream]:
+                self.dropped += len(data)
+                return
+            target.queue.append(data)
+            target.queued += len(data)
+            self._more.notify_all()
 
     def notice(self, text: str) -> None:
-        self.write(2, f"lager: {text}\n".encode())
+        """A line from lager itself: never dropped."""
+        self.write(2, f"lager: {text}\n".encode(), keep=True)
+
+    @property
+    def broken(self) -> bool:
+        return any(stream.broken for stream in self._streams.values())
+
+    def has_room(self) -> bool:
+        return all(stream.queued < HIGH_WATER for stream in self._streams.values())
+
+    def idle(self) -> bool:
+        with self._more:
+            return not any(s.queue or s.writing for s in self._streams.values())
+
+    def lossy(self) -> None:
+        """From now on, output the reader does not take in time is dropped (after Ctrl-C),
+        and the backlog is cut to what is kept, as a terminal discards its queue on ^C."""
+        with self._more:
+            self._lossy = True
+            for number, stream in self._streams.items():
+                kept: deque[bytes] = deque()
+                size = 0
+                for data in stream.queue:
+                    if size + len(data) <= LOSSY_KEEP[number]:
+                        kept.append(data)
+                        size += len(data)
+                    else:
+                        self.dropped += len(data)
+                stream.queued -= sum(map(len, stream.queue)) - size
+                stream.queue = kept
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._more:
+            self._closing = True
+            self._more.notify_all()
+
+    # --- the writer threads ---
+
+    def _writer(self, stream: _Stream) -> None:
+        while True:
+            with self._more:
+                while not stream.queue and not self._closing:
+                    self._more.wait()
+                if not stream.queue:
+                    break
+                data = stream.queue.popleft()
+                stream.writing = True
+            try:
+                if not stream.broken:
+                    self._write(stream, data)
+            except OSError:
+                stream.broken = True
+            finally:
+                with self._more:
+                    stream.queued -= len(data)
+                    stream.writing = False
+                self._wake()
+        if stream.number == 2:
+            with self._lock:
+                self._clear_status()
+        self._wake()
+
+    def _write(self, stream: _Stream, data: bytes) -> None:
+        if stream.number == 1 and not self._stdout_on_tty:
+            write_all(stream.out, data)
+            return
+        with self._lock:
+            self._clear_status()
+            write_all(stream.out, data)
+            self._at_line_start = data.endswith(b"\n")
+            if stream.number == 2 and self.countdown:
+                self._watch(data)
 
     def _watch(self, data: bytes) -> None:
         if _RESUMED.search(data):
@@ -85,8 +202,9 @@ class RunOutput:
                            "(Enter resumes now)\x1b[K".encode())
                 self._status_shown = True
 
-    def close(self) -> None:
-        self._stop.set()
-        with self._lock:
-            self._clear_status()
-            self.stderr.flush()
+
+def _isatty(out: BinaryIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -40,6 +40,31 @@ def _extra_name(path: str) -> str:
     return str(pure)
 
 
+def _add_extras(files: list[tuple[str, Path]], add_files: tuple[str, ...], main: str) -> None:
+    """Each --add-file goes beside the script. Two that share a name, or one that would land
+    on the script or on a file of the directory being run, are refused before anything is
+    sent: the box would silently keep only one of them."""
+    taken = {rel: local for rel, local in files}
+    names: dict[str, str] = {}
+    for extra in add_files:
+        local = Path(extra)
+        if not local.is_file():
+            raise UsageError(f"--add-file: no such file: {extra}")
+        rel = _extra_name(extra)
+        name = PurePosixPath(rel).name
+        if name in names:
+            if Path(names[name]).resolve() == local.resolve():
+                continue  # the same file named twice: sent once
+            raise UsageError(f"--add-file {names[name]} and --add-file {extra} have the same "
+                             f"name {name!r}; only one of them can be uploaded (rename one)")
+        if rel in taken:
+            what = "the script" if rel == main else f"{rel} of the directory being run"
+            raise UsageError(f"--add-file {extra} would replace {what}; rename it")
+        names[name] = extra
+        taken[rel] = local
+        files.append((rel, local))
+
+
 def build_upload(script: str, add_files: tuple[str, ...]) -> Upload:
     path = Path(script)
     if path.is_dir():
@@ -52,11 +77,7 @@ def build_upload(script: str, add_files: tuple[str, ...]) -> Upload:
         main = path.name
     else:
         raise UsageError(f"script not found: {script}")
-    for extra in add_files:
-        local = Path(extra)
-        if not local.is_file():
-            raise UsageError(f"--add-file: no such file: {extra}")
-        files.append((_extra_name(extra), local))
+    _add_extras(files, add_files, main)
     if sum(local.stat().st_size for _, local in files) > MAX_UPLOAD:
         raise UsageError(f"upload is larger than {MAX_UPLOAD // 2**20} MiB")
     return Upload(display_name=script, main=main, files=files)

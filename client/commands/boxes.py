@@ -5,9 +5,9 @@ import json
 
 import click
 
-from lager.errors import HostKeyChanged, LagerError
+from lager.errors import AuthFailed, HostKeyChanged
 
-from ..config import Box
+from ..config import DEFAULT_CONNECT_TIMEOUT, ENV_CONNECT_TIMEOUT, Box, parse_seconds
 from ..context import LagerContext, pass_ctx
 
 
@@ -25,19 +25,25 @@ def boxes() -> None:
 @click.option("--identity", type=click.Path(dir_okay=False), default=None,
               help="private key to use (default: lager's own, created on first use)")
 @click.option("--repin", is_flag=True, help="accept a changed host key for an existing box")
+@click.option("--connect-timeout", "connect_timeout", metavar="SECONDS", default=None,
+              help=f"give up on a box that does not answer (default "
+                   f"{DEFAULT_CONNECT_TIMEOUT:g}s; ${ENV_CONNECT_TIMEOUT} overrides it)")
 @pass_ctx
 def add(obj: LagerContext, name: str, host: str, port: int, user: str, identity: str | None,
-        repin: bool) -> None:
+        repin: bool, connect_timeout: str | None) -> None:
     """Connect once to NAME, pin its host key, and check that our key is authorized."""
-    from ..ssh import authenticate, fingerprint, start_transport
+    from ..ssh import Deadline, authenticate, fingerprint, start_transport
 
     config = obj.config
-    box = Box(name=name, host=host, port=port, user=user, identity=identity)
+    timeout = parse_seconds(connect_timeout, "--connect-timeout") if connect_timeout else None
+    box = Box(name=name, host=host, port=port, user=user, identity=identity,
+              connect_timeout=timeout)
     if identity is None:
         _, _, created = config.ensure_default_key()
         if created:
             click.echo(f"created lager's key {config.default_key_path}")
-    transport = start_transport(box)
+    deadline = Deadline(box)
+    transport = start_transport(box, deadline)
     try:
         key = transport.get_remote_server_key()
         seen = fingerprint(key.asbytes())
@@ -50,8 +56,8 @@ def add(obj: LagerContext, name: str, host: str, port: int, user: str, identity:
         config.pin(box, key.get_name(), key.get_base64())
         click.echo(f"pinned host key of {name} ({host}:{port}): {seen}")
         try:
-            authenticate(config, box, transport)
-        except LagerError:
+            authenticate(config, box, transport, deadline)
+        except AuthFailed:
             pub = (config.identity_path(box).with_name(
                 config.identity_path(box).name + ".pub"))
             line = pub.read_text().strip() if pub.exists() else "<your public key>"
@@ -76,7 +82,9 @@ def list_(obj: LagerContext, as_json: bool) -> None:
         click.echo("no boxes yet: lager boxes add NAME --host HOST")
     for box in known.values():
         click.echo(f"{box.name:<16} {box.user}@{box.host}:{box.port}"
-                   + (f"  key {box.identity}" if box.identity else ""))
+                   + (f"  key {box.identity}" if box.identity else "")
+                   + (f"  connect timeout {box.connect_timeout:g}s"
+                      if box.connect_timeout else ""))
 
 
 @boxes.command("remove")
