@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import sys
 import termios
@@ -23,8 +22,8 @@ def open_console(obj: LagerContext, run_id: str) -> int:
     with obj.connect() as conn:
         pty = None
         if interactive:
-            size = shutil.get_terminal_size()
-            pty = (os.environ.get("TERM", "xterm"), size.columns, size.lines)
+            cols, rows = _window_size()
+            pty = (os.environ.get("TERM", "xterm"), cols, rows)
         chan = conn.open(protocol.SUB_CONSOLE, pty=pty)
         chan.sendall((run_id + "\n").encode())
         got_output = _relay_tty(chan) if interactive else _relay_pipe(chan)
@@ -67,13 +66,28 @@ def _relay_pipe(chan: Any) -> bool:
     return got
 
 
+def _window_size() -> tuple[int, int]:
+    """The terminal's own size: $COLUMNS (what shutil reads first) goes stale on a resize."""
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        return size.columns, size.lines
+    except OSError:
+        return 80, 24
+
+
 def _relay_tty(chan: Any) -> bool:
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
+    # SIGWINCH only notes the change and wakes select: sending from the handler could block on
+    # the channel lock the interrupted loop holds.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
 
     def on_resize(_sig: int, _frame: Any) -> None:
-        size = shutil.get_terminal_size()
-        chan.resize_pty(width=size.columns, height=size.lines)
+        try:
+            os.write(wake_w, b"w")
+        except BlockingIOError:
+            pass  # a change is already waiting to be read
 
     previous = signal.signal(signal.SIGWINCH, on_resize)
     got = False
@@ -81,7 +95,11 @@ def _relay_tty(chan: Any) -> bool:
         # Raw mode: keys (Tab, arrows, Ctrl-C, Ctrl-D) go to the console's line editor.
         tty.setraw(fd)
         while True:
-            readable, _, _ = select.select([chan, fd], [], [])
+            readable, _, _ = select.select([chan, fd, wake_r], [], [])
+            if wake_r in readable:
+                os.read(wake_r, 4096)
+                cols, rows = _window_size()
+                chan.resize_pty(width=cols, height=rows)
             if chan in readable:
                 data = chan.recv(65536)
                 if not data:
@@ -94,6 +112,13 @@ def _relay_tty(chan: Any) -> bool:
                     break
                 chan.sendall(keys)
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, previous)
+        os.close(wake_r)
+        os.close(wake_w)
+        try:
+            # The console turned bracketed paste on; one cut off mid-line could not turn it off.
+            os.write(sys.stdout.fileno(), b"\x1b[?2004l")
+        except OSError:
+            pass  # the terminal is gone: nothing to restore
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
     return got

@@ -1,9 +1,16 @@
-"""`console`: relay an SSH channel to the Python console inside a paused script."""
+"""`console`: relay an SSH channel to the Python console inside a paused script.
+
+Towards the script the relay speaks lager.console.wire: keystrokes, the window size (from the
+PTY request, then at every change) and breaks/signals each go as a frame, so the console's line
+editor can wrap at the real width and Ctrl-C from any client reaches it.
+"""
 from __future__ import annotations
 
 import asyncio
 
 import asyncssh
+
+from lager.console import wire
 
 from .common import Context
 
@@ -12,28 +19,40 @@ async def handle_console(ctx: Context) -> None:
     run = await ctx.run_from_request()
     link = run.paused_link()
     pty = ctx.process.get_terminal_type() is not None
-    cols, rows = (ctx.process.get_terminal_size()[:2] if pty else (80, 24))
-    sock = link.open_console(pty, cols or 80, rows or 24)
+    cols, rows = wire.clamp_size(*ctx.process.get_terminal_size()[:2]) if pty else \
+        (wire.DEFAULT_COLS, wire.DEFAULT_ROWS)
+    sock = link.open_console(pty, cols, rows)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
+    if pty:
+        writer.write(wire.window(cols, rows))
 
     async def upstream() -> None:
         """Client keystrokes to the console; EOF from the client becomes EOF to the console."""
-        if ctx.pending:  # lines sent right behind the id line
-            writer.write(ctx.pending)
-            ctx.pending = b""
-        while True:
-            try:
-                data = await ctx.process.stdin.read(65536)
-            except asyncssh.TerminalSizeChanged:
-                continue  # unhandled, asyncssh would drop the whole connection
-            except (asyncssh.BreakReceived, asyncssh.SignalReceived):
-                data = b"\x03"  # a break or signal from the client means interrupt
-            if not data:
-                if writer.can_write_eof():
-                    writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
+        try:
+            if ctx.pending:  # lines sent right behind the id line
+                writer.write(wire.data(ctx.pending))
+                ctx.pending = b""
+            while await relay_one():
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return  # the script closed the console (resume, exit()): downstream ends it
+
+    async def relay_one() -> bool:
+        try:
+            data = await ctx.process.stdin.read(65536)
+        except asyncssh.TerminalSizeChanged as change:
+            # Unhandled, asyncssh would drop the whole connection.
+            writer.write(wire.window(change.width, change.height))
+            return True
+        except (asyncssh.BreakReceived, asyncssh.SignalReceived):
+            writer.write(wire.interrupt())  # a break or a signal from the client: Ctrl-C
+            return True
+        if not data:
+            if writer.can_write_eof():
+                writer.write_eof()
+            return False
+        writer.write(wire.data(data))
+        return True
 
     async def downstream() -> None:
         while True:

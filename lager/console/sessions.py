@@ -1,30 +1,35 @@
 """The Python console inside a paused script: one per connection, each on its own threads.
 
-Two consoles on one pause both work, each with its own snapshot of the namespace. A session
-has a reader thread (socket to a character queue; Ctrl-C while a statement runs interrupts
-that statement only) and an exec thread (reads lines, runs them).
+Two consoles on one pause both work, each with its own snapshot of the namespace. A session has
+three threads: a reader (the agent's frames to keys, window sizes and interrupts), the console
+loop (edits lines, compiles them, waits for each statement) and a runner (runs statements; see
+runner.py for what happens to one that is blocked in C).
 """
 from __future__ import annotations
 
 import code
-import ctypes
-import queue
+import codecs
+import re
 import rlcompleter
 import socket
+import sys
 import threading
-from types import FrameType
+from queue import Queue
+from types import CodeType, FrameType
 from typing import Any
 
-from ..breakpoints.pause import CONSOLE_THREAD
-from .lineedit import EndOfInput, LineEditor, LineInterrupted
+from . import wire
+from .lineedit import PASTE_OFF, EndOfInput, LineEditor, LineInterrupted, Resize
 from .routing import routed_streams
+from .runner import GRACE, ConsoleClosed, Job, Runner, raise_in, stuck_note
 
 GREETING = "Connected to interactive console (Ctrl+D to disconnect)"
 CLOSED_ON_RESUME = "=== script resumed; console closed"
-
-
-class _ConsoleClosed(BaseException):
-    """Raised into a statement still running when the script resumes."""
+_RESIZED = object()  # queued among the keys: the window changed, read its size from the session
+# A pasted line at the left margin ends the block before it, as in a file; these continue it.
+_BLOCK_START = re.compile(r"(if|elif|else|for|while|def|class|with|try|except|finally|async|"
+                          r"match|@)\b|@")
+_CONTINUES = re.compile(r"(else|elif|except|finally)\b")
 
 
 class _Disconnect:
@@ -48,39 +53,51 @@ def snapshot(frame: FrameType | None) -> dict[str, Any]:
     return namespace
 
 
-class _SocketSink:
-    def __init__(self, session: ConsoleSession) -> None:
-        self.session = session
-
-    def write(self, text: str) -> int:
-        self.session.send(text)
-        return len(text)
-
-    def flush(self) -> None:
-        return None
-
-
 class ConsoleSession:
     def __init__(self, sock: socket.socket, pty: bool, namespace: dict[str, Any],
                  where: str) -> None:
         self.sock = sock
         self.pty = pty
         self.where = where
-        self.chars: queue.Queue[str | None] = queue.Queue()
+        self.namespace = namespace
+        self.inbox: Queue[str | object | None] = Queue()
+        self.cols = wire.DEFAULT_COLS
+        self._resize_queued = False
+        self._line_start = True  # the last output ended its line: a prompt can start there
         self.closed = threading.Event()
-        self.executing = False
         self._send_lock = threading.Lock()
-        self.console = code.InteractiveConsole(namespace, filename="<console>")
-        self.console.write = self.send  # type: ignore[method-assign,assignment]
+        self._job_lock = threading.Lock()
+        self.job: Job | None = None
+        self.buffer: list[str] = []  # lines of a statement still being typed
+        self.abandoned: list[tuple[Runner, Job]] = []
+        self.runner: Runner | None = None
         self.completer = rlcompleter.Completer(namespace)
-        self.exec_thread = threading.Thread(target=self._exec_loop, name=CONSOLE_THREAD,
+        # Compiles lines (keeping `from __future__` across them) and shows syntax errors; the
+        # runner's own interpreter runs them.
+        self.interp = code.InteractiveInterpreter(namespace)
+        self.interp.write = self.output  # type: ignore[method-assign,assignment]
+        self.loop_thread = threading.Thread(target=self._loop, name="lager-console-loop",
                                             daemon=True)
         self.reader_thread = threading.Thread(target=self._read_loop,
                                               name="lager-console-reader", daemon=True)
 
     def start(self) -> None:
-        self.exec_thread.start()
+        self.runner = Runner(self.namespace, self.output)
+        self.loop_thread.start()
         self.reader_thread.start()
+
+    def write(self, text: str) -> int:  # a sink for the loop thread's own stdout (completion)
+        self.output(text)
+        return len(text)
+
+    def output(self, text: str) -> None:
+        """What statements print (the editor's drawing goes through send)."""
+        if text:
+            self._line_start = text.endswith("\n")
+            self.send(text)
+
+    def flush(self) -> None:
+        return None
 
     def send(self, text: str) -> None:
         data = (text.replace("\r\n", "\n").replace("\n", "\r\n") if self.pty else text).encode(
@@ -89,50 +106,61 @@ class ConsoleSession:
             try:
                 self.sock.sendall(data)
             except OSError:
-                pass  # the client is gone; the exec loop sees EOF and ends
+                pass  # the client is gone; the loop sees EOF and ends
 
+    # --- input: frames from the agent ---------------------------------------------------------
     def _read_loop(self) -> None:
-        decoder_buf = b""
+        frames = wire.FrameDecoder()
+        text = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
             try:
                 data = self.sock.recv(65536)
-            except OSError:
-                data = b""
+                batch = frames.feed(data) if data else []
+            except (OSError, wire.WireError):
+                data, batch = b"", []
             if not data:
-                self.chars.put(None)
+                self.inbox.put(None)
                 return
-            decoder_buf += data
-            try:
-                text = decoder_buf.decode("utf-8")
-                decoder_buf = b""
-            except UnicodeDecodeError as exc:
-                if exc.start < len(decoder_buf) - 4:  # not just a split character: garbage
-                    text, decoder_buf = decoder_buf.decode("utf-8", "replace"), b""
-                else:
-                    text, decoder_buf = decoder_buf[:exc.start].decode(), decoder_buf[exc.start:]
-            for ch in text:
-                if ch == "\x03" and self.executing:
-                    self._raise_in_exec(KeyboardInterrupt)
-                else:
-                    self.chars.put(ch)
+            for frame in batch:
+                if isinstance(frame, wire.Data):
+                    for ch in text.decode(frame.payload):
+                        if ch != "\x03" or not self._interrupt():
+                            self.inbox.put(ch)
+                elif isinstance(frame, wire.Window):
+                    self.cols = frame.cols
+                    if not self._resize_queued:  # a flood of changes is one redraw
+                        self._resize_queued = True
+                        self.inbox.put(_RESIZED)
+                elif not self._interrupt() and self.pty:
+                    self.inbox.put("\x03")  # a break while editing drops the line
 
-    def _raise_in_exec(self, exc_type: type[BaseException]) -> None:
-        ident = self.exec_thread.ident
-        if ident is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
-                                                       ctypes.py_object(exc_type))
+    def _interrupt(self) -> bool:
+        """Ctrl-C for the running statement; False when none runs."""
+        with self._job_lock:
+            if self.job is None:
+                return False
+            self.job.events.put("interrupt")
+            return True
+
+    def _next_key(self) -> str | Resize | None:
+        item = self.inbox.get()
+        if item is _RESIZED:
+            self._resize_queued = False  # before reading cols: a later change queues again
+            return Resize(self.cols)
+        return item if isinstance(item, str) else None
 
     def _read_line_piped(self) -> str:
         chars: list[str] = []
         while True:
-            ch = self.chars.get()
+            ch = self.inbox.get()
             if ch is None:
                 if chars:
                     return "".join(chars)
                 raise EndOfInput
             if ch == "\n":
                 return "".join(chars).rstrip("\r")
-            chars.append(ch)
+            if isinstance(ch, str):
+                chars.append(ch)
 
     def _complete(self, word: str) -> list[str]:
         found, state = [], 0
@@ -144,64 +172,122 @@ class ConsoleSession:
             state += 1
         return found
 
-    def _exec_loop(self) -> None:
+    # --- the console loop ---------------------------------------------------------------------
+    def _loop(self) -> None:
         stdout, stderr = routed_streams()
         me = threading.get_ident()
-        sink = _SocketSink(self)
-        stdout.route(me, sink)
-        stderr.route(me, sink)
-        editor = LineEditor(self.chars.get, self.send, self._complete) if self.pty else None
+        stdout.route(me, self)  # completion may run a property that prints
+        stderr.route(me, self)
+        editor = LineEditor(self._next_key, self.send, self._complete, self.cols) \
+            if self.pty else None
         try:
             self.send(f"{GREETING}\npaused at {self.where}\n")
-            more = False
             while not self.closed.is_set():
-                prompt = "... " if more else ">>> "
+                prompt = "... " if self.buffer else ">>> "
+                if editor and not self._line_start:
+                    self.send("\n")  # print(x, end="") is not drawn over by the prompt
+                    self._line_start = True
                 try:
                     line = editor.read_line(prompt) if editor else self._read_line_piped()
                 except LineInterrupted:
-                    self.console.resetbuffer()
-                    more = False
+                    self.buffer.clear()
                     continue
                 except EndOfInput:
                     break
-                if self.closed.is_set():
+                if editor and editor.from_paste and self._pasted_line_ends_block(line) \
+                        and not self._push(""):
                     break
-                more = self._run(line)
-        except (SystemExit, _ConsoleClosed):
-            pass
+                if self.closed.is_set() or not self._push(line):
+                    break
         finally:
             stdout.unroute(me)
             stderr.unroute(me)
-            self._hang_up()
+            if editor:
+                self.send(PASTE_OFF)
+            if self.runner is not None and self.runner not in (r for r, _ in self.abandoned):
+                self.runner.stop()
+            if not self.closed.is_set():
+                self._hang_up()  # a resume hangs up itself, after its last words
 
-    def _run(self, line: str) -> bool:
-        self.executing = True
+    def _pasted_line_ends_block(self, line: str) -> bool:
+        return bool(self.buffer) and bool(_BLOCK_START.match(self.buffer[0])) \
+            and not self.buffer[-1].endswith("\\") and bool(line.strip()) \
+            and not line[0].isspace() and not _CONTINUES.match(line)
+
+    def _push(self, line: str) -> bool:
+        """Add a line; run the statement once it is complete. False: the console ends."""
+        self.buffer.append(line)
+        source = "\n".join(self.buffer)
         try:
-            return self.console.push(line)
-        except KeyboardInterrupt:
-            self.send("KeyboardInterrupt\n")
-            self.console.resetbuffer()
-            return False
-        finally:
-            self.executing = False
+            compiled = self.interp.compile(source, "<console>", "single")
+        except (OverflowError, SyntaxError, ValueError):
+            self.buffer.clear()
+            self.interp.showsyntaxerror("<console>")
+            return True
+        if compiled is None:
+            return True  # more lines to come
+        self.buffer.clear()
+        return self._execute(compiled, source)
 
+    def _execute(self, compiled: CodeType, source: str) -> bool:
+        assert self.runner is not None
+        job = Job(compiled, source)
+        with self._job_lock:
+            if self.closed.is_set():
+                return False
+            self.job = job
+        runner = self.runner
+        runner.submit(job)
+        try:
+            while True:
+                event = job.events.get()
+                if event == "done":
+                    return not job.exit
+                stop = KeyboardInterrupt if event == "interrupt" else ConsoleClosed
+                if not runner.interrupt(job, stop) or job.done.wait(GRACE):
+                    continue  # it stopped: its "done" is queued
+                self.abandoned.append((runner, job))
+                runner.abandon()
+                if event == "close":
+                    return False  # the resume reports it
+                self.output(f"KeyboardInterrupt: the statement is {stuck_note(runner.thread)}\n")
+                self.runner = Runner(self.namespace, self.output)
+                return True
+        finally:
+            with self._job_lock:
+                self.job = None
+
+    # --- the end --------------------------------------------------------------------------------
     def _hang_up(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
-    def close(self) -> None:
-        """The script resumes: tell the client, stop any statement, and end the session."""
+    def begin_close(self) -> None:
+        """The script resumes: stop the running statement, wake an editor waiting for keys."""
         self.closed.set()
+        with self._job_lock:
+            if self.job is not None:
+                self.job.events.put("close")
+        self.inbox.put(None)
+
+    def finish_close(self) -> list[str]:
+        """Tell the client, end the session; returns lines for the run's output."""
+        self.loop_thread.join(GRACE + 2)
+        notes = []
+        for runner, job in self.abandoned:
+            if runner.thread.is_alive():
+                note = stuck_note(runner.thread)
+                raise_in(runner.thread, ConsoleClosed)
+                notes.append(f"console statement `{job.summary()}` at resume: {note}")
+        for note in notes:
+            self.send(f"lager: {note}\n")
         self.send(f"\n{CLOSED_ON_RESUME}\n")
-        if self.executing:
-            self._raise_in_exec(_ConsoleClosed)
         self._hang_up()
-        self.chars.put(None)
-        self.exec_thread.join(timeout=2)
-        self.reader_thread.join(timeout=1)
+        self.reader_thread.join(1)
         self.sock.close()
+        return notes
 
 
 class ConsoleSessions:
@@ -220,5 +306,12 @@ class ConsoleSessions:
 
     def close_all(self) -> None:
         for session in self.sessions:
-            session.close()
+            session.begin_close()  # all at once: each may wait out a grace
+        for session in self.sessions:
+            for note in session.finish_close():
+                try:
+                    sys.stderr.write(f"lager: {note}\n")
+                    sys.stderr.flush()
+                except (OSError, ValueError):
+                    pass  # the run's stderr is gone; the console was told
         self.sessions.clear()
