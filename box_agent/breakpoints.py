@@ -1,16 +1,17 @@
 """The agent's end of a run's private channel: the pause registry for that run.
 
-The script registers each pause here and then blocks on the channel; every resume (Enter,
-`continue`, auto-resume) is decided here, on the event loop, so two racing resumes resume once
-and a resume can only ever hit the pause that is current when it arrives.
+The script registers each pause and then blocks on its channel, which its monitor holds and
+relays (so a pause survives an agent restart: a new agent learns it from the monitor's hello).
+Every resume (Enter, `continue`, auto-resume) is decided here, on the event loop, so two racing
+resumes resume once and a resume can only ever hit the pause that is current when it arrives.
 """
 from __future__ import annotations
 
-import array
 import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,41 +44,43 @@ class Pause:
                 "console": self.console, "paused_at": self.started_at}
 
 
+SendToScript = Callable[[dict[str, Any], Sequence[int]], None]
+
+
 class BreakpointLink:
-    def __init__(self, run_id: str, sock: socket.socket) -> None:
+    def __init__(self, run_id: str, send: SendToScript) -> None:
         self.run_id = run_id
-        self.sock = sock
-        sock.setblocking(False)
+        self._send_raw = send
         self.pause: Pause | None = None
         self.last_resume: dict[str, Any] | None = None
         self._closed = False
 
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                data = await loop.sock_recv(self.sock, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                self.pause = None
-                return
-            try:
-                self._handle(protocol.decode_msg(data))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("run %s sent a bad breakpoint message: %s", self.run_id, exc)
+    def handle(self, msg: dict[str, Any], paused_at: float) -> None:
+        """A message from the script. `paused_at` (wall clock) lets a pause that began under
+        an earlier agent keep its auto-resume deadline."""
+        try:
+            self._register(msg, paused_at)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("run %s sent a bad breakpoint message: %s", self.run_id, exc)
 
-    def _handle(self, msg: dict[str, Any]) -> None:
+    def _register(self, msg: dict[str, Any], paused_at: float) -> None:
         if msg.get("op") != "pause":
             raise ValueError(f"unknown op {msg.get('op')!r}")
         timeout = float(msg["timeout"])
+        age = max(0.0, time.time() - paused_at) if paused_at else 0.0
         pause = Pause(seq=int(msg["seq"]), label=msg.get("label"), file=str(msg["file"]),
                       line=int(msg["line"]), timeout=timeout, console=bool(msg["console"]),
-                      started=time.monotonic(), started_at=time.time())
+                      started=time.monotonic() - age, started_at=paused_at or time.time())
         if timeout > 0:
             pause.timer = asyncio.get_running_loop().call_later(
-                timeout, self._auto_resume, pause.seq)
+                max(0.0, timeout - age), self._auto_resume, pause.seq)
         self.pause = pause
+
+    def script_closed(self) -> None:
+        """The script closed its end (it is exiting): no pause can be current."""
+        if self.pause and self.pause.timer:
+            self.pause.timer.cancel()
+        self.pause = None
 
     def _auto_resume(self, seq: int) -> None:
         if self.pause is not None and self.pause.seq == seq:
@@ -113,27 +116,16 @@ class BreakpointLink:
                 "without a console; pause it with interactive=True to get one")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            msg = protocol.encode_msg({"op": "console", "seq": pause.seq, "pty": pty,
-                                       "cols": cols, "rows": rows})
-            fds = array.array("i", [theirs.fileno()])
-            self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-        except OSError as exc:
-            ours.close()
-            raise LagerError(f"cannot reach the paused script: {exc}") from None
+            self._send_raw({"op": "console", "seq": pause.seq, "pty": pty, "cols": cols,
+                            "rows": rows}, [theirs.fileno()])
         finally:
             theirs.close()
         return ours
 
     def _send(self, msg: dict[str, Any]) -> None:
-        try:
-            self.sock.send(protocol.encode_msg(msg))
-        except OSError as exc:
-            log.warning("run %s: cannot deliver %s: %s", self.run_id, msg.get("op"), exc)
+        self._send_raw(msg, ())
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            if self.pause and self.pause.timer:
-                self.pause.timer.cancel()
-            self.pause = None
-            self.sock.close()
+            self.script_closed()

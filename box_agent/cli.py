@@ -65,6 +65,10 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
     base_env.update(bench.script_env())
     base_env[protocol.ENV_BOX_NAME] = name
     supervisor = Supervisor(state.runs_dir, base_env)
+    adopted = supervisor.adopt()
+    if adopted:
+        logging.getLogger("lager-box").warning("took back %d run(s) from an earlier agent",
+                                               adopted)
     agent = Agent(state, supervisor)
     try:
         bound_host, bound_port = await agent.listen(host, port)

@@ -1,17 +1,20 @@
-"""A run's output: a bounded backlog plus the viewers currently attached.
+"""A run's output as the agent serves it: the log on disk plus the viewers attached now.
 
-The pump that reads the script's pipes waits for every viewer to drain before it reads more,
-so a client that stops reading stalls the script (its pipe fills) instead of growing memory.
-A run with no viewers (detached) only feeds the backlog, which drops its oldest output.
+The run's monitor writes the log (`box_agent/runlog.py`); the agent feeds each new stretch of
+it to the attached viewers, waiting for every one of them to drain before it asks the monitor
+for more. So a client that stops reading slows the script (the monitor stops reading its
+pipes) instead of growing memory, and a run with no viewers (detached, or its client gone)
+only grows the log, which keeps its newest bytes up to its limit.
 """
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
-STDOUT = 1
-STDERR = 2
-DEFAULT_BACKLOG_BYTES = 4 * 1024 * 1024
+from .runlog import STDERR, STDOUT, LogReader
+
+__all__ = ["STDERR", "STDOUT", "OutputLog", "Viewer"]
 
 
 class Viewer(Protocol):
@@ -19,36 +22,38 @@ class Viewer(Protocol):
 
 
 class OutputLog:
-    def __init__(self, limit: int = DEFAULT_BACKLOG_BYTES) -> None:
-        self.limit = limit
-        self._chunks: deque[tuple[int, bytes]] = deque()
-        self._size = 0
-        self.dropped = 0
+    def __init__(self, directory: Path, end: int = 0) -> None:
+        self.reader = LogReader(directory)
+        self.end = end  # everything before this offset has been fed to the viewers
         self.viewers: list[Viewer] = []
 
-    def _keep(self, stream: int, data: bytes) -> None:
-        self._chunks.append((stream, data))
-        self._size += len(data)
-        while self._size > self.limit and self._chunks:
-            _, old = self._chunks.popleft()
-            self._size -= len(old)
-            self.dropped += len(old)
+    async def feed_to(self, end: int) -> None:
+        """Deliver the log from where we are up to `end` to every attached viewer."""
+        while self.end < end:
+            chunks = list(self.reader.read(self.end, end))
+            if not chunks:
+                return  # a gap (a full disk lost a record): nothing more to feed
+            for chunk in chunks:
+                self.end = chunk.end
+                for viewer in list(self.viewers):
+                    try:
+                        await viewer.output(chunk.stream, chunk.data)
+                    except (OSError, EOFError, ConnectionError):
+                        # A viewer whose channel died stops receiving; the run goes on.
+                        self.detach(viewer)
 
-    async def feed(self, stream: int, data: bytes) -> None:
-        self._keep(stream, data)
-        for viewer in list(self.viewers):
-            try:
-                await viewer.output(stream, data)
-            except (OSError, EOFError, ConnectionError, BrokenPipeError):
-                # A viewer whose channel died stops receiving; the run and the others go on.
-                self.detach(viewer)
+    def attach(self, viewer: Viewer, with_backlog: bool) -> tuple[Iterator[tuple[int, bytes]],
+                                                                   int]:
+        """Subscribe and take the backlog in one step, so no chunk is missed or doubled.
 
-    def attach(self, viewer: Viewer, with_backlog: bool) -> tuple[list[tuple[int, bytes]], int]:
-        """Subscribe and take the backlog in one step, so no chunk is missed or doubled."""
+        The backlog is read from disk as it is consumed; `dropped` counts the output bytes
+        the log no longer holds."""
         self.viewers.append(viewer)
         if not with_backlog:
-            return [], 0
-        return list(self._chunks), self.dropped
+            return iter(()), 0
+        start, until = self.reader.first_offset(), self.end
+        backlog = ((c.stream, c.data) for c in self.reader.read(start, until, budget=1 << 62))
+        return backlog, self.reader.dropped()
 
     def detach(self, viewer: Viewer) -> None:
         if viewer in self.viewers:

@@ -63,6 +63,11 @@ class RunIdentities:
                 self._live.add(uid)
                 return Identity(uid, self.gid, self.groups, self.user)
 
+    def adopt(self, uid: int) -> Identity:
+        """The identity of a run an earlier agent started (it keeps its uid)."""
+        self._live.add(uid)
+        return Identity(uid, self.gid, self.groups, self.user)
+
     def release(self, identity: Identity) -> None:
         self._live.discard(identity.uid)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +39,7 @@ class StateDir:
         os.chmod(self.root, 0o700 | (os.stat(self.root).st_mode & 0o011))
         for sub in (self.runs_dir, self.claims_dir):
             sub.mkdir(exist_ok=True, mode=0o700)
-        # Run dirs outlive only their runs, and no run outlives the agent that started it.
-        for stale in self.runs_dir.iterdir():
-            shutil.rmtree(stale, ignore_errors=True)
+        # Runs outlive the agent (their monitors keep them); the next agent adopts them.
         if not self.host_key_path.exists():
             key = asyncssh.generate_private_key("ssh-ed25519", comment="lager-box")
             key.write_private_key(str(self.host_key_path))

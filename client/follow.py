@@ -157,6 +157,10 @@ class Follower:
             step = self._handled - 1
             if not self.stops_run or step >= len(_STOP_STEPS):
                 self._left = True
+                if self.stops_run:
+                    # Runs outlive their clients; this one was asked to stop, so the box
+                    # finishes the job itself (SIGINT, SIGTERM, SIGKILL) once we are gone.
+                    _send(self.chan, {"op": "stop"})
                 self.out.lossy()
                 self.out.notice(
                     "left the run; the box stops it now that no client is left" if self.stops_run

@@ -30,7 +30,9 @@ class Agent:
     fingerprint: str
     log_path: Path
 
-    def stop(self) -> int:
+    def stop(self, keep_runs: bool = False) -> int:
+        """SIGTERM, as an upgrade would: the agent goes, its runs stay with their monitors.
+        Unless keep_runs, the runs are then ended too, so no test leaves processes behind."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -38,7 +40,25 @@ class Agent:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if not keep_runs:
+            self.end_runs()
         return self.proc.returncode
+
+    def end_runs(self) -> None:
+        """Test hygiene: end every run this box's state dir still holds (a monitor killed
+        outright hands its script one SIGINT, and sweeps nothing, so kill the scripts too)."""
+        for pid in pids_with_cmdline("box_agent.monitor", str(self.state_dir)):
+            for child in [pid, *descendants_of(pid)]:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # The simulated bench outlives the agent too (its runs may still use it).
+        for pid in pids_with_cmdline("box_agent.simbench", str(self.state_dir)):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -192,4 +212,34 @@ def pids_with_env(marker: str) -> list[int]:
                 found.append(int(entry.name))
         except OSError:
             continue
+    return found
+
+
+def pids_with_cmdline(*needles: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if all(n.encode() in cmdline for n in needles):
+                found.append(int(entry.name))
+    return found
+
+
+def descendants_of(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
     return found

@@ -85,14 +85,18 @@ time.sleep(300)
     helper = nets()["supply2"]["held_by"]["pid"]
     box.proc.kill()
     box.proc.wait()
-    # The monitor stops the script (SIGINT first), then sweeps the helper that ignores it all.
-    wait_for(lambda: not _alive(helper), 30, what="the helper to be swept")
+    # The run outlives the agent (its monitor keeps it), so its claim is live, not stale.
     again = start_agent(tmp_path / "state")
     try:
         laptop2 = make_client(tmp_path / "laptop2", again)
-        held = {n["name"]: n["held_by"] for n in json.loads(laptop2.run("nets", "--json").stdout)}
-        assert held["supply2"] is None, held
-        assert run_id
+        def held() -> dict:
+            return {n["name"]: n["held_by"]
+                    for n in json.loads(laptop2.run("nets", "--json").stdout)}
+        assert held()["supply2"]["pid"] == helper
+        # Ending the run sweeps the helper that ignores SIGINT and SIGTERM, and its claim.
+        assert laptop2.run("python", "--kill", run_id).returncode == 0
+        wait_for(lambda: not _alive(helper), 30, what="the helper to be swept")
+        assert held()["supply2"] is None
     finally:
         again.stop()
 

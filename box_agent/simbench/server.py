@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -116,29 +117,44 @@ def tracked(handler: Connection, clients: Clients) -> Connection:
     return run
 
 
-async def serve(models: Path, host: str = "127.0.0.1") -> None:
+async def serve(models: Path, host: str = "127.0.0.1", wanted: dict[str, int] | None = None,
+                record: Path | None = None) -> None:
+    """Serve until stdin closes, or, with `record`, until SIGTERM: the agent then writes no
+    stdin, and the bench outlives it (a restarted agent adopts it through the record)."""
     bench = build_bench(models)
     ports: dict[str, int] = {}
     servers = []
     clients: Clients = {}
+    wanted = wanted or {}
     for name, inst in bench.instruments.items():
         raw = await asyncio.start_server(
-            tracked(functools.partial(serve_socket, inst), clients), host, 0, limit=MAX_LINE)
-        framed = await asyncio.start_server(tracked(HislipServer(inst).serve, clients), host, 0)
+            tracked(functools.partial(serve_socket, inst), clients), host,
+            wanted.get(name, 0), limit=MAX_LINE)
+        framed = await asyncio.start_server(tracked(HislipServer(inst).serve, clients), host,
+                                            wanted.get(f"{name}_hislip", 0))
         servers += [raw, framed]
         ports[name] = raw.sockets[0].getsockname()[1]
         ports[f"{name}_hislip"] = framed.sockets[0].getsockname()[1]
-    print(json.dumps(ports), flush=True)
     loop = asyncio.get_running_loop()
-    stdin_closed = loop.create_future()
-    # Tied to the agent's lifetime: the agent holds our stdin, and its end closing ends us.
+    done = loop.create_future()
+    if record is not None:
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "ports": ports}))
+        os.replace(tmp, record)
+        def on_term() -> None:
+            if not done.done():
+                done.set_result(None)
 
-    def on_stdin() -> None:
-        if not stdin_closed.done() and os.read(sys.stdin.fileno(), 4096) == b"":
-            stdin_closed.set_result(None)
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    else:
+        # Tied to whoever started us: its end of our stdin closing ends us.
+        def on_stdin() -> None:
+            if not done.done() and os.read(sys.stdin.fileno(), 4096) == b"":
+                done.set_result(None)
 
-    loop.add_reader(sys.stdin.fileno(), on_stdin)
-    await stdin_closed
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
+    print(json.dumps(ports), flush=True)
+    await done
     for server in servers:
         server.close()
     # Closing each client's transport lets its handler see EOF and return, instead of being
@@ -150,8 +166,20 @@ async def serve(models: Path, host: str = "127.0.0.1") -> None:
 
 
 def main() -> None:
-    models = Path(sys.argv[1]) if len(sys.argv) > 1 else MODELS
-    asyncio.run(serve(models))
+    """`python -m box_agent.simbench [MODELS] [--ports JSON] [--record FILE]`"""
+    args = sys.argv[1:]
+    wanted: dict[str, int] = {}
+    record = None
+    if "--ports" in args:
+        i = args.index("--ports")
+        wanted = json.loads(args[i + 1])
+        del args[i:i + 2]
+    if "--record" in args:
+        i = args.index("--record")
+        record = Path(args[i + 1])
+        del args[i:i + 2]
+    models = Path(args[0]) if args else MODELS
+    asyncio.run(serve(models, wanted=wanted, record=record))
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[
     if isinstance(box, str) and box:
         env = {protocol.ENV_BOX_NAME: box, **env}
     spec = RunSpec(display_name=display, main=main, args=args, env=env,
-                   timeout=float(timeout), detach=bool(head.get("detach")))
+                   timeout=float(timeout), detach=bool(head.get("detach")),
+                   stop_on_disconnect=head.get("stop_on_disconnect") is True)
     return spec, files, warnings
 
 
@@ -139,6 +140,8 @@ async def _control_loop(ctx: Context, run: Run) -> None:
             run.link.resume("enter", ctx.caller.describe())
         elif msg.get("op") == "signal" and msg.get("name") in _SIGNALS_FROM_CLIENT:
             run.signal_group(_SIGNALS_FROM_CLIENT[msg["name"]])
+        elif msg.get("op") == "stop":  # the box's own gentle stop, carried on without the client
+            run.stop(f"stopped by {ctx.caller.describe()}")
 
 
 async def _follow(ctx: Context, run: Run, viewer: ChannelViewer) -> bool:
@@ -153,7 +156,15 @@ async def _follow(ctx: Context, run: Run, viewer: ChannelViewer) -> bool:
     return run.done.is_set()
 
 
-def _finish(ctx: Context, run: Run) -> None:
+async def _finish(ctx: Context, run: Run) -> None:
+    # asyncssh sends the exit status at once but buffered output later: flush the output
+    # first, so a client that ends on the status has every byte before it.
+    ctx.process.channel.set_write_buffer_limits(high=0, low=0)
+    try:
+        await ctx.process.stdout.drain()
+        await ctx.process.stderr.drain()
+    except (OSError, asyncssh.Error):
+        return  # the client is gone; it will reattach for the rest
     if run.timed_out:
         ctx.notice(f"run {protocol.short_id(run.id)} timed out after {run.spec.timeout:g}s "
                    "(--timeout); it was stopped")
@@ -180,9 +191,10 @@ async def handle_run(ctx: Context) -> None:
     # Attach before the process exists so not one byte of its output can be missed.
     run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller, viewer=viewer)
     if await _follow(ctx, run, viewer):
-        _finish(ctx, run)
-    else:
-        run.stop("client disconnected")
+        await _finish(ctx, run)
+    elif run.spec.stop_on_disconnect:
+        run.stop("client disconnected (--stop-on-disconnect)")
+    # Otherwise the run goes on: only an explicit stop ends it (Ctrl-C, --kill, --timeout).
 
 
 async def handle_attach(ctx: Context) -> None:
@@ -196,6 +208,6 @@ async def handle_attach(ctx: Context) -> None:
             await viewer.write_unlocked(stream, data)
     if run.done.is_set():
         run.log.detach(viewer)
-        _finish(ctx, run)
+        await _finish(ctx, run)
     elif await _follow(ctx, run, viewer):
-        _finish(ctx, run)
+        await _finish(ctx, run)

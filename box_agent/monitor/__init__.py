@@ -1,0 +1,25 @@
+"""The per-run monitor: the script's parent, one small single-threaded process per run.
+
+Why a process of its own (as podman's conmon is):
+- The agent is multi-threaded, and the kernel sends a parent-death signal once per dying
+  *thread* of the parent, so a script parented by the agent got SIGINT up to four times when
+  the agent was killed. The monitor has one thread and exists for its run alone.
+- It holds what must outlive the agent and the client: the script's exit code, its output (a
+  log on disk, `box_agent/runlog.py`), and the script's end of its breakpoint link. A run goes
+  on when the agent dies; a new agent reconnects through the monitor's socket and carries on.
+- It is a child subreaper, so descendants the script starts (forked, `setsid`'d, daemonised)
+  stay reachable: a signal from the agent reaches them all, and when the script exits they are
+  swept (SIGTERM, then SIGKILL) before the run counts as ended.
+
+Run as `python -m box_agent.monitor CTL_FD MONITOR_DIR WORKDIR IDENTITY -- ARGV...` with the
+script's env, cwd anywhere. IDENTITY is `UID:GID:GROUP,...` to drop to (box_agent/privsep.py),
+or `-`. MONITOR_DIR (0700, the agent's) holds the log, `status.json` once the script has exited,
+and `sock`, where a new agent connects.
+
+Messages (one JSON object per SOCK_SEQPACKET datagram, `lager.protocol`):
+- monitor -> agent: hello {pid, end, pause, paused_at} on every connection; output {end};
+  script {body, at} (a message from the script's link); link_closed; exit {status, end};
+  failed {error} (the script could not start).
+- agent -> monitor: signal {sig}; window {until: offset or null}; to_script {body} with any
+  file descriptors (a console's socket) as SCM_RIGHTS.
+"""

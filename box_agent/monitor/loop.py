@@ -1,0 +1,249 @@
+"""The monitor's one loop: the script's pipes to the log, the script's link to the agent."""
+from __future__ import annotations
+
+import array
+import json
+import os
+import select
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from lager import protocol
+
+from ..runlog import STDERR, STDOUT, LogWriter
+from .process import IGNORED, PR_SET_CHILD_SUBREAPER, ScriptProcess, prctl
+
+# Bytes the monitor may log ahead of the slowest attached viewer before it stops reading the
+# script's pipes: a slow client slows the script, as a pipe would, instead of losing output.
+WINDOW = 4 * 1024 * 1024
+_CHUNK = 256 * 1024
+STATUS_FILE = "status.json"
+SOCKET_NAME = "sock"
+
+
+class Monitor:
+    def __init__(self, ctl: socket.socket, monitor_dir: Path, workdir: Path, identity: str,
+                 argv: list[str]) -> None:
+        self.agent: socket.socket | None = ctl
+        self.monitor_dir = monitor_dir
+        self.workdir = workdir
+        self.identity = identity
+        self.argv = argv
+        self.log = LogWriter(monitor_dir)
+        self.window: int | None = WINDOW
+        self.outstanding = False  # an `output` sent that no `window` has answered yet
+        self.acked_end = 0  # the log offset the agent has taken in
+        self.pause: dict[str, Any] | None = None  # the script's current pause, for a new agent
+        self.paused_at = 0.0
+        self.pipes: dict[int, int] = {}  # read end -> stream
+        self.wake_r, self.wake_w = os.pipe()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.link: socket.socket | None = None
+        self.script: ScriptProcess | None = None
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+        for sig in IGNORED:
+            signal.signal(sig, signal.SIG_IGN)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes poll() through wake_w
+        # Relative to our cwd: a socket path must fit in 108 bytes, the monitor dir may not.
+        os.chdir(self.monitor_dir)
+        self.listener.bind(SOCKET_NAME)
+        self.listener.listen(4)
+        self.link, script_link = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        env = dict(os.environ)
+        env[protocol.ENV_AGENT_PID] = str(os.getpid())  # the script's parent is us
+        env[protocol.ENV_AGENT_FD] = str(script_link.fileno())
+        try:
+            self.script = ScriptProcess(self.argv, env, [script_link.fileno()], out_w, err_w,
+                                        self.identity, self.workdir)
+        except OSError as exc:
+            self._tell({"op": "failed", "error": f"cannot start the script: {exc}"})
+            raise SystemExit(127) from None
+        finally:
+            for fd in (out_w, err_w):
+                os.close(fd)
+            script_link.close()
+        self.pipes = {out_r: STDOUT, err_r: STDERR}
+        self._hello()
+
+    def _hello(self) -> None:
+        assert self.script is not None
+        self.outstanding, self.acked_end = False, self.log.end
+        self._tell({"op": "hello", "pid": self.script.pid, "end": self.log.end,
+                    "pause": self.pause, "paused_at": self.paused_at})
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        assert self.script is not None
+        while self.pipes or not self.script.swept():
+            self._poll_once()
+        self.log.close()
+        status = self.script.status
+        assert status is not None
+        _write_atomically(self.monitor_dir / STATUS_FILE,
+                          json.dumps({"status": status, "ended_at": time.time(),
+                                      "end": self.log.end}))
+        self._tell({"op": "exit", "status": status, "end": self.log.end})
+        return status
+
+    def _poll_once(self) -> None:
+        assert self.script is not None
+        poller = select.poll()
+        watched = [self.wake_r, self.listener.fileno()]
+        if self.agent is not None:
+            watched.append(self.agent.fileno())
+        if self.link is not None:
+            watched.append(self.link.fileno())
+        if self.window is None or self.log.end < self.window:
+            watched.extend(self.pipes)
+        for fd in watched:
+            poller.register(fd, select.POLLIN)
+        deadline = self.script.next_deadline()
+        timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        ready = {fd for fd, _ in poller.poll(timeout)}
+        if self.wake_r in ready:
+            os.read(self.wake_r, 4096)
+        self.script.reap()
+        if self.listener.fileno() in ready:
+            self._accept()
+        if self.agent is not None and self.agent.fileno() in ready:
+            self._from_agent()
+        if self.link is not None and self.link.fileno() in ready:
+            self._from_script()
+        for fd in [fd for fd in self.pipes if fd in ready]:
+            self._drain(fd)
+        self._notify()
+        self.script.tick()
+
+    def _notify(self) -> None:
+        """At most one `output` is outstanding: the agent's window answers it. So a busy
+        script cannot fill the agent's socket, and a slow agent never blocks us."""
+        if self.agent is not None and not self.outstanding and self.log.end > self.acked_end:
+            self.outstanding = True
+            self._tell({"op": "output", "end": self.log.end})
+
+    def _drain(self, fd: int) -> bool:
+        try:
+            data = os.read(fd, _CHUNK)
+        except BlockingIOError:
+            return False
+        if not data:
+            os.close(fd)
+            del self.pipes[fd]
+            return False
+        try:
+            self.log.append(self.pipes[fd], data)
+        except OSError:
+            pass  # a full disk loses this output, never the run; the agent logs the gap
+        return True
+
+    # -- the agent -----------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        if self.agent is not None:
+            self.agent.close()  # a new agent (a restart, or --replace) takes over
+        self.agent = conn
+        self._hello()
+
+    def _from_agent(self) -> None:
+        assert self.agent is not None
+        try:
+            data, ancdata, _, _ = self.agent.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+        except OSError:
+            data, ancdata = b"", []
+        fds = _fds(ancdata)
+        if not data:
+            self._agent_gone()
+            return
+        try:
+            msg = protocol.decode_msg(data)
+            self._agent_says(msg, fds)
+        except (ValueError, KeyError, TypeError):
+            pass  # only an agent reaches this socket; what we don't know changes nothing
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _agent_says(self, msg: dict[str, Any], fds: list[int]) -> None:
+        op = msg.get("op")
+        if op == "signal" and self.script is not None:
+            self.script.signal(signal.Signals(int(msg["sig"])))
+        elif op == "window":  # also the answer to our last `output`
+            until = msg.get("until")
+            self.window = None if until is None else int(until)
+            self.acked_end = max(self.acked_end, int(msg.get("seen", self.acked_end)))
+            self.outstanding = False
+        elif op == "to_script" and self.link is not None:
+            body = msg["body"]
+            if body.get("op") == "resume" and self.pause and body.get("seq") == self.pause["seq"]:
+                self.pause = None
+            try:
+                self.link.sendmsg([protocol.encode_msg(body)],
+                                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                    array.array("i", fds))] if fds else [])
+            except OSError:
+                pass  # the script is gone; its exit is on its way
+
+    def _agent_gone(self) -> None:
+        """The agent went away. The run goes on; a new agent reconnects through our socket."""
+        if self.agent is not None:
+            self.agent.close()
+            self.agent = None
+        self.window = None  # nobody to wait for: the log's own limit bounds the disk
+
+    def _tell(self, msg: dict[str, Any]) -> None:
+        if self.agent is None:
+            return
+        try:
+            self.agent.send(protocol.encode_msg(msg))
+        except OSError:
+            self._agent_gone()
+
+    # -- the script's link ---------------------------------------------------------------
+
+    def _from_script(self) -> None:
+        assert self.link is not None
+        try:
+            data = self.link.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.link.close()
+            self.link = None
+            self.pause = None
+            self._tell({"op": "link_closed"})
+            return
+        try:
+            body = protocol.decode_msg(data)
+        except ValueError:
+            return
+        if body.get("op") == "pause":
+            self.pause, self.paused_at = body, time.time()
+        self._tell({"op": "script", "body": body, "at": self.paused_at})
+
+
+def _fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(array.array("i", payload[:usable]))
+    return fds
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,121 @@
+"""The agent's end of a run's monitor: start one, reconnect to one, and talk to it.
+
+Messages are documented in `box_agent/monitor/__init__.py`. The monitor dir is the agent's
+alone (0700): `run.json` (what the agent knows of the run, written before the monitor starts),
+the output log, `status.json` once the script has exited, and the monitor's socket.
+"""
+from __future__ import annotations
+
+import array
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lager import protocol
+from lager.errors import LagerError
+
+from .monitor.loop import SOCKET_NAME, STATUS_FILE, WINDOW
+
+RUN_FILE = "run.json"
+START_TIMEOUT = 30.0
+
+__all__ = ["RUN_FILE", "STATUS_FILE", "WINDOW", "MonitorLink", "read_json", "write_json"]
+
+
+class MonitorLink:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+
+    @classmethod
+    async def spawn(cls, monitor_dir: Path, workdir: Path, identity: str, argv: Sequence[str],
+                    env: dict[str, str]) -> tuple[MonitorLink, dict[str, Any]]:
+        """Start a monitor for a new run; returns the link and the monitor's hello."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        errors = open(monitor_dir / "monitor.err", "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "box_agent.monitor", str(theirs.fileno()),
+                str(monitor_dir), str(workdir), identity, "--", *argv,
+                env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=errors, start_new_session=True, pass_fds=(theirs.fileno(),))
+        except OSError as exc:
+            ours.close()
+            raise LagerError(f"cannot start the script: {exc}") from None
+        finally:
+            theirs.close()
+            errors.close()
+        # The monitor is our child only until this agent goes; its exit tells us nothing the
+        # exit message doesn't, so reap it in the background.
+        asyncio.ensure_future(proc.wait())  # noqa: RUF006 - nothing to await on it
+        link = cls(ours)
+        try:
+            hello = await asyncio.wait_for(link.receive(), START_TIMEOUT)
+        except TimeoutError:
+            hello = None
+        if hello is None or hello.get("op") != "hello":
+            link.close()
+            if proc.returncode is None:
+                proc.kill()
+            reason = hello.get("error") if hello else "its monitor did not answer"
+            raise LagerError(str(reason or "cannot start the script"))
+        return link, hello
+
+    @classmethod
+    def connect(cls, monitor_dir: Path) -> MonitorLink | None:
+        """Reach the monitor of a run an earlier agent started; None when it is gone."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        dirfd = os.open(monitor_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            # Through /proc: a socket path must fit in 108 bytes, and the state dir's may not.
+            sock.connect(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+        except OSError:
+            sock.close()
+            return None
+        finally:
+            os.close(dirfd)
+        return cls(sock)
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next message; None when the monitor is gone."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = await loop.sock_recv(self.sock, 65536)
+            except OSError:
+                return None
+            if not data:
+                return None
+            try:
+                return protocol.decode_msg(data)
+            except ValueError:
+                continue  # only our monitor writes here; skip what we cannot read
+
+    def send(self, msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        try:
+            self.sock.sendmsg([protocol.encode_msg(msg)], anc)
+        except OSError:
+            pass  # the monitor is gone; its run's end is on its way through receive()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,183 @@
+"""A run's output on disk: one framed log of stdout and stderr, in the order the script wrote.
+
+The run's monitor appends; agents read, however many of them come and go. Keeping it on disk
+(not in the agent's memory) is what lets a run outlive its client and its agent with its output
+whole: a reattach after either is byte-exact.
+
+Layout: segment files `log.<start offset>.<stdout bytes before>.<stderr bytes before>` (hex) in
+the monitor dir. A record is an
+8-byte header (stream: 1 = stdout, 2 = stderr; 3 bytes zero; payload length, 4 bytes big-endian)
+and the payload. Offsets count bytes of this framed log from the run's start, so they never
+move; a record never spans two segments. When the segments pass the run's limit, the oldest
+are deleted, and a reader asking for what they held is told how many bytes were dropped.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+STDOUT = 1
+STDERR = 2
+HEADER = struct.Struct(">B3xI")
+SEGMENT_BYTES = 8 * 1024 * 1024
+DEFAULT_LIMIT = 64 * 1024 * 1024  # bytes of log kept per run
+_PREFIX = "log."
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    start: int  # log offset of its first record
+    before: tuple[int, int]  # stdout and stderr bytes written before it
+    path: Path
+
+
+def segments(directory: Path) -> list[Segment]:
+    """The segments, oldest first."""
+    found = []
+    for entry in os.scandir(directory):
+        if entry.name.startswith(_PREFIX):
+            try:
+                start, out, err = (int(part, 16) for part in entry.name[len(_PREFIX):].split("."))
+            except ValueError:
+                continue
+            found.append(Segment(start, (out, err), Path(entry.path)))
+    return sorted(found)
+
+
+def log_end(directory: Path) -> int:
+    """The offset one past the last complete record (a torn tail, from a crash, is ignored)."""
+    found = segments(directory)
+    if not found:
+        return 0
+    return found[-1].start + _complete_length(found[-1].path)
+
+
+def _complete_length(path: Path) -> int:
+    size = path.stat().st_size
+    pos = 0
+    with open(path, "rb") as f:
+        while pos + HEADER.size <= size:
+            f.seek(pos)
+            _, length = HEADER.unpack(f.read(HEADER.size))
+            if pos + HEADER.size + length > size:
+                break
+            pos += HEADER.size + length
+    return pos
+
+
+class LogWriter:
+    """The monitor's end: append records, rotate segments, drop the oldest past the limit."""
+
+    def __init__(self, directory: Path, limit: int = DEFAULT_LIMIT) -> None:
+        self.directory = directory
+        self.limit = max(limit, 2 * SEGMENT_BYTES)
+        self.end = log_end(directory)
+        self.totals = {STDOUT: 0, STDERR: 0}
+        self._fd: int | None = None
+        self._seg_start = self.end
+        found = segments(directory)
+        if found:  # a restarted monitor carries on: count what the last segment holds
+            last = found[-1]
+            self.totals = {STDOUT: last.before[0], STDERR: last.before[1]}
+            for chunk in LogReader(directory).read(last.start, self.end, budget=1 << 62):
+                self.totals[chunk.stream] += len(chunk.data)
+            os.truncate(last.path, self.end - last.start)  # a torn tail from a crash goes
+
+    def append(self, stream: int, data: bytes) -> int:
+        if self._fd is None or self.end - self._seg_start >= SEGMENT_BYTES:
+            self._rotate()
+        assert self._fd is not None
+        record = HEADER.pack(stream, len(data)) + data
+        os.write(self._fd, record)  # a regular file: one write takes all of it
+        self.end += len(record)
+        self.totals[stream] += len(data)
+        return self.end
+
+    def _rotate(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._seg_start = self.end
+        name = f"{_PREFIX}{self.end:x}.{self.totals[STDOUT]:x}.{self.totals[STDERR]:x}"
+        self._fd = os.open(self.directory / name,
+                           os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        kept = segments(self.directory)
+        while len(kept) > 1 and self.end - kept[0].start > self.limit:
+            os.unlink(kept.pop(0).path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class Chunk:
+    stream: int
+    data: bytes
+    end: int  # the log offset just past this chunk
+
+
+class LogReader:
+    """An agent's end: read records from an offset up to a known end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def first_offset(self) -> int:
+        found = segments(self.directory)
+        return found[0].start if found else 0
+
+    def read(self, offset: int, end: int, budget: int = 1024 * 1024) -> Iterator[Chunk]:
+        """Records in [offset, end), about `budget` bytes at most. `offset` must be a record
+        boundary at or after `first_offset()`."""
+        found = segments(self.directory)
+        for i, segment in enumerate(found):
+            start, path = segment.start, segment.path
+            stop = found[i + 1].start if i + 1 < len(found) else end
+            if offset >= stop or offset < start:
+                continue
+            with open(path, "rb") as f:
+                f.seek(offset - start)
+                while offset < min(stop, end) and budget > 0:
+                    head = f.read(HEADER.size)
+                    if len(head) < HEADER.size:
+                        return
+                    stream, length = HEADER.unpack(head)
+                    data = f.read(length)
+                    if len(data) < length:
+                        return
+                    offset += HEADER.size + length
+                    budget -= length
+                    yield Chunk(stream, data, offset)
+            if budget <= 0 or offset >= end:
+                return
+
+    def locate(self, stdout_bytes: int, stderr_bytes: int, end: int) -> tuple[int, int, int]:
+        """Where a reader that already has this much of each stream goes on: the log offset,
+        and how many bytes of the stream there to skip (the first record may be half seen).
+        Returns (offset, skip_stream, skip) with skip_stream 0 when nothing is to be skipped.
+        Bytes the reader lacks that were already dropped are simply not there to send."""
+        want = {STDOUT: stdout_bytes, STDERR: stderr_bytes}
+        found = segments(self.directory)
+        # Start in the last segment that begins before everything the reader still needs.
+        base = next((s for s in reversed(found) if s.before[0] <= stdout_bytes
+                     and s.before[1] <= stderr_bytes), found[0] if found else None)
+        if base is None:
+            return 0, 0, 0
+        seen = {STDOUT: base.before[0], STDERR: base.before[1]}
+        offset = base.start
+        for chunk in self.read(offset, end, budget=1 << 62):
+            have = want[chunk.stream] - seen[chunk.stream]
+            if have < len(chunk.data):
+                return offset, chunk.stream, max(0, have)
+            seen[chunk.stream] += len(chunk.data)
+            offset = chunk.end
+        return offset, 0, 0
+
+    def dropped(self) -> int:
+        """Bytes of output (both streams) no longer on disk."""
+        found = segments(self.directory)
+        return sum(found[0].before) if found else 0

@@ -1,0 +1,256 @@
+"""The supervisor: starts runs under their monitors, finds them again after a restart, and
+keeps each one's state (pause, output, exit) in step with what its monitor says."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lager import protocol
+from lager.errors import AmbiguousRunId, LagerError, RunNotFound
+
+from .breakpoints import BreakpointLink
+from .monitor_link import RUN_FILE, STATUS_FILE, WINDOW, MonitorLink, read_json, write_json
+from .output_log import OutputLog, Viewer
+from .privsep import RunIdentities, separation_off_reason
+
+if TYPE_CHECKING:
+    from .runs import Caller, Run, RunSpec
+
+log = logging.getLogger("lager-box.runs")
+
+KEEP_FINISHED_RUNS = 100  # finished runs kept listable and reattachable, newest first...
+KEEP_FINISHED_SECONDS = 24 * 3600  # ...for at most this long
+_MONITOR_SUFFIX = ".monitor"
+
+
+class Supervisor:
+    def __init__(self, runs_dir: Path, base_env: dict[str, str], run_as: str | None = None,
+                 run_groups: Sequence[str] = ()) -> None:
+        self.runs_dir = runs_dir
+        self.base_env = base_env
+        self.runs: dict[str, Run] = {}
+        self.identities: RunIdentities | None = None
+        self.closing = False
+        if run_as:
+            self.identities = RunIdentities(run_as, run_groups)
+            shared = [Path(base_env[k]) for k in (protocol.ENV_BENCH_CONFIG,) if k in base_env]
+            claims = Path(base_env.get(protocol.ENV_CLAIMS_DIR) or runs_dir.parent / "claims")
+            self.identities.open_up(runs_dir.parent, runs_dir, claims, shared)
+        else:
+            log.warning("%s", separation_off_reason())
+
+    # -- finding runs ----------------------------------------------------------------------
+
+    def new_workdir(self) -> tuple[str, Path]:
+        run_id = protocol.new_run_id()
+        workdir = self.runs_dir / run_id
+        workdir.mkdir(mode=0o700)
+        return run_id, workdir
+
+    def monitor_dir(self, run_id: str) -> Path:
+        # Beside the run dir, not in it: the script's cwd holds only what the client sent.
+        return self.runs_dir / f"{run_id}{_MONITOR_SUFFIX}"
+
+    def find(self, query: str) -> Run:
+        """Resolve a full id, a unique prefix or the banner's short form."""
+        matches = [r for r in self.runs.values() if protocol.id_matches(query, r.id)]
+        shown = query.strip()[:40].encode("ascii", "backslashreplace").decode()
+        if not matches:
+            raise RunNotFound(f"no run with id {shown!r} on this box (see `lager python --list`)")
+        if len(matches) > 1:
+            ids = ", ".join(sorted(protocol.short_id(r.id) for r in matches))
+            raise AmbiguousRunId(f"id {shown!r} is ambiguous: it matches {ids}; give more of it")
+        return matches[0]
+
+    # -- starting --------------------------------------------------------------------------
+
+    async def start(self, run_id: str, workdir: Path, spec: RunSpec, caller: Caller,
+                    viewer: Viewer | None = None) -> Run:
+        from .runs import Run
+
+        monitor_dir = self.monitor_dir(run_id)
+        monitor_dir.mkdir(mode=0o700, exist_ok=True)
+        run = Run(run_id, spec, caller, workdir, OutputLog(monitor_dir))
+        if viewer is not None:
+            run.log.attach(viewer, with_backlog=False)
+        env = dict(self.base_env)
+        env.update({
+            protocol.ENV_RUN_ID: run_id,
+            protocol.ENV_SCRIPT_NAME: spec.display_name,
+            # builtin breakpoint() becomes lager.pause(); a user's PYTHONBREAKPOINT=0 still wins
+            "PYTHONBREAKPOINT": "lager.breakpoint_hook",
+            "PYTHONUNBUFFERED": "1",
+        })
+        identity = "-"
+        if self.identities is not None:
+            run.identity = self.identities.allocate()
+            self.identities.give(run.identity, workdir)
+            uid, gid = run.identity.uid, run.identity.gid
+            identity = f"{uid}:{gid}:" + ",".join(map(str, run.identity.groups))
+            env.update({"HOME": str(workdir), "USER": run.identity.user,
+                        "LOGNAME": run.identity.user})
+        env.update(spec.env)
+        write_json(monitor_dir / RUN_FILE, run.record())
+        try:
+            run.monitor, hello = await MonitorLink.spawn(
+                monitor_dir, workdir, identity, [sys.executable, "-u", spec.main, *spec.args],
+                env)
+        except LagerError:
+            self._release(run)
+            shutil.rmtree(monitor_dir, ignore_errors=True)
+            raise
+        self._track(run, hello)
+        log.info("run %s started by %s: %s", run_id, caller.describe(), spec.display_name)
+        return run
+
+    def _track(self, run: Run, hello: dict[str, Any]) -> None:
+        assert run.monitor is not None
+        monitor = run.monitor
+        run.link = BreakpointLink(run.id, lambda body, fds: monitor.send(
+            {"op": "to_script", "body": body}, fds))
+        self._on_hello(run, hello)
+        self.runs[run.id] = run
+        self._prune()
+        run.serve_task = asyncio.ensure_future(self._serve(run))
+        if run.spec.timeout > 0:
+            left = run.spec.timeout - (time.time() - run.started_at)
+            asyncio.get_running_loop().call_later(max(0.0, left), self._time_out, run)
+
+    @staticmethod
+    def _on_hello(run: Run, hello: dict[str, Any]) -> None:
+        assert run.link is not None and run.monitor is not None
+        run.script_pid = int(hello["pid"])
+        run.log.end = max(run.log.end, int(hello.get("end") or 0))
+        if hello.get("pause"):
+            run.link.handle(hello["pause"], float(hello.get("paused_at") or 0))
+        run.monitor.send({"op": "window", "until": run.log.end + WINDOW, "seen": run.log.end})
+
+    # -- one run's messages ----------------------------------------------------------------
+
+    async def _serve(self, run: Run) -> None:
+        """Every failure here ends the run's tracking with a reason; followers never hang."""
+        status: int | None = None
+        try:
+            status = await self._follow_monitor(run)
+        except Exception:
+            log.exception("run %s: lost track of its monitor", run.id)
+        if not self.closing:  # an agent going away leaves its runs to the next one
+            self._finish(run, status)
+
+    async def _follow_monitor(self, run: Run) -> int | None:
+        assert run.monitor is not None and run.link is not None
+        while True:
+            msg = await run.monitor.receive()
+            if msg is None:
+                return None
+            op = msg.get("op")
+            if op == "output":
+                await run.log.feed_to(int(msg["end"]))
+                run.monitor.send({"op": "window", "until": run.log.end + WINDOW,
+                                  "seen": run.log.end})
+            elif op == "script":
+                run.link.handle(msg["body"], float(msg.get("at") or time.time()))
+            elif op == "link_closed":
+                run.link.script_closed()
+            elif op == "exit":
+                await run.log.feed_to(int(msg["end"]))
+                return int(msg["status"])
+
+    def _finish(self, run: Run, status: int | None) -> None:
+        if status is None:  # the monitor went without a word: it may have written its status
+            recorded = read_json(self.monitor_dir(run.id) / STATUS_FILE)
+            status = int(recorded["status"]) if recorded else None
+        if run.monitor is not None:
+            run.monitor.close()
+            run.monitor = None
+        if run.link is not None:
+            run.link.close()
+        run.lost = status is None
+        run.exit_status = None if status is None else (
+            protocol.EXIT_TIMED_OUT if run.timed_out else status)
+        self._release(run)
+        run.done.set()
+        log.info("run %s %s%s", run.id,
+                 "lost its monitor; its exit code is unknown" if run.lost
+                 else f"exited with {run.exit_status}",
+                 f" (stopped: {run.stop_reason})" if run.stop_reason else "")
+
+    def _release(self, run: Run) -> None:
+        if self.identities is not None and run.identity is not None:
+            self.identities.release(run.identity)
+
+    def _time_out(self, run: Run) -> None:
+        if not run.done.is_set():
+            run.timed_out = True
+            run.stop("timeout")
+
+    # -- after a restart -------------------------------------------------------------------
+
+    def adopt(self) -> int:
+        """Take back every run an earlier agent left: live ones through their monitors,
+        finished ones from their records. Returns how many runs were found."""
+        from .runs import Run
+
+        found = 0
+        for monitor_dir in sorted(self.runs_dir.glob(f"*{_MONITOR_SUFFIX}")):
+            record = read_json(monitor_dir / RUN_FILE)
+            if record is None:
+                log.warning("runs: %s has no readable run record; removing it", monitor_dir.name)
+                self._remove(monitor_dir.name[: -len(_MONITOR_SUFFIX)])
+                continue
+            run = Run.from_record(record, OutputLog(monitor_dir))
+            if self.identities is not None and record.get("uid") is not None:
+                run.identity = self.identities.adopt(int(record["uid"]))
+            monitor = MonitorLink.connect(monitor_dir)
+            if monitor is not None:
+                run.monitor = monitor
+                asyncio.ensure_future(self._adopt_live(run))  # noqa: RUF006 - tracked via run
+            else:
+                status = read_json(monitor_dir / STATUS_FILE)
+                run.log.end = int(status["end"]) if status else run.log.reader.first_offset()
+                self.runs[run.id] = run
+                self._finish(run, int(status["status"]) if status else None)
+            found += 1
+        return found
+
+    async def _adopt_live(self, run: Run) -> None:
+        assert run.monitor is not None
+        hello = await run.monitor.receive()
+        if hello is None or hello.get("op") != "hello":
+            self.runs[run.id] = run
+            self._finish(run, None)
+            return
+        self._track(run, hello)
+        log.info("run %s adopted: %s", run.id, run.state)
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def _prune(self) -> None:
+        finished = sorted((r for r in self.runs.values() if r.done.is_set()),
+                          key=lambda r: r.started_at)
+        too_old = time.time() - KEEP_FINISHED_SECONDS
+        for i, run in enumerate(finished):
+            if i < len(finished) - KEEP_FINISHED_RUNS or run.started_at < too_old:
+                del self.runs[run.id]
+                self._remove(run.id)
+
+    def _remove(self, run_id: str) -> None:
+        shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
+        shutil.rmtree(self.monitor_dir(run_id), ignore_errors=True)
+
+    async def shutdown(self) -> None:
+        """The agent is going (SIGTERM, an upgrade): runs stay with their monitors, and the
+        next agent takes them back. Only our ends of their sockets close."""
+        self.closing = True
+        for run in self.runs.values():
+            if run.serve_task is not None:
+                run.serve_task.cancel()
+            if run.monitor is not None:
+                run.monitor.close()
+                run.monitor = None

@@ -1,0 +1,121 @@
+"""Runs outlive their connections and the agent (issue 11): the box's restart, SIGKILL
+included, loses no run, no pause and no byte of output."""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from conftest import Client, LiveRun, make_client, start_agent, start_run, wait_for, write_script
+from sshclients import paramiko_connect
+
+# Deterministic output on both streams, with a pause in the middle of the stream so the agent
+# can be killed while it is flowing.
+STREAMER = """
+import sys, time, pathlib
+for i in range(4000):
+    print(f"out {i:05d} " + "x" * 40)
+    if i % 400 == 0:
+        print(f"err {i:05d}", file=sys.stderr)
+    if i == 2000:
+        sys.stdout.flush()
+        while not pathlib.Path(sys.argv[1]).exists():
+            time.sleep(0.05)
+print("END")
+"""
+
+
+def expected_streamer() -> tuple[str, str]:
+    out = "".join(f"out {i:05d} " + "x" * 40 + "\n" for i in range(4000)) + "END\n"
+    err = "".join(f"err {i:05d}\n" for i in range(0, 4000, 400))
+    return out, err
+
+
+def rows(client: Client) -> dict[str, dict]:
+    listed = client.run("python", "--list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {r["id"]: r for r in json.loads(listed.stdout)}
+
+
+def console_open(client: Client, short_id: str):
+    ssh = paramiko_connect(client)
+    chan = ssh.get_transport().open_session()  # type: ignore[union-attr]
+    chan.invoke_subsystem("console")
+    chan.sendall((short_id + "\n").encode())
+    return ssh, chan
+
+
+def test_sigkilled_agent_keeps_five_runs(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    go = tmp_path / "go"
+    pauser = write_script(tmp_path, "pauser.py", "import sys\nfrom lager import pause\n"
+                          "print('before', flush=True)\n"
+                          "pause(sys.argv[1], timeout=0, interactive=True)\nprint('after')\n")
+    streamer = write_script(tmp_path, "streamer.py", STREAMER)
+    finished = write_script(tmp_path, "finished.py", "import sys\nprint('done')\nsys.exit(3)\n")
+
+    paused: list[LiveRun] = [start_run(laptop, pauser, f"p{i}") for i in range(2)]
+    paused_ids = [run.banner_id() for run in paused]
+    streaming = [start_run(laptop, streamer, str(go)) for _ in range(2)]
+    for run in streaming:
+        run.out.wait_for("out 02000")
+    assert laptop.run("python", str(finished)).returncode == 3
+    ssh, chan = console_open(laptop, paused_ids[0])  # a console open across the crash
+    try:
+        wait_for(lambda: chan.recv_ready(), 10, what="the console prompt")
+        before = rows(laptop)
+        assert len(before) == 5
+
+        box.proc.send_signal(signal.SIGKILL)
+        box.proc.wait()
+        for run in paused + streaming:
+            run.proc.kill()  # their connections died with the agent; nobody reattaches them
+            run.proc.wait()
+        go.write_text("go")  # the streamers write the rest of their output with no agent
+        again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    finally:
+        ssh.close()
+    try:
+        after = rows(laptop)
+        assert set(after) == set(before)
+        states = {run_id: row["state"] for run_id, row in after.items()}
+        by_script = {}
+        for row in after.values():
+            by_script.setdefault(row["script"].rsplit("/", 1)[-1], []).append(row)
+        assert [r["state"] for r in by_script["pauser.py"]] == ["paused", "paused"], states
+        assert by_script["finished.py"][0]["exit_code"] == 3
+        # The paused runs resume, one after its console was lost with the old agent.
+        for ident in paused_ids:
+            assert laptop.run("python", "--continue", ident).returncode == 0
+        out, err = expected_streamer()
+        for row in by_script["streamer.py"]:
+            wait_for(lambda row=row: rows(laptop)[row["id"]]["state"] == "exited", 30,
+                     what="a streamer to finish")
+            attach = laptop.run("python", "--reattach", row["id"])
+            assert attach.returncode == 0
+            assert attach.stdout == out and attach.stderr == err
+        for row in by_script["pauser.py"]:
+            wait_for(lambda row=row: rows(laptop)[row["id"]]["exit_code"] == 0, 30,
+                     what="a resumed run to finish")
+            attach = laptop.run("python", "--reattach", row["id"])
+            assert attach.stdout == "before\nafter\n"
+    finally:
+        again.stop()
+
+
+def test_a_reattach_after_a_killed_client_is_byte_identical(client: Client,
+                                                            tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    run = start_run(client, write_script(tmp_path, "s.py", STREAMER), str(go))
+    run.out.wait_for("out 02000")
+    rows_now = rows(client)
+    run_id = next(r["id"] for r in rows_now.values() if r["state"] == "running"
+                  and r["script"].endswith("s.py"))
+    run.proc.kill()
+    run.proc.wait()
+    go.write_text("go")
+    wait_for(lambda: rows(client)[run_id]["state"] == "exited", 30, what="the run to finish")
+    attach = client.run("python", "--reattach", run_id)
+    assert (attach.stdout, attach.stderr) == expected_streamer()
+    assert attach.returncode == 0
