@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -14,6 +15,7 @@ import click
 from lager import protocol
 from lager.errors import LagerError
 
+from .preauth import Limits, parse_max_startups
 from .state import DEFAULT_STATE_DIR, StateDir
 
 DEFAULT_LISTEN = "0.0.0.0:2222"
@@ -40,21 +42,65 @@ def main() -> None:
               dir_okay=False), help="a real bench config; without it the simulated bench runs")
 @click.option("--name", default=socket.gethostname(), show_default=True,
               help="the box name banners print when a client does not say")
+@click.option("--run-as", metavar="USER",
+              help="run scripts (and their consoles) as this unprivileged user")
+@click.option("--run-groups", metavar="G1,G2", default="",
+              help="extra groups for scripts run with --run-as (instrument access: dialout...)")
+@click.option("--login-grace", type=click.FloatRange(min=1), default=Limits.login_grace,
+              show_default=True, help="seconds a connection has to log in (LoginGraceTime)")
+@click.option("--max-startups", default="10:30:100", show_default=True,
+              metavar="START:RATE:FULL",
+              help="cap on unauthenticated connections (sshd's MaxStartups): from START on, "
+                   "a new one may displace the oldest (RATE%, rising), from FULL it always does")
+@click.option("--per-source-max-startups", type=click.IntRange(min=1),
+              default=Limits.per_source, show_default=True,
+              help="unauthenticated connections one address (IPv6: one /64) may hold")
+@click.option("--max-auth-tries", type=click.IntRange(min=1), default=Limits.max_auth_tries,
+              show_default=True, help="failed logins one connection gets (MaxAuthTries)")
 @click.option("-v", "--verbose", is_flag=True)
 def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
-          verbose: bool) -> None:
+          run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
+          per_source_max_startups: int, max_auth_tries: int, verbose: bool) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
+    try:
+        start, rate, full = parse_max_startups(max_startups)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-startups") from None
+    limits = Limits(start=start, rate=rate, full=full, per_source=per_source_max_startups,
+                    max_auth_tries=max_auth_tries, login_grace=login_grace)
+    groups = [g.strip() for g in run_groups.split(",") if g.strip()]
+    if groups and not run_as:
+        raise click.BadParameter("needs --run-as", param_hint="--run-groups")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # asyncssh logs several lines per connection and channel at INFO: a flood of connections
+    # would bury everything else. The agent logs what matters itself (auth, refusals, drops).
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    _raise_fd_limit()
     try:
-        asyncio.run(_serve(StateDir(state_dir), host, port, bench_file, name))
+        asyncio.run(_serve(StateDir(state_dir), host, port, bench_file, name, limits,
+                           run_as, groups))
     except LagerError as exc:
         raise click.ClickException(str(exc)) from None
 
 
+def _raise_fd_limit() -> None:
+    """Each connection, run and pause holds descriptors; the usual soft limit of 1024 ran out
+    near 200 paused runs. The hard limit is ours to take."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit still stops at the kernel's nr_open (1 << 20 by default).
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger("lager-box").warning(
+                "cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+
+
 async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
-                 name: str) -> None:
+                 name: str, limits: Limits, run_as: str | None, run_groups: list[str]) -> None:
     from .bench_host import BenchHost
     from .runs import Supervisor
     from .server import Agent
@@ -64,12 +110,12 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
     base_env = dict(os.environ)
     base_env.update(bench.script_env())
     base_env[protocol.ENV_BOX_NAME] = name
-    supervisor = Supervisor(state.runs_dir, base_env)
+    supervisor = Supervisor(state.runs_dir, base_env, run_as=run_as, run_groups=run_groups)
     adopted = supervisor.adopt()
     if adopted:
         logging.getLogger("lager-box").warning("took back %d run(s) from an earlier agent",
                                                adopted)
-    agent = Agent(state, supervisor)
+    agent = Agent(state, supervisor, limits)
     try:
         bound_host, bound_port = await agent.listen(host, port)
     except OSError as exc:
@@ -84,6 +130,7 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     agent.close()
+    await agent.wait_closed()
     await supervisor.shutdown()
     await bench.stop()
 

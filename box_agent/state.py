@@ -11,6 +11,8 @@ import asyncssh
 from lager.errors import LagerError
 
 log = logging.getLogger("lager-box.state")
+# DSA: 1024-bit and SHA-1 only; OpenSSH stopped accepting it by default in 7.0 and removed it.
+REFUSED_KEY_TYPES = frozenset({"ssh-dss"})
 DEFAULT_STATE_DIR = Path(os.environ.get("LAGER_BOX_STATE", "/var/lib/lager-box"))
 
 
@@ -30,6 +32,8 @@ class StateDir:
         self.authorized_keys_path = root / "authorized_keys"
         self.runs_dir = root / "runs"
         self.claims_dir = root / "claims"
+        self._keys_cache: tuple[tuple[int, int, int], list[BoxKey]] | None = None
+        self._keys_error: str | None = None
 
     def prepare(self) -> None:
         """First start creates everything; later starts keep the host key clients pinned."""
@@ -51,9 +55,25 @@ class StateDir:
         return asyncssh.read_private_key(str(self.host_key_path))
 
     def box_keys(self) -> list[BoxKey]:
-        """Read on every login so `lager-box authorize` takes effect without a restart."""
+        """Checked on every login so `lager-box authorize` takes effect without a restart;
+        parsed (and its bad lines reported) only when the file changed."""
+        try:
+            st = self.authorized_keys_path.stat()
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if self._keys_cache is not None and self._keys_cache[0] == stamp:
+                return self._keys_cache[1]
+            text = self.authorized_keys_path.read_text(errors="replace")
+        except OSError as exc:
+            # Fail closed. Said once per kind of failure: logins keep coming while it lasts.
+            error = str(exc.strerror or exc)
+            if error != self._keys_error:
+                log.warning("cannot read %s: %s; refusing every key until it can be read",
+                            self.authorized_keys_path, error)
+            self._keys_error = error
+            return []
+        self._keys_error = None
         keys = []
-        for line in self.authorized_keys_path.read_text().splitlines():
+        for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -62,9 +82,14 @@ class StateDir:
             except (asyncssh.KeyImportError, ValueError):
                 # Includes lines with options (from=, command=): refusing the key is safer
                 # than accepting it without the restriction its owner meant.
-                log.warning("authorized_keys: ignoring a line that is not a plain public key")
+                log.warning("authorized_keys line %d: ignored, not a plain public key", number)
+                continue
+            if key.get_algorithm() in REFUSED_KEY_TYPES:
+                log.warning("authorized_keys line %d: ignored, %s keys are not accepted",
+                            number, key.get_algorithm())
                 continue
             keys.append(BoxKey(key, key.get_comment() or "", key.get_fingerprint("sha256")))
+        self._keys_cache = (stamp, keys)
         return keys
 
     def authorize(self, pubkey: str) -> BoxKey:
@@ -78,6 +103,9 @@ class StateDir:
             key = asyncssh.import_public_key(line)
         except (asyncssh.KeyImportError, ValueError) as exc:
             raise LagerError(f"not an OpenSSH public key: {exc}") from None
+        if key.get_algorithm() in REFUSED_KEY_TYPES:
+            raise LagerError(f"{key.get_algorithm()} keys are not accepted (OpenSSH refuses them "
+                             "too since 8.8); use an ed25519, ECDSA or RSA key")
         self.prepare()
         fingerprint = key.get_fingerprint("sha256")
         if any(k.fingerprint == fingerprint for k in self.box_keys()):

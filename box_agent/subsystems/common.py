@@ -1,7 +1,9 @@
 """What every subsystem handler shares: its context, the id line, and the one-line failure."""
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +15,7 @@ from lager.errors import LagerError
 
 from ..runs import Caller, Run, Supervisor
 
+log = logging.getLogger("lager-box.subsystems")
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 
 
@@ -49,18 +52,21 @@ class Context:
     async def read_line(self, limit: int, what: str) -> bytes:
         """Read one line (ended by LF, or CR from a terminal) without ever buffering more
         than `limit` bytes of it; what follows the line stays for the next read."""
-        buf = b""
-        while not _LINE_END.search(buf):
+        buf = bytearray()
+        while True:
             chunk = await self.read(limit + 1 - len(buf))
             if not chunk:
-                return buf
+                return bytes(buf)
+            searched = len(buf)
             buf += chunk
-            if len(buf) > limit and not _LINE_END.search(buf[:limit + 1]):
+            # Only the new bytes can hold the end (a line of megabytes is not searched again
+            # and again); a CR that ended the last chunk has already ended the line.
+            end = _LINE_END.search(buf, searched)
+            if end is not None:
+                self.pending = bytes(buf[end.end():]) + self.pending
+                return bytes(buf[:end.start()])
+            if len(buf) > limit:
                 raise LagerError(f"{what} is longer than {limit} bytes")
-        end = _LINE_END.search(buf)
-        assert end is not None
-        self.pending = buf[end.end():] + self.pending
-        return buf[:end.start()]
 
     async def run_from_request(self) -> Run:
         """The run a continue/console/attach request names: env LAGER_BREAKPOINT or line one."""
@@ -80,5 +86,25 @@ class Context:
 
 
 def fail(process: asyncssh.SSHServerProcess[bytes], message: str, status: int = 1) -> None:
-    process.stderr.write((message.replace("\n", " ") + "\n").encode())
-    process.exit(status)
+    """One line on stderr and the exit status; nothing when the client has already gone."""
+    if process.is_closing():
+        return
+    line = " ".join(message.splitlines()) or "refused"
+    try:
+        process.stderr.write((line + "\n").encode("utf-8", "backslashreplace"))
+        process.exit(status)
+    except (BrokenPipeError, ConnectionError, asyncssh.Error):
+        process.close()
+
+
+def watch(task: asyncio.Task[None], what: str) -> asyncio.Task[None]:
+    """A background task whose failure is logged once, in one line, instead of as a traceback
+    when the task is collected."""
+
+    def reap(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            exc = done.exception()
+            log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+
+    task.add_done_callback(reap)
+    return task

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+from typing import Any
 
 from lager.errors import LagerError
 
@@ -10,16 +12,36 @@ from ..bench_commands import execute
 from .common import Context
 
 MAX_REQUEST = 64 * 1024
+MAX_NAME = 200
+
+
+def _check(request: Any) -> dict[str, Any]:
+    """Shape checks, so what reaches the drivers is names and finite numbers."""
+    if not isinstance(request, dict):
+        raise LagerError("malformed nets request: send one JSON object line")
+    for key in ("command", "net", "action"):
+        value = request.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME
+                                  or "\x00" in value):
+            raise LagerError(f"malformed nets request: {key} must be a short string")
+    value = request.get("value")
+    if value is not None:
+        try:
+            finite = not isinstance(value, bool) and math.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            finite = False
+        if not finite or isinstance(value, str):
+            raise LagerError("malformed nets request: value must be a finite number")
+    return request
 
 
 async def handle_nets(ctx: Context) -> None:
     raw = await ctx.read_line(MAX_REQUEST, "the nets request")
     try:
         request = json.loads(raw)
-        assert isinstance(request, dict)
-    except (ValueError, AssertionError):
-        raise LagerError("malformed nets request: send one JSON object line") from None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        request = None
     # pyvisa blocks; a slow instrument must not stall every other SSH channel.
-    result = await asyncio.to_thread(execute, request)
+    result = await asyncio.to_thread(execute, _check(request))
     ctx.write_json(result)
     ctx.process.exit(0)

@@ -8,6 +8,7 @@ Script stdout is the channel's stdout, script stderr its stderr, the exit code i
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import re
 import shutil
@@ -22,11 +23,11 @@ from lager.errors import LagerError
 
 from ..output_log import STDOUT
 from ..runs import Run, RunSpec
-from .common import Context
+from .common import Context, watch
 
 MAX_HEADER = 1024 * 1024
 MAX_UPLOAD = 512 * 1024 * 1024
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIGNALS_FROM_CLIENT = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}
 
 
@@ -49,73 +50,136 @@ class ChannelViewer:
         await target.drain()
 
 
+MAX_FILES = 20_000
+_NAME_MAX = 255
+
+
+def _no_nul(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise LagerError(f"malformed run request: {what} contains a NUL byte")
+    return value
+
+
 def _safe_relpath(path: Any) -> str:
-    if not isinstance(path, str) or not path or "\x00" in path:
+    if not isinstance(path, str) or not path:
         raise LagerError("upload has a file with no name")
-    pure = PurePosixPath(path)
+    pure = PurePosixPath(_no_nul(path, "a file name"))
     if pure.is_absolute() or ".." in pure.parts:
-        raise LagerError(f"upload path {path!r} must be relative, without '..'")
+        raise LagerError(f"upload path {path[:100]!r} must be relative, without '..'")
+    if not pure.parts:
+        raise LagerError(f"upload path {path[:100]!r} names no file")
+    if any(len(part.encode()) > _NAME_MAX for part in pure.parts):
+        raise LagerError(f"upload path {path[:100]!r} has a name longer than {_NAME_MAX} bytes")
     return str(pure)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_files(entries: Any) -> list[tuple[str, int, int]]:
+    if not isinstance(entries, list):
+        raise LagerError("malformed run request: files must be a list")
+    if len(entries) > MAX_FILES:
+        raise LagerError(f"upload has more than {MAX_FILES} files")
+    files = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not _is_int(entry.get("size")) \
+                or not 0 <= entry["size"] <= MAX_UPLOAD:
+            raise LagerError("malformed run request: bad file entry")
+        mode = entry.get("mode", 0o644)
+        if not _is_int(mode) or not 0 <= mode <= 0o7777:
+            raise LagerError("malformed run request: a file mode must be an integer permission")
+        files.append((_safe_relpath(entry.get("path")), entry["size"], mode & 0o755))
+    # Two entries for one path would silently lose one file; a file that is also another's
+    # directory cannot be stored at all.
+    paths = [path for path, _, _ in files]
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            raise LagerError(f"upload lists {path[:100]!r} twice")
+        seen.add(path)
+    for path in paths:
+        for parent in PurePosixPath(path).parents:
+            if str(parent) in seen:
+                raise LagerError(f"upload has {str(parent)[:100]!r} both as a file and as the "
+                                 f"directory of {path[:100]!r}")
+    return files
+
+
+def _parse_json_line(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        head = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        head = None
+    if not isinstance(head, dict):
+        raise LagerError(f"malformed {what}: the first line must be a JSON object")
+    return head
 
 
 def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[str]]:
     """Validate the run request; returns the spec, the files to receive, and warnings."""
-    try:
-        head = json.loads(raw)
-        assert isinstance(head, dict)
-    except (ValueError, AssertionError):
-        raise LagerError("malformed run request: the first line must be a JSON object") from None
-    files = []
-    for entry in head.get("files", []):
-        if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) \
-                or entry["size"] < 0:
-            raise LagerError("malformed run request: bad file entry")
-        files.append((_safe_relpath(entry.get("path")), entry["size"],
-                      int(entry.get("mode", 0o644)) & 0o755))
+    head = _parse_json_line(raw, "run request")
+    files = _parse_files(head.get("files", []))
     if sum(size for _, size, _ in files) > MAX_UPLOAD:
         raise LagerError(f"upload larger than {MAX_UPLOAD // 2**20} MiB")
     main = _safe_relpath(head.get("main"))
     if main not in {path for path, _, _ in files}:
-        raise LagerError(f"malformed run request: {main!r} is not among the uploaded files")
+        raise LagerError(f"malformed run request: {main[:100]!r} is not among the uploaded files")
     args, env = head.get("args", []), head.get("env", {})
     if not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
         raise LagerError("malformed run request: args must be strings")
+    for arg in args:
+        _no_nul(arg, "an argument")
     if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values())):
         raise LagerError("malformed run request: env values must be strings")
-    for name in env:
-        if not _ENV_NAME.match(name):
-            raise LagerError(f"invalid --env name {name!r}")
+    for name, value in env.items():
+        if not _ENV_NAME.fullmatch(name):
+            raise LagerError(f"invalid --env name {name[:100]!r}")
+        _no_nul(value, f"--env {name}")
     timeout = head.get("timeout", 0)
-    if not isinstance(timeout, (int, float)) or timeout < 0 or timeout != timeout:
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0 \
+            or timeout != timeout:
         raise LagerError("--timeout must be a number of seconds, 0 or more")
     warnings = []
     if timeout > protocol.MAX_RUN_TIMEOUT:
         warnings.append(f"warning: --timeout {timeout:g}s is capped at "
                         f"{protocol.MAX_RUN_TIMEOUT:g}s on this box")
         timeout = protocol.MAX_RUN_TIMEOUT
-    display = str(head.get("script") or main)
-    box = head.get("box")
+    display, box = head.get("script"), head.get("box")
+    if display is not None and not isinstance(display, str):
+        raise LagerError("malformed run request: script must be a string")
+    display = _no_nul(display or main, "the script name")
     if isinstance(box, str) and box:
-        env = {protocol.ENV_BOX_NAME: box, **env}
+        env = {protocol.ENV_BOX_NAME: _no_nul(box, "the box name"), **env}
     spec = RunSpec(display_name=display, main=main, args=args, env=env,
                    timeout=float(timeout), detach=bool(head.get("detach")),
                    stop_on_disconnect=head.get("stop_on_disconnect") is True)
     return spec, files, warnings
 
 
+def _storage_error(exc: OSError) -> LagerError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LagerError(f"the box has no room for the upload: {exc.strerror}")
+    return LagerError(f"the box cannot store the upload: {exc.strerror or exc}")
+
+
 async def _receive_files(ctx: Context, workdir: Path, files: list[tuple[str, int, int]]) -> None:
     for rel, size, mode in files:
         target = workdir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as out:
-            left = size
-            while left:
-                chunk = await ctx.read(min(left, 1024 * 1024))
-                if not chunk:
-                    raise LagerError(f"upload ended early in {rel}")
-                out.write(chunk)
-                left -= len(chunk)
-        target.chmod(mode | 0o600)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                left = size
+                while left:
+                    chunk = await ctx.read(min(left, 1024 * 1024))
+                    if not chunk:
+                        raise LagerError(f"upload ended early in {rel[:100]}")
+                    out.write(chunk)
+                    left -= len(chunk)
+            target.chmod(mode | 0o600)
+        except OSError as exc:
+            raise _storage_error(exc) from None
 
 
 async def _control_loop(ctx: Context, run: Run) -> None:
@@ -133,20 +197,21 @@ async def _control_loop(ctx: Context, run: Run) -> None:
             continue
         try:
             msg = protocol.decode_msg(line)
-        except ValueError:
-            continue
-        if msg.get("op") == "enter" and run.link and run.link.pause is not None:
+        except (ValueError, RecursionError):
+            continue  # a control line the client cannot have meant: ignored, like a stray key
+        op, name = msg.get("op"), msg.get("name")
+        if op == "enter" and run.link and run.link.pause is not None:
             # Only an Enter that arrives while paused resumes; an early one is dropped.
             run.link.resume("enter", ctx.caller.describe())
-        elif msg.get("op") == "signal" and msg.get("name") in _SIGNALS_FROM_CLIENT:
-            run.signal_group(_SIGNALS_FROM_CLIENT[msg["name"]])
-        elif msg.get("op") == "stop":  # the box's own gentle stop, carried on without the client
+        elif op == "signal" and isinstance(name, str) and name in _SIGNALS_FROM_CLIENT:
+            run.signal_group(_SIGNALS_FROM_CLIENT[name])
+        elif op == "stop":  # the box's own gentle stop, carried on without the client
             run.stop(f"stopped by {ctx.caller.describe()}")
 
 
 async def _follow(ctx: Context, run: Run, viewer: ChannelViewer) -> bool:
     """Wait for the run to end or the client to go; True when the run ended."""
-    control = asyncio.ensure_future(_control_loop(ctx, run))
+    control = watch(asyncio.ensure_future(_control_loop(ctx, run)), f"run {run.id} control")
     gone = asyncio.ensure_future(ctx.process.wait_closed())
     ended = asyncio.ensure_future(run.done.wait())
     await asyncio.wait([gone, ended], return_when=asyncio.FIRST_COMPLETED)
@@ -174,22 +239,26 @@ async def _finish(ctx: Context, run: Run) -> None:
 async def handle_run(ctx: Context) -> None:
     raw = await ctx.read_line(MAX_HEADER, "the run request")
     spec, files, warnings = parse_header(raw)
-    run_id, workdir = ctx.supervisor.new_workdir()
+    try:
+        run_id, workdir = ctx.supervisor.new_workdir()
+    except OSError as exc:
+        raise _storage_error(exc) from None
+    viewer = None if spec.detach else ChannelViewer(ctx.process)
     try:
         await _receive_files(ctx, workdir, files)
+        for warning in warnings:
+            ctx.notice(warning)
+        # Attach before the process exists so not one byte of its output can be missed.
+        run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller, viewer=viewer)
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)  # a failed upload leaves nothing behind
+        # A refused run leaves nothing behind: neither its dir nor its monitor's.
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(ctx.supervisor.monitor_dir(run_id), ignore_errors=True)
         raise
-    for warning in warnings:
-        ctx.notice(warning)
-    if spec.detach:
-        run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller)
+    if viewer is None:
         ctx.write_json({"id": run.id, "short_id": protocol.short_id(run.id)})
         ctx.process.exit(0)
         return
-    viewer = ChannelViewer(ctx.process)
-    # Attach before the process exists so not one byte of its output can be missed.
-    run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller, viewer=viewer)
     if await _follow(ctx, run, viewer):
         await _finish(ctx, run)
     elif run.spec.stop_on_disconnect:
