@@ -181,7 +181,7 @@ class Agent:
                                       server_factory=lambda: BoxSSHServer(self, entry))
         except (asyncssh.Error, OSError, TimeoutError):
             pass  # dropped, timed out, failed auth or went away: counted, never a traceback
-        except Exception as exc:  # a bug in asyncssh or here: one line, and the peer goes
+        except Exception as exc:  # noqa: BLE001 - a bug in asyncssh or here: one line, the peer goes
             log.error("connection from %s failed: %s: %s", entry.peer, type(exc).__name__, exc)
             entry.drop("internal error")
         finally:
