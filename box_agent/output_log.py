@@ -55,6 +55,22 @@ class OutputLog:
         backlog = ((c.stream, c.data) for c in self.reader.read(start, until, budget=1 << 62))
         return backlog, self.reader.dropped()
 
+    def attach_at(self, viewer: Viewer, stdout_bytes: int, stderr_bytes: int) -> tuple[
+            Iterator[tuple[int, bytes]], int]:
+        """Subscribe a viewer that already has this much of each stream: it gets the rest,
+        no byte twice. `dropped` counts what it lacks that the log no longer holds."""
+        self.viewers.append(viewer)
+        offset, stream, skip = self.reader.locate(stdout_bytes, stderr_bytes, self.end)
+        first = self.reader.first_before()
+        lacking = max(0, first[0] - stdout_bytes) + max(0, first[1] - stderr_bytes)
+
+        def rest() -> Iterator[tuple[int, bytes]]:
+            for n, chunk in enumerate(self.reader.read(offset, self.end, budget=1 << 62)):
+                data = chunk.data[skip:] if n == 0 and chunk.stream == stream else chunk.data
+                if data:
+                    yield chunk.stream, data
+        return rest(), lacking
+
     def detach(self, viewer: Viewer) -> None:
         if viewer in self.viewers:
             self.viewers.remove(viewer)

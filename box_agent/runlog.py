@@ -177,6 +177,11 @@ class LogReader:
             offset = chunk.end
         return offset, 0, 0
 
+    def first_before(self) -> tuple[int, int]:
+        """Bytes of stdout and of stderr that came before the oldest record on disk."""
+        found = segments(self.directory)
+        return found[0].before if found else (0, 0)
+
     def dropped(self) -> int:
         """Bytes of output (both streams) no longer on disk."""
         found = segments(self.directory)

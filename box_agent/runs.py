@@ -51,6 +51,7 @@ class RunSpec:
     timeout: float
     detach: bool
     stop_on_disconnect: bool = False  # ssh's hang-up semantics, for CI (default: the run goes on)
+    client_ref: str = ""  # the starting client's own tag, so it can find its run to reattach
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Run:
             "started_by": self.caller.as_dict(),
             "started_at": self.started_at,
             "detached": self.spec.detach,
+            "client_ref": self.spec.client_ref,
             "pid": self.script_pid,
         }
 

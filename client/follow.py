@@ -12,6 +12,11 @@ What Ctrl-C means (ISSUE-NOTES 1):
   the run itself (SIGINT, SIGTERM, SIGKILL) since no client is left. SIGTERM to lager counts as
   a Ctrl-C, so a cancelled CI job stops its run the same way.
 - Only watching (`--reattach`): leave at once with 130; the run goes on.
+
+A lost connection is not the run's end (issue 11): with a `reconnect` function, the follower
+says so in one line and reconnects with backoff, for up to RECONNECT_FOR seconds, going on at
+the byte where each stream stopped. Enter typed meanwhile is delivered once the link is back.
+Ctrl-C while it waits stops waiting (130); giving up says how to reattach.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -50,21 +56,11 @@ def _send(chan: Any, msg: dict[str, str]) -> None:
         pass  # the channel is gone; the loop sees it close and says so
 
 
-def _forward_enter(chan: Any, fd: int) -> None:
-    """Every line typed goes to the box; it counts only if the run is paused when it lands.
-
-    Raw os.read, not sys.stdin: a daemon thread blocked inside a buffered reader aborts the
-    interpreter at exit.
-    """
-    while not chan.closed:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            return
-        if not data:
-            return
-        for _ in range(data.count(b"\n")):
-            _send(chan, {"op": "enter"})
+RECONNECT_FOR = float(os.environ.get("LAGER_RECONNECT_FOR", "600"))
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 5.0
+# Given the bytes of stdout and stderr already shown, a new channel that goes on from there;
+# raises ConnectionFailed while the box cannot be reached.
+Reconnect = Callable[[int, int], Any]
 
 
 def _poke(fd: int) -> None:
@@ -83,8 +79,13 @@ def _drain_pipe(fd: int) -> None:
 
 
 class Follower:
-    def __init__(self, chan: Any, box_name: str, stops_run: bool, leave_hint: str = "") -> None:
+    def __init__(self, chan: Any, box_name: str, stops_run: bool, leave_hint: str = "",
+                 reconnect: Reconnect | None = None) -> None:
         self.chan = chan
+        self.reconnect = reconnect
+        self.received = {1: 0, 2: 0}  # bytes of each stream taken from the box
+        self.enters = 0  # Enter presses typed while the link was down, sent once it is back
+        self._enter_lock = threading.Lock()
         self.box_name = box_name
         self.stops_run = stops_run
         self.leave_hint = leave_hint
@@ -101,15 +102,74 @@ class Follower:
     def _on_signal(self, _sig: int, _frame: FrameType | None) -> None:
         self.signals += 1
 
+    def _forward_enter(self, fd: int) -> None:
+        """Every line typed goes to the box; it counts only if the run is paused when it lands.
+
+        Raw os.read, not sys.stdin: a daemon thread blocked inside a buffered reader aborts
+        the interpreter at exit.
+        """
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._enter_lock:
+                for _ in range(data.count(b"\n")):
+                    if self.chan.closed:
+                        self.enters += 1
+                    else:
+                        _send(self.chan, {"op": "enter"})
+
+    def _reconnect(self) -> bool:
+        """Reattach after a lost link; False when Ctrl-C stopped the wait or time ran out."""
+        assert self.reconnect is not None
+        self.out.notice(f"connection to {self.box_name} lost; reconnecting\u2026 "
+                        "(Ctrl-C to stop waiting)")
+        deadline = time.monotonic() + RECONNECT_FOR
+        delay = _BACKOFF_FIRST
+        seen = self.signals
+        while time.monotonic() < deadline and self.signals == seen:
+            try:
+                chan = self.reconnect(self.received[1], self.received[2])
+            except ConnectionFailed:
+                try:
+                    select.select([self._wake_r], [], [],
+                                  min(delay, max(0.0, deadline - time.monotonic())))
+                except InterruptedError:
+                    pass
+                _drain_pipe(self._wake_r)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            with self._enter_lock:
+                self.chan = chan
+                for _ in range(self.enters):
+                    _send(chan, {"op": "enter"})
+                self.enters = 0
+            self.out.notice(f"reconnected to {self.box_name}")
+            return True
+        return False
+
     def run(self) -> int:
         if sys.stdin is not None and not sys.stdin.closed:
-            threading.Thread(target=_forward_enter, args=(self.chan, sys.stdin.fileno()),
+            threading.Thread(target=self._forward_enter, args=(sys.stdin.fileno(),),
                              daemon=True, name="lager-enter").start()
         caught = (signal.SIGINT, signal.SIGTERM) if self.stops_run else (signal.SIGINT,)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in caught}
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         try:
             status = self._follow()
+            while status is not None and status < 0 and self.reconnect is not None:
+                if self._reconnect():
+                    status = self._follow()
+                    continue
+                if self.signals > self._handled:  # Ctrl-C while waiting: only waiting stops
+                    self._handled = self.signals
+                    self.out.notice(f"stopped waiting; the run goes on on the box. "
+                                    f"{self.leave_hint}".rstrip())
+                    status = None
+                break  # gave up: the error below says the run may still be going
             self._flush()
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -119,9 +179,10 @@ class Follower:
         if status is None:
             return EXIT_INTERRUPTED
         if status < 0:
+            waited = f" (gave up reconnecting after {RECONNECT_FOR:g}s)" if self.reconnect else ""
             raise ConnectionFailed(f"lost the connection to box {self.box_name} before the run "
-                                   "ended; it may still be running there "
-                                   "(see `lager python --list`)")
+                                   f"ended{waited}; it goes on there "
+                                   "(see `lager python --list`, then --reattach)")
         return status
 
     def _follow(self) -> int | None:
@@ -184,9 +245,13 @@ class Follower:
                     (chan.recv_stderr_ready() or chan.recv_ready())):
                 return
             if chan.recv_stderr_ready():
-                self.out.write(2, chan.recv_stderr(_CHUNK))
+                data = chan.recv_stderr(_CHUNK)
+                self.received[2] += len(data)
+                self.out.write(2, data)
             if chan.recv_ready():
-                self.out.write(1, chan.recv(_CHUNK))
+                data = chan.recv(_CHUNK)
+                self.received[1] += len(data)
+                self.out.write(1, data)
 
     def _flush(self) -> None:
         """Let the writers finish: all of it after a normal end, a bounded wait after a stop

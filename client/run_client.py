@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 
@@ -11,6 +11,7 @@ from lager.errors import ConnectionFailed, RemoteError
 
 from .context import LagerContext, read_all
 from .follow import Follower
+from .reconnect import Reattacher, new_client_ref
 from .upload import Upload
 
 _CHUNK = 256 * 1024
@@ -23,11 +24,13 @@ class RunRequest:
     env: dict[str, str]
     timeout: float
     detach: bool
+    client_ref: str = field(default_factory=new_client_ref)  # finds the run after a lost link
 
     def header(self, box_name: str) -> bytes:
         head = {"script": self.upload.display_name, "main": self.upload.main,
                 "args": self.args, "env": self.env, "timeout": self.timeout,
-                "detach": self.detach, "box": box_name, "files": self.upload.header_files()}
+                "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
+                "client_ref": self.client_ref}
         return (json.dumps(head) + "\n").encode()
 
 
@@ -62,7 +65,11 @@ def run_script(obj: LagerContext, request: RunRequest) -> int:
             click.echo(f"started run {started['id']} (detached)")
             click.echo(_commands_hint(box.name, started["short_id"]))
             return 0
-        return Follower(chan, box.name, stops_run=True).run()
+        again = Reattacher(obj, client_ref=request.client_ref)
+        try:
+            return Follower(chan, box.name, stops_run=True, reconnect=again).run()
+        finally:
+            again.close()
 
 
 def reattach(obj: LagerContext, run_id: str) -> int:
@@ -71,5 +78,10 @@ def reattach(obj: LagerContext, run_id: str) -> int:
         chan = conn.open(protocol.SUB_ATTACH)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
-        status = Follower(chan, box.name, stops_run=False, leave_hint=hint).run()
+        again = Reattacher(obj, run_id=run_id)
+        try:
+            status = Follower(chan, box.name, stops_run=False, leave_hint=hint,
+                              reconnect=again).run()
+        finally:
+            again.close()
     return status

@@ -6,6 +6,7 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 from conftest import Client, LiveRun, make_client, start_agent, start_run, wait_for, write_script
 from sshclients import paramiko_connect
 
@@ -119,3 +120,76 @@ def test_a_reattach_after_a_killed_client_is_byte_identical(client: Client,
     attach = client.run("python", "--reattach", run_id)
     assert (attach.stdout, attach.stderr) == expected_streamer()
     assert attach.returncode == 0
+
+
+def test_the_client_reconnects_across_an_agent_restart_byte_exact(tmp_path: Path) -> None:
+    """The agent dies mid-stream; the attached `lager python` says so in one line, waits,
+    reconnects to the restarted agent and goes on at the exact byte: no gap, no duplicate."""
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    go = tmp_path / "go"
+    run = start_run(laptop, write_script(tmp_path, "s.py", STREAMER), str(go))
+    run.out.wait_for("out 02000")
+    box.proc.send_signal(signal.SIGKILL)
+    box.proc.wait()
+    run.err.wait_for("lost; reconnecting")
+    go.write_text("go")
+    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    try:
+        assert run.finish(60) == 0
+        out, err = expected_streamer()
+        assert run.out.text == out
+        notices = [line for line in run.err.text.splitlines() if line.startswith("lager:")]
+        assert run.err.text.replace("".join(n + "\n" for n in notices), "") == err
+        assert len(notices) == 2 and "reconnected" in notices[1], notices
+    finally:
+        again.stop()
+
+
+def test_enter_typed_while_the_link_is_down_resumes_once_it_is_back(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    script = write_script(tmp_path, "p.py", "from lager import pause\nprint('before', flush=True)"
+                          "\npause('wait', timeout=0)\nprint('after')\n")
+    run = start_run(laptop, script)
+    run.banner_id()
+    box.proc.send_signal(signal.SIGKILL)
+    box.proc.wait()
+    run.err.wait_for("lost; reconnecting")
+    assert run.proc.stdin is not None
+    run.proc.stdin.write("\n")
+    run.proc.stdin.flush()
+    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    try:
+        assert run.finish(60) == 0
+        assert run.out.text == "before\nafter\n"
+    finally:
+        again.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_stopped_laptop_finds_its_pause_still_waiting(tmp_path: Path) -> None:
+    """The client is SIGSTOPped for 120 s (a closed lid) while its run is paused: the run stays
+    paused; continued, the client reconnects if it must, and an Enter resumes the run."""
+    import time
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    script = write_script(tmp_path, "lid.py", "from lager import pause\n"
+                          "pause('lid', timeout=0)\nprint('after')\n")
+    run = start_run(laptop, script)
+    ident = run.banner_id()
+    run.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(120)  # the issue's figure: longer than the box's keepalive gives a client
+        listed = {r["short_id"]: r["state"] for r in rows(laptop).values()}
+        assert listed[ident] == "paused"
+    finally:
+        run.proc.send_signal(signal.SIGCONT)
+    try:
+        assert run.proc.stdin is not None
+        run.proc.stdin.write("\n")
+        run.proc.stdin.flush()
+        assert run.finish(60) == 0
+        assert run.out.text == "after\n"
+    finally:
+        box.stop()

@@ -70,6 +70,10 @@ class Context:
 
     async def run_from_request(self) -> Run:
         """The run a continue/console/attach request names: env LAGER_BREAKPOINT or line one."""
+        return self.supervisor.find(await self.request_query())
+
+    async def request_query(self) -> str:
+        """The request's first line (or env LAGER_BREAKPOINT): the run id, maybe more words."""
         query = self.env.get(protocol.ENV_BREAKPOINT_ID)
         if query is None:
             raw = await self.read_line(protocol.MAX_ID_LINE, "the id line")
@@ -82,7 +86,7 @@ class Context:
         if not query:
             raise LagerError("no run id given: send the id from the banner as the first line "
                              f"or set {protocol.ENV_BREAKPOINT_ID}")
-        return self.supervisor.find(query)
+        return query
 
 
 def fail(process: asyncssh.SSHServerProcess[bytes], message: str, status: int = 1) -> None:

@@ -117,6 +117,14 @@ def _parse_json_line(raw: bytes, what: str) -> dict[str, Any]:
     return head
 
 
+def _client_ref(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isalnum():
+        raise LagerError("malformed run request: client_ref must be up to 64 letters or digits")
+    return value
+
+
 def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[str]]:
     """Validate the run request; returns the spec, the files to receive, and warnings."""
     head = _parse_json_line(raw, "run request")
@@ -154,7 +162,8 @@ def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[
         env = {protocol.ENV_BOX_NAME: _no_nul(box, "the box name"), **env}
     spec = RunSpec(display_name=display, main=main, args=args, env=env,
                    timeout=float(timeout), detach=bool(head.get("detach")),
-                   stop_on_disconnect=head.get("stop_on_disconnect") is True)
+                   stop_on_disconnect=head.get("stop_on_disconnect") is True,
+                   client_ref=_client_ref(head.get("client_ref")))
     return spec, files, warnings
 
 
@@ -266,11 +275,25 @@ async def handle_run(ctx: Context) -> None:
     # Otherwise the run goes on: only an explicit stop ends it (Ctrl-C, --kill, --timeout).
 
 
+def _parse_attach(query: str) -> tuple[str, tuple[int, int] | None]:
+    """`ID`, or `ID STDOUT_BYTES STDERR_BYTES` from a client that goes on where it stopped."""
+    words = query.split()
+    if len(words) == 3 and all(w.isdigit() and len(w) < 19 for w in words[1:]):
+        return words[0], (int(words[1]), int(words[2]))
+    if len(words) > 1:
+        raise LagerError("attach wants one line: ID [STDOUT_BYTES STDERR_BYTES]")
+    return query, None
+
+
 async def handle_attach(ctx: Context) -> None:
-    run = await ctx.run_from_request()
+    query, have = _parse_attach(await ctx.request_query())
+    run = ctx.supervisor.find(query)
     viewer = ChannelViewer(ctx.process)
     async with viewer.lock:
-        backlog, dropped = run.log.attach(viewer, with_backlog=True)
+        if have is None:
+            backlog, dropped = run.log.attach(viewer, with_backlog=True)
+        else:
+            backlog, dropped = run.log.attach_at(viewer, *have)
         if dropped:
             ctx.notice(f"[{dropped} bytes of earlier output were dropped from the box's log]")
         for stream, data in backlog:

@@ -1,0 +1,66 @@
+"""Going on with a run after the connection to its box was lost (issue 11).
+
+The box keeps the run and its output (on disk, byte offsets per stream); a new connection asks
+`attach` for what comes after the bytes already shown. A run this client started is found
+again by the `client_ref` tag it sent in the run request, since its id was never shown.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from lager import protocol
+from lager.errors import ConnectionFailed, LagerError
+
+if TYPE_CHECKING:
+    from .context import LagerContext
+    from .ssh import BoxConnection
+
+
+def new_client_ref() -> str:
+    return secrets.token_hex(8)
+
+
+class Reattacher:
+    """Callable for Follower(reconnect=...): a fresh connection and an `attach` channel."""
+
+    def __init__(self, obj: LagerContext, run_id: str | None = None,
+                 client_ref: str | None = None) -> None:
+        self.obj = obj
+        self.run_id = run_id
+        self.client_ref = client_ref
+        self.conn: BoxConnection | None = None
+
+    def __call__(self, stdout_bytes: int, stderr_bytes: int) -> Any:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        try:
+            conn = self.obj.connect()
+        except LagerError as exc:
+            raise ConnectionFailed(str(exc)) from None
+        try:
+            run_id = self.run_id or self._find(conn)
+            chan = conn.open(protocol.SUB_ATTACH)
+            chan.sendall(f"{run_id} {stdout_bytes} {stderr_bytes}\n".encode())
+        except (OSError, LagerError) as exc:
+            conn.close()
+            raise ConnectionFailed(str(exc)) from None
+        self.conn = conn
+        return chan
+
+    def _find(self, conn: BoxConnection) -> str:
+        chan = conn.open(protocol.SUB_LIST)
+        chan.shutdown_write()
+        data = b"".join(iter(lambda: chan.recv(65536), b""))
+        for row in json.loads(data or b"[]"):
+            if self.client_ref and row.get("client_ref") == self.client_ref:
+                self.run_id = str(row["id"])
+                return self.run_id
+        raise ConnectionFailed("the run is not on the box any more")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
