@@ -23,11 +23,15 @@ class RunRequest:
     env: dict[str, str]
     timeout: float
     detach: bool
+    # The box stops the run when this client's connection is lost (issue 11, CI's default);
+    # a box without it ignores the key and keeps today's behaviour.
+    stop_on_disconnect: bool = False
 
     def header(self, box_name: str) -> bytes:
         head = {"script": self.upload.display_name, "main": self.upload.main,
                 "args": self.args, "env": self.env, "timeout": self.timeout,
-                "detach": self.detach, "box": box_name, "files": self.upload.header_files()}
+                "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
+                "stop_on_disconnect": self.stop_on_disconnect}
         return (json.dumps(head) + "\n").encode()
 
 
