@@ -1,23 +1,23 @@
 """The instrument commands other terminals run while a script is paused (`nets` subsystem).
 
 They run in the agent's process, through the same lager.bench API and claims as scripts, so
-an instrument a script holds answers busy here too, and a free one just works.
+an instrument a script holds answers busy here too, and a free one just works. What a command
+may do, and the type of its value, is the kind's declaration (lager/bench/kinds); this module
+only checks a request against it and runs it.
+
+Request: {"command": KIND, "net": NAME, "action": VERB, "value": NUMBER | null,
+          "word": WORD | null, "options": {"ovp": NUMBER, ...} | null}
+(a word travels apart from "value" because the nets subsystem admits only numbers there).
+Answer: the net's state, plus what the verb adds (`models`), plus "net".
 """
 from __future__ import annotations
 
 from typing import Any
 
-from lager.bench import claims
-from lager.bench.net import Net, NetType, bench
+from lager.bench import claims, kinds
+from lager.bench.kinds.spec import WORD
+from lager.bench.net import Net, bench
 from lager.errors import LagerError
-
-ACTIONS: dict[str, tuple[str, ...]] = {
-    "supply": ("state", "voltage", "current", "enable", "disable"),
-    "battery": ("state", "soc", "enable", "disable"),
-    "adc": ("read",),
-}
-_TYPES = {"supply": NetType.PowerSupply, "battery": NetType.Battery, "adc": NetType.ADC}
-_NEEDS_VALUE = {"voltage", "current", "soc"}
 
 
 def list_nets() -> list[dict[str, Any]]:
@@ -34,27 +34,20 @@ def execute(request: dict[str, Any]) -> Any:
     command = request.get("command")
     if command == "nets":
         return list_nets()
-    if command not in ACTIONS:
-        raise LagerError(f"unknown instrument command {command!r}")
-    action = request.get("action", "state" if command != "adc" else "read")
-    if action not in ACTIONS[command]:
-        raise LagerError(f"lager {command} has no action {action!r}; "
-                         f"use one of: {', '.join(ACTIONS[command])}")
-    value = request.get("value")
-    if action in _NEEDS_VALUE and not isinstance(value, (int, float)):
-        raise LagerError(f"lager {command} {action} needs a number")
+    kind = kinds.by_command(command) if isinstance(command, str) else None
+    if kind is None:
+        raise LagerError(f"unknown instrument command {str(command)[:40]!r}")
+    action = request.get("action") or kind.default_verb
+    verb = kind.verb(action)
+    if verb is None:
+        raise LagerError(f"lager {kind.name} has no action {str(action)[:40]!r}; "
+                         f"use one of: {', '.join(v.name for v in kind.verbs)}")
+    raw = request.get("word") if verb.takes == WORD else request.get("value")
+    if verb.takes != WORD and request.get("word") is not None:
+        raise LagerError(f"lager {kind.name} {verb.name} takes no word")
+    value = verb.check_value(raw)
+    options = verb.check_options(request.get("options"), kind)
     name = str(request.get("net", ""))
-    with Net.get(name, type=_TYPES[command]) as net:
-        if command == "adc":
-            return {"net": name, "voltage": net.input()}
-        if action == "voltage":
-            net.set_voltage(value)
-        elif action == "current":
-            net.set_current(value)
-        elif action == "soc":
-            net.set_soc(value)
-        elif action == "enable":
-            net.enable()
-        elif action == "disable":
-            net.disable()
-        return {"net": name, **net.state().as_dict()}
+    with Net.get(name, type=kind.net_type) as net:
+        extra = verb.run(net, value, options) if verb.run is not None else None
+        return {"net": name, **kind.snapshot(net), **(extra or {})}

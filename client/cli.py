@@ -47,7 +47,24 @@ def _stdout_gone() -> bool:
 
 
 class LagerGroup(click.Group):
-    """Turns any error into one line and its exit code; a traceback only with --debug."""
+    """Turns any error into one line and its exit code; a traceback only with --debug.
+
+    The instrument commands (one per kind of net, from lager/bench/kinds) are built only when
+    one is asked for, or for --help: `lager python ...` never imports the kinds registry.
+    """
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None:
+            from .commands import instruments
+
+            found = instruments.command_for(cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from .commands import instruments
+
+        return sorted({*super().list_commands(ctx), *instruments.command_names()})
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -96,12 +113,10 @@ def cli(ctx: click.Context, debug: bool, box: str | None) -> None:
 
 
 def _register() -> None:
-    from .commands import boxes, instruments, python
+    from .commands import boxes, python
 
     cli.add_command(boxes.boxes)
     cli.add_command(python.python)
-    for command in instruments.COMMANDS:
-        cli.add_command(command)
 
 
 _register()

@@ -24,13 +24,16 @@ class RunRequest:
     env: dict[str, str]
     timeout: float
     detach: bool
+    # The box stops the run when this client's connection is lost (issue 11, CI's default);
+    # a box without it ignores the key and keeps today's behaviour.
+    stop_on_disconnect: bool = False
     client_ref: str = field(default_factory=new_client_ref)  # finds the run after a lost link
 
     def header(self, box_name: str) -> bytes:
         head = {"script": self.upload.display_name, "main": self.upload.main,
                 "args": self.args, "env": self.env, "timeout": self.timeout,
                 "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
-                "client_ref": self.client_ref}
+                "stop_on_disconnect": self.stop_on_disconnect, "client_ref": self.client_ref}
         return (json.dumps(head) + "\n").encode()
 
 

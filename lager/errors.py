@@ -49,12 +49,25 @@ class NetError(LagerError):
     pass
 
 
-class UnknownNet(NetError):
-    pass
+class InvalidNetError(NetError):
+    """No such net on this bench: the real lager's name (`from lager import InvalidNetError`)."""
 
 
-class WrongNetType(NetError):
-    pass
+class UnknownNet(InvalidNetError):
+    """No net of that name."""
+
+
+class WrongNetType(InvalidNetError):
+    """The net exists, but it is another kind."""
+
+
+class NoSuchNetType(InvalidNetError):
+    """A NetType this box has no nets of (GPIO, UART, ...)."""
+
+
+class SetupFunctionRequiredError(NetError):
+    """The real lager raises this for muxed nets opened without a setup function; nets here
+    need none, so it is only ever caught, never raised. Kept so scripts that import it run."""
 
 
 class DeviceBusy(NetError):

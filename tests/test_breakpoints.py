@@ -203,7 +203,8 @@ def test_pause_outside_lager_python_is_a_no_op(tmp_path: Path) -> None:
                              "from lager import pause\npause('x')\nprint('ok')"],
                             capture_output=True, text=True, timeout=30,
                             env={k: v for k, v in os.environ.items() if not k.startswith("LAGER")})
-    assert result.returncode == 0 and result.stdout == "ok\n" and result.stderr == ""
+    assert result.returncode == 0 and result.stdout == "ok\n"
+    assert result.stderr == "not running under `lager python`; skipping breakpoint\n"
 
 
 def test_builtin_breakpoint_with_and_without_label(client: Client, tmp_path: Path) -> None:

@@ -472,10 +472,9 @@ adc = Net.get("adc4", type=NetType.ADC)          # a 34461A over HiSLIP, wired t
 supply.set_voltage(5.0)
 supply.set_current(1.0)
 supply.enable()
-print(round(adc.input(), 2), round(supply.state().current, 3))
+print(round(adc.input(), 2), round(supply.current(), 3))
 supply.set_current(0.2)                           # the 10 ohm load wants 0.5 A: CC at 2 V
-state = supply.state()
-print(round(adc.input(), 2), round(state.voltage, 2), round(state.current, 3))
+print(round(adc.input(), 2), round(supply.voltage(), 2), round(supply.current(), 3))
 supply.disable()
 print(abs(adc.input()) < 0.001)
 """)

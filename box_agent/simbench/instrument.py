@@ -180,7 +180,7 @@ class Instrument:
         if found is None:
             raise ScpiError(-113)
         command, suffixes = found
-        if any(n is not None and not 1 <= n <= self.suffix_max for n in suffixes):
+        if not self.suffixes_ok(command.pattern, suffixes):
             raise ScpiError(-114)
         self._path = resolved.rsplit(":", 1)[0] if ":" in resolved else ""
         handler = command.getter if query else command.setter
@@ -191,6 +191,10 @@ class Instrument:
         if query and answer is None:
             raise ScpiError(-420)
         return answer if query else None
+
+    def suffixes_ok(self, pattern: str, suffixes: Sfx) -> bool:
+        """Each numeric suffix (`SOURce2`) names a channel: 1 to suffix_max."""
+        return all(n is None or 1 <= n <= self.suffix_max for n in suffixes)
 
     # ------------------------------------------------------------ registration helpers
 

@@ -76,7 +76,8 @@ class Keithley2281S(Instrument):
     def settle(self) -> None:
         if self.get("function") == "POWER":
             on = self.get("output") == 1
-            out = drive(on, self.get("volt"), self.get("curr"), self.bench.load(self.name))
+            out = drive(on, self.get("volt"), self.get("curr"), self.bench.load(self.name),
+                        self.bench.sinks(self.name))
             if on and out.volts > self.get("ovp"):
                 self._trip("OVP")
                 out = OFF
@@ -169,6 +170,8 @@ class Keithley2281S(Instrument):
         self.add(f"{b}:RESistance", query=self._battery("res"))
         self.add(f"{b}:CAPacity", query=self._battery("cap"))
         self.add("BATTery#:MODel:RCL", set=self._recall, query=self._flag("batt_model"))
+        for element in ("VOC", "RESistance"):
+            self.add(f"BATTery#:MODel#:{element}:STEPs", query=self._model_steps)
         self.add("BATTery#:DATA:DATA", query=self._data("VOLT", "CURR", "SOC", "RES", "REL"))
         self.add("BATTery#:TRACe:CLEar", set=self._clear_buffer)
         t = "BATTery#:TEST"
@@ -308,6 +311,18 @@ class Keithley2281S(Instrument):
         model = self.model()
         self.put("batt_voc_full", model.voc[-1])
         self.put("batt_voc_empty", model.voc[0])
+
+    def suffixes_ok(self, pattern: str, suffixes: Sfx) -> bool:
+        if "MODel#" in pattern:  # :BATT[1]:MOD<n>: n is a model memory, 1 to 9
+            channel, slot = suffixes
+            return channel in (None, 1) and slot is not None and 1 <= slot <= 9
+        return super().suffixes_ok(pattern, suffixes)
+
+    def _model_steps(self, p: Params, sfx: Sfx) -> str:
+        """How many points the memory holds: a stored model is 101 (the instrument
+        interpolates an 11-point curve to 101), an empty memory 0."""
+        p.expect(0)
+        return "101" if sfx[1] in self.spec.extra.get("battery_models", {}) else "0"
 
     def _battery(self, what: str) -> Any:
         def getter(p: Params, _s: Sfx) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,17 +35,22 @@ class Output:
 
 
 OFF = Output(0.0, 0.0, "OFF")
+Sink = Callable[[float], float]  # amps an electronic load draws at a given input voltage
 
 
-def drive(on: bool, volts: float, limit: float, load: dict[str, float]) -> Output:
+def drive(on: bool, volts: float, limit: float, load: dict[str, float],
+          sinks: Sequence[Sink] = ()) -> Output:
     """A CV/CC supply set to `volts` with current limit `limit`, into `load`.
 
     A resistive load (`ohms`) draws V/R until that reaches the limit; then the supply holds
     the current and the voltage falls to I*R (constant-current mode). A constant-current load
-    (`amps`) above the limit collapses the voltage. No load: an open circuit.
+    (`amps`) above the limit collapses the voltage. No load: an open circuit. Electronic
+    loads wired to the output (`sinks`) draw beside it.
     """
     if not on:
         return OFF
+    if sinks:
+        return _drive_with_sinks(volts, limit, load, sinks)
     if "ohms" in load and load["ohms"] > 0:
         demand = volts / load["ohms"]
         if demand > limit:
@@ -55,6 +61,30 @@ def drive(on: bool, volts: float, limit: float, load: dict[str, float]) -> Outpu
             return Output(0.0, limit, "CC")
         return Output(volts, load["amps"], "CV")
     return Output(volts, 0.0, "CV")
+
+
+def _drive_with_sinks(volts: float, limit: float, load: dict[str, float],
+                      sinks: Sequence[Sink]) -> Output:
+    """CV while everything wired draws no more than the limit; else CC at the limit, at the
+    highest voltage where the draw fits (found by bisection: the draws rise with voltage,
+    except a constant-power load's, for which any crossing will do)."""
+
+    def demand(v: float) -> float:
+        ohms = load.get("ohms", 0.0)
+        fixed = v / ohms if ohms > 0 else (load.get("amps", 0.0) if v > 0 else 0.0)
+        return fixed + sum(sink(v) for sink in sinks)
+
+    want = demand(volts)
+    if want <= limit:
+        return Output(volts, want, "CV")
+    low, high = 0.0, volts
+    for _ in range(48):
+        mid = (low + high) / 2
+        if demand(mid) > limit:
+            high = mid
+        else:
+            low = mid
+    return Output(low, limit, "CC")
 
 
 @dataclass(frozen=True)
@@ -110,6 +140,15 @@ class Bench:
 
     def load(self, terminal: str) -> dict[str, float]:
         return self.wiring.loads.get(terminal, {})
+
+    def sinks(self, terminal: str) -> list[Sink]:
+        """The electronic loads whose input is wired to a source terminal."""
+        found = []
+        for meter, source in self.wiring.inputs.items():
+            sink = getattr(self.instruments.get(meter.partition(":")[0]), "sink_current", None)
+            if source == terminal and sink is not None:
+                found.append(sink)
+        return found
 
     def input_volts(self, meter_terminal: str) -> float:
         """What a meter input sees: a fixed signal, a source's terminal, or nothing (0 V)."""

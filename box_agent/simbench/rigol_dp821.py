@@ -51,8 +51,9 @@ class RigolDP821(Instrument):
     def settle(self) -> None:
         for ch in CHANNELS:
             on = self.get("output", ch) == "ON"
+            terminal = f"{self.name}:{ch}"
             out = drive(on, self.get("volt", ch), self.get("curr", ch),
-                        self.bench.load(f"{self.name}:{ch}"))
+                        self.bench.load(terminal), self.bench.sinks(terminal))
             trips = set()
             if on and self.get("ovp_state", ch) == "ON" and out.volts > self.get("ovp", ch):
                 trips.add("OVP")

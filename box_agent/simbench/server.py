@@ -25,6 +25,7 @@ from .keithley_2281s import Keithley2281S
 from .meters import KeithleyDAQ6510, Keysight34461A
 from .models import DeviceSpec, load_models
 from .physics import Bench
+from .rigol_dl3021 import RigolDL3021
 from .rigol_dp821 import RigolDP821
 from .scpi import ScpiError
 
@@ -33,6 +34,7 @@ MAX_LINE = 64 * 1024
 KINDS: dict[str, Callable[[DeviceSpec, Bench], Instrument]] = {
     "keithley_2281s": Keithley2281S, "rigol_dp821": RigolDP821,
     "keithley_daq6510": KeithleyDAQ6510, "keysight_34461a": Keysight34461A,
+    "rigol_dl3021": RigolDL3021,
 }
 
 

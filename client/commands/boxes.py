@@ -1,39 +1,65 @@
-"""`lager boxes add|list|remove`: the boxes this laptop knows and their pinned host keys."""
+"""`lager boxes add|list|remove`: the boxes this laptop knows and their pinned host keys.
+
+The real lager's spellings work too: `boxes add --name N --ip IP [--user U]` and
+`boxes delete --name N`.
+"""
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
-from lager.errors import AuthFailed, HostKeyChanged
+from lager.errors import AuthFailed, HostKeyChanged, LagerError, UsageError
 
 from ..config import DEFAULT_CONNECT_TIMEOUT, ENV_CONNECT_TIMEOUT, Box, parse_seconds
 from ..context import LagerContext, pass_ctx
 
 
-@click.group()
-def boxes() -> None:
-    """Known boxes and their pinned host keys."""
+@click.group(invoke_without_command=True)
+@click.pass_context
+def boxes(ctx: click.Context) -> None:
+    """Known boxes and their pinned host keys (alone: list them)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_)
+
+
+def _name(name: str | None, name_opt: str | None) -> str:
+    """NAME, or the real lager's --name NAME (the same, if both are given)."""
+    if name and name_opt and name != name_opt:
+        raise UsageError(f"two names: {name!r} and --name {name_opt!r}; give one")
+    chosen = name or name_opt
+    if not chosen:
+        raise UsageError("give the box's NAME (or --name NAME)")
+    return chosen
 
 
 @boxes.command("add")
-@click.argument("name")
-@click.option("--host", required=True)
+@click.argument("name", required=False)
+@click.option("--name", "name_opt", metavar="NAME", help="the box's name (the real lager's "
+              "spelling of NAME)")
+@click.option("--host", "--ip", "host", metavar="HOST",
+              help="address or host name of the box (--ip is the real lager's spelling)")
 @click.option("--port", type=click.IntRange(1, 65535), default=2222, show_default=True)
 @click.option("--user", default="lager", show_default=True,
               help="SSH user name (the box decides by key; the name goes in its audit log)")
 @click.option("--identity", type=click.Path(dir_okay=False), default=None,
               help="private key to use (default: lager's own, created on first use)")
 @click.option("--repin", is_flag=True, help="accept a changed host key for an existing box")
+@click.option("--yes", is_flag=True, help="accepted for the real lager; nothing is asked")
 @click.option("--connect-timeout", "connect_timeout", metavar="SECONDS", default=None,
               help=f"give up on a box that does not answer (default "
                    f"{DEFAULT_CONNECT_TIMEOUT:g}s; ${ENV_CONNECT_TIMEOUT} overrides it)")
 @pass_ctx
-def add(obj: LagerContext, name: str, host: str, port: int, user: str, identity: str | None,
-        repin: bool, connect_timeout: str | None) -> None:
+def add(obj: LagerContext, name: str | None, name_opt: str | None, host: str | None,
+        port: int, user: str, identity: str | None, repin: bool, yes: bool,
+        connect_timeout: str | None) -> None:
     """Connect once to NAME, pin its host key, and check that our key is authorized."""
     from ..ssh import Deadline, authenticate, fingerprint, start_transport
 
+    name = _name(name, name_opt)
+    if not host:
+        raise UsageError("give the box's address: --host HOST (or --ip IP)")
     config = obj.config
     timeout = parse_seconds(connect_timeout, "--connect-timeout") if connect_timeout else None
     box = Box(name=name, host=host, port=port, user=user, identity=identity,
@@ -88,9 +114,19 @@ def list_(obj: LagerContext, as_json: bool) -> None:
 
 
 @boxes.command("remove")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--name", "name_opt", metavar="NAME", help="the box's name")
+@click.option("--yes", is_flag=True, help="do not ask first (it asks only on a terminal)")
 @pass_ctx
-def remove(obj: LagerContext, name: str) -> None:
-    """Forget NAME and its pinned host key."""
+def remove(obj: LagerContext, name: str | None, name_opt: str | None, yes: bool) -> None:
+    """Forget NAME and its pinned host key (`delete` is the real lager's spelling)."""
+    name = _name(name, name_opt)
+    obj.config.box(name)  # an unknown box says so before any question
+    if not yes and sys.stdin.isatty() and \
+            not click.confirm(f"Delete box {name} and its pinned host key?", default=False):
+        raise LagerError(f"{name} kept (--yes skips the question)")
     obj.config.remove_box(name)
     click.echo(f"removed {name}")
+
+
+boxes.add_command(remove, "delete")

@@ -1,81 +1,98 @@
-"""`lager supply|battery|adc|nets`: read and set instruments from any terminal."""
+"""`lager supply|battery|adc|load NET [VERB] [VALUE]` and `lager nets`: read and set instruments
+from any terminal. Each kind's command is built from its declaration (lager/bench/kinds), so
+its verbs, their values and options are the ones the box checks and runs."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
 
 from lager import protocol
-from lager.errors import UsageError
+from lager.bench import kinds
+from lager.bench.kinds.spec import NUMBER, WORD, Kind, Verb, number
+from lager.errors import LagerError
 
 from ..context import LagerContext, box_option, pass_ctx
 
-json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
 
 def _request(obj: LagerContext, **request: Any) -> Any:
     return obj.request_json(protocol.SUB_NETS, json.dumps(request))
 
 
-def _number(action: str, value: str | None) -> float:
-    if value is None:
-        raise UsageError(f"{action} needs a value")
-    try:
-        return float(value)
-    except ValueError:
-        raise UsageError(f"{action} value {value!r} is not a number") from None
+def _confirm(verb: Verb, yes: bool) -> None:
+    """The real lager asks before enabling an output; here only on a terminal, so scripts and
+    CI (no terminal) never hang on a prompt, and --yes skips it."""
+    if verb.confirm is None or yes or not sys.stdin.isatty():
+        return
+    if not click.confirm(verb.confirm, default=False):
+        raise LagerError(f"not done: {verb.name} was not confirmed (--yes skips the question)")
 
 
-def format_supply(s: dict[str, Any]) -> str:
-    return (f"{s['net']}: {'on ' if s['enabled'] else 'off'}  set {s['set_voltage']:.3f} V "
-            f"/ {s['set_current']:.3f} A  measured {s['voltage']:.3f} V {s['current']:.4f} A")
+def _show(kind: Kind, verb: Verb, reading: bool, answer: dict[str, Any]) -> str:
+    if verb.show is not None and (reading or verb.takes is None):
+        return verb.show(answer)
+    return kind.line(answer)
 
 
-def format_battery(s: dict[str, Any]) -> str:
-    return (f"{s['net']}: {'on ' if s['enabled'] else 'off'}  SOC {s['soc']:.1f} %  "
-            f"{s['voltage']:.3f} V {s['current']:.4f} A  (open circuit "
-            f"{s['open_circuit_voltage']:.3f} V)")
+def _list(obj: LagerContext, kind: Kind, as_json: bool) -> None:
+    rows = [r for r in _request(obj, command="nets") if r["kind"] == kind.net_type]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo(f"no {kind.net_type} nets on this box")
+    for row in rows:
+        channel = f" ch{row['channel']}" if row.get("channel") is not None else ""
+        click.echo(f"{row['name']:<10} {row['kind']:<12} {row['instrument'] + channel:<16} "
+                   f"{row['resource']}")
 
 
-def _instrument_command(kind: str, actions: tuple[str, ...], valued: set[str],
-                        formatter: Any) -> click.Command:
-    @click.command(kind, help=f"{kind.capitalize()} net: {' | '.join(actions)} "
-                   f"(with a value for {', '.join(sorted(valued))}).")
-    @click.argument("net")
-    @click.argument("action", default="state", type=click.Choice(actions))
-    @click.argument("value", required=False)
-    @box_option
-    @json_option
-    @pass_ctx
-    def command(obj: LagerContext, net: str, action: str, value: str | None,
-                as_json: bool) -> None:
-        request: dict[str, Any] = {"command": kind, "net": net, "action": action}
-        if action in valued:
-            request["value"] = _number(action, value)
-        elif value is not None:
-            raise UsageError(f"{action} takes no value")
-        state = _request(obj, **request)
-        click.echo(json.dumps(state) if as_json else formatter(state))
+def kind_command(kind: Kind) -> click.Command:
+    verbs = [v.name for v in kind.verbs]
 
-    return command
+    def command(obj: LagerContext, net: str | None, verb_name: str | None, value: str | None,
+                as_json: bool, yes: bool, **options: float | None) -> None:
+        if net is None:
+            _list(obj, kind, as_json)
+            return
+        verb = kind.verb(verb_name or kind.default_verb)
+        assert verb is not None  # click's Choice admits only declared verbs
+        request: dict[str, Any] = {"command": kind.name, "net": net, "action": verb.name}
+        checked = verb.check_value(value)
+        if verb.takes == WORD:
+            request["word"] = checked
+        elif checked is not None:
+            request["value"] = checked
+        given = {k: number(v, f"--{k}") for k, v in options.items() if v is not None}
+        if given:
+            request["options"] = verb.check_options(given, kind)
+        _confirm(verb, yes)
+        answer = _request(obj, **request)
+        reading = checked is None and not given
+        click.echo(json.dumps(answer) if as_json else _show(kind, verb, reading, answer))
 
-
-supply = _instrument_command("supply", ("state", "voltage", "current", "enable", "disable"),
-                             {"voltage", "current"}, format_supply)
-battery = _instrument_command("battery", ("state", "soc", "enable", "disable"), {"soc"},
-                              format_battery)
-
-
-@click.command()
-@click.argument("net")
-@box_option
-@json_option
-@pass_ctx
-def adc(obj: LagerContext, net: str, as_json: bool) -> None:
-    """Read an ADC net (volts)."""
-    reading = _request(obj, command="adc", net=net, action="read")
-    click.echo(json.dumps(reading) if as_json else f"{reading['net']}: {reading['voltage']:.4f} V")
+    lines = [f"{kind.summary}. Without NET, list the box's {kind.net_type} nets.", "",
+             "\b", f"VERB (default {kind.default_verb}); a verb with its value omitted reads:"]
+    for v in kind.verbs:
+        arg = f" [{v.unit or 'VALUE'}]" if v.takes == NUMBER else \
+            f" [{'|'.join(v.choices) or 'NAME'}]" if v.takes == WORD else ""
+        lines.append(f"  {v.name}{arg}: {v.help}")
+    params: list[click.Parameter] = [
+        click.Argument(["net"], required=False),
+        click.Argument(["verb_name"], required=False, metavar="[VERB]",
+                       type=click.Choice(verbs)),
+        click.Argument(["value"], required=False),
+        *(click.Option([f"--{name}"], type=float, help=text)
+          for name, text in kind.options.items()),
+        click.Option(["--yes"], is_flag=True, help="do not ask before enabling an output"),
+    ]
+    cmd = click.Command(kind.name, callback=click.pass_obj(command), params=params,
+                        help="\n".join(lines), short_help=kind.summary)
+    return json_option(box_option(cmd))  # type: ignore[no-any-return]
 
 
 def _holder(row: dict[str, Any]) -> str:
@@ -104,4 +121,13 @@ def nets(obj: LagerContext, as_json: bool) -> None:
                    f"{_holder(row)}")
 
 
-COMMANDS: list[click.Command] = [supply, battery, adc, nets]
+def command_for(name: str) -> click.Command | None:
+    """The click command for a kind's name or alias (`load`, `eload`), built on demand."""
+    if name == "nets":
+        return nets
+    kind = kinds.by_command(name)
+    return kind_command(kind) if kind is not None else None
+
+
+def command_names() -> list[str]:
+    return [*(k.name for k in kinds.KINDS), *(a for k in kinds.KINDS for a in k.aliases), "nets"]

@@ -1,18 +1,62 @@
-"""`lager python`: run a script on the box, and manage runs and their breakpoints."""
+"""`lager python`: run a script on the box, and manage runs and their breakpoints.
+
+The command line (ISSUE-NOTES 12): lager's own options are lager's anywhere on the line (the
+spec writes `lager python test.py --box mybox --env ...`); `--` ends them and all after it goes
+to the script; an option that is not lager's is the script's after the script, and a usage error
+(exit 2) before it, so `-x test.py` never runs test.py with `-x` lost.
+"""
 from __future__ import annotations
 
 import json
 import math
+import os
+import sys
+from typing import Any
 
 import click
 
 from lager import protocol
-from lager.errors import UsageError
+from lager.errors import LagerError, RemoteError, UsageError
 
-from ..context import LagerContext, box_option, pass_ctx
+from ..context import LagerContext, box_option
 from ..run_views import format_runs
 
-MODES = ("continue_id", "console_id", "reattach_id", "kill_id", "list_runs")
+MODES = ("continue_id", "console_id", "reattach_id", "kill_id", "list_runs", "kill_all")
+_MODE_FLAGS = "--continue, --console, --reattach, --kill, --kill-all, --list"
+
+
+class ScriptCommand(click.Command):
+    """Refuses an option that is not lager's before the script; click does the rest."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        i = 0
+        while i < len(args):
+            token = args[i]
+            if token == "--" or not token.startswith("-") or token == "-":
+                break  # the script (or `--`): what follows may be the script's
+            i += 1 + _option_arity(token, takes_value, ctx)
+        return super().parse_args(ctx, args)
+
+
+def _option_arity(token: str, takes_value: dict[str, bool], ctx: click.Context) -> int:
+    """How many more tokens an option of lager's takes; a usage error for any other option."""
+    if token.startswith("--"):
+        name, eq, _ = token.partition("=")
+        if name in takes_value:
+            return 1 if takes_value[name] and not eq else 0
+        raise click.NoSuchOption(name, ctx=ctx)
+    for j, char in enumerate(token[1:], start=1):  # a cluster of short options: -dp 8080
+        name = "-" + char
+        if name not in takes_value:
+            raise click.NoSuchOption(name, ctx=ctx)
+        if takes_value[name]:
+            return 0 if j + 1 < len(token) else 1
+    return 0
 
 
 def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
@@ -21,10 +65,25 @@ def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--env {item!r} must be NAME=VALUE")
-        if not name or not (name[0].isalpha() or name[0] == "_") or \
-                not all(c.isalnum() or c == "_" for c in name):
-            raise UsageError(f"--env {item!r}: {name!r} is not a valid variable name")
+        _check_name(name, f"--env {item!r}")
         env[name] = value
+    return env
+
+
+def _check_name(name: str, where: str) -> None:
+    if not name or not (name[0].isalpha() or name[0] == "_") or \
+            not all(c.isalnum() or c == "_" for c in name):
+        raise UsageError(f"{where}: {name!r} is not a valid variable name")
+
+
+def _passenv(names: tuple[str, ...]) -> dict[str, str]:
+    """--passenv VAR: this shell's value of VAR, for the script."""
+    env: dict[str, str] = {}
+    for name in names:
+        _check_name(name, f"--passenv {name}")
+        if name not in os.environ:
+            raise UsageError(f"--passenv {name}: {name} is not set in this shell")
+        env[name] = os.environ[name]
     return env
 
 
@@ -38,36 +97,72 @@ def _parse_timeout(value: str) -> float:
     return seconds
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
+    """On by default under CI=true, so a cancelled job takes its run with it; never for a
+    detached run (its client leaves at once), and asking for both is a usage error."""
+    source = ctx.get_parameter_source("stop_on_disconnect")
+    if source is not None and source is not click.core.ParameterSource.DEFAULT:
+        if flag and detach:
+            raise UsageError("--stop-on-disconnect and --detach contradict each other")
+        return flag and not detach
+    return not detach and os.environ.get("CI", "").strip().lower() == "true"
+
+
+@click.command(cls=ScriptCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("script", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @box_option
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="set in the script")
+@click.option("--passenv", "passenv", multiple=True, metavar="NAME",
+              help="pass this shell's value of NAME to the script")
 @click.option("--timeout", default="0", show_default=True,
               help="total runtime limit in seconds (0 = unlimited; the box caps it at 300)")
-@click.option("--detach", is_flag=True, help="start the run and return; it goes on on the box")
+@click.option("-d", "--detach", is_flag=True,
+              help="start the run and return; it goes on on the box")
+@click.option("--stop-on-disconnect/--no-stop-on-disconnect", "stop_on_disconnect",
+              default=False, help="stop the run if this client's connection is lost "
+                                  "(default: on when CI=true)")
 @click.option("--add-file", "add_files", multiple=True, metavar="FILE",
               help="upload an extra file beside the script")
+@click.option("-p", "--port", "ports", multiple=True, metavar="PORT",
+              help="port forwarding (the real lager's); this box offers none: refused")
 @click.option("--continue", "continue_id", metavar="ID", help="resume a paused run")
 @click.option("--console", "console_id", metavar="ID", help="Python console in a paused run")
 @click.option("--reattach", "reattach_id", metavar="ID", help="follow a run's output again")
 @click.option("--kill", "kill_id", metavar="ID", help="stop a run (SIGINT, then harder)")
-@click.option("--signal", "signal_name", metavar="NAME", help="with --kill: send this signal")
+@click.option("--kill-all", "kill_all_runs", is_flag=True,
+              help="stop every run of yours on the box (asks first on a terminal)")
+@click.option("--any-owner", is_flag=True, help="with --kill-all: everyone's runs, not yours")
+@click.option("--yes", is_flag=True, help="with --kill-all: do not ask")
+@click.option("--signal", "signal_name", metavar="NAME",
+              help="with --kill or --kill-all: send this signal instead")
 @click.option("--list", "list_runs", is_flag=True, help="show the runs on the box")
-@click.option("--json", "as_json", is_flag=True, help="with --list: rows as JSON")
-@pass_ctx
-def python(obj: LagerContext, script: str | None, args: tuple[str, ...], env: tuple[str, ...],
-           timeout: str, detach: bool, add_files: tuple[str, ...], continue_id: str | None,
+@click.option("--json", "as_json", is_flag=True, help="with --list or --kill-all: JSON")
+@click.pass_context
+def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: tuple[str, ...],
+           passenv: tuple[str, ...], timeout: str, detach: bool, stop_on_disconnect: bool,
+           add_files: tuple[str, ...], ports: tuple[str, ...], continue_id: str | None,
            console_id: str | None, reattach_id: str | None, kill_id: str | None,
-           signal_name: str | None, list_runs: bool, as_json: bool) -> None:
-    """Run SCRIPT (a file, or a directory with main.py) on the box, streaming its output."""
+           kill_all_runs: bool, any_owner: bool, yes: bool, signal_name: str | None,
+           list_runs: bool, as_json: bool) -> None:
+    """Run SCRIPT (a file, or a directory with main.py) on the box, streaming its output.
+
+    Options before SCRIPT and after it are lager's; `--` ends them, and everything after it
+    goes to the script, as do options lager does not know once SCRIPT is given.
+    """
+    obj = ctx.find_object(LagerContext)
+    assert obj is not None
+    if ports:
+        raise UsageError(f"-p/--port {ports[0]}: this box offers no port forwarding (lager "
+                         "runs over SSH; forward with `ssh -L` to the box instead)")
     chosen = [m for m, v in zip(MODES, (continue_id, console_id, reattach_id, kill_id,
-                                        list_runs), strict=False) if v]
+                                        list_runs, kill_all_runs), strict=True) if v]
     if len(chosen) > 1 or (chosen and script):
-        raise UsageError("give a SCRIPT, or one of --continue, --console, --reattach, "
-                         "--kill, --list")
-    if signal_name and not kill_id:
-        raise UsageError("--signal goes with --kill")
+        raise UsageError(f"give a SCRIPT, or one of {_MODE_FLAGS}")
+    if signal_name and not (kill_id or kill_all_runs):
+        raise UsageError("--signal goes with --kill or --kill-all")
+    if (any_owner or yes) and not kill_all_runs:
+        raise UsageError(f"{'--any-owner' if any_owner else '--yes'} goes with --kill-all")
     if continue_id is not None:
         click.echo(obj.request(protocol.SUB_CONTINUE, _id_arg(continue_id)).rstrip("\n"))
     elif console_id is not None:
@@ -77,6 +172,8 @@ def python(obj: LagerContext, script: str | None, args: tuple[str, ...], env: tu
     elif kill_id is not None:
         line = _id_arg(kill_id) + (f" {signal_name}" if signal_name else "")
         click.echo(obj.request(protocol.SUB_KILL, line).rstrip("\n"))
+    elif kill_all_runs:
+        raise SystemExit(_kill_all(obj, signal_name, any_owner, yes, as_json))
     elif list_runs:
         rows = obj.request_json(protocol.SUB_LIST)
         click.echo(json.dumps(rows) if as_json else format_runs(rows))
@@ -88,9 +185,11 @@ def python(obj: LagerContext, script: str | None, args: tuple[str, ...], env: tu
         from ..run_client import RunRequest, run_script
         from ..upload import build_upload
 
+        environment = {**_passenv(passenv), **_parse_env(env)}
         request = RunRequest(upload=build_upload(script, add_files), args=list(args),
-                             env=_parse_env(env), timeout=_parse_timeout(timeout),
-                             detach=detach)
+                             env=environment, timeout=_parse_timeout(timeout), detach=detach,
+                             stop_on_disconnect=_stop_on_disconnect(ctx, stop_on_disconnect,
+                                                                    detach))
         raise SystemExit(run_script(obj, request))
     else:
         raise UsageError("nothing to do: give a SCRIPT to run, or --list (see --help)")
@@ -101,3 +200,57 @@ def _id_arg(value: str) -> str:
     if not value or "\n" in value:
         raise UsageError("give the run id from the banner (or a unique prefix of it)")
     return value
+
+
+def _my_fingerprint(obj: LagerContext) -> str:
+    """The SHA256 fingerprint of the key this client authenticates with, as --list shows it."""
+    from ..ssh import fingerprint, load_identity
+
+    return fingerprint(load_identity(obj.config, obj.box()).asbytes())
+
+
+def _kill_all(obj: LagerContext, signal_name: str | None, any_owner: bool, yes: bool,
+              as_json: bool) -> int:
+    """Stop every unfinished run that this client's key started (all of them with
+    --any-owner), each with the usual stop sequence, or the --signal given.
+
+    The box does not filter runs by owner, so the runs are picked here, from --list's
+    started_by.fingerprint against our own key's fingerprint (ISSUE-NOTES 18).
+    """
+    running = [r for r in obj.request_json(protocol.SUB_LIST) if r.get("state") != "exited"]
+    mine = None if any_owner else _my_fingerprint(obj)
+    targets = [r for r in running
+               if mine is None or (r.get("started_by") or {}).get("fingerprint") == mine]
+    others = len(running) - len(targets)
+    note = (f" ({others} run{'s' if others != 1 else ''} of other keys left alone; "
+            "--any-owner stops them too)") if others else ""
+    if not targets:
+        click.echo(json.dumps([]) if as_json else
+                   f"no runs {'' if any_owner else 'of yours '}to stop on box {obj.box().name}"
+                   + note)
+        return 0
+    if not yes and sys.stdin.isatty():
+        for row in targets:
+            click.echo(f"  {row['short_id']}  {row['script']}  ({row['state']})")
+        if not click.confirm(f"Stop these {len(targets)} run(s) on box {obj.box().name}?",
+                             default=False):
+            raise LagerError("nothing stopped (--yes skips the question)")
+    results: list[dict[str, Any]] = []
+    failed = False
+    for row in targets:
+        line = row["id"] + (f" {signal_name}" if signal_name else "")
+        try:
+            answer, ok = obj.request(protocol.SUB_KILL, line).strip(), True
+        except RemoteError as exc:  # it may have ended since the list: said, not fatal
+            answer, ok = str(exc), "already exited" in str(exc)
+            failed = failed or not ok
+        results.append({"id": row["id"], "short_id": row["short_id"],
+                        "script": row["script"], "ok": ok, "answer": answer})
+    if as_json:
+        click.echo(json.dumps(results))
+    else:
+        for item in results:
+            click.echo(item["answer"], err=not item["ok"])
+        if note:
+            click.echo(note.strip(" ()"), err=True)
+    return 1 if failed else 0

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import protocol
-from ..errors import BenchConfigError
-
-KINDS = ("PowerSupply", "Battery", "ADC")
+from ..errors import BenchConfigError, LagerError
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,18 @@ class NetSpec:
     instrument: InstrumentSpec
     channel: int | None = None
 
-    def describe(self) -> str:
-        return f"{self.instrument.name} ({self.instrument.driver} at {self.instrument.resource})"
+
+def _kind(value: Any) -> str | None:
+    """A kind this bench serves, by its NetType name (`PowerSupply`) or the real lager's role
+    string (`power-supply`); None for anything else."""
+    from . import kinds  # the registry imports the Net classes, which import this module
+    from .net import NetType
+
+    try:
+        found = NetType.parse(value) if isinstance(value, str) else None
+    except LagerError:
+        return None
+    return found.name if found is not None and kinds.by_type(found.name) else None
 
 
 def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
@@ -51,15 +59,25 @@ def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
         instruments[name] = InstrumentSpec(str(name), str(entry["driver"]),
                                            str(entry["resource"]),
                                            int(entry.get("timeout_ms", 2000)))
+    from .kinds import KINDS
+
     nets: dict[str, NetSpec] = {}
     for name, entry in data["nets"].items():
-        if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
-            raise BenchConfigError(f"{source}: net {name!r} needs a kind, one of {KINDS}")
+        kind = _kind(entry.get("kind")) if isinstance(entry, dict) else None
+        if kind is None:
+            served = ", ".join(k.net_type for k in KINDS)
+            raise BenchConfigError(f"{source}: net {name!r} needs a kind, one of {served}")
         if entry.get("instrument") not in instruments:
             raise BenchConfigError(f"{source}: net {name!r} names unknown instrument "
                                    f"{entry.get('instrument')!r}")
+        instrument = instruments[entry["instrument"]]
+        served_by = next(k for k in KINDS if k.net_type == kind).drivers
+        if instrument.driver not in served_by:
+            raise BenchConfigError(f"{source}: net {name!r}: driver {instrument.driver!r} "
+                                   f"cannot serve a {kind} net (drivers that can: "
+                                   f"{', '.join(sorted(served_by))})")
         channel = entry.get("channel")
-        nets[str(name)] = NetSpec(str(name), entry["kind"], instruments[entry["instrument"]],
+        nets[str(name)] = NetSpec(str(name), kind, instrument,
                                   int(channel) if channel is not None else None)
     return nets
 

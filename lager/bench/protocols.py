@@ -1,35 +1,32 @@
-"""One protocol per kind of instrument; vendor drivers implement them and return values."""
+"""What every driver and every state share. Each kind's own protocol (the ABC its vendor
+drivers implement) and state dataclass live in its kind module, lager/bench/kinds/."""
 from __future__ import annotations
 
-from abc import abstractmethod
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
-from .session import InstrumentSession
+if TYPE_CHECKING:
+    from .session import InstrumentSession
 
 
-@dataclass(frozen=True)
-class SupplyState:
-    enabled: bool
-    set_voltage: float
-    set_current: float
-    voltage: float
-    current: float
+class State:
+    """Mixin for a kind's frozen state dataclass: attributes for code, `state['voltage']`
+    for scripts written against the real lager (whose state is a dict), and as_dict() for
+    the wire. Drivers return states; they never print."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
 
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.as_dict():
+            raise KeyError(key)
+        return getattr(self, key)
 
-@dataclass(frozen=True)
-class BatteryState:
-    enabled: bool
-    soc: float
-    voltage: float
-    current: float
-    open_circuit_voltage: float
+    def keys(self) -> list[str]:
+        return list(self.as_dict())
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
 
 
 class Driver:
@@ -47,32 +44,6 @@ class Driver:
     def _f(self, command: str) -> float:
         return self.session.query_float(self.net, command)
 
-
-class PowerSupplyDriver(Driver):
-    @abstractmethod
-    def set_voltage(self, volts: float) -> None: ...
-
-    @abstractmethod
-    def set_current(self, amps: float) -> None: ...
-
-    @abstractmethod
-    def set_output(self, on: bool) -> None: ...
-
-    @abstractmethod
-    def state(self) -> SupplyState: ...
-
-
-class BatteryDriver(Driver):
-    @abstractmethod
-    def set_soc(self, percent: float) -> None: ...
-
-    @abstractmethod
-    def set_output(self, on: bool) -> None: ...
-
-    @abstractmethod
-    def state(self) -> BatteryState: ...
-
-
-class ADCDriver(Driver):
-    @abstractmethod
-    def read_voltage(self) -> float: ...
+    def _set(self, command: str) -> None:
+        """A setting, then the instrument's error queue: a refusal is an error naming the net."""
+        self.session.configure(self.net, command)

@@ -107,6 +107,8 @@ def pause(label: str | None = None, *, timeout: float | None = None,
     try:
         link = agent_link()
         if link is None:
+            if not os.environ.get(protocol.ENV_AGENT_FD):  # a child of a run stays quiet
+                _say("not running under `lager python`; skipping breakpoint")
             return
         frame = _caller_frame()
         with _pause_lock:

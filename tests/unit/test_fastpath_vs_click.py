@@ -24,7 +24,9 @@ from lager.errors import LagerError
 _CONTINUE_ONLY_DEFAULTS = {"script": None, "args": (), "env": (), "timeout": "0",
                            "detach": False, "add_files": (), "console_id": None,
                            "reattach_id": None, "kill_id": None, "signal_name": None,
-                           "list_runs": False, "as_json": False}
+                           "list_runs": False, "as_json": False, "passenv": (),
+                           "stop_on_disconnect": False, "ports": (), "kill_all_runs": False,
+                           "any_owner": False, "yes": False}
 
 
 def click_meaning(argv: list[str]) -> Any:

@@ -7,22 +7,21 @@ runs) is an error naming the net, the command and the instrument's words.
 """
 from __future__ import annotations
 
-from ..protocols import BatteryDriver, BatteryState, PowerSupplyDriver, SupplyState
-from ..session import InstrumentSession
+from ..kinds.battery import BatteryDriver, BatteryState
+from ..kinds.supply import SupplyDriver, SupplyState
 
 # :STAT:QUES:INST:ISUM:COND? bits (2281S reference manual, appendix D)
 _CC, _CV = 1, 2
+# The five models in the firmware (:BATT:MOD:RCL <name>, manual 7-35), as the manual spells them.
+BUILTIN_MODELS = ("LI-ION4_2", "NIMH1_2", "NICD1_2", "LEAD-ACID12", "NIMH12")
+# The battery parameters (lager.bench.kinds.battery) and the :BATT:SIM node that holds each.
+_PARAMS = {"soc": ("SOC", "{:.2f}"), "voc": ("VOC", "{:.4f}"),
+           "voltage_full": ("VOC:FULL", "{:.4f}"), "voltage_empty": ("VOC:EMPT", "{:.4f}"),
+           "capacity": ("CAP:LIM", "{:.4f}"), "current_limit": ("CURR:LIM", "{:.4f}"),
+           "ovp": ("TVOL:PROT", "{:.4f}"), "ocp": ("CURR:PROT", "{:.4f}")}
 
 
-class _Keithley2281S:
-    net: str
-    session: InstrumentSession
-
-    def _set(self, command: str) -> None:
-        self.session.configure(self.net, command)
-
-
-class Keithley2281SSupply(_Keithley2281S, PowerSupplyDriver):
+class Keithley2281SSupply(SupplyDriver):
     def set_voltage(self, volts: float) -> None:
         self._set(f":SOUR:VOLT {volts:.4f}")
 
@@ -31,17 +30,28 @@ class Keithley2281SSupply(_Keithley2281S, PowerSupplyDriver):
 
     def set_output(self, on: bool) -> None:
         if on:  # the 2281S sources in one role at a time
-            self._set(":ENTR:FUNC POW")
+            self.set_mode()
         self._set(f":OUTP {'ON' if on else 'OFF'}")
+
+    def set_mode(self) -> None:
+        self._set(":ENTR:FUNC POW")
+
+    def setpoints(self) -> tuple[float, float]:
+        return self._f(":SOUR:VOLT?"), self._f(":SOUR:CURR?")
+
+    def ratings(self) -> tuple[float, float]:
+        return self._f(":SOUR:VOLT? MAX"), self._f(":SOUR:CURR? MAX")
 
     def state(self) -> SupplyState:
         # :MEAS:CONC? measures both at once and answers "amps,volts".
         amps, volts = (float(x) for x in self._q(":MEAS:CONC?").split(",")[:2])
-        return SupplyState(enabled=self._q(":OUTP?") == "1",
-                           set_voltage=self._f(":SOUR:VOLT?"),
-                           set_current=self._f(":SOUR:CURR?"),
-                           voltage=volts, current=amps)
-
+        set_v, set_a = self.setpoints()
+        trip = self._q(":OUTP:PROT:TRIP?")
+        return SupplyState(enabled=self._q(":OUTP?") == "1", set_voltage=set_v,
+                           set_current=set_a, voltage=volts, current=amps, power=volts * amps,
+                           mode=self.mode(), channel="CH1", ovp_limit=self.get_ovp_limit(),
+                           ocp_limit=self.get_ocp_limit(), ovp_tripped=trip == "OVP",
+                           ocp_tripped=trip == "OCP")
     def voltage(self) -> float:
         return self._f(":MEAS:VOLT?")
 
@@ -81,21 +91,45 @@ class Keithley2281SSupply(_Keithley2281S, PowerSupplyDriver):
         self._set(":OUTP:PROT:CLE")
 
 
-class Keithley2281SBattery(_Keithley2281S, BatteryDriver):
+class Keithley2281SBattery(BatteryDriver):
+    def enter_battery_mode(self) -> None:
+        self._set(":ENTR:FUNC SIM")
+
     def set_soc(self, percent: float) -> None:
-        self._set(f":BATT:SIM:SOC {percent:.2f}")
+        self.set_param("soc", percent)
 
     def set_output(self, on: bool) -> None:
         if on:
-            self._set(":ENTR:FUNC SIM")
+            self.enter_battery_mode()
         self._set(f":BATT:OUTP {'ON' if on else 'OFF'}")
 
     def state(self) -> BatteryState:
+        trip = self._q(":BATT:OUTP:PROT:TRIP?")
         return BatteryState(enabled=self._q(":BATT:OUTP?") == "1",
                             soc=self._f(":BATT:SIM:SOC?"),
                             voltage=self._f(":BATT:SIM:TVOL?"),
                             current=self._f(":BATT:SIM:CURR?"),
-                            open_circuit_voltage=self._f(":BATT:SIM:VOC?"))
+                            open_circuit_voltage=self._f(":BATT:SIM:VOC?"),
+                            mode=self.get_mode(), model=self.get_model(),
+                            voltage_full=self.get_param("voltage_full"),
+                            voltage_empty=self.get_param("voltage_empty"),
+                            capacity=self.get_param("capacity"),
+                            current_limit=self.get_param("current_limit"),
+                            ovp=self.get_param("ovp"), ocp=self.get_param("ocp"),
+                            esr=self.esr(), ovp_tripped=trip == "OVP", ocp_tripped=trip == "OCP")
+
+    def set_param(self, name: str, value: float) -> None:
+        node, fmt = _PARAMS[name]
+        self._set(f":BATT:SIM:{node} {fmt.format(value)}")
+
+    def get_param(self, name: str) -> float:
+        return self._f(f":BATT:SIM:{_PARAMS[name][0]}?")
+
+    def models(self) -> list[str]:
+        """Slots 1-9 that hold a model (:BATT:MOD<n>:VOC:STEP? answers its length, manual
+        7-30, read-only), then the firmware's built-in models."""
+        stored = [str(n) for n in range(1, 10) if self._f(f":BATT:MOD{n}:VOC:STEP?") > 0]
+        return stored + list(BUILTIN_MODELS)
 
     # The battery simulator's parameters (the real lager's battery methods use these).
 
@@ -106,47 +140,25 @@ class Keithley2281SBattery(_Keithley2281S, BatteryDriver):
         """'dynamic' or 'static'."""
         return "dynamic" if self._q(":BATT:SIM:METH?") == "DYN" else "static"
 
+    # Named setters and getters over set_param/get_param, for code that calls them by name.
+
     def set_voc(self, volts: float) -> None:
-        self._set(f":BATT:SIM:VOC {volts:.4f}")
+        self.set_param("voc", volts)
 
     def get_voc(self) -> float:
-        return self._f(":BATT:SIM:VOC?")
-
-    def set_voltage_full(self, volts: float) -> None:
-        self._set(f":BATT:SIM:VOC:FULL {volts:.4f}")
-
-    def get_voltage_full(self) -> float:
-        return self._f(":BATT:SIM:VOC:FULL?")
-
-    def set_voltage_empty(self, volts: float) -> None:
-        self._set(f":BATT:SIM:VOC:EMPT {volts:.4f}")
-
-    def get_voltage_empty(self) -> float:
-        return self._f(":BATT:SIM:VOC:EMPT?")
+        return self.get_param("voc")
 
     def set_capacity(self, amp_hours: float) -> None:
-        self._set(f":BATT:SIM:CAP:LIM {amp_hours:.4f}")
+        self.set_param("capacity", amp_hours)
 
     def get_capacity(self) -> float:
-        return self._f(":BATT:SIM:CAP:LIM?")
+        return self.get_param("capacity")
 
     def set_current_limit(self, amps: float) -> None:
-        self._set(f":BATT:SIM:CURR:LIM {amps:.4f}")
+        self.set_param("current_limit", amps)
 
     def get_current_limit(self) -> float:
-        return self._f(":BATT:SIM:CURR:LIM?")
-
-    def set_ovp(self, volts: float) -> None:
-        self._set(f":BATT:SIM:TVOL:PROT {volts:.4f}")
-
-    def get_ovp(self) -> float:
-        return self._f(":BATT:SIM:TVOL:PROT?")
-
-    def set_ocp(self, amps: float) -> None:
-        self._set(f":BATT:SIM:CURR:PROT {amps:.4f}")
-
-    def get_ocp(self) -> float:
-        return self._f(":BATT:SIM:CURR:PROT?")
+        return self.get_param("current_limit")
 
     def set_model(self, model: str) -> None:
         """A memory slot (1-9) or a built-in model name such as LI-ION4_2."""

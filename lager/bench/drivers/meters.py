@@ -1,7 +1,7 @@
 """Voltage inputs: a Keithley DAQ6510 scan card channel, or a Keysight 34461A DMM."""
 from __future__ import annotations
 
-from ..protocols import ADCDriver
+from ..kinds.adc import ADCDriver
 
 
 class KeithleyDAQ6510Input(ADCDriver):

@@ -5,16 +5,13 @@ queue, so a value the instrument refuses (CH2 above 8 V, say) is an error naming
 """
 from __future__ import annotations
 
-from ..protocols import PowerSupplyDriver, SupplyState
+from ..kinds.supply import SupplyDriver, SupplyState
 
 
-class RigolDP821Supply(PowerSupplyDriver):
+class RigolDP821Supply(SupplyDriver):
     @property
     def ch(self) -> int:
         return self.channel or 1
-
-    def _set(self, command: str) -> None:
-        self.session.configure(self.net, command)
 
     def set_voltage(self, volts: float) -> None:
         self._set(f":SOUR{self.ch}:VOLT {volts:.3f}")
@@ -25,17 +22,24 @@ class RigolDP821Supply(PowerSupplyDriver):
     def set_output(self, on: bool) -> None:
         self._set(f":OUTP CH{self.ch},{'ON' if on else 'OFF'}")
 
+    def setpoints(self) -> tuple[float, float]:
+        # :APPL? answers "CH1:60V/1A,5.000,1.0000" (older firmware "CH1,5.000,1.0000").
+        applied = self._q(f":APPL? CH{self.ch}").split(",")
+        return _number(applied[-2]), _number(applied[-1])
+
+    def ratings(self) -> tuple[float, float]:
+        return self._f(f":SOUR{self.ch}:VOLT? MAX"), self._f(f":SOUR{self.ch}:CURR? MAX")
+
     def state(self) -> SupplyState:
         ch = self.ch
-        # :APPL? answers "CH1:60V/1A,5.000,1.0000" (older firmware "CH1,5.000,1.0000") and
-        # :MEAS:ALL? "volts,amps,watts": three exchanges instead of five.
-        applied = self._q(f":APPL? CH{ch}").split(",")
-        measured = self._q(f":MEAS:ALL? CH{ch}").split(",")
+        volts, amps = self.setpoints()
+        measured = self._q(f":MEAS:ALL? CH{ch}").split(",")  # "volts,amps,watts"
         return SupplyState(enabled=self._q(f":OUTP? CH{ch}") == "ON",
-                           set_voltage=_number(applied[-2]), set_current=_number(applied[-1]),
-                           voltage=_number(measured[0]), current=_number(measured[1]))
-
-    # Protection and readbacks beyond the SupplyState (the real lager's supply methods).
+                           set_voltage=volts, set_current=amps,
+                           voltage=_number(measured[0]), current=_number(measured[1]),
+                           power=_number(measured[2]), mode=self.mode(), channel=f"CH{ch}",
+                           ovp_limit=self.get_ovp_limit(), ocp_limit=self.get_ocp_limit(),
+                           ovp_tripped=self.is_ovp(), ocp_tripped=self.is_ocp())
 
     def voltage(self) -> float:
         return self._f(f":MEAS:VOLT? CH{self.ch}")

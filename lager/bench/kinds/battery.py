@@ -1,0 +1,280 @@
+"""Battery simulator nets: the state, the driver protocol, the real lager's get-or-set Net API
+(no value reads, prints and returns; a value sets) and the `lager battery NET ...` verbs."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import NetError
+from ..net import Net, in_range, say
+from ..protocols import Driver, State
+from .spec import NUMBER, WORD, Kind, Verb
+
+# The real lager's model names (docs: reference/python/battery, model()), to memory slots.
+MODEL_ALIASES = {"18650": "1", "liion": "1", "lithium": "1", "nimh": "2", "nickel": "2",
+                 "nicd": "3", "nicad": "3", "lead": "4", "leadacid": "4", "sla": "4"}
+# 'discharge' (slot 0) is the instrument's idle default, not a stored model: the 2281S has no
+# SCPI recall for it (its manual takes slots 1-9), so asking for it is already satisfied.
+DISCHARGE = ("discharge", "0")
+
+
+@dataclass(frozen=True)
+class BatteryState(State):
+    enabled: bool
+    soc: float
+    voltage: float  # at the terminals
+    current: float
+    open_circuit_voltage: float
+    mode: str = "dynamic"  # static or dynamic
+    model: str = ""
+    voltage_full: float = 0.0
+    voltage_empty: float = 0.0
+    capacity: float = 0.0  # Ah, the simulated battery's size
+    current_limit: float = 0.0
+    ovp: float = 0.0
+    ocp: float = 0.0
+    esr: float = 0.0
+    ovp_tripped: bool = False
+    ocp_tripped: bool = False
+
+
+class BatteryDriver(Driver, ABC):
+    """Setters and getters by parameter; the Net API turns them into get-or-set methods."""
+
+    @abstractmethod
+    def enter_battery_mode(self) -> None: ...
+
+    @abstractmethod
+    def set_output(self, on: bool) -> None: ...
+
+    @abstractmethod
+    def state(self) -> BatteryState: ...
+
+    @abstractmethod
+    def set_mode(self, dynamic: bool) -> None: ...
+
+    @abstractmethod
+    def get_mode(self) -> str: ...
+
+    @abstractmethod
+    def set_model(self, model: str) -> None: ...
+
+    @abstractmethod
+    def get_model(self) -> str: ...
+
+    @abstractmethod
+    def models(self) -> list[str]:
+        """The models the instrument can recall: its stored slots and built-in models."""
+
+    @abstractmethod
+    def set_param(self, name: str, value: float) -> None:
+        """soc, voc, voltage_full, voltage_empty, capacity, current_limit, ovp or ocp."""
+
+    @abstractmethod
+    def get_param(self, name: str) -> float: ...
+
+    @abstractmethod
+    def terminal_voltage(self) -> float: ...
+
+    @abstractmethod
+    def current(self) -> float: ...
+
+    @abstractmethod
+    def esr(self) -> float: ...
+
+    @abstractmethod
+    def clear_ovp(self) -> None: ...
+
+    @abstractmethod
+    def clear_ocp(self) -> None: ...
+
+
+def _param(name: str, unit: str, low: float, high: float | None, show: str) -> Any:
+    """A get-or-set method: no value reads (prints and returns), a value sets."""
+
+    def method(self: BatteryNet, value: float | None = None) -> float | None:
+        if value is None:
+            read = self._driver.get_param(name)
+            say(show.format(read))
+            return read
+        self._driver.set_param(name, in_range(self.name, name.replace("_", " "), value, low,
+                                              high, unit))
+        return None
+
+    method.__name__ = name
+    method.__doc__ = f"Read (print and return) the {name.replace('_', ' ')}, or set it ({unit})."
+    return method
+
+
+class BatteryNet(Net):
+    _driver: BatteryDriver
+
+    voc = _param("voc", "V", 0, None, "{:g} V")
+    voltage_full = _param("voltage_full", "V", 0, None, "{:g} V")
+    voltage_empty = _param("voltage_empty", "V", 0, None, "{:g} V")
+    capacity = _param("capacity", "Ah", 1e-9, None, "{:g} Ah")
+    current_limit = _param("current_limit", "A", 0, None, "{:g} A")
+    ovp = _param("ovp", "V", 0, None, "{:g} V")
+    ocp = _param("ocp", "A", 0, None, "{:g} A")
+
+    def soc(self, value: float | None = None) -> float | None:
+        """Read (print and return) the state of charge, or set it (0-100 %, rounded)."""
+        if value is None:
+            read = self._driver.get_param("soc")
+            say(f"{read:g}%")
+            return read
+        self.set_soc(round(in_range(self.name, "SOC", value, 0, 100, "%")))
+        return None
+
+    def set_soc(self, percent: float) -> None:
+        self._driver.set_param("soc", in_range(self.name, "SOC", percent, 0, 100, "%"))
+
+    def mode(self, mode_type: str | None = None) -> str | None:
+        """Read (print and return) 'static' or 'dynamic', or set it."""
+        if mode_type is None:
+            read = self._driver.get_mode()
+            say(read)
+            return read
+        word = str(mode_type).strip().lower()
+        if word not in ("static", "dynamic"):
+            raise NetError(f"{self.name}: mode {mode_type!r} is not 'static' or 'dynamic'")
+        self._driver.set_mode(dynamic=word == "dynamic")
+        return None
+
+    def set_mode_battery(self) -> None:
+        """Put the instrument in its battery simulator role."""
+        self._driver.enter_battery_mode()
+
+    def model(self, partnumber: str | int | None = None) -> str | None:
+        """Read (print and return) the active model, or recall one: a slot (1-9), a built-in
+        model (LI-ION4_2...), or one of the real lager's names ('18650', 'nimh'...)."""
+        if partnumber is None:
+            read = self._driver.get_model()
+            say(read)
+            return read
+        token = str(partnumber).strip()
+        key = token.lower().replace("-", "").replace("_", "")
+        if token.lower() in DISCHARGE:
+            return None
+        self._driver.set_model(MODEL_ALIASES.get(key, token))
+        return None
+
+    def models(self) -> list[str]:
+        """Print and return the models the instrument holds (slots, then built-ins)."""
+        found = self._driver.models()
+        say("\n".join(found))
+        return found
+
+    def enable(self) -> None:
+        self._driver.set_output(True)
+
+    def disable(self) -> None:
+        self._driver.set_output(False)
+
+    def clear_ovp(self) -> None:
+        self._driver.clear_ovp()
+
+    def clear_ocp(self) -> None:
+        self._driver.clear_ocp()
+
+    def clear(self) -> None:
+        self._driver.clear_ovp()
+        self._driver.clear_ocp()
+
+    def terminal_voltage(self) -> float:
+        return self._driver.terminal_voltage()
+
+    def current(self) -> float:
+        return self._driver.current()
+
+    def esr(self) -> float:
+        return self._driver.esr()
+
+    def state(self) -> BatteryState:
+        """The state, returned (not printed: print_state() prints)."""
+        return self._driver.state()
+
+    def print_state(self) -> BatteryState:
+        state = self._driver.state()
+        say(block(state.as_dict()))
+        return state
+
+
+def block(s: dict[str, Any]) -> str:
+    return "\n".join([
+        f"Enabled: {'ON' if s['enabled'] else 'OFF'}", f"Mode: {s['mode']}",
+        f"Model: {s['model']}", f"Terminal Voltage: {s['voltage']:.4f} V",
+        f"Current: {s['current']:.4f} A", f"ESR: {s['esr']:.4f} ohm",
+        f"SOC: {s['soc']:.1f} %", f"VOC: {s['open_circuit_voltage']:.4f} V",
+        f"Voltage Range: {s['voltage_empty']:.4f} V - {s['voltage_full']:.4f} V",
+        f"Capacity: {s['capacity']:.4f} Ah", f"Current Limit: {s['current_limit']:.4f} A",
+        f"OCP Limit: {s['ocp']:.4f} A", f"    OCP Tripped: {'YES' if s['ocp_tripped'] else 'NO'}",
+        f"OVP Limit: {s['ovp']:.4f} V", f"    OVP Tripped: {'YES' if s['ovp_tripped'] else 'NO'}"])
+
+
+def line(s: dict[str, Any]) -> str:
+    trips = [w for w in ("OVP", "OCP") if s.get(f"{w.lower()}_tripped")]
+    return (f"{s['net']}: {'on ' if s['enabled'] else 'off'}  SOC {s['soc']:.1f} %  "
+            f"{s['voltage']:.3f} V {s['current']:.4f} A  (open circuit "
+            f"{s['open_circuit_voltage']:.3f} V)"
+            + (f"  ({' and '.join(trips)} tripped)" if trips else ""))
+
+
+def _get_or_set(method: str) -> Callable[[Any, Any, dict[str, float]], None]:
+    def run(net: BatteryNet, value: Any, _opts: dict[str, float]) -> None:
+        if value is not None:
+            getattr(net, method)(value)
+
+    return run
+
+
+def _value(verb: str, method: str, key: str, fmt: str, unit: str = "",
+           takes: str = NUMBER, help: str = "", choices: tuple[str, ...] = ()) -> Verb:
+    return Verb(verb, help or f"read or set the {key.replace('_', ' ')} ({unit})",
+                _get_or_set(method), takes, unit=unit, choices=choices,
+                show=lambda s: f"{s['net']}: {verb} {fmt.format(s[key])}")
+
+
+def _call(method: str) -> Any:
+    return lambda net, _value, _opts: getattr(net, method)()
+
+
+KIND = Kind(
+    name="battery", net_type="Battery", summary="Battery simulator net",
+    net_class=BatteryNet, default_verb="state",
+    verbs=(
+        Verb("state", "show the simulator's state",
+             show=lambda s: line(s) + "\n" + block(s)),
+        _value("soc", "soc", "soc", "{:.1f} %", "%", help="read or set the state of charge (%)"),
+        _value("voc", "voc", "open_circuit_voltage", "{:.4f} V", "V",
+               help="read or set the open-circuit voltage (V)"),
+        _value("mode", "mode", "mode", "{}", takes=WORD, choices=("static", "dynamic"),
+               help="read or set the simulation mode: static or dynamic"),
+        _value("model", "model", "model", "{}", takes=WORD,
+               help="read or recall the battery model (slot 1-9, built-in, or 18650/nimh...)"),
+        Verb("models", "list the models the instrument holds",
+             lambda net, _v, _o: {"models": net._driver.models()},
+             show=lambda s: "\n".join(s["models"])),
+        _value("capacity", "capacity", "capacity", "{:.4f} Ah", "Ah"),
+        _value("current-limit", "current_limit", "current_limit", "{:.4f} A", "A"),
+        _value("batt-full", "voltage_full", "voltage_full", "{:.4f} V", "V",
+               help="read or set the fully charged voltage (V)"),
+        _value("batt-empty", "voltage_empty", "voltage_empty", "{:.4f} V", "V",
+               help="read or set the fully discharged voltage (V)"),
+        _value("ovp", "ovp", "ovp", "{:.4f} V", "V", help="read or set over-voltage protection"),
+        _value("ocp", "ocp", "ocp", "{:.4f} A", "A", help="read or set over-current protection"),
+        Verb("enable", "turn the simulator's output on", _call("enable"),
+             confirm="Enable Net?"),
+        Verb("disable", "turn the simulator's output off", _call("disable")),
+        Verb("clear", "clear both protection trips", _call("clear")),
+        Verb("clear-ovp", "clear an over-voltage trip", _call("clear_ovp")),
+        Verb("clear-ocp", "clear an over-current trip", _call("clear_ocp")),
+        Verb("set", "put the instrument in its battery simulator role",
+             _call("set_mode_battery")),
+    ),
+    drivers={"keithley_2281s": "lager.bench.drivers.keithley_2281s:Keithley2281SBattery"},
+    snapshot=lambda net: net.state().as_dict(),
+    line=line,
+)

@@ -1,0 +1,121 @@
+"""How a kind of net is declared, once: its verbs (the CLI's words and the box's actions), the
+type of each verb's value, its options, its state, its drivers and its Net API class.
+
+The CLI (client/commands/instruments.py) builds its commands from these declarations, the box
+(box_agent/bench_commands.py) checks and runs requests with them, and Net.get finds the driver
+and the API class through them. Nothing here imports an instrument library: the CLI imports
+the registry on every start.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import UsageError
+
+NUMBER = "number"
+WORD = "word"
+MAX_WORD = 64
+
+# What a verb does on the box: (the open net, the checked value, the checked options) -> extra
+# fields for the answer (or None). The answer is always the net's state plus these fields.
+Action = Callable[[Any, Any, dict[str, float]], "dict[str, Any] | None"]
+Shown = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    run: Action | None = None  # None: nothing to do but answer with the state
+    takes: str | None = None  # None, NUMBER or WORD
+    required: bool = False  # a value must be given; otherwise an omitted value is a read
+    choices: tuple[str, ...] = ()  # the WORDs it accepts (any case); empty: any short word
+    unit: str = ""
+    options: tuple[str, ...] = ()  # which of the kind's numeric --options go with it
+    confirm: str | None = None  # asked on a terminal before acting, unless --yes
+    show: Shown | None = None  # the human form of its answer; else the kind's one line
+
+    def check_value(self, raw: Any) -> float | str | None:
+        """The value a request or a command line gave, checked against this verb's type."""
+        if self.takes is None:
+            if raw is not None:
+                raise UsageError(f"{self.name} takes no value")
+            return None
+        if raw is None:
+            if self.required:
+                raise UsageError(f"{self.name} needs a value")
+            return None
+        if self.takes == NUMBER:
+            return number(raw, self.name)
+        return self._word(raw)
+
+    def _word(self, raw: Any) -> str:
+        text = raw if isinstance(raw, str) else None
+        if text is None or not text.strip() or len(text) > MAX_WORD or \
+                any(ord(c) < 32 for c in text):
+            raise UsageError(f"{self.name} takes a short word, not {str(raw)[:40]!r}")
+        text = text.strip()
+        if not self.choices:
+            return text
+        for choice in self.choices:
+            if choice.lower() == text.lower():
+                return choice
+        raise UsageError(f"{self.name} {text!r} is not one of: {', '.join(self.choices)}")
+
+    def check_options(self, raw: Any, kind: Kind) -> dict[str, float]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise UsageError("options must be a mapping of names to numbers")
+        checked: dict[str, float] = {}
+        for name, value in raw.items():
+            if value is None:
+                continue
+            if name not in self.options:
+                takers = [v.name for v in kind.verbs if name in v.options]
+                where = f"goes with {' or '.join(takers)}" if takers else "is not an option"
+                raise UsageError(f"--{str(name)[:40]} {where}, not {self.name}")
+            checked[name] = number(value, f"--{name}")
+        return checked
+
+
+def number(raw: Any, what: str) -> float:
+    """A finite number from a request or a command line, or a one-line usage error."""
+    if isinstance(raw, bool):
+        raise UsageError(f"{what} value {raw!r} is not a number")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{what} value {str(raw)[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{what} value {str(raw)[:40]!r} is not a finite number")
+    return value
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # the CLI command and the nets request's "command"
+    net_type: str  # the NetType member (lager.bench.net.NetType)
+    summary: str
+    verbs: tuple[Verb, ...]
+    default_verb: str
+    net_class: type  # the Net API class a script gets from Net.get
+    drivers: Mapping[str, str]  # bench file `driver:` -> "module:Class" (imported on use)
+    snapshot: Callable[[Any], dict[str, Any]]  # the state every answer carries
+    line: Shown  # one human line for an answer
+    options: Mapping[str, str] = field(default_factory=dict)  # --name -> help
+    aliases: tuple[str, ...] = ()  # other CLI spellings (the real lager's)
+
+    def verb(self, name: str) -> Verb | None:
+        return next((v for v in self.verbs if v.name == name), None)
+
+    def driver_class(self, driver: str) -> type | None:
+        target = self.drivers.get(driver)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]

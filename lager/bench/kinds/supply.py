@@ -1,0 +1,283 @@
+"""Power supply nets: the state, the driver protocol, the Net API the real lager documents,
+and the `lager supply NET ...` verbs."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ...errors import NetError
+from ..net import Net, in_range, say
+from ..protocols import Driver, State
+from .spec import NUMBER, Kind, Verb
+
+
+@dataclass(frozen=True)
+class SupplyState(State):
+    enabled: bool
+    set_voltage: float
+    set_current: float
+    voltage: float  # measured
+    current: float  # measured
+    power: float = 0.0  # measured
+    mode: str = "CV"  # CV, CC (or what the instrument says when off)
+    channel: str = "CH1"
+    ovp_limit: float = 0.0
+    ocp_limit: float = 0.0
+    ovp_tripped: bool = False
+    ocp_tripped: bool = False
+    voltage_max: float | None = None  # the channel's rating; only from get_full_state()
+    current_max: float | None = None
+
+    def __repr__(self) -> str:
+        # Short, because in the console `psu.state()` shows this right after its printed block.
+        return (f"SupplyState({'on' if self.enabled else 'off'} {self.mode} "
+                f"{self.voltage:.4f} V {self.current:.4f} A, set {self.set_voltage:g} V "
+                f"{self.set_current:g} A)")
+
+
+class SupplyDriver(Driver, ABC):
+    @abstractmethod
+    def set_voltage(self, volts: float) -> None: ...
+
+    @abstractmethod
+    def set_current(self, amps: float) -> None: ...
+
+    @abstractmethod
+    def set_output(self, on: bool) -> None: ...
+
+    @abstractmethod
+    def state(self) -> SupplyState: ...
+
+    @abstractmethod
+    def setpoints(self) -> tuple[float, float]:
+        """(volts, amps) set."""
+
+    @abstractmethod
+    def ratings(self) -> tuple[float, float]:
+        """(volts, amps) the channel is rated for."""
+
+    @abstractmethod
+    def voltage(self) -> float: ...
+
+    @abstractmethod
+    def current(self) -> float: ...
+
+    @abstractmethod
+    def power(self) -> float: ...
+
+    @abstractmethod
+    def set_ovp(self, volts: float) -> None: ...
+
+    @abstractmethod
+    def set_ocp(self, amps: float) -> None: ...
+
+    @abstractmethod
+    def get_ovp_limit(self) -> float: ...
+
+    @abstractmethod
+    def get_ocp_limit(self) -> float: ...
+
+    @abstractmethod
+    def is_ovp(self) -> bool: ...
+
+    @abstractmethod
+    def is_ocp(self) -> bool: ...
+
+    @abstractmethod
+    def clear_ovp(self) -> None: ...
+
+    @abstractmethod
+    def clear_ocp(self) -> None: ...
+
+    def set_mode(self) -> None:
+        """Put a multi-role instrument in its power supply role (nothing to do on most)."""
+
+
+class PowerSupplyNet(Net):
+    _driver: SupplyDriver
+
+    def set_voltage(self, value: float) -> None:
+        self._driver.set_voltage(in_range(self.name, "voltage", value, 0, None, "V"))
+
+    def set_current(self, value: float) -> None:
+        self._driver.set_current(in_range(self.name, "current", value, 0, None, "A"))
+
+    def voltage(self, value: float | None = None, ovp: float | None = None,
+                ocp: float | None = None) -> float | None:
+        """The measured voltage; with a value (or limits), set them instead."""
+        if value is None and ovp is None and ocp is None:
+            return self._driver.voltage()
+        self.apply(voltage=value, ovp=ovp, ocp=ocp)
+        return None
+
+    def current(self, value: float | None = None, ovp: float | None = None,
+                ocp: float | None = None) -> float | None:
+        """The measured current; with a value (or limits), set them instead."""
+        if value is None and ovp is None and ocp is None:
+            return self._driver.current()
+        self.apply(current=value, ovp=ovp, ocp=ocp)
+        return None
+
+    def power(self) -> float:
+        return self._driver.power()
+
+    def measured_voltage(self) -> float:
+        return self._driver.voltage()
+
+    def measured_current(self) -> float:
+        return self._driver.current()
+
+    def measured_power(self) -> float:
+        return self._driver.power()
+
+    def enable(self) -> None:
+        self._driver.set_output(True)
+
+    def disable(self) -> None:
+        self._driver.set_output(False)
+
+    def set_mode(self) -> None:
+        self._driver.set_mode()
+
+    def set_ovp(self, limit: float) -> None:
+        """Over-voltage protection; refused below the voltage set point, as the docs say."""
+        self.apply(ovp=limit)
+
+    def set_ocp(self, limit: float) -> None:
+        self._driver.set_ocp(in_range(self.name, "OCP", limit, 0, None, "A"))
+
+    def get_ovp_limit(self) -> float:
+        return self._driver.get_ovp_limit()
+
+    def get_ocp_limit(self) -> float:
+        return self._driver.get_ocp_limit()
+
+    def is_ovp(self) -> bool:
+        return self._driver.is_ovp()
+
+    def is_ocp(self) -> bool:
+        return self._driver.is_ocp()
+
+    def clear_ovp(self) -> None:
+        self._driver.clear_ovp()
+
+    def clear_ocp(self) -> None:
+        self._driver.clear_ocp()
+
+    def read_state(self) -> SupplyState:
+        """The state, without printing it."""
+        return self._driver.state()
+
+    def state(self) -> SupplyState:
+        """Print the state block the real lager prints, and return it."""
+        state = self._driver.state()
+        say(block(state.as_dict(), full=False))
+        return state
+
+    def get_full_state(self) -> SupplyState:
+        """state(), plus the set points and the channel's ratings."""
+        volts, amps = self._driver.ratings()
+        state = replace(self._driver.state(), voltage_max=volts, current_max=amps)
+        say(block(state.as_dict(), full=True))
+        return state
+
+    def apply(self, voltage: float | None = None, current: float | None = None,
+              ovp: float | None = None, ocp: float | None = None) -> None:
+        """Set points and limits together, checked before anything is sent.
+
+        OVP must be at least the voltage set point and, when both are given, OCP at least
+        the current. A limit is moved before a set point that rises past the old limit and
+        after one that falls, so the output never sees a set point above its own limit.
+        """
+        name, d = self.name, self._driver
+        volts = in_range(name, "voltage", voltage, 0, None, "V") if voltage is not None else None
+        amps = in_range(name, "current", current, 0, None, "A") if current is not None else None
+        o_v = in_range(name, "OVP", ovp, 0, None, "V") if ovp is not None else None
+        o_c = in_range(name, "OCP", ocp, 0, None, "A") if ocp is not None else None
+        set_v, set_a = d.setpoints() if (o_v is not None or o_c is not None) else (0.0, 0.0)
+        if o_v is not None:
+            floor = volts if volts is not None else set_v
+            if o_v < floor:
+                raise NetError(f"{name}: OVP {o_v:g} V is below the voltage set point "
+                               f"{floor:g} V; OVP must be >= the voltage set point")
+        if o_c is not None and amps is not None and o_c < amps:
+            raise NetError(f"{name}: OCP {o_c:g} A is below the current set point {amps:g} A; "
+                           "OCP must be >= the current set point")
+        _ordered(volts, o_v, set_v, d.set_voltage, d.set_ovp)
+        _ordered(amps, o_c, set_a, d.set_current, d.set_ocp)
+
+
+def _ordered(point: float | None, limit: float | None, old: float, set_point: Any,
+             set_limit: Any) -> None:
+    if limit is not None and (point is None or point > old):
+        set_limit(limit)
+        limit = None
+    if point is not None:
+        set_point(point)
+    if limit is not None:
+        set_limit(limit)
+
+
+def block(s: dict[str, Any], full: bool) -> str:
+    """The real lager's state block (docs: reference/python/supply, state())."""
+    lines = [f"Channel: {s['channel']}", f"Enabled: {'ON' if s['enabled'] else 'OFF'}",
+             f"Mode: {s['mode']}", f"Voltage: {s['voltage']:.4f}",
+             f"Current: {s['current']:.4f}", f"Power: {s['power']:.4f}"]
+    if full:
+        lines += [f"Voltage_Set: {s['set_voltage']:.4f}", f"Current_Set: {s['set_current']:.4f}"]
+    lines += [f"OCP Limit: {s['ocp_limit']:.4f}",
+              f"    OCP Tripped: {'YES' if s['ocp_tripped'] else 'NO'}",
+              f"OVP Limit: {s['ovp_limit']:.4f}",
+              f"    OVP Tripped: {'YES' if s['ovp_tripped'] else 'NO'}"]
+    if full and s.get("voltage_max") is not None:
+        lines += [f"Voltage_Max: {s['voltage_max']:.4f}", f"Current_Max: {s['current_max']:.4f}"]
+    return "\n".join(lines)
+
+
+def line(s: dict[str, Any]) -> str:
+    trips = [w for w in ("OVP", "OCP") if s.get(f"{w.lower()}_tripped")]
+    return (f"{s['net']}: {'on ' if s['enabled'] else 'off'}  set {s['set_voltage']:.3f} V "
+            f"/ {s['set_current']:.3f} A  measured {s['voltage']:.3f} V {s['current']:.4f} A"
+            + (f"  ({' and '.join(trips)} tripped)" if trips else ""))
+
+
+def _voltage(net: PowerSupplyNet, value: Any, opts: dict[str, float]) -> None:
+    if value is not None or opts:
+        net.apply(voltage=value, ovp=opts.get("ovp"), ocp=opts.get("ocp"))
+
+
+def _current(net: PowerSupplyNet, value: Any, opts: dict[str, float]) -> None:
+    if value is not None or opts:
+        net.apply(current=value, ovp=opts.get("ovp"), ocp=opts.get("ocp"))
+
+
+def _call(method: str) -> Any:
+    return lambda net, _value, _opts: getattr(net, method)()
+
+
+KIND = Kind(
+    name="supply", net_type="PowerSupply", summary="Power supply net",
+    net_class=PowerSupplyNet, default_verb="state",
+    options={"ovp": "over-voltage protection, volts (must be >= the voltage)",
+             "ocp": "over-current protection, amps"},
+    verbs=(
+        Verb("state", "show the state: measurements, set points, protection",
+             show=lambda s: line(s) + "\n" + block(s, full=False)),
+        Verb("voltage", "read the output voltage, or set it (V)", _voltage, NUMBER, unit="V",
+             options=("ovp", "ocp"),
+             show=lambda s: f"{s['net']}: {s['voltage']:.4f} V (set {s['set_voltage']:.4f} V)"),
+        Verb("current", "read the output current, or set its limit (A)", _current, NUMBER,
+             unit="A", options=("ovp", "ocp"),
+             show=lambda s: f"{s['net']}: {s['current']:.4f} A (limit {s['set_current']:.4f} A)"),
+        Verb("enable", "turn the output on", _call("enable"), confirm="Enable Net?"),
+        Verb("disable", "turn the output off", _call("disable")),
+        Verb("clear-ovp", "clear an over-voltage trip", _call("clear_ovp")),
+        Verb("clear-ocp", "clear an over-current trip", _call("clear_ocp")),
+        Verb("set", "put the instrument in its power supply role", _call("set_mode")),
+    ),
+    drivers={"rigol_dp821": "lager.bench.drivers.rigol_dp821:RigolDP821Supply",
+             "keithley_2281s": "lager.bench.drivers.keithley_2281s:Keithley2281SSupply"},
+    snapshot=lambda net: net.read_state().as_dict(),
+    line=line,
+)
