@@ -14,7 +14,7 @@ from lager.errors import LagerError
 from .preauth import Gate, Limits, Listener, Pending, Throttle, source_of
 from .runs import Caller, Supervisor
 from .state import REFUSED_KEY_TYPES, BoxKey, StateDir
-from .subsystems import HANDLERS, Context, fail
+from .subsystems import HANDLERS, SUBSYSTEMS, Context, fail
 
 log = logging.getLogger("lager-box.server")
 
@@ -203,7 +203,7 @@ class Agent:
             if handler is None:
                 what = f"subsystem {name!r}" if name else "a shell or command"
                 raise LagerError(f"lager-box does not offer {what[:200]}; subsystems: "
-                                 + ", ".join(protocol.SUBSYSTEMS))
+                                 + ", ".join(SUBSYSTEMS))
             await handler(ctx)
         except LagerError as exc:
             self.throttle.event(logging.INFO, "refused requests", "refused %r request: %s",

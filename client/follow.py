@@ -85,6 +85,8 @@ class Follower:
         self.reconnect = reconnect
         self.received = {1: 0, 2: 0}  # bytes of each stream taken from the box
         self.enters = 0  # Enter presses typed while the link was down, sent once it is back
+        self._sent_enters: list[float] = []  # when each Enter went out on the current link
+        self._heard_at = time.monotonic()  # when the box last sent us anything
         self._enter_lock = threading.Lock()
         self.box_name = box_name
         self.stops_run = stops_run
@@ -98,6 +100,11 @@ class Follower:
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         self.out = RunOutput(wake=lambda: _poke(self._wake_w))
+
+    @property
+    def left(self) -> bool:
+        """True when we stopped following before the run ended (Ctrl-C to leave)."""
+        return self._left
 
     def _on_signal(self, _sig: int, _frame: FrameType | None) -> None:
         self.signals += 1
@@ -121,6 +128,7 @@ class Follower:
                         self.enters += 1
                     else:
                         _send(self.chan, {"op": "enter"})
+                        self._sent_enters.append(time.monotonic())
 
     def _reconnect(self) -> bool:
         """Reattach after a lost link; False when Ctrl-C stopped the wait or time ran out."""
@@ -143,10 +151,15 @@ class Follower:
                 delay = min(delay * 2, _BACKOFF_MAX)
                 continue
             with self._enter_lock:
+                # An Enter sent after the box last said anything may have died with the link
+                # (a laptop waking sends into a connection the box already dropped): send it
+                # again. One the box did take would have brought "=== resumed" back first.
+                unheard = sum(1 for t in self._sent_enters if t > self._heard_at)
                 self.chan = chan
-                for _ in range(self.enters):
+                for _ in range(self.enters + unheard):
                     _send(chan, {"op": "enter"})
                 self.enters = 0
+                self._sent_enters = []
             self.out.notice(f"reconnected to {self.box_name}")
             return True
         return False
@@ -160,7 +173,8 @@ class Follower:
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         try:
             status = self._follow()
-            while status is not None and status < 0 and self.reconnect is not None:
+            while status is not None and status < 0 and self.reconnect is not None \
+                    and RECONNECT_FOR > 0:
                 if self._reconnect():
                     status = self._follow()
                     continue
@@ -179,7 +193,8 @@ class Follower:
         if status is None:
             return EXIT_INTERRUPTED
         if status < 0:
-            waited = f" (gave up reconnecting after {RECONNECT_FOR:g}s)" if self.reconnect else ""
+            waited = (f" (gave up reconnecting after {RECONNECT_FOR:g}s)"
+                      if self.reconnect and RECONNECT_FOR > 0 else "")
             raise ConnectionFailed(f"lost the connection to box {self.box_name} before the run "
                                    f"ended{waited}; it goes on there "
                                    "(see `lager python --list`, then --reattach)")
@@ -244,6 +259,7 @@ class Follower:
             if not ((self.out.has_room() or self._stopping) and
                     (chan.recv_stderr_ready() or chan.recv_ready())):
                 return
+            self._heard_at = time.monotonic()
             if chan.recv_stderr_ready():
                 data = chan.recv_stderr(_CHUNK)
                 self.received[2] += len(data)

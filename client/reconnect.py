@@ -50,6 +50,19 @@ class Reattacher:
         self.conn = conn
         return chan
 
+    def run_id_now(self) -> str:
+        """The run's id (looked up by client_ref on a fresh connection if not known yet)."""
+        if self.run_id:
+            return self.run_id
+        try:
+            conn = self.obj.connect()
+        except LagerError as exc:
+            raise ConnectionFailed(str(exc)) from None
+        try:
+            return self._find(conn)
+        finally:
+            conn.close()
+
     def _find(self, conn: BoxConnection) -> str:
         chan = conn.open(protocol.SUB_LIST)
         chan.shutdown_write()

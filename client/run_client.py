@@ -28,6 +28,7 @@ class RunRequest:
     # a box without it ignores the key and keeps today's behaviour.
     stop_on_disconnect: bool = False
     client_ref: str = field(default_factory=new_client_ref)  # finds the run after a lost link
+    downloads: list[str] = field(default_factory=list)  # fetched once the run has ended
 
     def header(self, box_name: str) -> bytes:
         head = {"script": self.upload.display_name, "main": self.upload.main,
@@ -69,22 +70,35 @@ def run_script(obj: LagerContext, request: RunRequest) -> int:
             click.echo(_commands_hint(box.name, started["short_id"]))
             return 0
         again = Reattacher(obj, client_ref=request.client_ref)
+        follower = Follower(chan, box.name, stops_run=True, reconnect=again)
         try:
-            return Follower(chan, box.name, stops_run=True, reconnect=again).run()
+            status = follower.run()
+            if request.downloads and not follower.left:
+                _download(obj, again.run_id_now(), request.downloads)
+            return status
         finally:
             again.close()
 
 
-def reattach(obj: LagerContext, run_id: str) -> int:
+def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None) -> int:
     box = obj.box()
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_ATTACH)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)
+        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again)
         try:
-            status = Follower(chan, box.name, stops_run=False, leave_hint=hint,
-                              reconnect=again).run()
+            status = follower.run()
         finally:
             again.close()
+    if downloads and not follower.left:
+        _download(obj, run_id, downloads)
     return status
+
+
+def _download(obj: LagerContext, run_id: str, paths: list[str]) -> None:
+    """Fetch what the run wrote; a missing path is one line, and the run's code stands."""
+    from .download import fetch
+
+    fetch(obj, run_id, paths)

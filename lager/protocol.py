@@ -16,7 +16,7 @@ SUB_LIST = "list"
 SUB_ATTACH = "attach"
 SUB_KILL = "kill"
 SUB_NETS = "nets"
-SUBSYSTEMS = (SUB_RUN, SUB_CONTINUE, SUB_CONSOLE, SUB_LIST, SUB_ATTACH, SUB_KILL, SUB_NETS)
+SUB_DOWNLOAD = "download"
 
 # Env a client may set on a channel; asyncssh accepts any name, so the agent keeps only these.
 CHANNEL_ENV_WHITELIST = frozenset({"LAGER_BREAKPOINT", "LANG", "LC_ALL", "TERM"})

@@ -312,8 +312,10 @@ def test_agent_killed_mid_run_is_255_in_one_line(tmp_path: Path) -> None:
         laptop = make_client(tmp_path / "laptop", box)
         assert laptop.run("python", "--list").returncode == 0  # leaves a keeper behind
         script = write_script(tmp_path, "flood.py", FLOOD)
+        # With reconnecting switched off (issue 11 waits for the box by default).
         proc = subprocess.Popen([LAGER, "python", str(script), "--box", laptop.box],
-                                env=laptop.env, stdin=subprocess.DEVNULL,
+                                env={**laptop.env, "LAGER_RECONNECT_FOR": "0"},
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stderr is not None
         reader = SlowReader(proc.stdout.fileno(), delay=0)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Client, LiveRun, make_client, start_agent, start_run, wait_for, write_script
+from conftest import (
+    LAGER,
+    Client,
+    LiveRun,
+    make_client,
+    start_agent,
+    start_run,
+    wait_for,
+    write_script,
+)
 from sshclients import paramiko_connect
 
 # Deterministic output on both streams, with a pause in the middle of the stream so the agent
@@ -193,3 +203,43 @@ def test_a_stopped_laptop_finds_its_pause_still_waiting(tmp_path: Path) -> None:
         assert run.out.text == "after\n"
     finally:
         box.stop()
+
+
+def test_download_fetches_what_the_run_wrote_and_follows_no_link(client: Client,
+                                                                 tmp_path: Path) -> None:
+    script = write_script(tmp_path, "writes.py", f"""
+import os, pathlib, sys
+pathlib.Path("results.csv").write_text("v,i\\n3.3,0.33\\n")
+os.makedirs("logs/deep", exist_ok=True)
+pathlib.Path("logs/a.txt").write_text("a")
+pathlib.Path("logs/deep/b.bin").write_bytes(bytes(range(256)) * 1000)
+os.symlink({str(client.agent.state_dir / "ssh_host_ed25519_key")!r}, "key")
+os.symlink("/etc", "logs/etc")
+print("wrote")
+sys.exit(4)
+""")
+    here = tmp_path / "laptop-cwd"
+    here.mkdir()
+    result = subprocess.run(
+        [LAGER, "python", str(script), "--box", client.box, "--download", "results.csv",
+         "--download", "logs/", "--download", "key", "--download", "nope.txt"],
+        cwd=here, env=client.env, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL)
+    assert result.returncode == 4, result.stderr  # the run's own code stands
+    assert (here / "results.csv").read_text() == "v,i\n3.3,0.33\n"
+    assert (here / "logs" / "a.txt").read_text() == "a"
+    assert (here / "logs" / "deep" / "b.bin").read_bytes() == bytes(range(256)) * 1000
+    assert not (here / "key").exists() and not (here / "logs" / "etc").exists()
+    problems = [line for line in result.stderr.splitlines() if "download" in line]
+    assert len(problems) == 2 and "Traceback" not in result.stderr, result.stderr
+    assert any("key" in p and "link" in p for p in problems)
+    assert any("nope.txt" in p and "no such file" in p for p in problems)
+    # A finished run, later, through --reattach.
+    run_id = next(r["id"] for r in rows(client).values() if r["script"].endswith("writes.py"))
+    later = tmp_path / "later"
+    later.mkdir()
+    again = subprocess.run([LAGER, "python", "--reattach", run_id, "--box", client.box,
+                            "--download", "results.csv"], cwd=later, env=client.env,
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert again.returncode == 4 and again.stdout == "wrote\n"
+    assert (later / "results.csv").exists()

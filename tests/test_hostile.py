@@ -31,6 +31,7 @@ from conftest import (
 )
 from sshclients import openssh, paramiko_subsystem
 
+from box_agent.subsystems import SUBSYSTEMS
 from lager import protocol
 
 SEED = 20261205
@@ -247,7 +248,7 @@ class Generator:
         pick = rng.randrange(6)
         if pick == 0:
             name = "".join(chr(rng.randrange(32, 127)) for _ in range(rng.randrange(1, 60)))
-            if name in protocol.SUBSYSTEMS:
+            if name in SUBSYSTEMS:
                 name += "x"
             return Case("subsystem:unknown", name, self.garbage())
         if pick == 1:

@@ -8,6 +8,7 @@ from lager import protocol
 from .common import Context, fail
 from .console import handle_console
 from .control import handle_continue, handle_kill, handle_list
+from .files import handle_download
 from .nets import handle_nets
 from .run import handle_attach, handle_run
 
@@ -21,6 +22,9 @@ HANDLERS: dict[str, Handler] = {
     protocol.SUB_KILL: handle_kill,
     protocol.SUB_LIST: handle_list,
     protocol.SUB_NETS: handle_nets,
+    protocol.SUB_DOWNLOAD: handle_download,
 }
+# The one list of subsystems: what the handlers serve.
+SUBSYSTEMS = tuple(HANDLERS)
 
-__all__ = ["HANDLERS", "Context", "fail"]
+__all__ = ["HANDLERS", "SUBSYSTEMS", "Context", "fail"]

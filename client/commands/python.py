@@ -122,6 +122,8 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
 @click.option("--stop-on-disconnect/--no-stop-on-disconnect", "stop_on_disconnect",
               default=False, help="stop the run if this client's connection is lost "
                                   "(default: on when CI=true)")
+@click.option("--download", "downloads", multiple=True, metavar="PATH",
+              help="once the run ends, fetch PATH (a file or dir in its working dir)")
 @click.option("--add-file", "add_files", multiple=True, metavar="FILE",
               help="upload an extra file beside the script")
 @click.option("-p", "--port", "ports", multiple=True, metavar="PORT",
@@ -141,10 +143,10 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
 @click.pass_context
 def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: tuple[str, ...],
            passenv: tuple[str, ...], timeout: str, detach: bool, stop_on_disconnect: bool,
-           add_files: tuple[str, ...], ports: tuple[str, ...], continue_id: str | None,
-           console_id: str | None, reattach_id: str | None, kill_id: str | None,
-           kill_all_runs: bool, any_owner: bool, yes: bool, signal_name: str | None,
-           list_runs: bool, as_json: bool) -> None:
+           downloads: tuple[str, ...], add_files: tuple[str, ...], ports: tuple[str, ...],
+           continue_id: str | None, console_id: str | None, reattach_id: str | None,
+           kill_id: str | None, kill_all_runs: bool, any_owner: bool, yes: bool,
+           signal_name: str | None, list_runs: bool, as_json: bool) -> None:
     """Run SCRIPT (a file, or a directory with main.py) on the box, streaming its output.
 
     Options before SCRIPT and after it are lager's; `--` ends them, and everything after it
@@ -161,6 +163,10 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
         raise UsageError(f"give a SCRIPT, or one of {_MODE_FLAGS}")
     if signal_name and not (kill_id or kill_all_runs):
         raise UsageError("--signal goes with --kill or --kill-all")
+    if downloads and not (script or reattach_id):
+        raise UsageError("--download goes with a SCRIPT or --reattach")
+    if downloads and detach:
+        raise UsageError("--download waits for the run's end; it cannot go with --detach")
     if (any_owner or yes) and not kill_all_runs:
         raise UsageError(f"{'--any-owner' if any_owner else '--yes'} goes with --kill-all")
     if continue_id is not None:
@@ -180,7 +186,7 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
     elif reattach_id is not None:
         from ..run_client import reattach
 
-        raise SystemExit(reattach(obj, _id_arg(reattach_id)))
+        raise SystemExit(reattach(obj, _id_arg(reattach_id), list(downloads)))
     elif script:
         from ..run_client import RunRequest, run_script
         from ..upload import build_upload
@@ -189,7 +195,8 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
         request = RunRequest(upload=build_upload(script, add_files), args=list(args),
                              env=environment, timeout=_parse_timeout(timeout), detach=detach,
                              stop_on_disconnect=_stop_on_disconnect(ctx, stop_on_disconnect,
-                                                                    detach))
+                                                                    detach),
+                             downloads=list(downloads))
         raise SystemExit(run_script(obj, request))
     else:
         raise UsageError("nothing to do: give a SCRIPT to run, or --list (see --help)")
