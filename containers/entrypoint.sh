@@ -19,6 +19,9 @@ if [ -n "${LAGER_BOX_AUTHORIZED_KEYS:-}" ]; then
 fi
 
 set -- --listen "0.0.0.0:2222" --state-dir "$state" --name "${LAGER_BOX_NAME:-$(hostname)}" "$@"
+if [ -n "${LAGER_RUN_AS:-}" ]; then
+  set -- "$@" --run-as "$LAGER_RUN_AS"
+fi
 if [ -n "${LAGER_BENCH:-}" ]; then
   set -- "$@" --bench "$LAGER_BENCH"
 fi

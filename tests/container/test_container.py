@@ -133,17 +133,24 @@ def test_spec_example_continue_console_and_bench_in_container(box: Client,
     run_spec_example(box, tmp_path)
 
 
-def test_runs_as_non_root(box: Client, docker_services) -> None:
-    uid = compose(docker_services, "exec -T box python3 -c 'import os; print(os.getuid())'")
-    assert uid.strip() != "0"
-    # The uid of every agent and simulator process in the container, as the kernel sees it.
-    probe = ("import os\nfor p in os.listdir('/proc'):\n    try:\n"
-             "        cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
-             "        if b'lager-box' in cmd or b'simbench' in cmd: print(os.stat(f'/proc/{p}').st_uid)\n"
-             "    except (OSError, ValueError): pass\n")
-    listing = compose(docker_services, f"exec -T box python3 -c \"{probe}\"")
-    uids = listing.split()
-    assert uids and all(u != "0" for u in uids), listing
+def test_scripts_run_apart_from_the_agent(box: Client, tmp_path: Path) -> None:
+    """Privilege separation in the image (issue 10): the agent is root so that each script
+    runs under a uid of its own, which cannot read the host key or the box keys."""
+    script = write_script(tmp_path, "who.py", """
+import os
+print(os.getuid())
+for name in ("ssh_host_ed25519_key", "authorized_keys"):
+    try:
+        open(f"/var/lib/lager-box/{name}").read()
+        print(name, "READABLE")
+    except PermissionError:
+        print(name, "denied")
+""")
+    result = box.run("python", str(script))
+    assert result.returncode == 0, result.stderr
+    uid, *lines = result.stdout.split("\n")
+    assert int(uid) >= 1_000_000, result.stdout  # a run's own uid from the reserved range
+    assert lines[:2] == ["ssh_host_ed25519_key denied", "authorized_keys denied"]
 
 
 def test_short_script_and_exit_code(box: Client, tmp_path: Path) -> None:
