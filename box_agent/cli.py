@@ -57,10 +57,15 @@ def main() -> None:
               help="unauthenticated connections one address (IPv6: one /64) may hold")
 @click.option("--max-auth-tries", type=click.IntRange(min=1), default=Limits.max_auth_tries,
               show_default=True, help="failed logins one connection gets (MaxAuthTries)")
+@click.option("--host-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="an OpenSSH host certificate for the host key (ssh-keygen -s CA -h "
+                   "STATE_DIR/ssh_host_ed25519_key.pub): clients with the CA in an "
+                   "@cert-authority known_hosts line trust the box without pinning it")
 @click.option("-v", "--verbose", is_flag=True)
 def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
           run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
-          per_source_max_startups: int, max_auth_tries: int, verbose: bool) -> None:
+          per_source_max_startups: int, max_auth_tries: int, host_cert: Path | None,
+          verbose: bool) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
     try:
@@ -80,7 +85,7 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     _raise_fd_limit()
     try:
         asyncio.run(_serve(StateDir(state_dir), host, port, bench_file, name, limits,
-                           run_as, groups))
+                           run_as, groups, host_cert))
     except LagerError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -100,12 +105,14 @@ def _raise_fd_limit() -> None:
 
 
 async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
-                 name: str, limits: Limits, run_as: str | None, run_groups: list[str]) -> None:
+                 name: str, limits: Limits, run_as: str | None, run_groups: list[str],
+                 host_cert: Path | None = None) -> None:
     from .bench_host import BenchHost
     from .runs import Supervisor
-    from .server import Agent
+    from .server import Agent, host_keys
 
     state.prepare()
+    host_keys(state, host_cert)  # a certificate that does not fit says so before anything runs
     bench = await BenchHost.start(bench_file, state.root, state.claims_dir)
     base_env = dict(os.environ)
     base_env.update(bench.script_env())
@@ -115,7 +122,7 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
     if adopted:
         logging.getLogger("lager-box").warning("took back %d run(s) from an earlier agent",
                                                adopted)
-    agent = Agent(state, supervisor, limits)
+    agent = Agent(state, supervisor, limits, host_cert)
     try:
         bound_host, bound_port = await agent.listen(host, port)
     except OSError as exc:
@@ -138,14 +145,28 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
 @main.command()
 @click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR,
               show_default=True)
+@click.option("--ca", "ca", is_flag=True,
+              help="PUBKEY is an SSH CA: let in user certificates it signs (one cert-authority "
+                   "line instead of a key per user)")
+@click.option("--principals", metavar="A,B",
+              help="with --ca: only certificates for one of these principals (without it, a "
+                   "certificate must name the SSH user name, as sshd has it)")
 @click.argument("pubkey")
-def authorize(state_dir: Path, pubkey: str) -> None:
-    """Add PUBKEY (a .pub file or the key line) to the box keys."""
+def authorize(state_dir: Path, ca: bool, principals: str | None, pubkey: str) -> None:
+    """Add PUBKEY (a .pub file or the key line) to the box keys, or with --ca, a CA whose
+    user certificates log in (`lager-box authorize --ca CA.pub [--principals a,b]`)."""
+    if principals is not None and not ca:
+        raise click.BadParameter("only with --ca", param_hint="--principals")
+    wanted = [p.strip() for p in (principals or "").split(",") if p.strip()]
     try:
-        key = StateDir(state_dir).authorize(pubkey)
+        state = StateDir(state_dir)
+        key = state.authorize_ca(pubkey, wanted) if ca else state.authorize(pubkey)
     except (LagerError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"authorized {key.fingerprint} {key.comment}".rstrip())
+    what = "certificates from CA" if ca else ""
+    limit = f" for principals {', '.join(wanted)}" if wanted else ""
+    click.echo(f"authorized {what} {key.fingerprint} {key.comment}".replace("  ", " ").rstrip()
+               + limit)
 
 
 if __name__ == "__main__":

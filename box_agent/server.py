@@ -5,15 +5,18 @@ import asyncio
 import logging
 import socket
 import traceback
+from pathlib import Path
+from typing import Any, cast
 
 import asyncssh
 
 from lager import protocol
 from lager.errors import LagerError
 
+from .authkeys import CERT_TYPE_HOST, Login, SSHOpenSSHCertificate
 from .preauth import Gate, Limits, Listener, Pending, Throttle, source_of
 from .runs import Caller, Supervisor
-from .state import REFUSED_KEY_TYPES, BoxKey, StateDir
+from .state import StateDir
 from .subsystems import HANDLERS, SUBSYSTEMS, Context, fail
 
 log = logging.getLogger("lager-box.server")
@@ -32,30 +35,47 @@ ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly
 SIGNATURE_ALGS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
                   "sk-ecdsa-sha2-nistp256@openssh.com", "rsa-sha2-512", "rsa-sha2-256")
-_RSA_SHA2 = frozenset({b"rsa-sha2-256", b"rsa-sha2-512"})
 _LISTEN_BACKLOG = 512
 
 
 class BoxSSHServer(asyncssh.SSHServer):
-    """Public-key auth against the box keys; the user name is kept only for the audit record."""
+    """Public-key and certificate auth against the box keys (box_agent/authkeys.py); the user
+    name is kept for the audit record (and is what a certificate must name, as in sshd)."""
 
     def __init__(self, agent: Agent, entry: Pending) -> None:
         self.agent = agent
         self.entry = entry
         self.user = ""
-        self.box_key: BoxKey | None = None
         self.peer = entry.peer
-        self.failures = 0
-        self._accepted_tries: dict[str, int] = {}
+        self.login: Login | None = None
+        self.conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.entry.attach(conn)
+        peer = conn.get_extra_info("peername")
+        addr = str(peer[0]) if peer else self.peer
+        self.conn = conn
+        self.login = Login(self.agent.state.box_keys, self.peer, addr,
+                           self.agent.limits.max_auth_tries, self._refused)
+        # asyncssh never shows the server a user certificate itself, only its CA: every offer
+        # passes through the Login first, which tells expired from wrong-principal.
+        setattr(conn, "validate_public_key",  # noqa: B010 - an instance attribute on purpose
+                self.login.wrap(conn.validate_public_key))
+
+    def _refused(self, kind: str, message: str) -> None:
+        self.agent.throttle.event(logging.WARNING, kind, "%s", message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.agent.gate.done(self.entry)
 
     def begin_auth(self, username: str) -> bool:
         self.user = username
+        # asyncssh asks its authorized-keys object about every key, and about every user
+        # certificate's CA, and applies the options it returns (no-pty refuses the terminal).
+        # Ours is the Login, which duck-types SSHAuthorizedKeys.validate. Set here, because
+        # asyncssh reloads its options (and drops this) just before each begin_auth.
+        assert self.conn is not None  # connection_made comes first
+        self.conn.set_authorized_keys(cast(Any, self.login))
         return True
 
     def password_auth_supported(self) -> bool:
@@ -68,48 +88,52 @@ class BoxSSHServer(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        limit = self.agent.limits.max_auth_tries
-        if self.failures >= limit:  # as sshd: the attempt after the last allowed failure ends it
-            self.agent.throttle.event(
-                logging.WARNING, "connections over MaxAuthTries",
-                "too many authentication failures for %r from %s (%d); disconnected",
-                username, self.peer, self.failures)
-            raise asyncssh.PermissionDenied("Too many authentication failures")
-        fingerprint = key.get_fingerprint("sha256")
-        if key.get_algorithm() in REFUSED_KEY_TYPES:
-            self.failures += 1
-            self.agent.throttle.event(logging.WARNING, "refused keys",
-                                      "refused %s key %s for %r from %s: %s keys are not accepted",
-                                      key.get_algorithm(), fingerprint, username, self.peer,
-                                      key.get_algorithm())
-            return False
-        for box_key in self.agent.state.box_keys():
-            if box_key.fingerprint == fingerprint:
-                # A query and then the signed request: two calls per login. More than that are
-                # failed signatures, which count against MaxAuthTries like refused keys do.
-                tries = self._accepted_tries.get(fingerprint, 0) + 1
-                self._accepted_tries[fingerprint] = tries
-                if tries > 2:
-                    self.failures += 1
-                if key.get_algorithm() == "ssh-rsa":
-                    # The instance's own set wins over the class's: only SHA-2 signatures verify.
-                    key.all_sig_algorithms = set(_RSA_SHA2)  # type: ignore[misc]
-                self.box_key = box_key
-                return True
-        self.failures += 1
-        self.agent.throttle.event(logging.WARNING, "refused keys", "refused key %s for %r from %s",
-                                  fingerprint, username, self.peer)
-        return False
+        return False  # asked only when no authorized_keys line let the key in (already logged)
 
     def auth_completed(self) -> None:
         self.agent.gate.done(self.entry)
-        key = self.box_key
-        log.info("auth for %r from %s succeeded with key %s %s", self.user, self.peer,
-                 key.fingerprint if key else "?", key.comment if key else "")
+        match = self.login.match if self.login else None
+        if match is None:
+            log.info("auth for %r from %s succeeded", self.user, self.peer)
+        elif match.cert_id is not None:
+            log.info("auth for %r from %s succeeded with certificate %r of key %s (CA of "
+                     "authorized_keys line %d)", self.user, self.peer, match.cert_id,
+                     match.fingerprint, match.line.number)
+        else:
+            log.info("auth for %r from %s succeeded with key %s %s", self.user, self.peer,
+                     match.fingerprint, match.comment)
 
     def caller(self) -> Caller:
-        key = self.box_key
-        return Caller(self.user, key.comment if key else "", key.fingerprint if key else "")
+        match = self.login.match if self.login else None
+        if match is None:
+            return Caller(self.user, "", "")
+        name = f"certificate {match.cert_id!r}" if match.cert_id is not None else match.comment
+        return Caller(self.user, name, match.fingerprint)
+
+
+def host_keys(state: StateDir, host_cert: Path | None) -> \
+        asyncssh.SSHKey | tuple[asyncssh.SSHKey, asyncssh.SSHCertificate]:
+    """The host key, with its certificate when `--host-cert` gave one: clients that trust
+    the CA in an `@cert-authority` known_hosts line need no pin."""
+    key = state.host_key()
+    if host_cert is None:
+        return key
+    try:
+        cert = asyncssh.read_certificate(str(host_cert))
+    except (OSError, asyncssh.KeyImportError, ValueError) as exc:
+        raise LagerError(f"--host-cert {host_cert}: {exc}") from None
+    if not isinstance(cert, SSHOpenSSHCertificate):
+        raise LagerError(f"--host-cert {host_cert} is not an OpenSSH certificate")
+    if cert.key.public_data != key.public_data:
+        raise LagerError(f"--host-cert {host_cert} certifies "
+                         f"{cert.key.get_fingerprint('sha256')}, not this box's host key "
+                         f"{key.get_fingerprint('sha256')} ({state.host_key_path}.pub"
+                         " is what to sign)")
+    try:
+        cert.validate(CERT_TYPE_HOST, None)
+    except ValueError as exc:
+        raise LagerError(f"--host-cert {host_cert}: {exc}") from None
+    return key, cert
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
@@ -137,8 +161,9 @@ def _bind(host: str, port: int) -> list[socket.socket]:
 
 class Agent:
     def __init__(self, state: StateDir, supervisor: Supervisor,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, host_cert: Path | None = None) -> None:
         self.state = state
+        self.host_cert = host_cert
         self.supervisor = supervisor
         self.limits = limits or Limits()
         self.throttle = Throttle(log)
@@ -149,7 +174,7 @@ class Agent:
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         self._options = asyncssh.SSHServerConnectionOptions(
-            server_host_keys=[self.state.host_key()],
+            server_host_keys=[host_keys(self.state, self.host_cert)],
             process_factory=self._handle, encoding=None,
             allow_pty=True, line_editor=False, x11_forwarding=False, agent_forwarding=False,
             max_pktsize=MAX_PACKET, window=WINDOW, encryption_algs=list(ENCRYPTION),

@@ -100,9 +100,14 @@ class LagerGroup(click.Group):
 @click.option("--debug", is_flag=True, envvar="LAGER_DEBUG",
               help="show tracebacks for errors (also $LAGER_DEBUG=1)")
 @click.option("--box", envvar="LAGER_BOX", help="the box to use (default: $LAGER_BOX)")
+@click.option("-F", "ssh_config", metavar="FILE", type=click.Path(dir_okay=False),
+              help="the ssh_config to read (default ~/.ssh/config; also $LAGER_SSH_CONFIG)")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, box: str | None) -> None:
+def cli(ctx: click.Context, debug: bool, box: str | None, ssh_config: str | None) -> None:
     """Run bench scripts on a lager box over SSH."""
+    if ssh_config:
+        # Through the environment, so the connection keeper it leaves behind reads it too.
+        os.environ["LAGER_SSH_CONFIG"] = os.path.abspath(ssh_config)
     from . import ssh  # no paramiko import: that happens only when a box is reached
 
     obj = ctx.ensure_object(LagerContext)

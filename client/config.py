@@ -1,15 +1,23 @@
-"""The client's config dir: known boxes, lager's own pinned host keys, and lager's own key."""
+"""The client's config dir: known boxes, lager's own pinned host keys, and lager's own key.
+
+A `--box` is a lager box name first. Otherwise it is reached the way ssh would reach it
+(client/sshconfig.py): a non-wildcard ssh_config Host, an IP address, or `[user@]host[:port]`.
+Such a resolution is cached here, keyed by the literal target and the ssh_config files' mtimes,
+so the connection keeper's path (client/mux.py, client/fastpath.py) never imports paramiko.
+"""
 from __future__ import annotations
 
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from lager.errors import LagerError, UnknownBox, UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_CACHED_TARGETS = 64
 
 # Like OpenSSH's ConnectTimeout: how long a box may take to accept TCP and finish the SSH
 # handshake and auth before lager gives up (exit 255). Per box, or per command through the env.
@@ -22,18 +30,95 @@ def config_dir() -> Path:
     return Path(env) if env else Path.home() / ".config" / "lager"
 
 
+class UnknownBoxName(UnknownBox, UsageError):
+    """A --box that is neither a lager box nor a host: a usage error, exit 2 (ISSUE-NOTES 13)."""
+
+
 @dataclass
 class Box:
+    """A box, or one OpenSSH jump host on the way to it (`hop`).
+
+    A lager box stores name, host, port, user, identity and connect_timeout (and `ssh` when it
+    is defined by an ssh_config Host). The other fields come from ssh_config at resolution.
+    """
+
     name: str
     host: str
     port: int = 2222
     user: str = "lager"
     identity: str | None = None
     connect_timeout: float | None = None  # None: $LAGER_CONNECT_TIMEOUT, else the default
+    ssh: str | None = None  # the ssh_config Host or [user@]host[:port] this box is reached as
+    identities: list[str] = field(default_factory=list)  # IdentityFile, in order
+    certificate: str | None = None  # CertificateFile
+    identities_only: bool = False
+    use_agent: bool = True  # IdentityAgent none turns it off
+    batch: bool = False  # BatchMode: never ask for a passphrase
+    host_key_alias: str | None = None
+    known_hosts_files: list[str] = field(default_factory=list)  # UserKnownHostsFile
+    proxy_command: str | None = None
+    jumps: list[Box] = field(default_factory=list)  # ProxyJump, flattened, first hop first
+    server_alive_interval: float = 0.0
+    server_alive_count_max: int = 3
+    hop: bool = False  # an OpenSSH jump host: ssh's defaults (port 22, ~/.ssh keys)
 
     @property
     def known_hosts_name(self) -> str:
+        """Pins are keyed by HostKeyAlias when one is set, so two boxes behind one forwarded
+        local port each keep their own."""
+        if self.host_key_alias:
+            return self.host_key_alias
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    @property
+    def principal_name(self) -> str:
+        """The name a host certificate must list."""
+        return self.host_key_alias or self.host
+
+    @property
+    def label(self) -> str:
+        what = "jump host" if self.hop else "box"
+        return f"{what} {self.name} ({self.host}:{self.port})"
+
+    @property
+    def target(self) -> str:
+        """What to give `lager boxes add NAME --ssh` to reach this box again."""
+        return self.ssh or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only what differs from the defaults, so the file stays readable and a lager
+        without the newer fields can still read it."""
+        out: dict[str, Any] = {}
+        defaults = Box("", "")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "host") or value != getattr(defaults, f.name):
+                out[f.name] = [j.to_dict() for j in value] if f.name == "jumps" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Box:
+        # Fields a newer lager added are skipped, so an older one still reads the file.
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["jumps"] = [cls.from_dict(j) for j in values.get("jumps", [])]
+        return cls(**values)
+
+
+def _named(resolved: Box, stored: Box | None, name: str) -> Box:
+    """A resolution under the name the user gave; a lager box's own settings win."""
+    resolved.name = name
+    if stored is not None:
+        resolved.ssh = stored.ssh
+        if stored.identity:
+            resolved.identity = stored.identity
+        if stored.connect_timeout:
+            resolved.connect_timeout = stored.connect_timeout
+    return resolved
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
 
 
 def parse_seconds(value: str, what: str) -> float:
@@ -57,10 +142,11 @@ def connect_timeout(box: Box) -> float:
 
 def _entry(box: Box) -> dict[str, object]:
     # Unset optional fields stay out of the file, so a lager without them can still read it.
+    # What ssh_config says is read afresh at each use, never stored with the box.
     entry = asdict(box)
-    if entry["connect_timeout"] is None:
-        del entry["connect_timeout"]
-    return entry
+    stored = ("name", "host", "port", "user", "identity", "connect_timeout", "ssh")
+    return {k: entry[k] for k in stored if k in ("name", "host", "port", "user")
+            or entry[k] is not None}
 
 
 class Config:
@@ -78,11 +164,8 @@ class Config:
             return {}
         try:
             raw = json.loads(self.boxes_path.read_text())
-            # Fields a newer lager added are skipped, so an older one still reads the file.
-            known = {f.name for f in fields(Box)}
-            return {name: Box(**{k: v for k, v in entry.items() if k in known})
-                    for name, entry in raw.items()}
-        except (ValueError, TypeError) as exc:
+            return {name: Box.from_dict(entry) for name, entry in raw.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
             raise LagerError(f"{self.boxes_path} is damaged ({exc}); fix or remove it") from None
 
     def _save(self, boxes: dict[str, Box]) -> None:
@@ -92,14 +175,72 @@ class Config:
         tmp.replace(self.boxes_path)
 
     def box(self, name: str | None) -> Box:
+        """The box `--box NAME` means: a lager box, else a host reached as ssh would reach it
+        (ssh_config read only when the cached resolution is stale)."""
         if not name:
             raise UsageError("no box given: use --box NAME or set LAGER_BOX")
         boxes = self.boxes()
-        if name not in boxes:
+        stored = boxes.get(name)
+        if stored is not None and not stored.ssh:
+            return stored
+        found = self.cached_box(name, boxes)
+        if found is not None:
+            return found
+        from . import sshconfig
+
+        target = stored.ssh if stored is not None and stored.ssh else name
+        if stored is None and not sshconfig.is_host_target(name):
             known = ", ".join(sorted(boxes)) or "none yet"
-            raise UnknownBox(f"unknown box {name!r} (known: {known}); "
-                             f"add it with `lager boxes add {name} --host HOST`")
-        return boxes[name]
+            raise UnknownBoxName(
+                f"unknown box {name!r} (known: {known}); add it with `lager boxes add {name} "
+                "--host HOST`, or name a host: an ssh_config Host, an IP address, "
+                "USER@HOST or HOST:PORT")
+        resolved, stamp = sshconfig.resolve(target)
+        self._cache_resolution(target, resolved, stamp)
+        return _named(resolved, stored, name)
+
+    def cached_box(self, name: str, boxes: dict[str, Box] | None = None) -> Box | None:
+        """The box for NAME without reading ssh_config or importing paramiko: a lager box, or a
+        resolution cached while the ssh_config files are unchanged. None: resolve it anew."""
+        from . import sshconfig
+
+        boxes = self.boxes() if boxes is None else boxes
+        stored = boxes.get(name)
+        if stored is not None and not stored.ssh:
+            return stored
+        target = stored.ssh if stored is not None and stored.ssh else name
+        entry = self._resolutions().get(target)
+        if not isinstance(entry, dict) or not sshconfig.fresh(entry.get("stamp")):
+            return None
+        try:
+            return _named(Box.from_dict(entry["box"]), stored, name)
+        except (KeyError, TypeError, AttributeError):
+            return None
+
+    @property
+    def _resolutions_path(self) -> Path:
+        return self.root / "ssh_targets.json"
+
+    def _resolutions(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self._resolutions_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _cache_resolution(self, target: str, box: Box, stamp: Any) -> None:
+        cache = self._resolutions()
+        cache.pop(target, None)
+        cache[target] = {"stamp": stamp, "box": box.to_dict()}
+        while len(cache) > _CACHED_TARGETS:  # oldest first: dicts keep insertion order
+            del cache[next(iter(cache))]
+        try:
+            self._ensure_dir()
+            tmp = self._resolutions_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache))
+            tmp.replace(self._resolutions_path)
+        except OSError:
+            pass  # only a cache: the next command resolves again
 
     def add_box(self, box: Box) -> None:
         if not _NAME.match(box.name):
@@ -110,7 +251,10 @@ class Config:
 
     def remove_box(self, name: str) -> Box:
         boxes = self.boxes()
-        box = self.box(name)
+        if name not in boxes:
+            self.box(name)  # says why: unknown, or a host rather than a lager box
+            raise UnknownBoxName(f"{name!r} is not a lager box, so there is nothing to remove")
+        box = boxes[name]  # as stored: removing must not depend on today's ssh_config
         del boxes[name]
         self._save(boxes)
         self.unpin(box)
@@ -143,7 +287,11 @@ class Config:
     # --- lager's own client key ---
 
     def identity_path(self, box: Box) -> Path:
-        return Path(box.identity).expanduser() if box.identity else self.default_key_path
+        """The key offered first: --identity, else ssh_config's first IdentityFile, else
+        lager's own (client/identities.py has the whole order, agent keys included)."""
+        if box.identity:
+            return Path(box.identity).expanduser()
+        return Path(box.identities[0]) if box.identities else self.default_key_path
 
     def ensure_default_key(self) -> tuple[Path, str, bool]:
         """Create lager's ed25519 key once; returns its path, public line, and if it is new."""

@@ -14,8 +14,10 @@ keeper may have forwarded but did not answer within the reply deadline fails wit
 so: re-sending a `continue` could resume the pause after the one it was meant for.
 
 Security: the socket lives in a 0700 directory of the user's config dir and the keeper also
-checks the peer's uid (SO_PEERCRED). Its name hashes the box address, identity and pinned host
-key, so re-pinning a box (or changing its key) never reuses a keeper made for the old one.
+checks the peer's uid (SO_PEERCRED). Its name hashes the box address, identity, pinned host
+key and route (jump hosts, ssh_config settings), so re-pinning a box (or changing its key or
+its route) never reuses a keeper made for the old one. A `--box` resolved through ssh_config
+finds its keeper through config.py's cached resolution, so this path never imports paramiko.
 """
 from __future__ import annotations
 
@@ -49,7 +51,10 @@ RESEND_SAFE = frozenset({protocol.SUB_LIST, protocol.SUB_NETS})
 
 def socket_path(config: Config, box: Box) -> Path:
     pinned = config.pinned_line(box) or ""
-    ident = f"{box.host}|{box.port}|{box.user}|{config.identity_path(box)}|{pinned}"
+    # The whole route counts: the same box through other jump hosts, keys or ssh_config
+    # settings gets its own keeper.
+    route = json.dumps(box.to_dict() | {"name": ""}, sort_keys=True)
+    ident = f"{box.host}|{box.port}|{box.user}|{config.identity_path(box)}|{pinned}|{route}"
     digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
     return config.root / "mux" / f"{digest}.sock"
 

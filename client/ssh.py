@@ -1,12 +1,13 @@
-"""Connections to a box: paramiko over a socket we create (TCP_NODELAY), pinned host keys.
+"""Connections to a box: paramiko over a socket we create (TCP_NODELAY), through any ProxyJump
+hops (direct-tcpip channels) or a ProxyCommand, every host key checked on the way.
 
 paramiko is imported here only, and only by commands that talk to a box, so `lager --help`
-and usage errors never pay for it.
+and usage errors never pay for it. Every failure is one line naming the host it happened at
+(`box NAME (host:port)` or `jump host NAME (host:port)`), exit 255.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
+import functools
 import logging
 import socket
 import sys
@@ -15,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lager.errors import AuthFailed, ConnectionFailed, HostKeyChanged, LagerError
+from lager.errors import AuthFailed, ConnectionFailed
 
+from . import known_hosts
 from .config import (
     DEFAULT_CONNECT_TIMEOUT,
     ENV_CONNECT_TIMEOUT,
@@ -24,14 +26,21 @@ from .config import (
     Config,
     connect_timeout,
 )
+from .known_hosts import HostKeyPolicy, fingerprint
+from .proxyjump import ProxyProcess, forward, keepalive
 
 if TYPE_CHECKING:
     import paramiko
+
+    from .identities import Offer
 
 # Throughput depends on packet size and cipher (DESIGN.md): 256 KiB packets, AES-GCM first.
 MAX_PACKET = 256 * 1024
 WINDOW = 8 * 1024 * 1024
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+# Boxes (and sshd) cut a connection off after six refused keys; offering more only gets it cut.
+MAX_AUTH_TRIES = 6
+_CERT = "-cert-v01@openssh.com"
 
 _debug = False
 
@@ -58,11 +67,6 @@ def _paramiko() -> Any:
     return paramiko
 
 
-def fingerprint(key_bytes: bytes) -> str:
-    digest = base64.b64encode(hashlib.sha256(key_bytes).digest()).decode().rstrip("=")
-    return f"SHA256:{digest}"
-
-
 class Deadline:
     """One budget for TCP connect, key exchange and auth, as OpenSSH's ConnectTimeout."""
 
@@ -76,9 +80,13 @@ class Deadline:
     def expired(self) -> bool:
         return time.monotonic() >= self.at
 
+    def extend(self, seconds: float) -> None:
+        """Time spent on our side (a passphrase being typed) is not the box's delay."""
+        self.at += seconds
+
     def too_slow(self, box: Box, stage: str) -> ConnectionFailed:
         return ConnectionFailed(
-            f"box {box.name} ({box.host}:{box.port}) {stage} within {self.seconds:g}s "
+            f"{box.label} {stage} within {self.seconds:g}s "
             f"(raise it with {ENV_CONNECT_TIMEOUT} or `lager boxes add --connect-timeout`)")
 
 
@@ -86,26 +94,78 @@ def _open_socket(box: Box, deadline: Deadline) -> socket.socket:
     try:
         sock = socket.create_connection((box.host, box.port), timeout=deadline.left())
     except socket.gaierror as exc:
-        raise ConnectionFailed(f"box {box.name}: cannot resolve host {box.host!r} "
+        raise ConnectionFailed(f"{box.label}: cannot resolve host {box.host!r} "
                                f"({exc.strerror})") from None
     except ConnectionRefusedError:
-        raise ConnectionFailed(f"box {box.name} ({box.host}:{box.port}) refused the "
-                               "connection: is `lager-box serve` running there?") from None
+        hint = "is `lager-box serve` running there?" if not box.hop else "is sshd running there?"
+        raise ConnectionFailed(f"{box.label} refused the connection: {hint}") from None
     except TimeoutError:
         raise deadline.too_slow(box, "did not accept the connection") from None
     except OSError as exc:
-        raise ConnectionFailed(f"box {box.name} ({box.host}:{box.port}): "
-                               f"{exc.strerror or exc}") from None
+        raise ConnectionFailed(f"{box.label}: {exc.strerror or exc}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
 
-def start_transport(box: Box, deadline: Deadline | None = None) -> paramiko.Transport:
-    """TCP plus key exchange, before any host key check or auth, within the deadline."""
+@functools.cache
+def _transport_class() -> Any:
     paramiko = _paramiko()
+
+    class AuthHandler(paramiko.auth_handler.AuthOnlyHandler):  # type: ignore[misc, name-defined]
+        """paramiko's AuthOnlyHandler makes the event its answer sets only after sending the
+        request: an answer that comes back first (a busy machine, a fast box) sets the old
+        event, and the login then waits out its whole timeout although the box said yes."""
+
+        def send_auth_request(self, username: str, method: str,
+                              finish_message: Callable[[Any], None] | None = None) -> Any:
+            self.auth_method = method
+            self.username = username
+            m = paramiko.Message()
+            m.add_byte(paramiko.common.cMSG_USERAUTH_REQUEST)
+            m.add_string(username)
+            m.add_string("ssh-connection")
+            m.add_string(method)
+            if finish_message is not None:
+                finish_message(m)
+            self.auth_event = event = threading.Event()
+            with self.transport.lock:
+                self.transport._send_message(m)
+            return self.wait_for_response(event)
+
+    class LagerTransport(paramiko.transport.ServiceRequestingTransport):  # type: ignore[misc, name-defined]
+        """paramiko's transport that asks for the ssh-userauth service once, not before every
+        key: asyncssh (the box) drops a connection that asks twice, so a second key offered
+        never got its turn.
+
+        It asks for a host certificate first when a known_hosts CA line could vouch for the
+        host (paramiko always lists plain keys first, so a box with both never shows its
+        certificate)."""
+
+        certs_first = False
+
+        def get_auth_handler(self) -> Any:
+            return AuthHandler(self)
+
+        @property
+        def preferred_keys(self) -> tuple[str, ...]:
+            keys = tuple(super().preferred_keys)
+            if not self.certs_first:
+                return keys
+            return tuple(k for k in keys if k.endswith(_CERT)) + \
+                tuple(k for k in keys if not k.endswith(_CERT))
+
+    return LagerTransport
+
+
+def start_transport(box: Box, deadline: Deadline | None = None, sock: Any = None,
+                    certs_first: bool = False,
+                    proxy: ProxyProcess | None = None) -> paramiko.Transport:
+    """TCP (or the given channel or socket) plus key exchange, before any host key check or
+    auth, within the deadline."""
     deadline = deadline or Deadline(box)
-    sock = _open_socket(box, deadline)
-    transport = paramiko.Transport(sock)
+    sock = sock if sock is not None else _open_socket(box, deadline)
+    transport = _transport_class()(sock)
+    transport.certs_first = certs_first
     transport.get_security_options().ciphers = CIPHERS
     transport.default_max_packet_size = MAX_PACKET
     transport.default_window_size = WINDOW
@@ -128,98 +188,166 @@ def start_transport(box: Box, deadline: Deadline | None = None) -> paramiko.Tran
     if active:
         raise deadline.too_slow(box, "did not complete the SSH handshake")
     reason = str(exc) if exc is not None else ""
-    if not reason or "protocol banner" in reason:
+    if proxy is not None and proxy.last_words():
+        reason = f"ProxyCommand said: {proxy.last_words()}"
+    elif not reason or "protocol banner" in reason:
         reason = "the box closed the connection before the SSH greeting (is it busy, or not " \
-                 "a lager box?)"
-    raise ConnectionFailed(f"box {box.name} ({box.host}:{box.port}): SSH handshake "
-                           f"failed: {reason}")
-
-
-def load_identity(config: Config, box: Box) -> paramiko.PKey:
-    paramiko = _paramiko()
-    path = config.identity_path(box)
-    if not path.exists():
-        if box.identity:
-            raise AuthFailed(f"identity file {path} does not exist")
-        raise AuthFailed(f"no client key at {path}: run `lager boxes add {box.name} "
-                         f"--host {box.host}` to create one")
-    try:
-        return paramiko.PKey.from_path(str(path))
-    except paramiko.PasswordRequiredException:
-        raise AuthFailed(f"identity {path} is passphrase-protected; lager needs a key "
-                         "without one (or an unlocked copy)") from None
-    except (paramiko.SSHException, ValueError, OSError) as exc:
-        raise AuthFailed(f"cannot read identity {path}: {exc}") from None
-
-
-def check_pinned(config: Config, box: Box, transport: paramiko.Transport) -> None:
-    key = transport.get_remote_server_key()
-    seen = fingerprint(key.asbytes())
-    pinned = config.pinned_line(box)
-    if pinned is None:
-        raise HostKeyChanged(f"no pinned host key for box {box.name}; pin it with "
-                             f"`lager boxes add {box.name} --host {box.host} --port {box.port}`")
-    _, key_type, key_b64 = pinned.split()[:3]
-    if key_type != key.get_name() or key_b64 != key.get_base64():
-        was = fingerprint(base64.b64decode(key_b64))
-        raise HostKeyChanged(
-            f"HOST KEY CHANGED for box {box.name} ({box.host}:{box.port}): pinned {was}, "
-            f"box now shows {seen}. Refusing to connect. If the box was reinstalled, "
-            f"re-pin with `lager boxes add {box.name} --host {box.host} --port {box.port} "
-            f"--repin`")
+                 "a lager box?)" if not box.hop else "it closed the connection before the SSH " \
+                 "greeting"
+    raise ConnectionFailed(f"{box.label}: SSH handshake failed: {reason}")
 
 
 def authenticate(config: Config, box: Box, transport: paramiko.Transport,
-                 deadline: Deadline | None = None) -> None:
+                 deadline: Deadline | None = None) -> Offer:
+    """The configured key, then the agent's, at most MAX_AUTH_TRIES; the one that worked."""
+    from .identities import Identities
+
     paramiko = _paramiko()
     deadline = deadline or Deadline(box)
-    key = load_identity(config, box)
-    transport.auth_timeout = deadline.left()
+    ids = Identities(config, box, deadline.extend)
+    refused: list[Offer] = []
     try:
-        transport.auth_publickey(box.user, key)
-    except paramiko.AuthenticationException:
-        transport.close()
-        if deadline.expired():
-            raise deadline.too_slow(box, "did not answer the key authentication") from None
-        pub = f"{key.get_name()} {key.get_base64()}"
-        raise AuthFailed(f"box {box.name} refused key {config.identity_path(box)} "
-                         f"({fingerprint(key.asbytes())}); on the box run: "
-                         f"lager-box authorize '{pub}'") from None
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        transport.close()
-        raise ConnectionFailed(f"box {box.name}: authentication failed: {exc}") from None
+        for offer in ids.offers():
+            if len(refused) >= MAX_AUTH_TRIES or not transport.is_active():
+                break
+            transport.auth_timeout = deadline.left()
+            try:
+                transport.auth_publickey(box.user, offer.key)
+                return offer
+            except paramiko.BadAuthenticationType as exc:
+                transport.close()
+                raise AuthFailed(f"{box.label} takes no public keys (it offers "
+                                 f"{', '.join(exc.allowed_types) or 'nothing'})") from None
+            except paramiko.AuthenticationException:
+                if deadline.expired():
+                    transport.close()
+                    raise deadline.too_slow(box, "did not answer the key authentication") \
+                        from None
+                refused.append(offer)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                if refused and not transport.is_active():
+                    break  # cut off after too many refused keys
+                transport.close()
+                raise ConnectionFailed(f"{box.label}: authentication failed: {exc}") from None
+    finally:
+        ids.close()
+    transport.close()
+    raise _refusal(config, box, refused, ids)
+
+
+def _refusal(config: Config, box: Box, refused: list[Offer], ids: Any) -> AuthFailed:
+    locked = "; ".join(f"{p} needs its passphrase and there is no terminal to ask for it "
+                       f"(`ssh-add {p}` puts it in ssh-agent)" for p in ids.locked)
+    if not refused:
+        if locked:
+            return AuthFailed(f"{box.label}: no key to offer: {locked}")
+        if not box.hop and not box.ssh and config.default_key_path in ids.missing:
+            return AuthFailed(f"no client key at {config.default_key_path}: run `lager boxes "
+                              f"add {box.name} --host {box.host}` to create one")
+        missing = ", ".join(str(p) for p in ids.missing)
+        return AuthFailed(f"{box.label}: no key to offer" +
+                          (f": {missing} does not exist" if missing else "") +
+                          ", and ssh-agent holds none (give an IdentityFile in ssh_config, or "
+                          "`lager boxes add` creates lager's own key)")
+    first = refused[0]
+    more = f" and {len(refused) - 1} more ({', '.join(o.what for o in refused[1:])})" \
+        if len(refused) > 1 else ""
+    fix = f"on the box run: lager-box authorize '{first.public_line}'" if not box.hop else \
+        "add one of them to that host's authorized_keys"
+    text = f"{box.label} refused key {first.what} ({fingerprint(first.key.asbytes())}){more}; " \
+           f"{fix}"
+    return AuthFailed(text + (f"; not offered: {locked}" if locked else ""))
+
+
+def load_identity(config: Config, box: Box) -> paramiko.PKey:
+    """The key this client presents first (its public half is enough to name it)."""
+    from .identities import Identities, load_key, public_blob
+
+    paramiko = _paramiko()
+    ids = Identities(config, box)
+    try:
+        for path, explicit in ids.files():
+            key = load_key(path, box, explicit)
+            if key is not None:
+                return key
+            blob = public_blob(path) if path.exists() else None
+            if blob is not None:
+                return paramiko.PKey.from_type_string(known_hosts.sshcert.key_type_of(blob),
+                                                      blob)
+        if ids.agent_keys:
+            return ids.agent_keys[0]
+    finally:
+        ids.close()
+    raise AuthFailed(f"no client key at {config.identity_path(box)}: run `lager boxes add "
+                     f"{box.name} --host {box.host}` to create one")
 
 
 class BoxConnection:
-    """An authenticated transport to one box; channels are opened on demand."""
+    """An authenticated transport to one box, through its jump hosts; channels on demand."""
 
-    def __init__(self, config: Config, box: Box) -> None:
+    def __init__(self, config: Config, box: Box, policy: HostKeyPolicy | None = None,
+                 login: bool = True) -> None:
+        self.config = config
         self.box = box
-        self.deadline = Deadline(box)
-        self.transport = start_transport(box, self.deadline)
+        self.policy = policy or HostKeyPolicy(config, box)
+        self.transports: list[paramiko.Transport] = []
+        self.proxy: ProxyProcess | None = None
+        self.offer: Offer | None = None
+        self.pty_refused = False
         try:
-            check_pinned(config, box, self.transport)
-        except LagerError:
-            self.transport.close()
+            self._reach(login)
+        except BaseException:
+            self.close()
             raise
-        authenticate(config, box, self.transport, self.deadline)
+        self.transport = self.transports[-1]
+
+    def _reach(self, login: bool) -> None:
+        path = [*self.box.jumps, self.box]
+        sock: Any = None
+        for i, node in enumerate(path):
+            deadline = Deadline(node)
+            if i == 0 and node.proxy_command:
+                self.proxy = ProxyProcess(node)
+                sock = self.proxy.sock
+            elif i > 0:
+                sock = forward(path[i - 1], self.transports[-1], node, deadline)
+            transport = start_transport(node, deadline, sock, self.policy.wants_cert(node),
+                                        self.proxy if i == 0 else None)
+            self.transports.append(transport)
+            self.policy.check(node, transport)
+            if node is self.box:
+                self.deadline = deadline
+                if login:
+                    self.login()
+            else:
+                authenticate(self.config, node, transport, deadline)
+                keepalive(node, transport)
+
+    def login(self) -> None:
+        self.offer = authenticate(self.config, self.box, self.transports[-1], self.deadline)
+        keepalive(self.box, self.transports[-1])
 
     def open(self, subsystem: str, env: dict[str, str] | None = None,
              pty: tuple[str, int, int] | None = None,
              on_invoke: Callable[[], None] | None = None) -> paramiko.Channel:
         """A channel to `subsystem`. on_invoke runs just before the box is asked for it: from
-        then on the box may act, so a failure can no longer be taken as "never sent"."""
+        then on the box may act, so a failure can no longer be taken as "never sent".
+
+        A key with `no-pty` (or `restrict`) gets its terminal refused, and paramiko closes the
+        channel on any refused request: then the channel is opened again without one, and
+        `pty_refused` says so (as ssh's "PTY allocation request failed")."""
         paramiko = _paramiko()
         try:
-            # The box may be busy but should grant a channel about as fast as it did the login.
-            chan = self.transport.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET,
-                                               timeout=max(self.deadline.seconds,
-                                                           DEFAULT_CONNECT_TIMEOUT))
-            for name, value in (env or {}).items():
-                chan.set_environment_variable(name, value)
+            chan = self._session(env)
             if pty:
                 term, cols, rows = pty
-                chan.get_pty(term=term, width=cols, height=rows)
+                try:
+                    chan.get_pty(term=term, width=cols, height=rows)
+                except paramiko.SSHException:
+                    if not self.transport.is_active():
+                        raise
+                    self.pty_refused = True
+                    chan = self._session(env)
             if on_invoke is not None:
                 on_invoke()
             chan.invoke_subsystem(subsystem)
@@ -228,11 +356,24 @@ class BoxConnection:
                                    f"{exc}") from None
         return chan
 
+    def _session(self, env: dict[str, str] | None) -> paramiko.Channel:
+        # The box may be busy but should grant a channel about as fast as it did the login.
+        chan = self.transport.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET,
+                                           timeout=max(self.deadline.seconds,
+                                                       DEFAULT_CONNECT_TIMEOUT))
+        for name, value in (env or {}).items():
+            chan.set_environment_variable(name, value)
+        return chan
+
     def close(self) -> None:
-        self.transport.close()
+        for transport in reversed(self.transports):
+            transport.close()
+        if self.proxy is not None:
+            self.proxy.close()
 
     def __enter__(self) -> BoxConnection:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+

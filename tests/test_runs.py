@@ -259,7 +259,7 @@ def test_unknown_box_and_box_down(client: Client, tmp_path: Path) -> None:
     script = write_script(tmp_path, "x.py", "print(1)\n")
     result = subprocess.run([LAGER, "python", str(script), "--box", "nosuch"], env=client.env,
                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    assert result.returncode == 1 and "unknown box 'nosuch'" in result.stderr
+    assert result.returncode == 2 and "unknown box 'nosuch'" in result.stderr
     boxes = json.loads((client.config_dir / "boxes.json").read_text())
     boxes["down"] = dict(boxes["mybox"], name="down", port=1)
     (client.config_dir / "boxes.json").write_text(json.dumps(boxes))

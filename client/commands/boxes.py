@@ -10,9 +10,9 @@ import sys
 
 import click
 
-from lager.errors import AuthFailed, HostKeyChanged, LagerError, UsageError
+from lager.errors import LagerError, UsageError
 
-from ..config import DEFAULT_CONNECT_TIMEOUT, ENV_CONNECT_TIMEOUT, Box, parse_seconds
+from ..config import DEFAULT_CONNECT_TIMEOUT, ENV_CONNECT_TIMEOUT, parse_seconds
 from ..context import LagerContext, pass_ctx
 
 
@@ -40,9 +40,14 @@ def _name(name: str | None, name_opt: str | None) -> str:
               "spelling of NAME)")
 @click.option("--host", "--ip", "host", metavar="HOST",
               help="address or host name of the box (--ip is the real lager's spelling)")
-@click.option("--port", type=click.IntRange(1, 65535), default=2222, show_default=True)
-@click.option("--user", default="lager", show_default=True,
-              help="SSH user name (the box decides by key; the name goes in its audit log)")
+@click.option("--ssh", "ssh", metavar="HOST",
+              help="reach the box as ssh would: an ssh_config Host (ProxyJump, User, Port, "
+                   "IdentityFile... read at each use), or [USER@]HOST[:PORT]")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="SSH port (with --host; default 2222)")
+@click.option("--user", default=None,
+              help="SSH user name (with --host; default lager; the box decides by key, the "
+                   "name goes in its audit log)")
 @click.option("--identity", type=click.Path(dir_okay=False), default=None,
               help="private key to use (default: lager's own, created on first use)")
 @click.option("--repin", is_flag=True, help="accept a changed host key for an existing box")
@@ -52,47 +57,18 @@ def _name(name: str | None, name_opt: str | None) -> str:
                    f"{DEFAULT_CONNECT_TIMEOUT:g}s; ${ENV_CONNECT_TIMEOUT} overrides it)")
 @pass_ctx
 def add(obj: LagerContext, name: str | None, name_opt: str | None, host: str | None,
-        port: int, user: str, identity: str | None, repin: bool, yes: bool,
-        connect_timeout: str | None) -> None:
+        ssh: str | None, port: int | None, user: str | None, identity: str | None,
+        repin: bool, yes: bool, connect_timeout: str | None) -> None:
     """Connect once to NAME, pin its host key, and check that our key is authorized."""
-    from ..ssh import Deadline, authenticate, fingerprint, start_transport
+    from ..enroll import add_box
 
     name = _name(name, name_opt)
-    if not host:
-        raise UsageError("give the box's address: --host HOST (or --ip IP)")
-    config = obj.config
+    if not host and not ssh:
+        raise UsageError("give the box's address: --host HOST (or --ip IP), or an ssh_config "
+                         "Host: --ssh HOST")
     timeout = parse_seconds(connect_timeout, "--connect-timeout") if connect_timeout else None
-    box = Box(name=name, host=host, port=port, user=user, identity=identity,
-              connect_timeout=timeout)
-    if identity is None:
-        _, _, created = config.ensure_default_key()
-        if created:
-            click.echo(f"created lager's key {config.default_key_path}")
-    deadline = Deadline(box)
-    transport = start_transport(box, deadline)
-    try:
-        key = transport.get_remote_server_key()
-        seen = fingerprint(key.asbytes())
-        pinned = config.pinned_line(box)
-        if pinned and pinned.split()[1:3] != [key.get_name(), key.get_base64()] and not repin:
-            raise HostKeyChanged(
-                f"HOST KEY CHANGED for {box.known_hosts_name}: it now shows {seen}. "
-                "If the box was reinstalled on purpose, run this again with --repin")
-        config.add_box(box)
-        config.pin(box, key.get_name(), key.get_base64())
-        click.echo(f"pinned host key of {name} ({host}:{port}): {seen}")
-        try:
-            authenticate(config, box, transport, deadline)
-        except AuthFailed:
-            pub = (config.identity_path(box).with_name(
-                config.identity_path(box).name + ".pub"))
-            line = pub.read_text().strip() if pub.exists() else "<your public key>"
-            click.echo(f"this key is not a box key yet; on the box run:\n"
-                       f"  lager-box authorize '{line}'")
-            return
-        click.echo(f"authenticated as {user}: box {name} is ready")
-    finally:
-        transport.close()
+    add_box(obj.config, name, host=host, ssh=ssh, port=port, user=user, identity=identity,
+            connect_timeout=timeout, repin=repin, echo=click.echo)
 
 
 @boxes.command("list")
@@ -108,6 +84,7 @@ def list_(obj: LagerContext, as_json: bool) -> None:
         click.echo("no boxes yet: lager boxes add NAME --host HOST")
     for box in known.values():
         click.echo(f"{box.name:<16} {box.user}@{box.host}:{box.port}"
+                   + (f"  ssh {box.ssh}" if box.ssh else "")
                    + (f"  key {box.identity}" if box.identity else "")
                    + (f"  connect timeout {box.connect_timeout:g}s"
                       if box.connect_timeout else ""))
