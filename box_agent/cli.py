@@ -8,6 +8,7 @@ import resource
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -61,11 +62,14 @@ def main() -> None:
               help="an OpenSSH host certificate for the host key (ssh-keygen -s CA -h "
                    "STATE_DIR/ssh_host_ed25519_key.pub): clients with the CA in an "
                    "@cert-authority known_hosts line trust the box without pinning it")
+@click.option("--replace", is_flag=True,
+              help="take over from the agent running on this state dir with no gap: its "
+                   "listening socket, its runs and the bench (an upgrade)")
 @click.option("-v", "--verbose", is_flag=True)
 def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
           run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
           per_source_max_startups: int, max_auth_tries: int, host_cert: Path | None,
-          verbose: bool) -> None:
+          replace: bool, verbose: bool) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
     try:
@@ -84,8 +88,8 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     _raise_fd_limit()
     try:
-        asyncio.run(_serve(StateDir(state_dir), host, port, bench_file, name, limits,
-                           run_as, groups, host_cert))
+        asyncio.run(_serve(StateDir(state_dir), Serving(
+            host, port, bench_file, name, limits, run_as, groups, host_cert, replace)))
     except LagerError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -104,30 +108,48 @@ def _raise_fd_limit() -> None:
                 "cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
 
 
-async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
-                 name: str, limits: Limits, run_as: str | None, run_groups: list[str],
-                 host_cert: Path | None = None) -> None:
+@dataclass(frozen=True)
+class Serving:
+    """What `lager-box serve` was asked for."""
+
+    host: str
+    port: int
+    bench_file: Path | None
+    name: str
+    limits: Limits
+    run_as: str | None
+    run_groups: list[str]
+    host_cert: Path | None
+    replace: bool
+
+
+async def _serve(state: StateDir, how: Serving) -> None:
     from .bench_host import BenchHost
+    from .handover import HandoverPoint, take_over
     from .runs import Supervisor
     from .server import Agent, host_keys
 
     state.prepare()
-    host_keys(state, host_cert)  # a certificate that does not fit says so before anything runs
-    bench = await BenchHost.start(bench_file, state.root, state.claims_dir)
+    host_keys(state, how.host_cert)  # a certificate that does not fit says so at once
+    # Before adopting anything: the running agent lets go of its runs when it hands over.
+    handed = take_over(state.root) if how.replace else None
+    bench = await BenchHost.start(how.bench_file, state.root, state.claims_dir)
     base_env = dict(os.environ)
     base_env.update(bench.script_env())
-    base_env[protocol.ENV_BOX_NAME] = name
-    supervisor = Supervisor(state.runs_dir, base_env, run_as=run_as, run_groups=run_groups)
+    base_env[protocol.ENV_BOX_NAME] = how.name
+    supervisor = Supervisor(state.runs_dir, base_env, run_as=how.run_as,
+                            run_groups=how.run_groups)
     adopted = supervisor.adopt()
     if adopted:
         logging.getLogger("lager-box").warning("took back %d run(s) from an earlier agent",
                                                adopted)
-    agent = Agent(state, supervisor, limits, host_cert)
+    agent = Agent(state, supervisor, how.limits, how.host_cert)
     try:
-        bound_host, bound_port = await agent.listen(host, port)
+        bound_host, bound_port = await agent.listen(how.host, how.port, handed)
     except OSError as exc:
         await bench.stop()
-        raise LagerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise LagerError(f"cannot listen on {how.host}:{how.port}: "
+                         f"{exc.strerror or exc}") from None
     fingerprint = state.host_key().get_fingerprint("sha256")
     print(f"lager-box listening on {bound_host}:{bound_port} (host key {fingerprint})",
           flush=True)
@@ -135,7 +157,14 @@ async def _serve(state: StateDir, host: str, port: int, bench_file: Path | None,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def handed_over() -> None:
+        supervisor.closing = True  # the successor owns the runs now
+        stop.set()
+
+    point = HandoverPoint(state.root, agent.listening, handed_over)
     await stop.wait()
+    point.close()
     agent.close()
     await agent.wait_closed()
     await supervisor.shutdown()

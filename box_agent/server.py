@@ -169,10 +169,13 @@ class Agent:
         self.throttle = Throttle(log)
         self.gate = Gate(self.limits, self.throttle)
         self._listeners: list[Listener] = []
+        self.listening: list[socket.socket] = []
         self._options: asyncssh.SSHServerConnectionOptions | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def listen(self, host: str, port: int) -> tuple[str, int]:
+    async def listen(self, host: str, port: int,
+                     handed: list[socket.socket] | None = None) -> tuple[str, int]:
+        """Listen on host:port, or on the sockets a replaced agent handed over."""
         self._options = asyncssh.SSHServerConnectionOptions(
             server_host_keys=[host_keys(self.state, self.host_cert)],
             process_factory=self._handle, encoding=None,
@@ -183,7 +186,8 @@ class Agent:
             # The box drives rekeying (clients leave it to us; see client/ssh.py).
             rekey_bytes=REKEY_BYTES, rekey_seconds=3600,
         )
-        socks = _bind(host, port)
+        socks = handed or _bind(host, port)
+        self.listening = socks
         self._listeners = [Listener(sock, self._accepted,
                                     lambda: self.gate.drop_one("near the open-file limit"),
                                     self.throttle) for sock in socks]

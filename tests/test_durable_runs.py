@@ -243,3 +243,39 @@ sys.exit(4)
                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert again.returncode == 4 and again.stdout == "wrote\n"
     assert (later / "results.csv").exists()
+
+
+def test_replace_hands_over_under_a_full_speed_stream_with_no_byte_lost(tmp_path: Path) -> None:
+    """`lager-box serve --replace` takes the listening socket and the runs from the running
+    agent; the attached client reconnects and the stream it shows is byte-exact."""
+    import hashlib
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    script = write_script(tmp_path, "flood.py", """
+import hashlib, sys
+h = hashlib.sha256()
+for i in range(400):
+    block = (f"{i:08d}" * 8192).encode()  # 64 KiB a block, 25 MiB in all
+    sys.stdout.buffer.write(block)
+    h.update(block)
+sys.stdout.flush()
+print(h.hexdigest(), file=sys.stderr)
+""")
+    proc = subprocess.Popen([LAGER, "python", str(script), "--box", laptop.box], env=laptop.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.read(1024 * 1024)  # streaming at full speed now
+    new = start_agent(tmp_path / "state", "--replace", listen="127.0.0.1:0")
+    try:
+        assert new.port == box.port  # the very same listening socket
+        rest, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        out = first + rest
+        assert len(out) == 400 * 64 * 1024
+        assert hashlib.sha256(out).hexdigest() in err.decode()
+        assert b"reconnected" in err  # it did move from the old agent to the new one
+        box.proc.wait(30)  # the old agent went once it had handed over
+        assert "handed the listening socket" in box.log()
+    finally:
+        new.stop()
