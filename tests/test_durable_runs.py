@@ -251,13 +251,18 @@ def test_replace_hands_over_under_a_full_speed_stream_with_no_byte_lost(tmp_path
     import hashlib
     box = start_agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
-    script = write_script(tmp_path, "flood.py", """
-import hashlib, sys
+    go = tmp_path / "go"
+    script = write_script(tmp_path, "flood.py", f"""
+import hashlib, pathlib, sys, time
 h = hashlib.sha256()
 for i in range(400):
-    block = (f"{i:08d}" * 8192).encode()  # 64 KiB a block, 25 MiB in all
+    block = (f"{{i:08d}}" * 8192).encode()  # 64 KiB a block, 25 MiB in all
     sys.stdout.buffer.write(block)
     h.update(block)
+    if i == 100:  # hold the stream mid-way until the new agent is up, so the switch is in it
+        sys.stdout.flush()
+        while not pathlib.Path({str(go)!r}).exists():
+            time.sleep(0.01)
 sys.stdout.flush()
 print(h.hexdigest(), file=sys.stderr)
 """)
@@ -267,6 +272,7 @@ print(h.hexdigest(), file=sys.stderr)
     assert proc.stdout is not None
     first = proc.stdout.read(1024 * 1024)  # streaming at full speed now
     new = start_agent(tmp_path / "state", "--replace", listen="127.0.0.1:0")
+    go.write_text("go")
     try:
         assert new.port == box.port  # the very same listening socket
         rest, err = proc.communicate(timeout=120)
