@@ -52,6 +52,9 @@ class RunSpec:
     detach: bool
     stop_on_disconnect: bool = False  # ssh's hang-up semantics, for CI (default: the run goes on)
     client_ref: str = ""  # the starting client's own tag, so it can find its run to reattach
+    # When the agent puts the run's nets in their safe state (box_agent/safe_state.py).
+    safe_state: str = protocol.SAFE_STATE_ON_FAILURE
+    pause_on_failure: bool = False  # --pause-on-failure (the script gets it as an env switch)
 
 
 @dataclass

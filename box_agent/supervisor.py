@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import AmbiguousRunId, LagerError, RunNotFound
 
+from . import safe_state
 from .breakpoints import BreakpointLink
 from .monitor_link import RUN_FILE, STATUS_FILE, WINDOW, MonitorLink, read_json, write_json
 from .output_log import OutputLog, Viewer
@@ -35,6 +36,7 @@ class Supervisor:
         self.runs_dir = runs_dir
         self.base_env = base_env
         self.runs: dict[str, Run] = {}
+        self.safe_notes: dict[str, str | None] = {}  # run id -> what the safe state did
         self.identities: RunIdentities | None = None
         self.closing = False
         if run_as:
@@ -140,8 +142,26 @@ class Supervisor:
             status = await self._follow_monitor(run)
         except Exception:
             log.exception("run %s: lost track of its monitor", run.id)
-        if not self.closing:  # an agent going away leaves its runs to the next one
-            self._finish(run, status)
+        await self._end(run, status)
+
+    async def _end(self, run: Run, status: int | None) -> None:
+        """The script has exited and its monitor has swept its leftovers: the safe state,
+        then the run counts as ended (ISSUE-NOTES 3)."""
+        if self.closing:  # an agent going away leaves its runs to the next one
+            return
+        if status is None:
+            status = self._recorded_status(run)
+        stopped = run.stop_reason is not None or run.timed_out
+        try:
+            outcome = await asyncio.to_thread(safe_state.settle, run.id, run.spec.safe_state,
+                                              status, stopped)
+        except Exception as exc:  # the run must still end; the log says why
+            log.exception("run %s: applying the safe state failed", run.id)
+            outcome = safe_state.SafeOutcome("failed", failed=[f"not applied: {exc}"])
+        if self.closing:
+            return  # the next agent finds no safe.json and applies it again: idempotent
+        self._keep_safe_outcome(run, outcome)
+        self._finish(run, status)
 
     async def _follow_monitor(self, run: Run) -> int | None:
         assert run.monitor is not None and run.link is not None
@@ -162,10 +182,26 @@ class Supervisor:
                 await run.log.feed_to(int(msg["end"]))
                 return int(msg["status"])
 
+    def _recorded_status(self, run: Run) -> int | None:
+        """The monitor went without a word: it may have written its status."""
+        recorded = read_json(self.monitor_dir(run.id) / STATUS_FILE)
+        return int(recorded["status"]) if recorded else None
+
+    def _keep_safe_outcome(self, run: Run, outcome: safe_state.SafeOutcome) -> None:
+        safe_state.record(self.monitor_dir(run.id), outcome)
+        self.safe_notes[run.id] = outcome.summary()
+
+    def safe_state_note(self, run_id: str) -> str | None:
+        """What the safe state did at the run's end (`safe state: supply2 off`), if anything;
+        for a run an earlier agent ended, from the run's record."""
+        if run_id not in self.safe_notes:
+            outcome = safe_state.recorded(self.monitor_dir(run_id))
+            self.safe_notes[run_id] = outcome.summary() if outcome else None
+        return self.safe_notes[run_id]
+
     def _finish(self, run: Run, status: int | None) -> None:
-        if status is None:  # the monitor went without a word: it may have written its status
-            recorded = read_json(self.monitor_dir(run.id) / STATUS_FILE)
-            status = int(recorded["status"]) if recorded else None
+        if status is None:
+            status = self._recorded_status(run)
         if run.monitor is not None:
             run.monitor.close()
             run.monitor = None
@@ -176,10 +212,12 @@ class Supervisor:
             protocol.EXIT_TIMED_OUT if run.timed_out else status)
         self._release(run)
         run.done.set()
-        log.info("run %s %s%s", run.id,
+        note = self.safe_state_note(run.id)
+        log.info("run %s %s%s%s", run.id,
                  "lost its monitor; its exit code is unknown" if run.lost
                  else f"exited with {run.exit_status}",
-                 f" (stopped: {run.stop_reason})" if run.stop_reason else "")
+                 f" (stopped: {run.stop_reason})" if run.stop_reason else "",
+                 f"; {note}" if note else "")
 
     def _release(self, run: Run) -> None:
         if self.identities is not None and run.identity is not None:
@@ -215,7 +253,14 @@ class Supervisor:
                 status = read_json(monitor_dir / STATUS_FILE)
                 run.log.end = int(status["end"]) if status else run.log.reader.first_offset()
                 self.runs[run.id] = run
-                self._finish(run, int(status["status"]) if status else None)
+                code = int(status["status"]) if status else None
+                if safe_state.recorded(monitor_dir) is None:
+                    # It ended while no agent ran (or one died before it was done): the safe
+                    # state is due now, before any new run can claim its nets. No stop was
+                    # asked of it (a stop needs an agent), so its status alone decides.
+                    self._keep_safe_outcome(run, safe_state.settle(
+                        run.id, run.spec.safe_state, code, stopped=False))
+                self._finish(run, code)
             found += 1
         return found
 
@@ -224,7 +269,7 @@ class Supervisor:
         hello = await run.monitor.receive()
         if hello is None or hello.get("op") != "hello":
             self.runs[run.id] = run
-            self._finish(run, None)
+            await self._end(run, None)
             return
         self._track(run, hello)
         log.info("run %s adopted: %s", run.id, run.state)
@@ -241,6 +286,7 @@ class Supervisor:
                 self._remove(run.id)
 
     def _remove(self, run_id: str) -> None:
+        self.safe_notes.pop(run_id, None)
         shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
         shutil.rmtree(self.monitor_dir(run_id), ignore_errors=True)
 

@@ -28,13 +28,18 @@ class RunRequest:
     # a box without it ignores the key and keeps today's behaviour.
     stop_on_disconnect: bool = False
     client_ref: str = field(default_factory=new_client_ref)  # finds the run after a lost link
+    # Issue 15: pause where an unhandled exception was raised; when the box puts the run's
+    # nets in their safe state (after a bad end only, or "always").
+    pause_on_failure: bool = False
+    safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     downloads: list[str] = field(default_factory=list)  # fetched once the run has ended
 
     def header(self, box_name: str) -> bytes:
         head = {"script": self.upload.display_name, "main": self.upload.main,
                 "args": self.args, "env": self.env, "timeout": self.timeout,
                 "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
-                "stop_on_disconnect": self.stop_on_disconnect, "client_ref": self.client_ref}
+                "stop_on_disconnect": self.stop_on_disconnect, "client_ref": self.client_ref,
+                "pause_on_failure": self.pause_on_failure, "safe_state": self.safe_state}
         return (json.dumps(head) + "\n").encode()
 
 

@@ -7,14 +7,28 @@ script first touches Net or NetType.
 """
 from __future__ import annotations
 
+import os as _os
 from typing import Any
 
-__all__ = ["InvalidNetError", "LagerError", "Net", "NetType", "SetupFunctionRequiredError",
-           "breakpoint_hook", "pause"]
+from . import protocol as _protocol
+
+__all__ = ["InvalidNetError", "LagerError", "Net", "NetType", "PauseTimeout",
+           "SetupFunctionRequiredError", "breakpoint_hook", "pause", "pause_on_failure"]
 
 _LAZY = {"pause": "breakpoints.pause", "breakpoint_hook": "breakpoints.pause",
+         "pause_on_failure": "breakpoints.failure",
          "Net": "bench.net", "NetType": "bench.net", "LagerError": "errors",
-         "InvalidNetError": "errors", "SetupFunctionRequiredError": "errors"}
+         "InvalidNetError": "errors", "SetupFunctionRequiredError": "errors",
+         "PauseTimeout": "errors"}
+
+# `lager python --pause-on-failure` (or LAGER_PAUSE_ON_FAILURE=1): a script under lager
+# pauses where an unhandled exception is raised from its first `import lager` on. Checked
+# here, cheaply, so the CLI (which imports lager too, and never runs under a run id) pays
+# nothing.
+if _os.environ.get(_protocol.ENV_PAUSE_ON_FAILURE) and _os.environ.get(_protocol.ENV_RUN_ID):
+    from .breakpoints.failure import enable_from_env as _enable
+
+    _enable()
 
 
 def __getattr__(name: str) -> Any:

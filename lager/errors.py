@@ -80,3 +80,8 @@ class InstrumentFault(NetError):
 
 class BenchConfigError(NetError):
     pass
+
+
+class PauseTimeout(LagerError):
+    """pause(on_timeout="fail") timed out: nobody resumed it in time. The one exception pause()
+    raises, and only when asked to (`from lager import PauseTimeout`)."""

@@ -29,11 +29,27 @@ ENV_SCRIPT_NAME = "LAGER_SCRIPT_NAME"
 ENV_BOX_NAME = "LAGER_BOX"
 ENV_BENCH_CONFIG = "LAGER_BENCH_CONFIG"
 ENV_CLAIMS_DIR = "LAGER_CLAIMS_DIR"
+# A copy of the script's own stderr (an inherited fd): banners written there reach the run's
+# stderr even while pytest's capture has taken fd 2 over.
+ENV_STDERR_FD = "LAGER_STDERR_FD"
 # Env the user sets (documented in the spec).
 ENV_BREAKPOINT_TIMEOUT = "LAGER_BREAKPOINT_TIMEOUT"
 ENV_BREAKPOINTS = "LAGER_BREAKPOINTS"
 ENV_BREAKPOINT_ID = "LAGER_BREAKPOINT"
 BREAKPOINTS_OFF_VALUES = frozenset({"off", "0", "false", "no"})
+# Pause where an unhandled exception was raised (`lager python --pause-on-failure` sets it).
+ENV_PAUSE_ON_FAILURE = "LAGER_PAUSE_ON_FAILURE"
+# With it, a script's pytest.main() loads this plugin (through PYTEST_PLUGINS): a failing test
+# pauses at its assertion.
+PYTEST_PLUGINS_ENV = "PYTEST_PLUGINS"
+PYTEST_PLUGIN = "lager.breakpoints.pytest_plugin"
+# What an auto-resume does: pause(on_timeout=...).
+ON_TIMEOUT_CHOICES = ("resume", "safe", "fail")
+# When the agent puts a run's nets in their safe state: after any end but a clean exit, or
+# after every end (`lager python --safe-state always`).
+SAFE_STATE_ON_FAILURE = "on-failure"
+SAFE_STATE_ALWAYS = "always"
+SAFE_STATE_CHOICES = (SAFE_STATE_ON_FAILURE, SAFE_STATE_ALWAYS)
 DEFAULT_BREAKPOINT_TIMEOUT = 300.0
 
 # The box caps a run's total runtime (`lager python --timeout`).
@@ -88,3 +104,14 @@ def decode_msg(data: bytes) -> dict[str, Any]:
 
 def breakpoints_disabled(value: str | None) -> bool:
     return value is not None and value.strip().lower() in BREAKPOINTS_OFF_VALUES
+
+
+def switched_on(value: str | None) -> bool:
+    """An env switch such as LAGER_PAUSE_ON_FAILURE: set, and not one of the off values."""
+    return value is not None and value.strip() != "" and not breakpoints_disabled(value)
+
+
+def with_pytest_plugin(value: str | None) -> str:
+    """A PYTEST_PLUGINS value that also loads lager's plugin."""
+    plugins = [p.strip() for p in (value or "").split(",") if p.strip()]
+    return ",".join(plugins if PYTEST_PLUGIN in plugins else [*plugins, PYTEST_PLUGIN])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import array
+import fcntl
 import json
 import os
 import select
@@ -19,8 +20,15 @@ from .process import IGNORED, PR_SET_CHILD_SUBREAPER, ScriptProcess, prctl
 # Bytes the monitor may log ahead of the slowest attached viewer before it stops reading the
 # script's pipes: a slow client slows the script, as a pipe would, instead of losing output.
 WINDOW = 4 * 1024 * 1024
-_CHUNK = 256 * 1024
+# The script's pipes hold this much (the kernel's default is 64 KiB, the most an unprivileged
+# process may ask is usually 1 MiB), and a read takes all of it: each handoff between the script
+# and us costs a wakeup, and on a busy box wakeups, not bytes, set the pace.
+PIPE_BYTES = 1 << 20
+_CHUNK = PIPE_BYTES
 STATUS_FILE = "status.json"
+# After the run's end, how long the monitor waits for the agent to take its last messages (the
+# agent may first be feeding a slow client the last window of output).
+LINGER = 120.0
 SOCKET_NAME = "sock"
 
 
@@ -60,17 +68,23 @@ class Monitor:
         self.link, script_link = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        for fd in (out_r, err_r):
+            _grow_pipe(fd)
+        # A second fd on the script's stderr: pytest's capture takes fd 2 over, and a banner
+        # written there would wait in its capture file, unseen, while the script pauses.
+        err_copy = os.dup(err_w)
         env = dict(os.environ)
         env[protocol.ENV_AGENT_PID] = str(os.getpid())  # the script's parent is us
         env[protocol.ENV_AGENT_FD] = str(script_link.fileno())
+        env[protocol.ENV_STDERR_FD] = str(err_copy)
         try:
-            self.script = ScriptProcess(self.argv, env, [script_link.fileno()], out_w, err_w,
-                                        self.identity, self.workdir)
+            self.script = ScriptProcess(self.argv, env, [script_link.fileno(), err_copy],
+                                        out_w, err_w, self.identity, self.workdir)
         except OSError as exc:
             self._tell({"op": "failed", "error": f"cannot start the script: {exc}"})
             raise SystemExit(127) from None
         finally:
-            for fd in (out_w, err_w):
+            for fd in (out_w, err_w, err_copy):
                 os.close(fd)
             script_link.close()
         self.pipes = {out_r: STDOUT, err_r: STDERR}
@@ -95,7 +109,40 @@ class Monitor:
                           json.dumps({"status": status, "ended_at": time.time(),
                                       "end": self.log.end}))
         self._tell({"op": "exit", "status": status, "end": self.log.end})
+        self._linger()
         return status
+
+    def _linger(self) -> None:
+        """Stay until the agent has read our last messages and closed its end.
+
+        Closing a unix socket that still holds unread messages resets the peer's: the agent's
+        next read fails with ECONNRESET and loses our final `output` and `exit`, which are
+        still queued for it (a `window` it sent for our last `output` arrives after we stop
+        reading). Seen as a run whose client got the exit code but not the output's tail.
+        So: no more agents (a new one finds status.json), say we are done, and read, dropping
+        it, whatever the agent still sends until it closes, goes away, or LINGER passes.
+        """
+        self.listener.close()
+        agent = self.agent
+        if agent is None:
+            return
+        try:
+            agent.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        until = time.monotonic() + LINGER
+        while (left := until - time.monotonic()) > 0:
+            try:
+                readable, _, _ = select.select([agent], [], [], left)
+                if not readable:
+                    return
+                data, ancdata, _, _ = agent.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+            except OSError:
+                return
+            for fd in _fds(ancdata):
+                os.close(fd)
+            if not data:
+                return
 
     def _poll_once(self) -> None:
         assert self.script is not None
@@ -241,6 +288,13 @@ def _fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
             usable = len(payload) - len(payload) % 4
             fds.extend(array.array("i", payload[:usable]))
     return fds
+
+
+def _grow_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        pass  # over this user's pipe quota: the default size works, only slower
 
 
 def _write_atomically(path: Path, text: str) -> None:

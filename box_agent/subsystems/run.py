@@ -31,6 +31,11 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIGNALS_FROM_CLIENT = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}
 
 
+# What lager's client takes per packet (client/ssh.py MAX_PACKET); other clients take less and
+# asyncssh splits further, which costs only on their (slower) channels.
+WRITE_PIECE = 256 * 1024
+
+
 class ChannelViewer:
     """Writes a run's output to one SSH channel, waiting for it to drain (backpressure)."""
 
@@ -46,7 +51,12 @@ class ChannelViewer:
         if self.process.is_closing():
             raise ConnectionError("channel closed")
         target = self.process.stdout if stream == STDOUT else self.process.stderr
-        target.write(data)
+        # In pieces of at most one packet: asyncssh copies what it is given and sends a longer
+        # buffer by slicing a packet off its front and shifting the rest down, which for the
+        # monitor's 1 MiB records cost more than encrypting them.
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_PIECE):
+            target.write(view[start:start + WRITE_PIECE])  # type: ignore[arg-type]
         await target.drain()
 
 
@@ -160,10 +170,21 @@ def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[
     display = _no_nul(display or main, "the script name")
     if isinstance(box, str) and box:
         env = {protocol.ENV_BOX_NAME: _no_nul(box, "the box name"), **env}
+    safe = head.get("safe_state", protocol.SAFE_STATE_ON_FAILURE)
+    if safe not in protocol.SAFE_STATE_CHOICES:
+        raise LagerError(f"--safe-state must be one of {', '.join(protocol.SAFE_STATE_CHOICES)}")
+    pause_on_failure = head.get("pause_on_failure") is True
+    if pause_on_failure:  # the flag wins over an --env of the same switch
+        env = {**env, protocol.ENV_PAUSE_ON_FAILURE: "1"}
+    if protocol.switched_on(env.get(protocol.ENV_PAUSE_ON_FAILURE)):
+        # A script that runs pytest.main() before it imports lager still gets the plugin.
+        env[protocol.PYTEST_PLUGINS_ENV] = protocol.with_pytest_plugin(
+            env.get(protocol.PYTEST_PLUGINS_ENV))
     spec = RunSpec(display_name=display, main=main, args=args, env=env,
                    timeout=float(timeout), detach=bool(head.get("detach")),
                    stop_on_disconnect=head.get("stop_on_disconnect") is True,
-                   client_ref=_client_ref(head.get("client_ref")))
+                   client_ref=_client_ref(head.get("client_ref")), safe_state=safe,
+                   pause_on_failure=pause_on_failure)
     return spec, files, warnings
 
 
@@ -235,13 +256,16 @@ async def _finish(ctx: Context, run: Run) -> None:
     # first, so a client that ends on the status has every byte before it.
     ctx.process.channel.set_write_buffer_limits(high=0, low=0)
     try:
+        if run.timed_out:
+            ctx.notice(f"run {protocol.short_id(run.id)} timed out after {run.spec.timeout:g}s "
+                       "(--timeout); it was stopped")
+        safe = ctx.supervisor.safe_state_note(run.id)
+        if safe:  # after the script's own output: the box acted once the script was gone
+            ctx.notice(safe)
         await ctx.process.stdout.drain()
         await ctx.process.stderr.drain()
     except (OSError, asyncssh.Error):
         return  # the client is gone; it will reattach for the rest
-    if run.timed_out:
-        ctx.notice(f"run {protocol.short_id(run.id)} timed out after {run.spec.timeout:g}s "
-                   "(--timeout); it was stopped")
     ctx.process.exit(run.exit_status if run.exit_status is not None else 1)
 
 

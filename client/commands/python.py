@@ -126,6 +126,12 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
               help="once the run ends, fetch PATH (a file or dir in its working dir)")
 @click.option("--add-file", "add_files", multiple=True, metavar="FILE",
               help="upload an extra file beside the script")
+@click.option("--pause-on-failure", is_flag=True,
+              help="pause where an unhandled exception was raised, before any cleanup runs")
+@click.option("--safe-state", "safe_state", type=click.Choice(protocol.SAFE_STATE_CHOICES),
+              default=protocol.SAFE_STATE_ON_FAILURE, show_default=True,
+              help="when the box puts the run's nets in their safe state: after any end but a "
+                   "clean exit, or always")
 @click.option("-p", "--port", "ports", multiple=True, metavar="PORT",
               help="port forwarding (the real lager's); this box offers none: refused")
 @click.option("--continue", "continue_id", metavar="ID", help="resume a paused run")
@@ -143,10 +149,11 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
 @click.pass_context
 def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: tuple[str, ...],
            passenv: tuple[str, ...], timeout: str, detach: bool, stop_on_disconnect: bool,
-           downloads: tuple[str, ...], add_files: tuple[str, ...], ports: tuple[str, ...],
-           continue_id: str | None, console_id: str | None, reattach_id: str | None,
-           kill_id: str | None, kill_all_runs: bool, any_owner: bool, yes: bool,
-           signal_name: str | None, list_runs: bool, as_json: bool) -> None:
+           downloads: tuple[str, ...], add_files: tuple[str, ...], pause_on_failure: bool,
+           safe_state: str, ports: tuple[str, ...], continue_id: str | None,
+           console_id: str | None, reattach_id: str | None, kill_id: str | None,
+           kill_all_runs: bool, any_owner: bool, yes: bool, signal_name: str | None,
+           list_runs: bool, as_json: bool) -> None:
     """Run SCRIPT (a file, or a directory with main.py) on the box, streaming its output.
 
     Options before SCRIPT and after it are lager's; `--` ends them, and everything after it
@@ -196,6 +203,7 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
                              env=environment, timeout=_parse_timeout(timeout), detach=detach,
                              stop_on_disconnect=_stop_on_disconnect(ctx, stop_on_disconnect,
                                                                     detach),
+                             pause_on_failure=pause_on_failure, safe_state=safe_state,
                              downloads=list(downloads))
         raise SystemExit(run_script(obj, request))
     else:

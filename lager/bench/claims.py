@@ -2,6 +2,11 @@
 
 The kernel drops a flock when its process dies, so a killed script leaves no stale claim.
 The file's text names the holder (run id, script, pid, pause label) for the busy message.
+
+A run also keeps a ledger of every net it has claimed (`run-ID.nets`, one JSON line per net
+and process), which outlives the run: when the run ends badly, the agent reads it to put those
+nets in their safe state, even the ones the script had closed again (closing a net does not
+turn its output off).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from ..errors import DeviceBusy
 
 _lock = threading.Lock()
 _held: dict[str, Claim] = {}
+_ever: dict[str, str] = {}  # every net this process has claimed -> its resource
+_LEDGER_PREFIX, _LEDGER_SUFFIX = "run-", ".nets"
 
 
 def claims_dir() -> Path:
@@ -94,7 +101,67 @@ def acquire(resource: str, net: str, what: str) -> Claim:
             _held[resource] = claim
         claim.nets[net] += 1
         claim.record()
+        if net not in _ever:
+            _ever[net] = resource
+            _to_ledger(net, resource)
         return claim
+
+
+def _run_id() -> str | None:
+    """This run's id, when it is one the agent minted (an id from --env is not a path)."""
+    run_id = os.environ.get(protocol.ENV_RUN_ID) or ""
+    return run_id if run_id and all(c in "0123456789abcdef" for c in run_id) else None
+
+
+def ledger_path(run_id: str) -> Path:
+    return claims_dir() / f"{_LEDGER_PREFIX}{run_id}{_LEDGER_SUFFIX}"
+
+
+def _to_ledger(net: str, resource: str) -> None:
+    run_id = _run_id()
+    if run_id is None:
+        return  # not a run (the agent's own commands, a script outside `lager python`)
+    line = json.dumps({"net": net, "resource": resource, "pid": os.getpid()}) + "\n"
+    try:
+        fd = os.open(ledger_path(run_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o640)
+        try:
+            os.write(fd, line.encode())  # O_APPEND: lines of concurrent processes stay whole
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        # The claim stands; only the safe state after a crash would miss this net. Say so.
+        import sys
+
+        sys.stderr.write(f"lager: cannot record the claim of {net} for the safe state: "
+                         f"{exc.strerror or exc}\n")
+
+
+def read_ledger(run_id: str) -> dict[str, str]:
+    """The nets a run has claimed (net -> resource), from its ledger; {} when there is none."""
+    try:
+        text = ledger_path(run_id).read_text(errors="replace")
+    except OSError:
+        return {}
+    nets: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from a process killed mid-write
+        if isinstance(entry, dict) and isinstance(entry.get("net"), str):
+            nets.setdefault(entry["net"], str(entry.get("resource", "")))
+    return nets
+
+
+def drop_ledger(run_id: str) -> None:
+    ledger_path(run_id).unlink(missing_ok=True)
+
+
+def claimed_ever() -> dict[str, str]:
+    """Every net this process has claimed (net -> resource), open or closed since."""
+    with _lock:
+        return dict(_ever)
 
 
 def _share(fd: int) -> None:

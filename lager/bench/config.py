@@ -4,19 +4,24 @@
 instruments:
   dp821: {driver: rigol_dp821, resource: "TCPIP0::10.0.0.7::5555::SOCKET"}
 nets:
-  supply2: {kind: PowerSupply, instrument: dp821, channel: 1}
+  supply2: {kind: PowerSupply, instrument: dp821, channel: 1, safe: off}
 ```
-A script run by `lager python` finds it through LAGER_BENCH_CONFIG, which the agent sets.
+`safe:` is the net's safe state (lager/bench/kinds/safe.py): what the agent puts it in when a
+run that claimed it ends badly. A script run by `lager python` finds the bench through
+LAGER_BENCH_CONFIG, which the agent sets.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from ..errors import BenchConfigError, LagerError
+
+if TYPE_CHECKING:  # the kinds import the Net classes, which import this module
+    from .kinds.safe import SafeState
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class NetSpec:
     kind: str
     instrument: InstrumentSpec
     channel: int | None = None
+    safe: SafeState | None = None  # None: the bench file declares none; (): `safe: none`
 
 
 def _kind(value: Any) -> str | None:
@@ -60,6 +66,7 @@ def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
                                            str(entry["resource"]),
                                            int(entry.get("timeout_ms", 2000)))
     from .kinds import KINDS
+    from .kinds.safe import parse_safe
 
     nets: dict[str, NetSpec] = {}
     for name, entry in data["nets"].items():
@@ -71,14 +78,17 @@ def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
             raise BenchConfigError(f"{source}: net {name!r} names unknown instrument "
                                    f"{entry.get('instrument')!r}")
         instrument = instruments[entry["instrument"]]
-        served_by = next(k for k in KINDS if k.net_type == kind).drivers
+        kind_decl = next(k for k in KINDS if k.net_type == kind)
+        served_by = kind_decl.drivers
         if instrument.driver not in served_by:
             raise BenchConfigError(f"{source}: net {name!r}: driver {instrument.driver!r} "
                                    f"cannot serve a {kind} net (drivers that can: "
                                    f"{', '.join(sorted(served_by))})")
         channel = entry.get("channel")
+        safe = parse_safe(kind_decl, entry["safe"], f"{source}: net {name!r}") \
+            if "safe" in entry else None
         nets[str(name)] = NetSpec(str(name), kind, instrument,
-                                  int(channel) if channel is not None else None)
+                                  int(channel) if channel is not None else None, safe)
     return nets
 
 

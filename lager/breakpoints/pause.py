@@ -5,11 +5,17 @@ import itertools
 import os
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from .agent_link import AgentLink, agent_link
+from .terminal import say
+
+if TYPE_CHECKING:
+    from ..console.sessions import ConsoleSessions
 
 # Pauses from several threads are served one at a time: a second one waits its turn.
 _pause_lock = threading.Lock()
@@ -17,14 +23,11 @@ CONSOLE_THREAD = "lager-console"  # the name lager.console gives its exec thread
 _seq = itertools.count(1)
 _LAGER_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _STDLIB_DIR = os.path.dirname(os.__file__)  # cheaper than sysconfig at import time
+RESUME, SAFE, FAIL = protocol.ON_TIMEOUT_CHOICES
 
 
 def _say(line: str) -> None:
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    say(line)
 
 
 def resolve_timeout(timeout: float | None) -> float:
@@ -53,6 +56,15 @@ def resolve_timeout(timeout: float | None) -> float:
     return protocol.DEFAULT_BREAKPOINT_TIMEOUT
 
 
+def resolve_on_timeout(value: Any) -> str:
+    """resume, safe or fail; anything else is said and taken as the default (never raises)."""
+    if isinstance(value, str) and value.strip().lower() in protocol.ON_TIMEOUT_CHOICES:
+        return value.strip().lower()
+    _say(f"lager: pause on_timeout={value!r} is not one of "
+         f"{', '.join(protocol.ON_TIMEOUT_CHOICES)}; using {RESUME!r}")
+    return RESUME
+
+
 def _caller_frame() -> FrameType | None:
     """The user's frame: skip lager itself and stdlib wrappers (functools, contextlib)."""
     frame: FrameType | None = sys._getframe(1)
@@ -79,24 +91,54 @@ def _fmt_seconds(value: float) -> str:
 
 
 def banner(label: str | None, where: str, run_id: str, box: str, timeout: float,
-           interactive: bool) -> str:
+           interactive: bool, *, failure: str | None = None,
+           on_timeout: str = RESUME) -> str:
     ident = protocol.short_id(run_id)
-    title = f' "{label}"' if label else ""
+    title = f" (failure: {failure})" if failure is not None else \
+        (f' "{label}"' if label else "")
     lines = [f"=== lager breakpoint{title} at {where}  (id {ident})",
              f"    resume: press Enter here, or `lager python --continue {ident} --box {box}`"]
     if interactive:
         lines.append(f"    inspect: `lager python --console {ident} --box {box}`")
-    lines.append(f"    auto-resume in {_fmt_seconds(timeout)}" if timeout > 0
-                 else "    no auto-resume")
+    if timeout <= 0:
+        lines.append("    no auto-resume")
+    else:
+        then = {SAFE: ", after putting the run's nets in their safe state",
+                FAIL: ", then pause() raises lager.PauseTimeout"}.get(on_timeout, "")
+        lines.append(f"    auto-resume in {_fmt_seconds(timeout)}{then}")
     return "\n".join(lines)
 
 
+@dataclass
+class Stop:
+    """One pause as the agent and the banner see it."""
+
+    label: str | None
+    file: str
+    line: int
+    timeout: float
+    interactive: bool
+    on_timeout: str = RESUME
+    failure: str | None = None  # "ValueError: bad reading" for a pause on failure
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @property
+    def agent_label(self) -> str | None:
+        """What --list and busy messages show: the label, or the failure."""
+        return f"failure: {self.failure}" if self.failure is not None else self.label
+
+
 def pause(label: str | None = None, *, timeout: float | None = None,
-          interactive: bool = False) -> None:
+          interactive: bool = False, on_timeout: str = RESUME) -> None:
     """Block here until resumed: Enter, `lager python --continue ID`, or the timeout.
 
     A safe no-op outside `lager python` or with LAGER_BREAKPOINTS=off. Never raises into the
-    script (KeyboardInterrupt and SystemExit still stop it, as a stop of the run should).
+    script, but for the one documented, opt-in case: on_timeout="fail" raises PauseTimeout when
+    the timeout resumes it. (KeyboardInterrupt and SystemExit still stop the script, as a stop
+    of the run should.) on_timeout="safe" puts the run's nets in their safe state first.
     """
     if protocol.breakpoints_disabled(os.environ.get(protocol.ENV_BREAKPOINTS)):
         return
@@ -111,55 +153,120 @@ def pause(label: str | None = None, *, timeout: float | None = None,
                 _say("not running under `lager python`; skipping breakpoint")
             return
         frame = _caller_frame()
+        text = None if label is None else str(label)
+        stop = Stop(text, display_file(frame.f_code.co_filename) if frame else "?",
+                    frame.f_lineno if frame else 0, resolve_timeout(timeout),
+                    bool(interactive), resolve_on_timeout(on_timeout))
+        consoles = _consoles_for(frame, text, stop.where) if stop.interactive else None
         with _pause_lock:
-            _pause(link, None if label is None else str(label), resolve_timeout(timeout),
-                   bool(interactive), frame)
+            how = hold(link, stop, consoles)
     except Exception as exc:  # noqa: BLE001 - pause() must never break the user's script
         _say(f"lager: breakpoint skipped: {type(exc).__name__}: {exc}")
+        return
+    if how == "timeout" and stop.on_timeout == FAIL:
+        from ..errors import PauseTimeout
+
+        shown = f'"{stop.label}" ' if stop.label else ""
+        raise PauseTimeout(f"pause {shown}at {stop.where} timed out after "
+                           f"{_fmt_seconds(stop.timeout)} with nobody resuming it "
+                           '(on_timeout="fail")')
 
 
-def _pause(link: AgentLink, label: str | None, timeout: float, interactive: bool,
-           frame: FrameType | None) -> None:
-    from ..console.sessions import ConsoleSessions  # only paid for by a real pause
+def _consoles_for(frame: FrameType | None, label: str | None,
+                  where: str) -> Callable[[], ConsoleSessions]:
+    def make() -> ConsoleSessions:
+        from ..console.sessions import ConsoleSessions  # only paid for by a real pause
 
-    where_file = display_file(frame.f_code.co_filename) if frame else "?"
-    line = frame.f_lineno if frame else 0
+        return ConsoleSessions(frame, label, where)
+
+    return make
+
+
+def hold(link: AgentLink, stop: Stop,
+         consoles: Callable[[], ConsoleSessions] | None) -> str:
+    """Register the pause, show its banner, serve its consoles and wait for its resume.
+
+    Returns how it ended: "enter", "continue", "timeout", or "lost" (the agent is gone).
+    The caller holds the pause lock.
+    """
     seq = next(_seq)
-    link.send({"op": "pause", "seq": seq, "label": label, "file": where_file, "line": line,
-               "timeout": timeout, "console": interactive})
+    # No trace function while paused: a console statement can leave CPython 3.11's eval
+    # breaker stuck until its sessions close (lager/console/unstick.py), and a traced call
+    # would spin on it. Pause on failure's own tracer is one; coverage or a debugger another.
+    tracer = sys.gettrace()
+    sys.settrace(None)
+    try:
+        return _hold(link, stop, consoles, seq)
+    finally:
+        sys.settrace(tracer)
+
+
+def _hold(link: AgentLink, stop: Stop, consoles: Callable[[], ConsoleSessions] | None,
+          seq: int) -> str:
+    link.send({"op": "pause", "seq": seq, "label": stop.agent_label, "file": stop.file,
+               "line": stop.line, "timeout": stop.timeout, "console": stop.interactive,
+               "on_timeout": stop.on_timeout,
+               "kind": "failure" if stop.failure is not None else "pause"})
     run_id = os.environ.get(protocol.ENV_RUN_ID, "????????")
     box = os.environ.get(protocol.ENV_BOX_NAME, "BOX")
-    _say(banner(label, f"{where_file}:{line}", run_id, box, timeout, interactive))
-    consoles = ConsoleSessions(frame, label, f"{where_file}:{line}") if interactive else None
+    _say(banner(stop.label, stop.where, run_id, box, stop.timeout, stop.interactive,
+                failure=stop.failure, on_timeout=stop.on_timeout))
+    sessions = consoles() if consoles is not None else None
     # Only a script that has opened nets has claims to annotate; others never import them.
     claims = sys.modules.get("lager.bench.claims")
     if claims is not None:
-        claims.mark_paused(True, label)
+        claims.mark_paused(True, stop.agent_label)
+    body: dict[str, Any] = {}
     try:
         while True:
             msg = link.receive()
             if msg is None:
                 _say("lager: lost the box agent; continuing")
-                return
+                return "lost"
             op, msg_seq = msg.body.get("op"), msg.body.get("seq")
-            if op == "console" and consoles is not None and msg_seq == seq and msg.fds:
-                consoles.open(msg.fds[0], bool(msg.body.get("pty")))
+            if op == "console" and sessions is not None and msg_seq == seq and msg.fds:
+                sessions.open(msg.fds[0], bool(msg.body.get("pty")))
                 for extra in msg.fds[1:]:
                     os.close(extra)
                 continue
             for fd in msg.fds:
                 os.close(fd)
             if op == "resume" and msg_seq == seq:
+                body = msg.body
                 break
     finally:
-        if consoles is not None:
-            consoles.close_all()
+        if sessions is not None:
+            sessions.close_all()
         if claims is not None:
             claims.mark_paused(False)
-    if msg.body.get("how") == "timeout":
-        _say(f"=== auto-resumed after {_fmt_seconds(float(msg.body.get('after', timeout)))}")
-    else:
+    how = str(body.get("how") or "continue")
+    if how != "timeout":
         _say("=== resumed")
+        return how
+    after = _fmt_seconds(float(body.get("after", stop.timeout)))
+    if stop.on_timeout == SAFE:
+        _say(f"=== auto-resumed after {after}; {_safe_state_here()}")
+    elif stop.on_timeout == FAIL:
+        _say(f"=== timed out after {after}; raising lager.PauseTimeout")
+    else:
+        _say(f"=== auto-resumed after {after}")
+    return how
+
+
+def _safe_state_here() -> str:
+    """on_timeout="safe": every net this script has claimed, to its safe state, in this
+    process (the script holds their claims, so the agent could not)."""
+    claims = sys.modules.get("lager.bench.claims")
+    nets = claims.claimed_ever() if claims is not None else {}
+    if not nets:
+        return "safe state: this script has claimed no nets"
+    from ..bench.kinds.safe import apply_nets
+
+    try:
+        done, failed = apply_nets(nets)
+    except Exception as exc:  # noqa: BLE001 - reported; the script resumes as it was told to
+        return f"safe state failed: {type(exc).__name__}: {exc}"
+    return "safe state: " + (", ".join(done + failed) or "nothing to do")
 
 
 def breakpoint_hook(*args: Any, **kwargs: Any) -> None:

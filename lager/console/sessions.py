@@ -14,6 +14,7 @@ import rlcompleter
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from queue import Queue
 from types import CodeType, FrameType
 from typing import Any
@@ -291,20 +292,30 @@ class ConsoleSession:
 
 
 class ConsoleSessions:
-    """All consoles of one pause; they end together when it resumes."""
+    """All consoles of one pause; they end together when it resumes.
 
-    def __init__(self, frame: FrameType | None, label: str | None, where: str) -> None:
+    `seed` adds names to each console's own namespace once its snapshot is taken (a pause on
+    failure adds `exc`, `frames()` and `frame(n)`, bound to that console's namespace).
+    """
+
+    def __init__(self, frame: FrameType | None, label: str | None, where: str,
+                 seed: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.frame = frame
         self.where = f'"{label}" {where}' if label else where
+        self.seed = seed
         self.sessions: list[ConsoleSession] = []
 
     def open(self, fd: int, pty: bool) -> None:
         sock = socket.socket(fileno=fd)
-        session = ConsoleSession(sock, pty, snapshot(self.frame), self.where)
+        namespace = snapshot(self.frame)
+        if self.seed is not None:
+            self.seed(namespace)
+        session = ConsoleSession(sock, pty, namespace, self.where)
         self.sessions.append(session)
         session.start()
 
     def close_all(self) -> None:
+        had_sessions = bool(self.sessions)
         for session in self.sessions:
             session.begin_close()  # all at once: each may wait out a grace
         for session in self.sessions:
@@ -315,3 +326,7 @@ class ConsoleSessions:
                 except (OSError, ValueError):
                     pass  # the run's stderr is gone; the console was told
         self.sessions.clear()
+        if had_sessions:
+            from .unstick import unstick_eval_breaker
+
+            unstick_eval_breaker()  # before the script runs on (see unstick.py)

@@ -26,7 +26,8 @@ _CONTINUE_ONLY_DEFAULTS = {"script": None, "args": (), "env": (), "timeout": "0"
                            "reattach_id": None, "kill_id": None, "signal_name": None,
                            "list_runs": False, "as_json": False, "passenv": (),
                            "stop_on_disconnect": False, "ports": (), "kill_all_runs": False,
-                           "any_owner": False, "yes": False, "downloads": ()}
+                           "any_owner": False, "yes": False, "pause_on_failure": False,
+                           "safe_state": "on-failure", "downloads": ()}
 
 
 def click_meaning(argv: list[str]) -> Any:

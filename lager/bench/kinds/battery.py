@@ -10,6 +10,7 @@ from typing import Any
 from ...errors import NetError
 from ..net import Net, in_range, say
 from ..protocols import Driver, State
+from .safe import ENABLED, SafeSetting, switch
 from .spec import NUMBER, WORD, Kind, Verb
 
 # The real lager's model names (docs: reference/python/battery, model()), to memory slots.
@@ -277,4 +278,5 @@ KIND = Kind(
     drivers={"keithley_2281s": "lager.bench.drivers.keithley_2281s:Keithley2281SBattery"},
     snapshot=lambda net: net.state().as_dict(),
     line=line,
+    safe=(SafeSetting(ENABLED, switch("enable", "disable")),),
 )

@@ -10,6 +10,7 @@ from typing import Any
 from ...errors import NetError
 from ..net import Net, in_range, say
 from ..protocols import Driver, State
+from .safe import ENABLED, SafeSetting, switch
 from .spec import NUMBER, WORD, Kind, Verb
 
 MODES = ("CC", "CV", "CR", "CP")
@@ -176,4 +177,5 @@ KIND = Kind(
     drivers={"rigol_dl3021": "lager.bench.drivers.rigol_dl3021:RigolDL3021Load"},
     snapshot=lambda net: net.state().as_dict(),
     line=line,
+    safe=(SafeSetting(ENABLED, switch("enable", "disable")),),  # the input stops sinking
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import UsageError
+from .safe import SafeSetting
 
 NUMBER = "number"
 WORD = "word"
@@ -109,6 +110,7 @@ class Kind:
     line: Shown  # one human line for an answer
     options: Mapping[str, str] = field(default_factory=dict)  # --name -> help
     aliases: tuple[str, ...] = ()  # other CLI spellings (the real lager's)
+    safe: tuple[SafeSetting, ...] = ()  # what a bench file's `safe:` may set (kinds/safe.py)
 
     def verb(self, name: str) -> Verb | None:
         return next((v for v in self.verbs if v.name == name), None)

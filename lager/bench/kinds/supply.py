@@ -9,6 +9,7 @@ from typing import Any
 from ...errors import NetError
 from ..net import Net, in_range, say
 from ..protocols import Driver, State
+from .safe import ENABLED, SafeSetting, switch
 from .spec import NUMBER, Kind, Verb
 
 
@@ -280,4 +281,7 @@ KIND = Kind(
              "keithley_2281s": "lager.bench.drivers.keithley_2281s:Keithley2281SSupply"},
     snapshot=lambda net: net.read_state().as_dict(),
     line=line,
+    safe=(SafeSetting(ENABLED, switch("enable", "disable")),
+          SafeSetting("voltage", lambda net, volts: net.set_voltage(volts), "V"),
+          SafeSetting("current", lambda net, amps: net.set_current(amps), "A")),
 )
