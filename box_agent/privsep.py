@@ -87,8 +87,11 @@ class RunIdentities:
         os.chmod(state_root, 0o711)
         os.chmod(runs_dir, 0o711)
         os.chown(claims_dir, 0, self.gid)
-        os.chmod(claims_dir, 0o2770)
+        # Sticky: a run may use every claim file but delete or replace none but its own.
+        os.chmod(claims_dir, 0o3770)
         for path in claims_dir.iterdir():
+            if path.name.startswith("run-"):
+                continue  # a run's own record of the nets it claimed stays its own
             os.chown(path, 0, self.gid)
             os.chmod(path, 0o660)
         for path in readable:

@@ -234,6 +234,8 @@ async def _control_loop(ctx: Context, run: Run) -> None:
             # Only an Enter that arrives while paused resumes; an early one is dropped.
             run.link.resume("enter", ctx.caller.describe())
         elif op == "signal" and isinstance(name, str) and name in _SIGNALS_FROM_CLIENT:
+            # A Ctrl-C is a stop even when the script catches it and exits 0 (safe state).
+            run.stop_reason = run.stop_reason or f"Ctrl-C by {ctx.caller.describe()}"
             run.signal_group(_SIGNALS_FROM_CLIENT[name])
         elif op == "stop":  # the box's own gentle stop, carried on without the client
             run.stop(f"stopped by {ctx.caller.describe()}")

@@ -110,6 +110,7 @@ class Runner:
         self._write = write
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
+        self._interrupted = False  # an async exception was raised into the running statement
         self._running: Job | None = None
         self.silenced = False  # abandoned or closing: what it prints goes nowhere
         self.interp = code.InteractiveInterpreter(namespace)
@@ -136,6 +137,7 @@ class Runner:
             if exc_type is ConsoleClosed:
                 self.silenced = True  # no traceback for a statement the resume stops
             raise_in(self.thread, exc_type)
+            self._interrupted = True
             return True
 
     def abandon(self) -> None:
@@ -178,7 +180,15 @@ class Runner:
         with self._lock:
             if self._running is job:
                 self._running = None
-                raise_in(self.thread, None)  # a Ctrl-C that just missed must not hit the next
+                if self._interrupted:
+                    # A Ctrl-C that just missed must not hit the next statement. Clearing it
+                    # leaves 3.11's eval-breaker flag set (see unstick.py), so only when one
+                    # was sent, and then unstick it.
+                    self._interrupted = False
+                    raise_in(self.thread, None)
+                    from .unstick import unstick_eval_breaker
+
+                    unstick_eval_breaker()
         if not job.done.is_set():
             job.done.set()
             job.events.put("done")
