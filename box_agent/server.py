@@ -21,12 +21,7 @@ from .subsystems import HANDLERS, SUBSYSTEMS, Context, fail
 
 log = logging.getLogger("lager-box.server")
 
-# 256 KiB packets and AES-GCM: the measured way to full channel throughput (DESIGN.md). A bit
-# under 256 KiB, because asyncssh checks what a client sends on a session against a fixed 256 KiB
-# limit that counts the packet's header and padding too: a client that filled a full 256 KiB
-# packet (asyncssh and OpenSSH clients do) had its whole connection dropped.
-MAX_PACKET = 256 * 1024 - 1024
-WINDOW = 8 * 1024 * 1024
+MAX_PACKET, WINDOW = protocol.MAX_PACKET, protocol.WINDOW  # one figure for both ends
 REKEY_BYTES = 1 << 30
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
               "aes128-ctr", "aes256-ctr")

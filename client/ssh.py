@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lager import protocol
 from lager.errors import AuthFailed, ConnectionFailed
 
 from . import known_hosts
@@ -35,8 +36,7 @@ if TYPE_CHECKING:
     from .identities import Offer
 
 # Throughput depends on packet size and cipher (DESIGN.md): 256 KiB packets, AES-GCM first.
-MAX_PACKET = 256 * 1024
-WINDOW = 8 * 1024 * 1024
+MAX_PACKET, WINDOW = protocol.MAX_PACKET, protocol.WINDOW  # one figure for both ends
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 # Boxes (and sshd) cut a connection off after six refused keys; offering more only gets it cut.
 MAX_AUTH_TRIES = 6

@@ -5,10 +5,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from lager import protocol
 from lager.errors import UsageError
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache"}
-MAX_UPLOAD = 512 * 1024 * 1024
+MAX_UPLOAD = protocol.MAX_UPLOAD
 
 
 @dataclass

@@ -18,6 +18,22 @@ SUB_KILL = "kill"
 SUB_NETS = "nets"
 SUB_DOWNLOAD = "download"
 
+# Channel tuning both ends share: 256 KiB packets and AES-GCM are the measured way to full
+# throughput (DESIGN.md). A bit under 256 KiB, because asyncssh checks what a peer sends against
+# a fixed 256 KiB limit that counts the packet's header and padding too: a full 256 KiB packet
+# had the whole connection dropped.
+MAX_PACKET = 256 * 1024 - 1024
+WINDOW = 8 * 1024 * 1024
+# The most a run request may upload (script and --add-file files together).
+MAX_UPLOAD = 512 * 1024 * 1024
+
+
+def valid_env_name(name: str) -> bool:
+    """An environment variable name (--env, --passenv): ASCII letters, digits, underscore."""
+    return bool(name) and (name[0] == "_" or "A" <= name[0].upper() <= "Z") and \
+        all(c == "_" or (c.isascii() and c.isalnum()) for c in name)
+
+
 # Env a client may set on a channel; asyncssh accepts any name, so the agent keeps only these.
 CHANNEL_ENV_WHITELIST = frozenset({"LAGER_BREAKPOINT", "LANG", "LC_ALL", "TERM"})
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import re
 import shutil
 import signal
 from pathlib import Path, PurePosixPath
@@ -26,8 +25,7 @@ from ..runs import Run, RunSpec
 from .common import Context, watch
 
 MAX_HEADER = 1024 * 1024
-MAX_UPLOAD = 512 * 1024 * 1024
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_UPLOAD = protocol.MAX_UPLOAD
 _SIGNALS_FROM_CLIENT = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}
 
 
@@ -152,7 +150,7 @@ def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[
     if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values())):
         raise LagerError("malformed run request: env values must be strings")
     for name, value in env.items():
-        if not _ENV_NAME.fullmatch(name):
+        if not protocol.valid_env_name(name):
             raise LagerError(f"invalid --env name {name[:100]!r}")
         _no_nul(value, f"--env {name}")
     timeout = head.get("timeout", 0)

@@ -71,8 +71,7 @@ def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _check_name(name: str, where: str) -> None:
-    if not name or not (name[0].isalpha() or name[0] == "_") or \
-            not all(c.isalnum() or c == "_" for c in name):
+    if not protocol.valid_env_name(name):
         raise UsageError(f"{where}: {name!r} is not a valid variable name")
 
 
