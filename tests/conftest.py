@@ -2,6 +2,8 @@
 command as a subprocess, the real simulated bench, OpenSSH and paramiko as clients."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -235,17 +237,19 @@ def pids_with_cmdline(*needles: str) -> list[int]:
 
 
 def descendants_of(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for pid in children.get(todo.pop(), []):
-            found.append(pid)
-            todo.append(pid)
-    return found
+    from box_agent.monitor.process import descendants
+
+    return descendants(root)
+
+
+@contextlib.contextmanager
+def simulator() -> Iterator[dict[str, int]]:
+    """The simulated bench on its own (no agent): {device: port}; it ends when stdin closes."""
+    sim = subprocess.Popen([sys.executable, "-m", "box_agent.simbench"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    assert sim.stdout is not None and sim.stdin is not None
+    try:
+        yield json.loads(sim.stdout.readline())
+    finally:
+        sim.stdin.close()
+        assert sim.wait(10) == 0

@@ -2,28 +2,20 @@
 the simulated bench, and their check_errors() ends (it reads SYST:ERR? down to "no error")."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import simulator
 from pymeasure.instruments.agilent import Agilent34410A
 from pymeasure.instruments.keithley import Keithley2281S, KeithleyDAQ6510
 
 
 @pytest.fixture(scope="module")
 def ports() -> Iterator[dict[str, int]]:
-    sim = subprocess.Popen([sys.executable, "-m", "box_agent.simbench"], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
-    assert sim.stdout is not None and sim.stdin is not None
-    try:
-        yield json.loads(sim.stdout.readline())
-    finally:
-        sim.stdin.close()
-        assert sim.wait(10) == 0
+    with simulator() as found:
+        yield found
 
 
 def socket_resource(ports: dict[str, int], device: str) -> dict[str, Any]:

@@ -5,18 +5,15 @@ instruments it uses (*RST;*CLS), so the tests do not depend on each other's orde
 """
 from __future__ import annotations
 
-import json
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pyvisa
-from conftest import Client, make_client, start_agent, wait_for, write_script
+from conftest import Client, make_client, simulator, start_agent, wait_for, write_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,14 +22,8 @@ Open = Callable[..., Any]
 
 @pytest.fixture(scope="module")
 def ports() -> Iterator[dict[str, int]]:
-    sim = subprocess.Popen([sys.executable, "-m", "box_agent.simbench"], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
-    assert sim.stdout is not None and sim.stdin is not None
-    try:
-        yield json.loads(sim.stdout.readline())
-    finally:
-        sim.stdin.close()  # the simulator ends when its stdin closes
-        assert sim.wait(10) == 0
+    with simulator() as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

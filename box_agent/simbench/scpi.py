@@ -40,35 +40,9 @@ class ScpiError(Exception):
 
 # ---------------------------------------------------------------- program messages
 
-def split_units(message: str) -> list[str]:
-    """Split a program message on ';' outside quotes and channel-list parentheses."""
-    if '"' not in message and "'" not in message and "(" not in message:
-        return message.split(";")
-    units, start, depth, quote = [], 0, 0, ""
-    for i, ch in enumerate(message):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth = max(0, depth - 1)
-        elif ch == ";" and depth == 0:
-            units.append(message[start:i])
-            start = i + 1
-    units.append(message[start:])
-    return units
-
-
-def split_params(text: str) -> list[str]:
-    """Split a parameter list on ',' outside quotes and parentheses."""
-    if not text:
-        return []
-    if '"' not in text and "'" not in text and "(" not in text:
-        return [p.strip() for p in text.split(",")]
-    params, start, depth, quote = [], 0, 0, ""
+def _split_outside(text: str, sep: str) -> tuple[list[str], str, int]:
+    """Split on sep outside quotes and parentheses; also the open quote and depth at the end."""
+    parts, start, depth, quote = [], 0, 0, ""
     for i, ch in enumerate(text):
         if quote:
             if ch == quote:
@@ -79,15 +53,32 @@ def split_params(text: str) -> list[str]:
             depth += 1
         elif ch == ")":
             depth -= 1
-        elif ch == "," and depth == 0:
-            params.append(text[start:i].strip())
+        elif ch == sep and depth <= 0:
+            parts.append(text[start:i])
             start = i + 1
+    parts.append(text[start:])
+    return parts, quote, depth
+
+
+def split_units(message: str) -> list[str]:
+    """Split a program message on ';' outside quotes and channel-list parentheses."""
+    if '"' not in message and "'" not in message and "(" not in message:
+        return message.split(";")
+    return _split_outside(message, ";")[0]
+
+
+def split_params(text: str) -> list[str]:
+    """Split a parameter list on ',' outside quotes and parentheses."""
+    if not text:
+        return []
+    if '"' not in text and "'" not in text and "(" not in text:
+        return [p.strip() for p in text.split(",")]
+    params, quote, depth = _split_outside(text, ",")
     if quote:
         raise ScpiError(-151)
     if depth:
         raise ScpiError(-102, "unbalanced parentheses")
-    params.append(text[start:].strip())
-    return params
+    return [p.strip() for p in params]
 
 
 _HEADER = re.compile(r":?[A-Za-z][A-Za-z0-9_]*(?::[A-Za-z][A-Za-z0-9_]*)*\??")
