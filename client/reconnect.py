@@ -38,15 +38,17 @@ class Reattacher:
             self.conn = None
         try:
             conn = self.obj.connect()
-        except LagerError as exc:
-            raise ConnectionFailed(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the box is a retry
+            raise ConnectionFailed(str(exc) or type(exc).__name__) from None
         try:
             run_id = self.run_id or self._find(conn)
             chan = conn.open(protocol.SUB_ATTACH)
             chan.sendall(f"{run_id} {stdout_bytes} {stderr_bytes}\n".encode())
-        except (OSError, LagerError) as exc:
+        except Exception as exc:  # a box that is still going away: a retry
             conn.close()
-            raise ConnectionFailed(str(exc)) from None
+            if isinstance(exc, ConnectionFailed):
+                raise
+            raise ConnectionFailed(str(exc) or type(exc).__name__) from None
         self.conn = conn
         return chan
 

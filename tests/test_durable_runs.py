@@ -266,11 +266,15 @@ for i in range(400):
 sys.stdout.flush()
 print(h.hexdigest(), file=sys.stderr)
 """)
+    # Unbuffered: communicate() below reads the fd itself, and bytes a buffered reader had
+    # already taken past our first read would be missing from the comparison.
     proc = subprocess.Popen([LAGER, "python", str(script), "--box", laptop.box], env=laptop.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, bufsize=0)
     assert proc.stdout is not None
-    first = proc.stdout.read(1024 * 1024)  # streaming at full speed now
+    first = b""
+    while len(first) < 1024 * 1024:  # streaming at full speed now
+        first += proc.stdout.read(1024 * 1024 - len(first))
     new = start_agent(tmp_path / "state", "--replace", listen="127.0.0.1:0")
     go.write_text("go")
     try:
