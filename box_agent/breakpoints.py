@@ -39,7 +39,7 @@ class Pause:
         return max(0.0, self.timeout - (time.monotonic() - self.started))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "file": self.file, "line": self.line,
+        return {"seq": self.seq, "label": self.label, "file": self.file, "line": self.line,
                 "timeout": self.timeout, "remaining": self.remaining(),
                 "console": self.console, "paused_at": self.started_at}
 
@@ -53,6 +53,7 @@ class BreakpointLink:
         self._send_raw = send
         self.pause: Pause | None = None
         self.last_resume: dict[str, Any] | None = None
+        self.resumed_seq = 0  # the highest pause number resumed so far
         self._closed = False
 
     def handle(self, msg: dict[str, Any], paused_at: float) -> None:
@@ -97,7 +98,9 @@ class BreakpointLink:
         self.pause = None
         if pause.timer:
             pause.timer.cancel()
-        self.last_resume = {"how": how, "by": by, "at": time.time(), "label": pause.label,
+        self.resumed_seq = max(self.resumed_seq, pause.seq)
+        self.last_resume = {"seq": pause.seq, "how": how, "by": by, "at": time.time(),
+                            "label": pause.label,
                             "file": pause.file, "line": pause.line}
         log.info("run %s resumed (%s) by %s at %s:%s", self.run_id, how, by or "-",
                  pause.file, pause.line)

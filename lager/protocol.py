@@ -118,6 +118,22 @@ def decode_msg(data: bytes) -> dict[str, Any]:
     return msg
 
 
+# `ID#N` names pause number N of a run (the `pause` column of `--list --json`). A numbered
+# `continue` resumes only that pause: a retry, or a late one, answers "already resumed" instead
+# of resuming whatever pause came next. No `:` in the form, since `BOX:ID` is the fleet's.
+PAUSE_MARK = "#"
+
+
+def split_pause(query: str) -> tuple[str, int | None]:
+    """`ID#N` -> (ID, N); a bare ID -> (ID, None). N must be a number."""
+    head, mark, tail = query.strip().rpartition(PAUSE_MARK)
+    if not mark:
+        return query.strip(), None
+    if not tail.isdigit() or len(tail) > 9:
+        raise ValueError(f"{query.strip()[:40]!r}: after {PAUSE_MARK} comes the pause number")
+    return head, int(tail)
+
+
 def breakpoints_disabled(value: str | None) -> bool:
     return value is not None and value.strip().lower() in BREAKPOINTS_OFF_VALUES
 

@@ -375,3 +375,30 @@ print("parent done", flush=True)
     assert console.stdout.splitlines()[-1] == "2"
     assert client.run("python", "--continue", ident).returncode == 0
     assert run.finish() == 0 and run.out.text.endswith("parent done\n")
+
+
+def test_a_numbered_continue_never_resumes_a_later_pause(client: Client, tmp_path: Path) -> None:
+    """ISSUE-NOTES 9 with OpenSSH as the client: `ID#N` resumes pause N only; a retry of it
+    after pause N+1 has begun says "already resumed" (status 0) and leaves N+1 paused."""
+    from sshclients import openssh
+    script = write_script(tmp_path, "twice.py", "from lager import pause\n"
+                          "pause('one', timeout=0)\npause('two', timeout=0)\nprint('done')\n")
+    run = start_run(client, script)
+    ident = run.banner_id()
+
+    def pause_row() -> dict:
+        rows = json.loads(client.run("python", "--list", "--json").stdout)
+        return next(r for r in rows if r["short_id"] == ident)["pause"] or {}
+    assert pause_row()["seq"] == 1
+    first = openssh(client, "continue", f"{ident}#1\n")
+    assert first.returncode == 0 and b"resumed" in first.stdout, first.stderr
+    wait_for(lambda: pause_row().get("seq") == 2, 20, what="the second pause")
+    retry = openssh(client, "continue", f"{ident}#1\n")
+    assert retry.returncode == 0 and b"already resumed" in retry.stdout, retry
+    assert pause_row()["seq"] == 2  # the retry did not touch the second pause
+    ahead = openssh(client, "continue", f"{ident}#3\n")
+    assert ahead.returncode == 1 and b"not been reached" in ahead.stderr
+    bad = openssh(client, "continue", f"{ident}#x\n")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert client.run("python", "--continue", f"{ident}#2").returncode == 0
+    assert run.finish() == 0 and run.out.text == "done\n"

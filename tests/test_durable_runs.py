@@ -289,3 +289,33 @@ print(h.hexdigest(), file=sys.stderr)
         assert "handed the listening socket" in box.log()
     finally:
         new.stop()
+
+
+def test_the_simulated_bench_outlives_the_agent_and_a_watchdog_restarts_it(
+        tmp_path: Path) -> None:
+    """ISSUE-NOTES 4 and issue 10: a restarted agent adopts the running simulator (its state
+    intact); a simulator that really dies is restarted, on the same ports, and the log says so."""
+    import os
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    assert laptop.run("supply", "supply2", "voltage", "3.3").returncode == 0
+    record = json.loads((tmp_path / "state" / "simbench.json").read_text())
+    box.proc.kill()
+    box.proc.wait()
+    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    try:
+        adopted = json.loads((tmp_path / "state" / "simbench.json").read_text())
+        assert adopted == record  # the same process, the same ports
+        state = json.loads(laptop.run("supply", "supply2", "state", "--json").stdout)
+        assert state["set_voltage"] == 3.3
+        os.kill(int(record["pid"]), signal.SIGKILL)
+        wait_for(lambda: "simulated bench" in again.log() and "died" in again.log(), 20,
+                 what="the watchdog's line")
+        def answers() -> bool:
+            result = laptop.run("supply", "supply2", "state", "--json")
+            return result.returncode == 0
+        wait_for(answers, 20, what="the restarted simulator")
+        fresh = json.loads((tmp_path / "state" / "simbench.json").read_text())
+        assert fresh["pid"] != record["pid"] and fresh["ports"] == record["ports"]
+    finally:
+        again.stop()

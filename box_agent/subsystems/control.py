@@ -10,8 +10,26 @@ from .common import Context
 
 
 async def handle_continue(ctx: Context) -> None:
-    """Contract (DESIGN.md): one line on stdout and status 0, or one reason on stderr and 1."""
-    run = await ctx.run_from_request()
+    """Contract (DESIGN.md): one line on stdout and status 0, or one reason on stderr and 1.
+
+    `ID#N` resumes pause number N only (ISSUE-NOTES 9): one already resumed answers so on
+    stdout with status 0, so a retry or a late `continue` never resumes a later pause."""
+    try:
+        query, seq = protocol.split_pause(await ctx.request_query())
+    except ValueError as exc:
+        raise LagerError(str(exc)) from None
+    run = ctx.supervisor.find(query)
+    link = run.link
+    current_seq = link.pause.seq if link is not None and link.pause is not None else None
+    if seq is not None and link is not None and seq != current_seq and (
+            seq <= link.resumed_seq or (current_seq is not None and seq < current_seq)):
+        ctx.write_line(f"already resumed: run {protocol.short_id(run.id)} pause {seq}")
+        ctx.process.exit(0)
+        return
+    current = run.paused_link().current()
+    if seq is not None and current.seq != seq:
+        raise LagerError(f"run {protocol.short_id(run.id)} is at pause {current.seq}, "
+                         f"not {seq}: pause {seq} has not been reached")
     pause = run.paused_link().resume("continue", ctx.caller.describe())
     label = f' "{pause.label}"' if pause.label else ""
     ctx.write_line(f"resumed run {protocol.short_id(run.id)} at breakpoint{label} "
