@@ -228,3 +228,20 @@ def test_pyvisa_sim_models_load_directly() -> None:
     assert dp821.query("*IDN?").startswith("RIGOL TECHNOLOGIES,DP821")
     dp821.write(":SOUR2:VOLT 3.300")
     assert dp821.query(":SOUR2:VOLT?") == "3.300" and dp821.query(":SOUR1:VOLT?") == "0.000"
+
+
+def test_closed_sessions_leave_nothing_behind(client: Client, tmp_path: Path) -> None:
+    """pyvisa keeps a closed session's records unless lager drops them (issue 10's soak)."""
+    script = write_script(tmp_path, "cycle.py", """
+from lager import Net, NetType
+from lager.bench import session
+for _ in range(50):
+    with Net.get("adc2", type=NetType.ADC) as adc:
+        adc.input()
+lib = session._resource_manager().visalib
+print(len(lib.sessions), len(lib._last_status_in_session), len(lib._ignore_warning_in_session))
+""")
+    done = client.run("python", str(script))
+    assert done.returncode == 0, done.stderr
+    sessions, statuses, ignored = map(int, done.stdout.split()[-3:])
+    assert max(sessions, statuses, ignored) <= 1, done.stdout  # the resource manager's own

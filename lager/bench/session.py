@@ -117,14 +117,33 @@ class InstrumentSession:
         if self._res is not None:
             import pyvisa
 
+            res, self._res = self._res, None
+            handle = None
             # Closing a connection that already failed may fail again; it is gone either way.
             with contextlib.suppress(pyvisa.Error, OSError):
-                self._res.close()
-            self._res = None
+                handle = res.session
+                res.close()
+            if handle is not None:
+                _forget(res, handle)
 
     def close(self) -> None:
         with self.io_lock:
             self._drop()
+
+
+def _forget(res: Any, handle: Any) -> None:
+    """Drop what pyvisa keeps about a session after it is closed.
+
+    pyvisa-py's close() leaves the session object in the library's table, and pyvisa keeps a
+    last-status and an ignored-warnings entry per handle: about 2 KB per open, forever. The
+    agent opens a session for each instrument command, so that was its steady growth
+    (issue 10's soak). pyvisa-py's table goes last: while it holds the handle, no new session
+    can be given the same number.
+    """
+    lib = res.visalib
+    for table in ("_last_status_in_session", "_ignore_warning_in_session", "sessions"):
+        getattr(lib, table, {}).pop(handle, None)
+    res.session = None  # the handle is gone: its __del__ must not close it again
 
 
 def _no_delay(res: Any) -> None:
