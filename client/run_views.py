@@ -14,8 +14,8 @@ def describe_state(row: dict[str, Any]) -> str:
         left = pause.get("remaining")
         wait = "no auto-resume" if left is None else f"{left:.0f}s left"
         console = ", console" if pause.get("console") else ""
-        number = f" #{pause['seq']}" if pause.get("seq") is not None else ""
-        return f"paused{number}{label} at {pause['file']}:{pause['line']} ({wait}{console})"
+        number = f"pause #{pause['seq']}, " if pause.get("seq") is not None else ""
+        return f"paused{label} at {pause['file']}:{pause['line']} ({number}{wait}{console})"
     return "running"
 
 

@@ -96,6 +96,12 @@ time.sleep(300)
         # Ending the run sweeps the helper that ignores SIGINT and SIGTERM, and its claim.
         assert laptop2.run("python", "--kill", run_id).returncode == 0
         wait_for(lambda: not _alive(helper), 30, what="the helper to be swept")
+        # The run's end comes after its sweep and its safe state (which claims supply2 for a
+        # moment): once the run is listed as exited, nothing holds the claim.
+        def ended() -> bool:
+            rows = json.loads(laptop2.run("python", "--list", "--json").stdout)
+            return next(r for r in rows if r["id"] == run_id)["state"] == "exited"
+        wait_for(ended, 30, what="the run to end")
         assert held()["supply2"] is None
     finally:
         again.stop()
