@@ -90,9 +90,11 @@ class LogWriter:
         if self._fd is None or self.end - self._seg_start >= SEGMENT_BYTES:
             self._rotate()
         assert self._fd is not None
-        record = HEADER.pack(stream, len(data)) + data
-        os.write(self._fd, record)  # a regular file: one write takes all of it
-        self.end += len(record)
+        header = HEADER.pack(stream, len(data))
+        # One call, header and payload gathered: joining them first copied every byte of
+        # output once more (a third of the monitor's CPU). A regular file takes all of it.
+        os.writev(self._fd, [header, data])
+        self.end += HEADER.size + len(data)
         self.totals[stream] += len(data)
         return self.end
 

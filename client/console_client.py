@@ -1,4 +1,10 @@
-"""`lager python --console ID`: a terminal (or a pipe) to the console inside a paused run."""
+"""`lager python --console ID`: a terminal (or a pipe) to the console inside a paused run.
+
+Two ways in, one relay: `quick_console` (from the fast path, client/fastpath.py) opens the
+channel with the quick SSH client, so a console opens as fast as a `--continue` answers plus the
+PTY request riding along; `open_console` (the click command) uses the full paramiko connection,
+for the boxes the quick client leaves to it.
+"""
 from __future__ import annotations
 
 import os
@@ -8,27 +14,58 @@ import sys
 import termios
 import threading
 import tty
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lager import protocol
-from lager.errors import RemoteError
+from lager.errors import ConnectionFailed, RemoteError
 
-from .context import LagerContext
 from .terminal_out import write_all
+
+if TYPE_CHECKING:
+    from .config import Box, Config
+    from .context import LagerContext
+
+
+def _pty(interactive: bool) -> tuple[str, int, int] | None:
+    if not interactive:
+        return None
+    cols, rows = _window_size()
+    return os.environ.get("TERM", "xterm"), cols, rows
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def open_console(obj: LagerContext, run_id: str) -> int:
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    interactive = _interactive()
     with obj.connect() as conn:
-        pty = None
-        if interactive:
-            cols, rows = _window_size()
-            pty = (os.environ.get("TERM", "xterm"), cols, rows)
-        chan = conn.open(protocol.SUB_CONSOLE, pty=pty)
+        chan = conn.open(protocol.SUB_CONSOLE, pty=_pty(interactive))
         chan.sendall((run_id + "\n").encode())
-        got_output = _relay_tty(chan) if interactive else _relay_pipe(chan)
-        err = _drain_stderr(chan)
-        status = chan.recv_exit_status()
+        return _session(chan, interactive)
+
+
+def quick_console(config: Config, box: Box, run_id: str) -> int:
+    """The console over the quick client. Raises quick_ssh.Unsupported while the full way may
+    still be taken (opening a console twice does no harm: it only looks)."""
+    from . import quick_channel
+    from .quick_ssh import Lost
+
+    interactive = _interactive()
+    chan = quick_channel.open_channel(config, box, protocol.SUB_CONSOLE, first=run_id,
+                                      pty=_pty(interactive), resend_safe=True)
+    try:
+        return _session(chan, interactive)
+    except Lost as exc:
+        raise ConnectionFailed(f"lost the connection to the box: {exc}") from None
+    finally:
+        chan.close()
+
+
+def _session(chan: Any, interactive: bool) -> int:
+    got_output = _relay_tty(chan) if interactive else _relay_pipe(chan)
+    err = _drain_stderr(chan)
+    status = int(chan.recv_exit_status())
     if status != 0 and not got_output:
         raise RemoteError(err.strip() or f"console failed with status {status}")
     if err:
@@ -91,16 +128,22 @@ def _relay_tty(chan: Any) -> bool:
 
     previous = signal.signal(signal.SIGWINCH, on_resize)
     got = False
+    # The quick client's channel may hold what it has read already (the socket then says
+    # nothing), and a readable socket may carry no data for us (a keepalive): it says itself.
+    quick = hasattr(chan, "arrived")
     try:
         # Raw mode: keys (Tab, arrows, Ctrl-C, Ctrl-D) go to the console's line editor.
         tty.setraw(fd)
         while True:
-            readable, _, _ = select.select([chan, fd, wake_r], [], [])
+            if quick and chan.pending():
+                readable = [chan, *select.select([fd, wake_r], [], [], 0)[0]]
+            else:
+                readable, _, _ = select.select([chan, fd, wake_r], [], [])
             if wake_r in readable:
                 os.read(wake_r, 4096)
                 cols, rows = _window_size()
                 chan.resize_pty(width=cols, height=rows)
-            if chan in readable:
+            if chan in readable and (not quick or chan.arrived()):
                 data = chan.recv(65536)
                 if not data:
                     break

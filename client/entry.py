@@ -1,4 +1,5 @@
-"""The `lager` entry point: the click-free fast path first, then the full CLI."""
+"""The `lager` entry point: the click-free fast path first (client/fastpath.py: the short
+commands, without click or paramiko), then the full CLI."""
 from __future__ import annotations
 
 import sys
@@ -8,9 +9,9 @@ from . import EXIT_INTERRUPTED
 
 def main() -> None:
     try:
-        from .fastpath import try_continue
+        from .fastpath import try_fast
 
-        code = try_continue(sys.argv[1:])
+        code = try_fast(sys.argv[1:])
         if code is not None:
             sys.exit(code)
         from .cli import main as cli_main  # click and the commands load only past this point

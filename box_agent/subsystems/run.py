@@ -29,9 +29,9 @@ MAX_UPLOAD = protocol.MAX_UPLOAD
 _SIGNALS_FROM_CLIENT = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}
 
 
-# What lager's client takes per packet (client/ssh.py MAX_PACKET); other clients take less and
-# asyncssh splits further, which costs only on their (slower) channels.
-WRITE_PIECE = 256 * 1024
+# What lager's client takes per packet; other clients take less and asyncssh splits further,
+# which costs only on their (slower) channels.
+WRITE_PIECE = protocol.MAX_PACKET
 
 
 class ChannelViewer:

@@ -1,0 +1,435 @@
+"""A small SSH client for the calls that must start fast: short requests and the console.
+
+`lager python --continue` with no keeper used to be mostly Python importing paramiko (and click)
+plus a handshake of seven round trips. This client speaks the one set of algorithms a lager box
+offers and lager's own key uses: curve25519-sha256, an ssh-ed25519 host key checked against
+lager's pin, aes128-gcm@openssh.com, and an unencrypted ed25519 user key. It imports only the
+three primitives it needs from `cryptography`, and it sends each flight of messages without
+waiting for answers it does not need:
+
+  1. TCP connect
+  2. version, KEXINIT and the key-exchange guess (first_kex_packet_follows), all at once
+  3. NEWKEYS, the auth request with its signature, and the channel open
+  4. the channel's requests, its data and our EOF (client/quick_channel.py)
+
+OpenSSH takes about eight round trips for the same `ssh -s` call.
+
+Anything it does not handle (another host key type, a changed or missing pin, a refused key, an
+encrypted key, ProxyJump...) raises Unsupported before any channel request is sent, and the
+caller takes the full paramiko path, which does the same thing or says precisely why it can't.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+VERSION = b"SSH-2.0-lager_quick_1"
+KEX = b"curve25519-sha256"
+HOST_KEY = b"ssh-ed25519"
+CIPHER = b"aes128-gcm@openssh.com"
+STRICT_C, STRICT_S = b"kex-strict-c-v00@openssh.com", b"kex-strict-s-v00@openssh.com"
+MAX_PACKET = 1 << 20  # the largest packet we accept; a box sends at most 256 KiB of data
+
+# Message numbers (RFC 4250).
+DISCONNECT, IGNORE, UNIMPLEMENTED, DEBUG = 1, 2, 3, 4
+SERVICE_REQUEST, SERVICE_ACCEPT, EXT_INFO = 5, 6, 7
+KEXINIT, NEWKEYS, KEX_ECDH_INIT, KEX_ECDH_REPLY = 20, 21, 30, 31
+USERAUTH_REQUEST, USERAUTH_FAILURE, USERAUTH_SUCCESS, USERAUTH_BANNER = 50, 51, 52, 53
+GLOBAL_REQUEST, REQUEST_FAILURE = 80, 82
+
+
+class Unsupported(Exception):
+    """The quick client cannot go on; nothing has reached a subsystem, so the caller may take
+    the full path (which repeats the connection and reports any error in lager's words)."""
+
+
+class Lost(ConnectionError):
+    """The connection broke, or the box broke the protocol."""
+
+
+# --- wire encoding ---
+
+def u32(value: int) -> bytes:
+    return struct.pack(">I", value)
+
+
+def string(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def mpint(value: bytes) -> bytes:
+    """An unsigned big-endian integer as an SSH mpint."""
+    value = value.lstrip(b"\0")
+    if value and value[0] & 0x80:
+        value = b"\0" + value
+    return string(value)
+
+
+class Reader:
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise Lost("truncated message")
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def u32(self) -> int:
+        if self.pos + 4 > len(self.data):
+            raise Lost("truncated message")
+        (value,) = struct.unpack_from(">I", self.data, self.pos)
+        self.pos += 4
+        return int(value)
+
+    def string(self) -> bytes:
+        size = self.u32()
+        if self.pos + size > len(self.data):
+            raise Lost("truncated message")
+        self.pos += size
+        return self.data[self.pos - size:self.pos]
+
+    def names(self) -> list[bytes]:
+        raw = self.string()
+        return raw.split(b",") if raw else []
+
+
+# --- keys ---
+
+def load_ed25519(path: Path) -> tuple[Ed25519PrivateKey, bytes]:
+    """An unencrypted OpenSSH ed25519 private key and its public blob; Unsupported otherwise
+    (an encrypted key, or another type, goes the full way, which can ask or explain)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Unsupported(f"identity {path}: {exc}") from None
+    begin, end = "-----BEGIN OPENSSH PRIVATE KEY-----", "-----END OPENSSH PRIVATE KEY-----"
+    if begin not in text or end not in text:
+        raise Unsupported("not an OpenSSH private key")
+    try:
+        raw = base64.b64decode("".join(text.split(begin, 1)[1].split(end, 1)[0].split()))
+    except ValueError:
+        raise Unsupported("unreadable private key") from None
+    magic = b"openssh-key-v1\0"
+    if not raw.startswith(magic):
+        raise Unsupported("not an openssh-key-v1 key")
+    try:
+        r = Reader(raw, len(magic))
+        if r.string() != b"none" or r.string() != b"none":
+            raise Unsupported("encrypted private key")
+        r.string()  # kdf options
+        if r.u32() != 1:
+            raise Unsupported("more than one key in the file")
+        public_blob = r.string()
+        private = Reader(r.string())
+        if private.u32() != private.u32():
+            raise Unsupported("damaged private key")
+        if private.string() != HOST_KEY:
+            raise Unsupported("not an ed25519 key")
+        private.string()  # the public key again
+        secret = private.string()
+    except Lost:
+        raise Unsupported("damaged private key") from None
+    if len(secret) != 64:
+        raise Unsupported("damaged private key")
+    return Ed25519PrivateKey.from_private_bytes(secret[:32]), public_blob
+
+
+def pinned_blob(pinned_line: str | None) -> bytes:
+    """The host key blob lager pinned for the box; only a plain ed25519 pin is ours to check."""
+    parts = (pinned_line or "").split()
+    if len(parts) < 3 or parts[1] != HOST_KEY.decode():
+        raise Unsupported("no plain ed25519 pin for this box")
+    try:
+        return base64.b64decode(parts[2])
+    except ValueError:
+        raise Unsupported("unreadable pin") from None
+
+
+def _verify_host(blob: bytes, pinned: bytes, signature: bytes, exchange_hash: bytes) -> None:
+    if blob != pinned:
+        raise Unsupported("the box's host key is not the pinned one")
+    key = Reader(blob)
+    sig = Reader(signature)
+    if key.string() != HOST_KEY or sig.string() != HOST_KEY:
+        raise Unsupported("not an ed25519 host key")
+    try:
+        Ed25519PublicKey.from_public_bytes(key.string()).verify(sig.string(), exchange_hash)
+    except (InvalidSignature, ValueError):
+        raise Unsupported("the box's signature does not verify") from None
+
+
+# --- the transport ---
+
+class _Keys:
+    """One direction's AES-GCM state: the key and the 12-byte nonce, counting up per packet."""
+
+    def __init__(self, key: bytes, iv: bytes) -> None:
+        self.aead = AESGCM(key)
+        self.fixed = iv[:4]
+        self.counter = int.from_bytes(iv[4:12], "big")
+
+    def nonce(self) -> bytes:
+        nonce = self.fixed + self.counter.to_bytes(8, "big")
+        self.counter = (self.counter + 1) & 0xFFFFFFFFFFFFFFFF
+        return nonce
+
+
+class Transport:
+    """One SSH connection: packets, the key exchange (again, when the box rekeys), user auth.
+
+    Sending is thread-safe (a console sends keys from one thread while another reads);
+    reading is done by one thread at a time.
+    """
+
+    def __init__(self, sock: socket.socket, pinned: bytes) -> None:
+        self.sock = sock
+        self.pinned = pinned
+        self.inbuf = bytearray()
+        self.out: list[bytes] = []  # packets built but not yet written (one write per flight)
+        self.send_lock = threading.RLock()
+        self.send_seq = self.recv_seq = 0
+        self.send_keys: _Keys | None = None
+        self.recv_keys: _Keys | None = None
+        self.session_id = b""
+        self.strict = False
+        self.server_version = b""
+
+    # --- packets ---
+
+    def queue(self, payload: bytes) -> None:
+        """Build one packet; it goes out with the next flush()."""
+        with self.send_lock:
+            keys = self.send_keys
+            block = 16 if keys else 8
+            head = 1 if keys else 5  # GCM leaves the length field out of the padded part
+            pad = -(head + len(payload)) % block
+            if pad < 4:
+                pad += block
+            body = bytes([pad]) + payload + os.urandom(pad)
+            length = u32(len(body))
+            if keys is None:
+                self.out.append(length + body)
+            else:
+                self.out.append(length + keys.aead.encrypt(keys.nonce(), body, length))
+            self.send_seq = (self.send_seq + 1) & 0xFFFFFFFF
+
+    def flush(self) -> None:
+        with self.send_lock:
+            data, self.out = b"".join(self.out), []
+            try:
+                self.sock.sendall(data)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise Lost(str(exc)) from None
+
+    def send(self, payload: bytes) -> None:
+        with self.send_lock:
+            self.queue(payload)
+            self.flush()
+
+    def _fill(self, size: int) -> None:
+        while len(self.inbuf) < size:
+            try:
+                chunk = self.sock.recv(max(65536, size - len(self.inbuf)))
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise Lost(str(exc)) from None
+            if not chunk:
+                raise Lost("the box closed the connection")
+            self.inbuf += chunk
+
+    def packet_ready(self) -> bool:
+        """A whole packet is already read from the socket and waits here."""
+        if len(self.inbuf) < 4:
+            return False
+        (length,) = struct.unpack_from(">I", self.inbuf)
+        return len(self.inbuf) >= 4 + length + (16 if self.recv_keys else 0)
+
+    def read_packet(self) -> bytes:
+        """The next packet's payload, IGNORE and DEBUG skipped."""
+        while True:
+            self._fill(4)
+            (length,) = struct.unpack_from(">I", self.inbuf)
+            if not 5 <= length <= MAX_PACKET:
+                raise Lost(f"bad packet length {length}")
+            keys = self.recv_keys
+            total = 4 + length + (16 if keys else 0)
+            self._fill(total)
+            raw = bytes(self.inbuf[:total])
+            del self.inbuf[:total]
+            if keys is None:
+                body = raw[4:]
+            else:
+                try:
+                    body = keys.aead.decrypt(keys.nonce(), raw[4:], raw[:4])
+                except InvalidTag:
+                    raise Lost("a packet failed its integrity check") from None
+            self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
+            pad = body[0]
+            payload = body[1:len(body) - pad]
+            if not payload:
+                raise Lost("empty packet")
+            if payload[0] in (IGNORE, DEBUG, UNIMPLEMENTED):
+                continue
+            if payload[0] == DISCONNECT:
+                reason = Reader(payload, 5).string().decode("utf-8", "replace")
+                raise Lost(f"the box disconnected: {reason}")
+            return payload
+
+    # --- the handshake ---
+
+    def _kexinit(self) -> bytes:
+        kex = KEX + b"," + STRICT_C if not self.session_id else KEX
+        lists = (kex, HOST_KEY, CIPHER, CIPHER, b"hmac-sha2-256", b"hmac-sha2-256", b"none",
+                 b"none", b"", b"")
+        return (bytes([KEXINIT]) + os.urandom(16) + b"".join(string(n) for n in lists)
+                + b"\1" + u32(0))  # first_kex_packet_follows: our ECDH_INIT comes right after
+
+    def start(self, user: str, key: Ed25519PrivateKey, public_blob: bytes,
+              then: list[bytes]) -> None:
+        """Key exchange and auth; `then` (a channel open) goes out with the auth request."""
+        self.out.append(VERSION + b"\r\n")
+        self.server_version = self._exchange_keys(None)
+        self.queue(bytes([SERVICE_REQUEST]) + string(b"ssh-userauth"))
+        signed = (string(self.session_id) + bytes([USERAUTH_REQUEST]) + string(user.encode())
+                  + string(b"ssh-connection") + string(b"publickey") + b"\1" + string(HOST_KEY)
+                  + string(public_blob))
+        signature = string(HOST_KEY) + string(key.sign(signed))
+        self.queue(signed[4 + len(self.session_id):] + string(signature))
+        for payload in then:
+            self.queue(payload)
+        self.flush()
+        while True:
+            payload = self.read_packet()
+            kind = payload[0]
+            if kind == USERAUTH_SUCCESS:
+                return
+            if kind == USERAUTH_FAILURE:
+                raise Unsupported("the box refused the key")
+            if kind not in (SERVICE_ACCEPT, EXT_INFO, USERAUTH_BANNER):
+                raise Unsupported(f"unexpected message {kind} during auth")
+
+    def _read_version(self) -> bytes:
+        while True:
+            self._fill(1)
+            end = self.inbuf.find(b"\n")
+            if end < 0:
+                if len(self.inbuf) > 8192:
+                    raise Unsupported("no SSH version line")
+                self._fill(len(self.inbuf) + 1)
+                continue
+            line = bytes(self.inbuf[:end]).rstrip(b"\r")
+            del self.inbuf[:end + 1]
+            if line.startswith(b"SSH-"):
+                if not line.startswith(b"SSH-2.0-"):
+                    raise Unsupported("not SSH 2")
+                return line
+
+    def _exchange_keys(self, server_kexinit: bytes | None) -> bytes:
+        """curve25519-sha256 with our guess sent at once. Run again when the box rekeys, with
+        the box's KEXINIT already read (and then nothing else may be sent until NEWKEYS)."""
+        with self.send_lock:
+            ours = self._kexinit()
+            ephemeral = X25519PrivateKey.generate()
+            q_c = ephemeral.public_key().public_bytes_raw()
+            self.queue(ours)
+            self.queue(bytes([KEX_ECDH_INIT]) + string(q_c))
+            self.flush()
+            version = self.server_version or self._read_version()
+            theirs = server_kexinit or self.read_packet()
+            if theirs[0] != KEXINIT:
+                raise Unsupported("the box did not start the key exchange")
+            first_kex = not self.session_id
+            self._check_algorithms(theirs, first_kex)
+            reply = self.read_packet()
+            if reply[0] != KEX_ECDH_REPLY:
+                raise Unsupported("unexpected key exchange reply")
+            r = Reader(reply, 1)
+            host_blob, q_s, signature = r.string(), r.string(), r.string()
+            try:
+                shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(q_s))
+            except ValueError:
+                raise Unsupported("bad key exchange value") from None
+            k = mpint(shared)
+            digest = hashlib.sha256(
+                string(VERSION) + string(version) + string(ours) + string(theirs)
+                + string(host_blob) + string(q_c) + string(q_s) + k).digest()
+            _verify_host(host_blob, self.pinned, signature, digest)
+            if first_kex:
+                self.session_id = digest
+            self.queue(bytes([NEWKEYS]))
+            self.send_keys = self._derive(k, digest, b"A", b"C")
+            if self.strict:
+                self.send_seq = 0
+            if self.read_packet()[0] != NEWKEYS:
+                raise Unsupported("the box did not finish the key exchange")
+            self.recv_keys = self._derive(k, digest, b"B", b"D")
+            if self.strict:
+                self.recv_seq = 0
+            return version
+
+    def _check_algorithms(self, theirs: bytes, first_kex: bool) -> None:
+        r = Reader(theirs, 17)
+        kex, host_keys, enc_cs, enc_sc = r.names(), r.names(), r.names(), r.names()
+        if KEX not in kex or HOST_KEY not in host_keys or CIPHER not in enc_cs \
+                or CIPHER not in enc_sc:
+            raise Unsupported("the box offers none of the quick client's algorithms")
+        if first_kex:
+            self.strict = STRICT_S in kex
+
+    def _derive(self, k: bytes, digest: bytes, iv_letter: bytes, key_letter: bytes) -> _Keys:
+        def material(letter: bytes) -> bytes:
+            return hashlib.sha256(k + digest + letter + self.session_id).digest()
+
+        return _Keys(material(key_letter)[:16], material(iv_letter)[:12])
+
+    def rekey(self, server_kexinit: bytes) -> None:
+        with self.send_lock:
+            self._exchange_keys(server_kexinit)
+            self.flush()  # our NEWKEYS
+
+    def refuse_global(self, payload: bytes) -> None:
+        """Keepalives and other global requests: say no when an answer is wanted."""
+        r = Reader(payload, 1)
+        r.string()
+        if r.byte():
+            self.send(bytes([REQUEST_FAILURE]))
+
+    def close(self) -> None:
+        try:
+            with self.send_lock:
+                if self.send_keys is not None:
+                    self.queue(bytes([DISCONNECT]) + u32(11) + string(b"done") + string(b""))
+                    self.flush()
+        except (Lost, OSError):
+            pass  # going away anyway
+        self.sock.close()
+
+
+def open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """TCP to the box; Unsupported on any failure, so the full path reports it in its words
+    (OSError when the box did not answer in time: going the full way would wait again)."""
+    try:
+        # An ASCII name as bytes: a str would load the idna codec for nothing.
+        name: str | bytes = host.encode("ascii") if host.isascii() else host
+        sock = socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        raise Unsupported(f"cannot connect: {exc}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
