@@ -8,7 +8,9 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 work=$(mktemp -d)
 export LAGER_CONFIG_DIR="$work/laptop" LAGER_BOX=mybox
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+# The simulated bench and the runs' monitors outlive the agent by design (a restarted agent
+# takes them back); a demo that is over ends them too.
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; pkill -f "$work/box" 2>/dev/null; rm -rf "$work"' EXIT
 
 lager-box serve --listen 127.0.0.1:0 --state-dir "$work/box" >"$work/ready" 2>"$work/box.log" &
 for _ in $(seq 100); do grep -q listening "$work/ready" 2>/dev/null && break; sleep 0.1; done
