@@ -79,6 +79,12 @@ def test_error_queue(sim: dict[str, Any]) -> None:
     assert load.query(":SYST:ERR?") == '-113,"Undefined header"'
 
 
+def _done(inst: Any, command: str) -> None:
+    """Send and wait until it has been carried out (`*OPC?`): the load and the supply are two
+    connections, and a query on one may otherwise overtake a setting on the other."""
+    assert inst.query(f"{command};*OPC?").strip().endswith("1")
+
+
 def _measure(sim: dict[str, Any]) -> tuple[float, float, float]:
     """(load volts, load amps, supply amps)."""
     load, supply = sim["load"], sim["supply"]
@@ -95,30 +101,30 @@ def _measure(sim: dict[str, Any]) -> tuple[float, float, float]:
 def test_modes_sink_from_the_wired_supply(sim: dict[str, Any], setup: str, volts: float,
                                           load_amps: float) -> None:
     load, supply = sim["load"], sim["supply"]
-    supply.write("*RST;:ENTR:FUNC POW;:SOUR:VOLT 5;:SOUR:CURR 2;:OUTP ON")
-    load.write(f"*RST;{setup}")
+    _done(supply, "*RST;:ENTR:FUNC POW;:SOUR:VOLT 5;:SOUR:CURR 2;:OUTP ON")
+    _done(load, f"*RST;{setup}")
     off = _measure(sim)
     assert off[1] == 0.0 and abs(off[0] - 5.0) < 0.01 and abs(off[2] - 0.5) < 0.01
-    load.write(":INP ON")
+    _done(load, ":INP ON")
     v, a, supplied = _measure(sim)
     assert abs(v - volts) < 0.01 and abs(a - load_amps) < 0.01
     assert abs(supplied - (a + v / 10)) < 0.01  # the 10 ohm load beside it
     assert abs(float(load.query(":MEAS:POW?")) - v * a) < 0.02
-    load.write(":INP OFF")
-    supply.write(":OUTP OFF")
+    _done(load, ":INP OFF")
+    _done(supply, ":OUTP OFF")
     assert _measure(sim) == (0.0, 0.0, 0.0) and errors(load) == errors(supply) == []
 
 
 def test_the_load_can_trip_the_supply(sim: dict[str, Any]) -> None:
     load, supply = sim["load"], sim["supply"]
-    supply.write("*RST;:ENTR:FUNC POW;:SOUR:VOLT 5;:SOUR:CURR 2;:SOUR:CURR:PROT 1;:OUTP ON")
-    load.write("*RST;:SOUR:FUNC CURR;:SOUR:CURR 1")
+    _done(supply, "*RST;:ENTR:FUNC POW;:SOUR:VOLT 5;:SOUR:CURR 2;:SOUR:CURR:PROT 1;:OUTP ON")
+    _done(load, "*RST;:SOUR:FUNC CURR;:SOUR:CURR 1")
     assert supply.query(":OUTP:PROT:TRIP?") == "NONE"
-    load.write(":INP ON")  # 0.5 A into the resistor and 1 A into the load: over 1 A
+    _done(load, ":INP ON")  # 0.5 A into the resistor and 1 A into the load: over 1 A
     assert supply.query(":OUTP:PROT:TRIP?;:OUTP?") == "OCP;0"
     assert _measure(sim) == (0.0, 0.0, 0.0)
-    load.write(":INP OFF")
-    supply.write(":OUTP:PROT:CLE")
+    _done(load, ":INP OFF")
+    _done(supply, ":OUTP:PROT:CLE")
 
 
 @pytest.fixture(scope="module")
