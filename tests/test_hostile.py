@@ -23,6 +23,7 @@ import pytest
 from conftest import (
     Agent,
     Client,
+    cannot_run,
     make_client,
     start_agent,
     start_run,
@@ -569,7 +570,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
                           capture_output=True)
     if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+        cannot_run(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
     try:
         yield mount.parent
     finally:

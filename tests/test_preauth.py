@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import LAGER_BOX, READY, Agent, Client, make_client, start_agent, wait_for
+from conftest import LAGER_BOX, READY, Agent, Client, cannot_run, make_client, start_agent, wait_for
 from sshclients import openssh, paramiko_subsystem
 
 
@@ -44,7 +44,7 @@ def enough_fds() -> None:
     """The floods below hold over a thousand sockets in this process."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 4096:
-        pytest.skip(f"the hard open-file limit ({hard}) is too low for the flood")
+        cannot_run(f"the hard open-file limit ({hard}) is too low for the flood")
     if soft != resource.RLIM_INFINITY and soft < 4096:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -345,7 +345,7 @@ def test_dsa_keys_are_refused(key_box: tuple[Agent, Client, Path]) -> None:
     try:
         dsa = keygen(keys / "dsa", "dsa")
     except subprocess.CalledProcessError:
-        pytest.skip("this ssh-keygen cannot make DSA keys")
+        cannot_run("this ssh-keygen cannot make DSA keys")
     refused = authorize(agent, dsa.with_suffix(".pub"))
     assert refused.returncode == 1 and "ssh-dss keys are not accepted" in refused.stderr
     # Even written straight into authorized_keys, a DSA key does not log in.
