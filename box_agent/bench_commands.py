@@ -30,6 +30,27 @@ def list_nets() -> list[dict[str, Any]]:
     return rows
 
 
+# Verbs that take no value and still only read (the rest of those act: enable, clear-ovp...).
+_READING_VERBS = frozenset({"models"})
+
+
+def changes(request: dict[str, Any]) -> bool:
+    """Whether a request would change the bench, for the box's reservation: a verb without a
+    value that only answers, or a verb whose value was left out (a read), does not. A request
+    that names no known verb is left to `execute` to refuse."""
+    command = request.get("command")
+    kind = kinds.by_command(command) if isinstance(command, str) else None
+    if kind is None:
+        return False
+    verb = kind.verb(request.get("action") or kind.default_verb)
+    if verb is None or verb.run is None:
+        return False
+    if verb.takes is None:
+        return verb.name not in _READING_VERBS
+    return request.get("value") is not None or request.get("word") is not None or \
+        bool(request.get("options"))
+
+
 def execute(request: dict[str, Any]) -> Any:
     command = request.get("command")
     if command == "nets":

@@ -34,12 +34,20 @@ class Caller:
     user: str
     key_comment: str
     fingerprint: str
+    # Who holds reservations (box_agent/reservations.py): `key:FINGERPRINT`, or for a
+    # certificate `cert:KEY_ID:PRINCIPAL`. Set by the server from the login, never by a client.
+    identity: str = ""
 
     def describe(self) -> str:
         return f"{self.key_comment or self.user} ({self.fingerprint})"
 
     def as_dict(self) -> dict[str, str]:
-        return {"user": self.user, "key": self.key_comment, "fingerprint": self.fingerprint}
+        return {"user": self.user, "key": self.key_comment, "fingerprint": self.fingerprint,
+                "identity": self.holder()}
+
+    def holder(self) -> str:
+        """The identity reservations compare (a run recorded before it existed: its key)."""
+        return self.identity or f"key:{self.fingerprint}"
 
 
 @dataclass
@@ -55,6 +63,7 @@ class RunSpec:
     # When the agent puts the run's nets in their safe state (box_agent/safe_state.py).
     safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     pause_on_failure: bool = False  # --pause-on-failure (the script gets it as an env switch)
+    label: str = ""  # the client's word for who it is (CI job, user@host): shown, never trusted
 
 
 @dataclass

@@ -7,7 +7,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ class Supervisor:
         self.safe_notes: dict[str, str | None] = {}  # run id -> what the safe state did
         self.identities: RunIdentities | None = None
         self.closing = False
+        self.on_end: Callable[[Run], None] | None = None  # told once a run has fully ended
         if run_as:
             self.identities = RunIdentities(run_as, run_groups)
             shared = [Path(base_env[k]) for k in (protocol.ENV_BENCH_CONFIG,) if k in base_env]
@@ -212,6 +213,8 @@ class Supervisor:
             protocol.EXIT_TIMED_OUT if run.timed_out else status)
         self._release(run)
         run.done.set()
+        if self.on_end is not None:  # last, after the safe state (ISSUE-NOTES 3)
+            self.on_end(run)
         note = self.safe_state_note(run.id)
         log.info("run %s %s%s%s", run.id,
                  "lost its monitor; its exit code is unknown" if run.lost

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from lager.errors import ConnectionFailed, RemoteError
+from lager.errors import ConnectionFailed, refusal
 
 from .config import Box, Config
 
@@ -57,7 +57,7 @@ class LagerContext:
                 mux.spawn(self.config, box)
         out, err, status = answer
         if status != 0:
-            raise RemoteError(err.strip() or f"{subsystem} failed with status {status}")
+            raise refusal(subsystem, err, status)
         return out
 
     def request_json(self, subsystem: str, line: str | None = None) -> Any:

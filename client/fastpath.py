@@ -284,9 +284,9 @@ def _console(config: Any, box: Any, run_id: str) -> int | None:
 
 def _show(call: Call, out: str, err: str, status: int) -> int | None:
     if status != 0:
-        from lager.errors import RemoteError
+        from lager.errors import refusal
 
-        exc = RemoteError(err.strip() or f"{call.subsystem} failed with status {status}")
+        exc = refusal(call.subsystem, err, status)
         sys.stderr.write(f"Error: {exc}\n")
         return exc.exit_code
     try:

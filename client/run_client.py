@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import click
 
 from lager import protocol
-from lager.errors import ConnectionFailed, RemoteError
+from lager.errors import ConnectionFailed, RemoteError, Reserved
 
 from .context import LagerContext, read_all
 from .follow import Follower
 from .reconnect import Reattacher, new_client_ref
 from .upload import Upload
+
+if TYPE_CHECKING:
+    from .ssh import BoxConnection
 
 _CHUNK = 256 * 1024
 
@@ -33,13 +37,21 @@ class RunRequest:
     pause_on_failure: bool = False
     safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     downloads: list[str] = field(default_factory=list)  # fetched once the run has ended
+    # Shared boxes: who is asking, in words (shown by the box, never trusted); how long to
+    # queue for a reserved box (None: refused at once); the queue's grant once it came.
+    label: str = ""
+    wait: float | None = None
+    ticket: str | None = None
 
     def header(self, box_name: str) -> bytes:
         head = {"script": self.upload.display_name, "main": self.upload.main,
                 "args": self.args, "env": self.env, "timeout": self.timeout,
                 "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
                 "stop_on_disconnect": self.stop_on_disconnect, "client_ref": self.client_ref,
-                "pause_on_failure": self.pause_on_failure, "safe_state": self.safe_state}
+                "pause_on_failure": self.pause_on_failure, "safe_state": self.safe_state,
+                "label": self.label}
+        if self.ticket is not None:
+            head["ticket"] = self.ticket
         return (json.dumps(head) + "\n").encode()
 
 
@@ -59,30 +71,47 @@ def _commands_hint(box: str, run_id: str) -> str:
 def run_script(obj: LagerContext, request: RunRequest) -> int:
     box = obj.box()
     with obj.connect() as conn:
-        chan = conn.open(protocol.SUB_RUN)
+        queue = None
+        if request.wait is not None:  # CI or --wait: stand in the box's queue first
+            from .reservation_wait import wait_turn
+
+            request.ticket, queue = wait_turn(conn, box.name, request.label, request.wait)
         try:
-            _send_upload(chan, request, box.name)
-        except OSError as exc:
-            raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
-        if request.detach:
-            out, err = read_all(chan)
-            if chan.recv_exit_status() != 0:
-                raise RemoteError(err.strip() or "the box refused the run")
-            for line in err.splitlines():
-                click.echo(line, err=True)
-            started = json.loads(out)
-            click.echo(f"started run {started['id']} (detached)")
-            click.echo(_commands_hint(box.name, started["short_id"]))
-            return 0
-        again = Reattacher(obj, client_ref=request.client_ref)
-        follower = Follower(chan, box.name, stops_run=True, reconnect=again)
-        try:
-            status = follower.run()
-            if request.downloads and not follower.left:
-                _download(obj, again.run_id_now(), request.downloads)
-            return status
+            return _start(obj, conn, request)
         finally:
-            again.close()
+            if queue is not None:
+                queue.close()
+
+
+def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest) -> int:
+    box = obj.box()
+    chan = conn.open(protocol.SUB_RUN)
+    try:
+        _send_upload(chan, request, box.name)
+    except OSError as exc:
+        raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
+    if request.detach:
+        out, err = read_all(chan)
+        status = chan.recv_exit_status()
+        if status == protocol.EXIT_RESERVED:
+            raise Reserved(err.strip() or "the box is reserved")
+        if status != 0:
+            raise RemoteError(err.strip() or "the box refused the run")
+        for line in err.splitlines():
+            click.echo(line, err=True)
+        started = json.loads(out)
+        click.echo(f"started run {started['id']} (detached)")
+        click.echo(_commands_hint(box.name, started["short_id"]))
+        return 0
+    again = Reattacher(obj, client_ref=request.client_ref)
+    follower = Follower(chan, box.name, stops_run=True, reconnect=again)
+    try:
+        status = follower.run()
+        if request.downloads and not follower.left:
+            _download(obj, again.run_id_now(), request.downloads)
+        return status
+    finally:
+        again.close()
 
 
 def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None) -> int:

@@ -17,6 +17,8 @@ SUB_ATTACH = "attach"
 SUB_KILL = "kill"
 SUB_NETS = "nets"
 SUB_DOWNLOAD = "download"
+# Shared boxes: lock, unlock, status, and the first-come queue (box_agent/reservations.py).
+SUB_RESERVATION = "reservation"
 
 # Channel tuning both ends share: 256 KiB packets and AES-GCM are the measured way to full
 # throughput (DESIGN.md). A bit under 256 KiB, because asyncssh checks what a peer sends against
@@ -71,6 +73,11 @@ DEFAULT_BREAKPOINT_TIMEOUT = 300.0
 # The box caps a run's total runtime (`lager python --timeout`).
 MAX_RUN_TIMEOUT = 300.0
 EXIT_TIMED_OUT = 124
+# The box is reserved by another identity (EX_TEMPFAIL): a refused run, change or lock.
+EXIT_RESERVED = 75
+# How long a CI job (CI=true) or `--wait` queues for a reserved box, as the real lager has it.
+ENV_LOCK_WAIT = "LAGER_LOCK_WAIT"
+DEFAULT_LOCK_WAIT = 1800.0
 
 # Longest id line a continue/console client may send before it is refused.
 MAX_ID_LINE = 4096

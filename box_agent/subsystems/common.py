@@ -13,6 +13,7 @@ import asyncssh
 from lager import protocol
 from lager.errors import LagerError
 
+from ..reservations import Reservations
 from ..runs import Caller, Run, Supervisor
 
 log = logging.getLogger("lager-box.subsystems")
@@ -25,6 +26,7 @@ class Context:
     supervisor: Supervisor
     caller: Caller
     env: dict[str, str]  # whitelisted channel env
+    reservations: Reservations  # asked before every change and every new run
     pending: bytes = b""  # read past the end of a line; the next read returns it first
 
     def write_line(self, text: str) -> None:

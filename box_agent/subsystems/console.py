@@ -18,6 +18,7 @@ from .common import Context
 async def handle_console(ctx: Context) -> None:
     run = await ctx.run_from_request()
     link = run.paused_link()
+    ctx.reservations.operated(ctx.caller, "console", run)
     pty = ctx.process.get_terminal_type() is not None
     cols, rows = wire.clamp_size(*ctx.process.get_terminal_size()[:2]) if pty else \
         (wire.DEFAULT_COLS, wire.DEFAULT_ROWS)

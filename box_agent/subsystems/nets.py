@@ -8,7 +8,8 @@ from typing import Any
 
 from lager.errors import LagerError
 
-from ..bench_commands import execute
+from ..bench_commands import changes, execute
+from ..reservations import CHANGE, READ
 from .common import Context
 
 MAX_REQUEST = 64 * 1024
@@ -41,7 +42,9 @@ async def handle_nets(ctx: Context) -> None:
         request = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         request = None
+    checked = _check(request)
+    ctx.reservations.check(ctx.caller, CHANGE if changes(checked) else READ)
     # pyvisa blocks; a slow instrument must not stall every other SSH channel.
-    result = await asyncio.to_thread(execute, _check(request))
+    result = await asyncio.to_thread(execute, checked)
     ctx.write_json(result)
     ctx.process.exit(0)

@@ -21,6 +21,7 @@ from lager import protocol
 from lager.errors import LagerError
 
 from ..output_log import STDOUT
+from ..reservations import MAX_LABEL, clean_text
 from ..runs import Run, RunSpec
 from .common import Context, watch
 
@@ -178,7 +179,8 @@ def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[
         # A script that runs pytest.main() before it imports lager still gets the plugin.
         env[protocol.PYTEST_PLUGINS_ENV] = protocol.with_pytest_plugin(
             env.get(protocol.PYTEST_PLUGINS_ENV))
-    spec = RunSpec(display_name=display, main=main, args=args, env=env,
+    label = clean_text(head.get("label"), MAX_LABEL, "label")
+    spec = RunSpec(display_name=display, main=main, args=args, env=env, label=label,
                    timeout=float(timeout), detach=bool(head.get("detach")),
                    stop_on_disconnect=head.get("stop_on_disconnect") is True,
                    client_ref=_client_ref(head.get("client_ref")), safe_state=safe,
@@ -269,9 +271,19 @@ async def _finish(ctx: Context, run: Run) -> None:
     ctx.process.exit(run.exit_status if run.exit_status is not None else 1)
 
 
+def _ticket(raw: bytes) -> str | None:
+    """A queue grant (the `reservation` subsystem's), when the client waited for its turn."""
+    ticket = _parse_json_line(raw, "run request").get("ticket")
+    if ticket is not None and (not isinstance(ticket, str) or not ticket.isalnum()
+                               or len(ticket) > 64):
+        raise LagerError("malformed run request: ticket must be the queue's grant")
+    return ticket
+
+
 async def handle_run(ctx: Context) -> None:
     raw = await ctx.read_line(MAX_HEADER, "the run request")
     spec, files, warnings = parse_header(raw)
+    ticket = _ticket(raw)
     try:
         run_id, workdir = ctx.supervisor.new_workdir()
     except OSError as exc:
@@ -281,8 +293,15 @@ async def handle_run(ctx: Context) -> None:
         await _receive_files(ctx, workdir, files)
         for warning in warnings:
             ctx.notice(warning)
-        # Attach before the process exists so not one byte of its output can be missed.
-        run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller, viewer=viewer)
+        # The box's reservation: held for the run from here to its end (box_agent/reservations.py).
+        hold = ctx.reservations.begin_run(ctx.caller, spec.label, ticket)
+        try:
+            # Attach before the process exists so not one byte of its output can be missed.
+            run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller, viewer=viewer)
+        except BaseException:
+            ctx.reservations.run_failed(hold)
+            raise
+        ctx.reservations.run_started(hold)
     except BaseException:
         # A refused run leaves nothing behind: neither its dir nor its monitor's.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -312,6 +331,7 @@ def _parse_attach(query: str) -> tuple[str, tuple[int, int] | None]:
 async def handle_attach(ctx: Context) -> None:
     query, have = _parse_attach(await ctx.request_query())
     run = ctx.supervisor.find(query)
+    ctx.reservations.operated(ctx.caller, "reattach", run)
     viewer = ChannelViewer(ctx.process)
     async with viewer.lock:
         if have is None:
