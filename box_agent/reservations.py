@@ -124,10 +124,17 @@ class Reservations:
     def _load(self) -> None:
         saved = read_json(self.path)
         if not saved:
+            if self.path.exists():  # written atomically, so only a hand edit gets here
+                log.error("%s is not readable JSON; starting without its lock", self.path)
             return
         lock = saved.get("lock")
-        self.lock = Hold(**lock) if isinstance(lock, dict) else None
-        self.forced = [f for f in saved.get("forced", []) if isinstance(f, dict)][-KEEP_FORCED:]
+        try:
+            self.lock = Hold(**lock) if isinstance(lock, dict) else None
+        except TypeError as exc:
+            log.error("%s: the lock record is damaged (%s); starting without it", self.path, exc)
+        forced = saved.get("forced")
+        self.forced = [f for f in forced if isinstance(f, dict)][-KEEP_FORCED:] \
+            if isinstance(forced, list) else []
 
     def _save(self) -> None:
         data = {"lock": self.lock.as_dict() if self.lock else None, "forced": self.forced}
