@@ -11,7 +11,7 @@ import json
 import signal
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -390,3 +390,55 @@ def test_reservations_off(tmp_path: Path) -> None:
         assert run.finish() == 0
     finally:
         agent.stop()
+
+
+def test_which_nets_requests_change_the_bench() -> None:
+    """The box's reading of a request, for every verb the kinds declare: a read form (no
+    value, or a verb that only answers) never counts as a change."""
+    from box_agent.bench_commands import changes
+    from lager.bench import kinds
+
+    assert not changes({"command": "nets"})
+    for kind in kinds.KINDS:
+        for verb in kind.verbs:
+            ask = {"command": kind.name, "net": "x", "action": verb.name}
+            if verb.run is None or verb.name == "models":
+                assert not changes(ask), (kind.name, verb.name)
+            elif verb.takes is None:
+                assert changes(ask), (kind.name, verb.name)
+            else:
+                assert not changes(ask), (kind.name, verb.name)  # the value left out: a read
+                given = {"word": "x"} if verb.takes == "word" else {"value": 1.0}
+                assert changes({**ask, **given}), (kind.name, verb.name)
+    assert changes({"command": "supply", "net": "x", "action": "voltage",
+                    "options": {"ovp": 5.0}})
+    assert not changes({"command": "supply", "net": "x"})  # the default verb: state
+
+
+def test_a_run_still_being_adopted_holds_the_box(tmp_path: Path) -> None:
+    """Just after a restart, before a live run's monitor has answered: its record holds the
+    box, and the supervisor's run takes over once it is there."""
+    from box_agent.reservations import Reservations
+    from box_agent.runs import Caller, Supervisor
+    from lager.errors import Reserved
+
+    runs_dir = tmp_path / "runs"
+    monitor_dir = runs_dir / "0123456789abcdef.monitor"
+    monitor_dir.mkdir(parents=True)
+    alice = Caller("lab", "alice@laptop", "SHA256:alice", "key:SHA256:alice")
+    bob = Caller("lab", "bob@laptop", "SHA256:bob", "key:SHA256:bob")
+    (monitor_dir / "run.json").write_text(json.dumps({
+        "id": "0123456789abcdef", "caller": asdict(alice), "started_at": 1.0,
+        "workdir": str(runs_dir / "0123456789abcdef"), "uid": None,
+        "spec": {"display_name": "long.py", "main": "long.py", "args": [], "env": {},
+                 "timeout": 0, "detach": False, "label": "ci job 7"}}))
+    supervisor = Supervisor(runs_dir, {})
+    book = Reservations(tmp_path, supervisor)
+    book.expect_adopted()
+    [hold] = book.holds()
+    assert (hold.identity, hold.run_id, hold.label) == (alice.holder(), "0123456789abcdef",
+                                                        "ci job 7")
+    with pytest.raises(Reserved, match=r"alice@laptop .*run 0123…ef"):
+        book.check(bob, "run")
+    book.check(alice, "run")  # its own identity's runs go on
+    book.check(bob, "read")
