@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from lager import protocol
-from lager.errors import ConnectionFailed, RemoteError, Reserved
+from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
 
 from .context import LagerContext, read_all
 from .follow import Follower
@@ -89,6 +89,8 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest) -> int:
     try:
         _send_upload(chan, request, box.name)
     except OSError as exc:
+        if chan.exit_status_ready():  # the box refused the run before taking all of it
+            raise refusal("run", read_all(chan)[1], chan.recv_exit_status()) from None
         raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
     if request.detach:
         out, err = read_all(chan)

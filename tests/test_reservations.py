@@ -144,6 +144,10 @@ def test_a_run_holds_the_box(pair: Pair) -> None:
     line = refused_naming(pair.b.run("python", str(quick)), a_key, ident)
     assert 'paused at "A holds the box"' in line
     assert pair.b.run("python", str(quick), "--detach").returncode == RESERVED
+    # Refused before its upload: a big one does not go through first, and says the same.
+    big = pair.root / "big.bin"
+    big.write_bytes(b"\0" * (48 << 20))
+    refused_naming(pair.b.run("python", str(quick), "--add-file", str(big)), a_key, ident)
     # B reads: state, adc, nets, --list.
     state = pair.b.run("supply", "supply2", "state", "--json")
     assert state.returncode == 0, state.stderr

@@ -21,7 +21,7 @@ from lager import protocol
 from lager.errors import LagerError
 
 from ..output_log import STDOUT
-from ..reservations import MAX_LABEL, clean_text
+from ..reservations import MAX_LABEL, RUN, clean_text
 from ..runs import Run, RunSpec
 from .common import Context, watch
 
@@ -284,6 +284,8 @@ async def handle_run(ctx: Context) -> None:
     raw = await ctx.read_line(MAX_HEADER, "the run request")
     spec, files, warnings = parse_header(raw)
     ticket = _ticket(raw)
+    if ticket is None:  # a refused run is refused before its upload (asked again at start)
+        ctx.reservations.check(ctx.caller, RUN)
     try:
         run_id, workdir = ctx.supervisor.new_workdir()
     except OSError as exc:
