@@ -111,6 +111,7 @@ class Run:
             "started_at": self.started_at,
             "detached": self.spec.detach,
             "client_ref": self.spec.client_ref,
+            "label": self.spec.label,  # the client's words (CI job, user@host); not trusted
             "pid": self.script_pid,
         }
 
