@@ -171,7 +171,7 @@ class BatteryNet(Net):
     def enable(self) -> None:
         self._driver.set_output(True)
 
-    def disable(self) -> None:
+    def disable(self, teardown: bool = True) -> None:  # the real signature; teardown: at close
         self._driver.set_output(False)
 
     def clear_ovp(self) -> None:
