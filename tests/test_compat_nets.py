@@ -55,7 +55,8 @@ def no_saved_nets(box: Client) -> Iterator[None]:
 
 
 # The docs' "Manage Net Configuration" example (reference/python/net), call for call. Changed:
-# the address, which is the bench's own ('192.168.1.100' in the docs), and the print at the end.
+# the address, the bench's own ('192.168.1.100' in the docs). Ours: the print at the end (had
+# the rename not happened, NEW_PSU would still be listed; had the delete not, MAIN_POWER).
 MANAGE_EXAMPLE = """\
 from lager import Net
 
@@ -70,18 +71,24 @@ Net.save_local_net({
 
 # Rename a net
 Net.rename_local_net('NEW_PSU', 'MAIN_POWER')
-print([n['name'] for n in Net.list_saved() if n['source'] == 'saved'])
 
 # Delete a net
 Net.delete_local_net('MAIN_POWER')
-print([n['name'] for n in Net.list_saved() if n['source'] == 'saved'])
+print([n['name'] for n in Net.list_saved() if n['source'] == 'saved'])   # ours
 """
 
 
 def test_manage_net_configuration_example_runs_unchanged(box: Client, tmp_path: Path) -> None:
     result = run(box, tmp_path, MANAGE_EXAMPLE)
-    assert (result.returncode, result.stdout) == (0, "['MAIN_POWER']\n[]\n"), result.stderr
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
     assert json.loads(saved_file(box.agent).read_text()) == []
+    # Stopped before the delete, the renamed net is there, on the bench's dp821 CH2.
+    kept = run(box, tmp_path / "kept", MANAGE_EXAMPLE.split("# Delete")[0] + """
+from lager import NetType
+print(Net.get('MAIN_POWER', type=NetType.PowerSupply).channel)
+""")
+    assert (kept.returncode, kept.stdout) == (0, "2\n"), kept.stderr
+    assert [e["name"] for e in json.loads(saved_file(box.agent).read_text())] == ["MAIN_POWER"]
 
 
 def test_a_saved_net_persists_for_later_runs_and_the_agent(box: Client, tmp_path: Path) -> None:
