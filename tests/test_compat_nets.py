@@ -276,7 +276,7 @@ from lager import Net, NetType
 print(Net.get('supply2', type=NetType.PowerSupply).get_ovp_limit() > 0)
 print(len(Net.list_saved()))
 """
-    for hostile in ("not json {", "x" * (1 << 21)):
+    for hostile in ("not json {", "x" * (1 << 21), "[" * 200_000):
         path.write_text(hostile)
         result = run(box, tmp_path / str(len(hostile)), probe)
         assert (result.returncode, result.stdout) == (0, "True\n9\n"), result.stderr

@@ -106,7 +106,7 @@ def read_entries(path: Path) -> list[Any]:
         os.close(fd)
     try:
         entries = json.loads(data or b"[]")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         raise SavedNetError(f"saved nets file {path} is not JSON; fix it, or start it afresh "
                             "with Net.delete_all_local_nets()") from None
     if not isinstance(entries, list):
