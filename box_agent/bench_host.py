@@ -40,6 +40,7 @@ class BenchHost:
                 text = text.replace("{" + device + "}", str(port))
             bench_file.write_text(text)
         host = cls(bench_file.resolve(), claims_dir, sim)
+        host.saved_nets_path().parent.mkdir(mode=0o755, exist_ok=True)
         # The agent's own instrument commands use the same bench and claims as scripts do.
         os.environ.update(host.script_env())
         try:
@@ -53,7 +54,13 @@ class BenchHost:
 
     def script_env(self) -> dict[str, str]:
         return {protocol.ENV_CLAIMS_DIR: str(self.claims_dir),
-                protocol.ENV_BENCH_CONFIG: str(self.config_path)}
+                protocol.ENV_BENCH_CONFIG: str(self.config_path),
+                protocol.ENV_SAVED_NETS: str(self.saved_nets_path())}
+
+    def saved_nets_path(self) -> Path:
+        """The nets scripts save (Net.save_local_net): in a dir of their own in the state dir,
+        the one place of it every run may write (box_agent/privsep.py)."""
+        return self.claims_dir.parent / "saved-nets" / protocol.SAVED_NETS_FILE
 
     async def stop(self) -> None:
         """The agent is going: the simulated bench stays, for the runs that outlive us."""

@@ -45,6 +45,8 @@ class Supervisor:
             shared = [Path(base_env[k]) for k in (protocol.ENV_BENCH_CONFIG,) if k in base_env]
             claims = Path(base_env.get(protocol.ENV_CLAIMS_DIR) or runs_dir.parent / "claims")
             self.identities.open_up(runs_dir.parent, runs_dir, claims, shared)
+            if protocol.ENV_SAVED_NETS in base_env:  # Net.save_local_net: every run writes it
+                self.identities.share_dir(Path(base_env[protocol.ENV_SAVED_NETS]).parent)
         else:
             log.warning("%s", separation_off_reason())
 

@@ -47,6 +47,9 @@ ENV_SCRIPT_NAME = "LAGER_SCRIPT_NAME"
 ENV_BOX_NAME = "LAGER_BOX"
 ENV_BENCH_CONFIG = "LAGER_BENCH_CONFIG"
 ENV_CLAIMS_DIR = "LAGER_CLAIMS_DIR"
+# The nets scripts save on the box (Net.save_local_net), beside the bench file's own.
+ENV_SAVED_NETS = "LAGER_SAVED_NETS"
+SAVED_NETS_FILE = "saved_nets.json"  # the real lager's name for it
 # A copy of the script's own stderr (an inherited fd): banners written there reach the run's
 # stderr even while pytest's capture has taken fd 2 over.
 ENV_STDERR_FD = "LAGER_STDERR_FD"
