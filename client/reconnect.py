@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from .ssh import BoxConnection
 
 
+# An attach channel's env that asks for the framed form with events (its first line keeps the
+# form OpenSSH users type).
+EVENTS_ENV = {protocol.ENV_PROTOCOL: str(protocol.PROTOCOL_VERSION)}
+
+
 def new_client_ref() -> str:
     return secrets.token_hex(8)
 
@@ -42,7 +47,7 @@ class Reattacher:
             raise ConnectionFailed(str(exc) or type(exc).__name__) from None
         try:
             run_id = self.run_id or self._find(conn)
-            chan = conn.open(protocol.SUB_ATTACH)
+            chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
             chan.sendall(f"{run_id} {stdout_bytes} {stderr_bytes}\n".encode())
         except Exception as exc:  # a box that is still going away: a retry
             conn.close()
