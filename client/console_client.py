@@ -41,6 +41,14 @@ def open_console(obj: LagerContext, run_id: str) -> int:
     interactive = _interactive()
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_CONSOLE, pty=_pty(interactive))
+        if interactive and conn.pty_refused:
+            # A `restrict` or `no-pty` key: the console runs line by line, so the terminal
+            # stays as it is (raw mode with no PTY on the box would echo nothing).
+            sys.stderr.write(f"lager: box {conn.box.name} refused a terminal for this key "
+                             "(restrict or no-pty in its authorized_keys); the console runs "
+                             "without line editing\n")
+            sys.stderr.flush()
+            interactive = False
         chan.sendall((run_id + "\n").encode())
         return _session(chan, interactive)
 
