@@ -15,6 +15,7 @@ from lager import protocol
 from lager.protocol.codec import Message, ProtocolError
 from lager.protocol.link import (
     BannerAt,
+    BannerPlaced,
     FromScript,
     LinkClosed,
     MonitorExit,
@@ -292,6 +293,11 @@ class Monitor:
         except ProtocolError:
             return
         banner_at = self._put_banner(body.banner) if body.banner else None
+        if body.banner:
+            try:
+                self.link.send(BannerPlaced(seq=body.seq).encode())
+            except OSError:
+                pass  # the script is gone; its exit is on its way
         if isinstance(body, PauseMsg):
             self.pause, self.paused_at, self.banner_at = body, time.time(), banner_at
         elif isinstance(body, ResumedMsg) and self.pause and self.pause.seq == body.seq:

@@ -6,13 +6,16 @@ socket as SCM_RIGHTS.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
+import time
 
 from .. import protocol
 from ..protocol.codec import Message, ProtocolError
-from ..protocol.link import ConsoleMsg, ResumeMsg, decode_to_script
+from ..protocol.link import BannerPlaced, ConsoleMsg, ResumeMsg, decode_to_script
 
+PLACED_WAIT = 5.0  # seconds a script waits for its resume line to be placed
 _link: AgentLink | None = None
 _link_lock = threading.Lock()
 
@@ -22,7 +25,8 @@ class Received:
 
     __slots__ = ("body", "fds")
 
-    def __init__(self, body: ResumeMsg | ConsoleMsg | None, fds: list[int]) -> None:
+    def __init__(self, body: ResumeMsg | ConsoleMsg | BannerPlaced | None,
+                 fds: list[int]) -> None:
         self.body = body  # None: a message this script cannot read (skipped, never fatal)
         self.fds = fds
 
@@ -34,6 +38,22 @@ class AgentLink:
 
     def send(self, msg: Message) -> None:
         self.sock.send(msg.encode())
+
+    def wait_placed(self, seq: int, timeout: float = PLACED_WAIT) -> None:
+        """Wait until the monitor has put banner `seq` on stderr, so what the script writes
+        next comes after it. Gives up after `timeout` (the line then may land late)."""
+        until = time.monotonic() + timeout
+        while (left := until - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.sock], [], [], left)
+            if not readable:
+                return
+            msg = self.receive()
+            if msg is None:
+                return
+            for fd in msg.fds:
+                os.close(fd)  # a console for a pause that is over
+            if isinstance(msg.body, BannerPlaced) and msg.body.seq == seq:
+                return
 
     def receive(self) -> Received | None:
         """Block for the next message; None when the agent is gone."""

@@ -249,6 +249,7 @@ def _hold(link: AgentLink, stop: Stop, consoles: Callable[[], ConsoleSessions] |
     line = _resume_line(stop, how, resume.after or stop.timeout)
     _flush_script_output()
     link.send(ResumedMsg(seq=seq, how=how, by=resume.by, banner=line + "\n"))
+    link.wait_placed(seq)
     return how
 
 

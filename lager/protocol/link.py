@@ -2,6 +2,7 @@
 
 script  --pause, resumed-->  monitor  --script{body}-->  agent
 script  <--resume, console--  monitor  <--to_script{body}--  agent
+script  <--placed-----------  monitor   (the banner is on stderr now)
 
 One message per SOCK_SEQPACKET datagram. The monitor puts each banner the script sends on the
 run's stderr itself, so it knows the banner's exact byte range there (`banner_at`); the agent
@@ -71,15 +72,25 @@ class ConsoleMsg(Message):
     rows: int
 
 
+@dataclass
+class BannerPlaced(Message):
+    """monitor -> script: the banner of message `seq` is on stderr now. The script waits for
+    it before writing on, so its own next lines come after the banner, never before."""
+
+    OP = "placed"
+    WHAT = "banner placed"
+    seq: int
+
+
 FROM_SCRIPT: tuple[type[Message], ...] = (PauseMsg, ResumedMsg)
-TO_SCRIPT: tuple[type[Message], ...] = (ResumeMsg, ConsoleMsg)
+TO_SCRIPT: tuple[type[Message], ...] = (ResumeMsg, ConsoleMsg, BannerPlaced)
 
 
 def decode_from_script(data: bytes | str | dict[str, Any]) -> PauseMsg | ResumedMsg:
     return _one_of(data, FROM_SCRIPT, "message from the script")  # type: ignore[return-value]
 
 
-def decode_to_script(data: bytes | str | dict[str, Any]) -> ResumeMsg | ConsoleMsg:
+def decode_to_script(data: bytes | str | dict[str, Any]) -> ResumeMsg | ConsoleMsg | BannerPlaced:
     return _one_of(data, TO_SCRIPT, "message to the script")  # type: ignore[return-value]
 
 
