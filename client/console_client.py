@@ -82,12 +82,9 @@ def _session(chan: Any, interactive: bool) -> int:
 
 
 def _drain_stderr(chan: Any) -> str:
-    err = bytearray()
-    while True:
-        data = chan.recv_stderr(65536)
-        if not data:
-            return err.decode("utf-8", "replace")
-        err += data
+    from .chan_io import read_to_end
+
+    return read_to_end(chan.recv_stderr).decode("utf-8", "replace")
 
 
 def _relay_pipe(chan: Any) -> bool:

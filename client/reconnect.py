@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import ConnectionFailed, LagerError
 
+from .chan_io import read_to_end
+
 if TYPE_CHECKING:
     from .context import LagerContext
     from .ssh import BoxConnection
@@ -73,7 +75,7 @@ class Reattacher:
     def _find(self, conn: BoxConnection) -> str:
         chan = conn.open(protocol.SUB_LIST)
         chan.shutdown_write()
-        data = b"".join(iter(lambda: chan.recv(65536), b""))
+        data = read_to_end(chan.recv)
         for row in json.loads(data or b"[]"):
             if self.client_ref and row.get("client_ref") == self.client_ref:
                 self.run_id = str(row["id"])
