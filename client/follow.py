@@ -94,7 +94,8 @@ class Follower:
     events: the channel was asked for the framed form (run header `events`, or an attach
     with LAGER_PROTOCOL=2; `reconnect` must ask for it too). on_event: called on the
     follower's thread with each Hello, PauseNotice and ResumeNotice, in order with the
-    output. show_banners=False: the banners' bytes are not shown (a fleet's live view
+    output; after a reconnect, Hello and the current PauseNotice (same seq) come again.
+    show_banners=False: the banners' bytes are not shown (a fleet's live view
     draws its own line; the notice carries the banner's text). stdout/stderr: where the
     output goes (default: this process's). read_stdin=False: Enter is not read from stdin.
     """
