@@ -202,3 +202,15 @@ def test_the_cli_asks_for_events_and_shows_todays_bytes_and_enter_resumes(
     assert out == b"before\nafter\n"
     assert (live_err + rest).count(b"=== lager breakpoint") == 1
     assert (live_err + rest).endswith(b"=== resumed\n")
+
+
+def test_a_huge_label_still_pauses_with_its_banner(client: Client, tmp_path: Path) -> None:
+    """The label travels in one datagram of the script's link (twice: alone and in the
+    banner); a label of 100 000 characters is cut, never a pause that never registers."""
+    script = write_script(tmp_path, "t.py", "from lager import pause\n"
+                                            "pause('\u00e9' * 100_000, timeout=0.5)\n")
+    result = client.run("python", str(script))
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stderr.count("=== lager breakpoint") == 1
+    assert "\u00e9" * 4000 + "\u2026" in result.stderr
+    assert result.stderr.endswith("=== auto-resumed after 0.5s\n")

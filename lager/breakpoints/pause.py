@@ -1,6 +1,7 @@
 """`pause()`: stop the script at the call site until the agent pushes a resume."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
@@ -202,8 +203,19 @@ def hold(link: AgentLink, stop: Stop,
         sys.settrace(tracer)
 
 
+# Characters of label (and of a failure's text) a pause carries: the monitor reads the link's
+# datagrams 64 KiB at a time, and the label travels twice (alone, and in the banner), each
+# character as up to 6 bytes of JSON.
+LABEL_ROOM = 4000
+
+
+def _cut(text: str | None) -> str | None:
+    return text if text is None or len(text) <= LABEL_ROOM else text[:LABEL_ROOM] + "\u2026"
+
+
 def _hold(link: AgentLink, stop: Stop, consoles: Callable[[], ConsoleSessions] | None,
           seq: int) -> str:
+    stop = dataclasses.replace(stop, label=_cut(stop.label), failure=_cut(stop.failure))
     run_id = os.environ.get(protocol.ENV_RUN_ID, "????????")
     box = os.environ.get(protocol.ENV_BOX_NAME, "BOX")
     text = banner(stop.label, stop.where, run_id, box, stop.timeout, stop.interactive,
