@@ -2,7 +2,7 @@
 
 `run`: one RunHeader line, then the bytes of each file it lists, in order; after that the
 client may send control lines (Enter, a signal, a stop), one JSON object each.
-`attach`: one line, `ID`, `ID STDOUT_BYTES STDERR_BYTES`, or an AttachRequest object.
+`attach`: one line, `ID` or `ID STDOUT_BYTES STDERR_BYTES` (LAGER_PROTOCOL in its env).
 `nets`: one InstrumentRequest line. The connection keeper (client/mux.py) takes one
 KeeperRequest and answers one KeeperReply.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import Message, ProtocolError, decode_one_of, load_object
+from .codec import Message, ProtocolError, decode_one_of
 
 
 @dataclass
@@ -78,23 +78,17 @@ def decode_control(line: bytes) -> Enter | Signal | Stop:
 
 @dataclass
 class AttachRequest(Message):
-    """The attach line as an object (v2): a client that wants events says so here."""
+    """What an attach line says. The line keeps the form OpenSSH users type; a client that
+    wants events says so in its channel env (LAGER_PROTOCOL=2), not here."""
 
     WHAT = "attach request"
     id: str
     have: list[int] | None = None  # [stdout bytes, stderr bytes] the client already has
-    events: bool = False
-    v: int = 1
 
 
 def parse_attach(line: str) -> AttachRequest:
-    """`ID`, `ID STDOUT_BYTES STDERR_BYTES` (OpenSSH users, v1 clients) or a JSON object."""
+    """`ID` or `ID STDOUT_BYTES STDERR_BYTES`."""
     text = line.strip()
-    if text.startswith("{"):
-        request = AttachRequest.from_dict(load_object(text, AttachRequest.WHAT))
-        if request.have is not None and (len(request.have) != 2 or min(request.have) < 0):
-            raise ProtocolError("malformed attach request: have is [stdout bytes, stderr bytes]")
-        return request
     words = text.split()
     if len(words) == 3 and all(w.isdigit() and len(w) < 19 for w in words[1:]):
         return AttachRequest(words[0], [int(words[1]), int(words[2])])
