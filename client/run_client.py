@@ -13,6 +13,7 @@ from lager.protocol.channel import FileEntry, RunHeader
 from .context import LagerContext, read_all
 from .follow import Follower
 from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
+from .run_stream import OnEvent
 from .upload import Upload
 
 _CHUNK = 256 * 1024
@@ -58,7 +59,9 @@ def _commands_hint(box: str, run_id: str) -> str:
             f"kill:     lager python --kill {run_id} --box {box}")
 
 
-def run_script(obj: LagerContext, request: RunRequest) -> int:
+def run_script(obj: LagerContext, request: RunRequest, *, on_event: OnEvent | None = None,
+               show_banners: bool = True) -> int:
+    """Run and follow a script; on_event and show_banners go to the Follower (its docs)."""
     box = obj.box()
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_RUN)
@@ -77,7 +80,8 @@ def run_script(obj: LagerContext, request: RunRequest) -> int:
             click.echo(_commands_hint(box.name, started["short_id"]))
             return 0
         again = Reattacher(obj, client_ref=request.client_ref)
-        follower = Follower(chan, box.name, stops_run=True, reconnect=again)
+        follower = Follower(chan, box.name, stops_run=True, reconnect=again,
+                            on_event=on_event, show_banners=show_banners)
         try:
             status = follower.run()
             if request.downloads and not follower.left:
@@ -87,14 +91,16 @@ def run_script(obj: LagerContext, request: RunRequest) -> int:
             again.close()
 
 
-def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None) -> int:
+def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None, *,
+             on_event: OnEvent | None = None, show_banners: bool = True) -> int:
     box = obj.box()
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)
-        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again)
+        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again,
+                            on_event=on_event, show_banners=show_banners)
         try:
             status = follower.run()
         finally:
