@@ -9,10 +9,12 @@ import click
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
+from lager.protocol.channel import FileEntry, RunHeader
 
 from .context import LagerContext, read_all
 from .follow import Follower
-from .reconnect import Reattacher, new_client_ref
+from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
+from .run_stream import OnEvent
 from .upload import Upload
 
 if TYPE_CHECKING:
@@ -44,15 +46,14 @@ class RunRequest:
     ticket: str | None = None
 
     def header(self, box_name: str) -> bytes:
-        head = {"script": self.upload.display_name, "main": self.upload.main,
-                "args": self.args, "env": self.env, "timeout": self.timeout,
-                "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
-                "stop_on_disconnect": self.stop_on_disconnect, "client_ref": self.client_ref,
-                "pause_on_failure": self.pause_on_failure, "safe_state": self.safe_state,
-                "label": self.label}
-        if self.ticket is not None:
-            head["ticket"] = self.ticket
-        return (json.dumps(head) + "\n").encode()
+        return RunHeader(
+            script=self.upload.display_name, main=self.upload.main, args=self.args,
+            env=self.env, timeout=self.timeout, detach=self.detach, box=box_name,
+            files=[FileEntry.from_dict(f) for f in self.upload.header_files()],
+            stop_on_disconnect=self.stop_on_disconnect, client_ref=self.client_ref,
+            pause_on_failure=self.pause_on_failure, safe_state=self.safe_state,
+            v=protocol.PROTOCOL_VERSION, events=not self.detach, label=self.label,
+            ticket=self.ticket).encode()
 
 
 def _send_upload(chan: object, request: RunRequest, box_name: str) -> None:
@@ -68,7 +69,9 @@ def _commands_hint(box: str, run_id: str) -> str:
             f"kill:     lager python --kill {run_id} --box {box}")
 
 
-def run_script(obj: LagerContext, request: RunRequest) -> int:
+def run_script(obj: LagerContext, request: RunRequest, *, on_event: OnEvent | None = None,
+               show_banners: bool = True) -> int:
+    """Run and follow a script; on_event and show_banners go to the Follower (its docs)."""
     box = obj.box()
     with obj.connect() as conn:
         queue = None
@@ -77,13 +80,14 @@ def run_script(obj: LagerContext, request: RunRequest) -> int:
 
             request.ticket, queue = wait_turn(conn, box.name, request.label, request.wait)
         try:
-            return _start(obj, conn, request)
+            return _start(obj, conn, request, on_event, show_banners)
         finally:
             if queue is not None:
                 queue.close()
 
 
-def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest) -> int:
+def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
+           on_event: OnEvent | None, show_banners: bool) -> int:
     box = obj.box()
     chan = conn.open(protocol.SUB_RUN)
     try:
@@ -106,7 +110,8 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest) -> int:
         click.echo(_commands_hint(box.name, started["short_id"]))
         return 0
     again = Reattacher(obj, client_ref=request.client_ref)
-    follower = Follower(chan, box.name, stops_run=True, reconnect=again)
+    follower = Follower(chan, box.name, stops_run=True, reconnect=again,
+                        on_event=on_event, show_banners=show_banners)
     try:
         status = follower.run()
         if request.downloads and not follower.left:
@@ -116,14 +121,16 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest) -> int:
         again.close()
 
 
-def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None) -> int:
+def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None, *,
+             on_event: OnEvent | None = None, show_banners: bool = True) -> int:
     box = obj.box()
     with obj.connect() as conn:
-        chan = conn.open(protocol.SUB_ATTACH)
+        chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)
-        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again)
+        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again,
+                            on_event=on_event, show_banners=show_banners)
         try:
             status = follower.run()
         finally:

@@ -65,10 +65,20 @@ class SavedNetError(BenchConfigError):
 
 # --------------------------------------------------------------------------- where it lives
 
+_path_given: Path | None = None
+
+
+def use_saved_nets(path: Path) -> None:
+    """Where this process's saved nets live, given explicitly: the agent's own instrument
+    commands use it. A script learns it from LAGER_SAVED_NETS, which the agent sets."""
+    global _path_given
+    _path_given = path
+
+
 def path_for(bench_location: str) -> Path:
-    """LAGER_SAVED_NETS (the agent sets it: a dir in its state dir that runs may write), else
-    saved_nets.json beside the bench file."""
-    configured = os.environ.get(protocol.ENV_SAVED_NETS)
+    """Given (use_saved_nets), else LAGER_SAVED_NETS (the agent sets it: a dir in its state dir
+    that runs may write), else saved_nets.json beside the bench file."""
+    configured = _path_given or os.environ.get(protocol.ENV_SAVED_NETS)
     if configured:
         return Path(configured)
     return Path(bench_location).resolve().parent / protocol.SAVED_NETS_FILE
