@@ -128,7 +128,7 @@ def _check_can_switch(gid: int) -> None:
     the dropped identity can still start Python and import lager."""
     import lager
 
-    needed = (sys.executable, str(Path(lager.__file__).parent / "protocol.py"))
+    needed = (sys.executable, lager.__file__)
     pid = os.fork()
     if pid == 0:
         try:

@@ -303,10 +303,11 @@ class Follower:
                     (chan.recv_stderr_ready() or chan.recv_ready())):
                 return
             self._heard_at = time.monotonic()
-            if chan.recv_stderr_ready():
-                self._show(self.stream.stderr_data(chan.recv_stderr(_CHUNK)))
+            # stdout first: a box's hello comes before anything it writes on stderr.
             if chan.recv_ready():
                 self._show(self.stream.stdout_data(chan.recv(_CHUNK)))
+            if chan.recv_stderr_ready():
+                self._show(self.stream.stderr_data(chan.recv_stderr(_CHUNK)))
 
     def _show(self, pieces: list[Piece]) -> None:
         if not self._noted_old_box:

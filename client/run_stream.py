@@ -84,8 +84,12 @@ class RunStream:
     def stderr_data(self, data: bytes) -> list[Piece]:
         """The channel's stderr: the script's stderr when plain; when framed, only the box's
         refusal lines (not the run's output, so not counted)."""
-        if self.framed is None:  # stderr before any hello: an older box (or a refusal)
-            return self._plain_now() + self.stderr_data(data)
+        if self.framed is None:
+            # Before the hello: an older box's script, or a box refusing the run before its
+            # hello; the stdout that follows (none after a refusal) tells which. The box sends
+            # its hello first, so readers take stdout before stderr (follow.py's _drain).
+            self.received[STDERR] += len(data)
+            return [(STDERR, data)]
         if not self.framed:
             self.received[STDERR] += len(data)
         return [(STDERR, data)]

@@ -396,29 +396,6 @@ def test_reservations_off(tmp_path: Path) -> None:
         agent.stop()
 
 
-def test_which_nets_requests_change_the_bench() -> None:
-    """The box's reading of a request, for every verb the kinds declare: a read form (no
-    value, or a verb that only answers) never counts as a change."""
-    from box_agent.bench_commands import changes
-    from lager.bench import kinds
-
-    assert not changes({"command": "nets"})
-    for kind in kinds.KINDS:
-        for verb in kind.verbs:
-            ask = {"command": kind.name, "net": "x", "action": verb.name}
-            if verb.run is None or verb.name == "models":
-                assert not changes(ask), (kind.name, verb.name)
-            elif verb.takes is None:
-                assert changes(ask), (kind.name, verb.name)
-            else:
-                assert not changes(ask), (kind.name, verb.name)  # the value left out: a read
-                given = {"word": "x"} if verb.takes == "word" else {"value": 1.0}
-                assert changes({**ask, **given}), (kind.name, verb.name)
-    assert changes({"command": "supply", "net": "x", "action": "voltage",
-                    "options": {"ovp": 5.0}})
-    assert not changes({"command": "supply", "net": "x"})  # the default verb: state
-
-
 def test_a_run_still_being_adopted_holds_the_box(tmp_path: Path) -> None:
     """Just after a restart, before a live run's monitor has answered: its record holds the
     box, and the supervisor's run takes over once it is there."""

@@ -299,8 +299,6 @@ async def handle_run(ctx: Context) -> None:
     head = read_header(raw)
     spec, files, warnings = parse_header(head)
     ticket = _ticket(head)
-    if ticket is None:  # a refused run is refused before its upload (asked again at start)
-        ctx.reservations.check(ctx.caller, RUN)
     framed = head.events and not spec.detach
     try:
         run_id, workdir = ctx.supervisor.new_workdir()
@@ -312,6 +310,8 @@ async def handle_run(ctx: Context) -> None:
         # First, before any notice: a client that sees no hello speaks to an older box.
         await viewer.event_unlocked(Hello(v=protocol.PROTOCOL_VERSION, run_id=run_id))
     try:
+        if ticket is None:  # a refused run is refused before its upload (asked again at start)
+            ctx.reservations.check(ctx.caller, RUN)
         await _receive_files(ctx, workdir, files)
         for warning in warnings:
             ctx.notice(warning)

@@ -94,11 +94,13 @@ def test_an_older_box_is_read_plain_and_said_once() -> None:
     assert note is not None and "protocol 1" in note and "lager-box" in note
 
 
-def test_stderr_first_means_an_older_box_or_a_refusal() -> None:
+def test_stderr_first_leaves_the_form_open_and_a_refusal_says_nothing_of_versions() -> None:
     stream = RunStream(asked_events=True)
     assert stream.stdout_data(b"\x03\x00") == []  # could still be a hello: held
-    assert stream.stderr_data(b"malformed run request\n") == [
-        (STDOUT, b"\x03\x00"), (STDERR, b"malformed run request\n")]
+    assert stream.stderr_data(b"box reserved: held by A\n") == [
+        (STDERR, b"box reserved: held by A\n")]
+    assert stream.framed is None and stream.older_box_note("mybox") is None
+    assert stream.at_end() == [(STDOUT, b"\x03\x00")]  # never a hello: the script's bytes
     assert stream.framed is False
 
 
