@@ -55,6 +55,7 @@ class RunSpec:
     # When the agent puts the run's nets in their safe state (box_agent/safe_state.py).
     safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     pause_on_failure: bool = False  # --pause-on-failure (the script gets it as an env switch)
+    fleet: str = ""  # the fleet id (`f-3c9a`) of a fan-out that started it (issue 18)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Run:
             "started_at": self.started_at,
             "detached": self.spec.detach,
             "client_ref": self.spec.client_ref,
+            "fleet": self.spec.fleet,
             "pid": self.script_pid,
         }
 

@@ -133,6 +133,14 @@ def _client_ref(value: Any) -> str:
     return value
 
 
+def _fleet(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not protocol.valid_fleet_id(value):
+        raise LagerError("malformed run request: fleet must be a fleet id such as f-3c9a")
+    return value
+
+
 def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[str]]:
     """Validate the run request; returns the spec, the files to receive, and warnings."""
     head = _parse_json_line(raw, "run request")
@@ -182,7 +190,7 @@ def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[
                    timeout=float(timeout), detach=bool(head.get("detach")),
                    stop_on_disconnect=head.get("stop_on_disconnect") is True,
                    client_ref=_client_ref(head.get("client_ref")), safe_state=safe,
-                   pause_on_failure=pause_on_failure)
+                   pause_on_failure=pause_on_failure, fleet=_fleet(head.get("fleet")))
     return spec, files, warnings
 
 
