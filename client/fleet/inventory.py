@@ -93,9 +93,11 @@ def read(path: str) -> Inventory:
         inv.boxes[name] = Box(name=name, host=str(values.get("ansible_host") or name),
                               port=_port(values.get("lager_port", DEFAULT_PORT), name, path),
                               user=str(values.get("lager_user") or "lager"))
-    for group in data:
-        if group == "_meta" or group in _SKIP_GROUPS:
-            continue
+    # An empty group shows only as some group's child.
+    named = {g for g in data if g != "_meta"}
+    named |= {str(c) for entry in data.values() if isinstance(entry, dict)
+              for c in entry.get("children", [])}
+    for group in sorted(named - _SKIP_GROUPS):
         inv.groups[group] = sorted(_members(data, group, set()))
     if not inv.boxes:
         raise UsageError(f"--inventory {path}: the inventory names no hosts")
