@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import Agent, cannot_run, start_agent, write_script
 from test_fleet_rig import Laptop, authorize
 

@@ -36,13 +36,23 @@ class LineSplitter:
             end = self.partial.find(b"\n", start)
             if end < 0:
                 break
-            lines.append(bytes(self.partial[start:end + 1]))
+            lines += self._cut(bytes(self.partial[start:end + 1]))
             start = end + 1
         del self.partial[:start]
         while len(self.partial) >= self.limit:
             lines.append(bytes(self.partial[:self.limit]) + b"\n")
             del self.partial[:self.limit]
         return lines
+
+    def _cut(self, line: bytes) -> list[bytes]:
+        """A line longer than the limit, in pieces of the limit (as if flushed while partial)."""
+        if len(line) <= self.limit + 1:
+            return [line]
+        pieces = [line[i:i + self.limit] for i in range(0, len(line), self.limit)]
+        if pieces[-1] == b"\n":
+            pieces.pop()
+            return [p + b"\n" for p in pieces]
+        return [p + b"\n" for p in pieces[:-1]] + [pieces[-1]]
 
     def end(self) -> list[bytes]:
         if not self.partial:
