@@ -59,7 +59,8 @@ class FleetRun:
         self.options = options
         self.terminal = Terminal()
         self.fleet_id = request.fleet
-        self.board = PauseBoard(self.fleet_id, self.terminal.status, self._resume)
+        self.board = PauseBoard(self.fleet_id, self.terminal.status, self._resume,
+                                self.terminal.say)
         reconnect_for = float(os.environ.get("LAGER_RECONNECT_FOR", "600"))
         self.shared = Shared(obj, self.fleet_id, request,
                              threading.Semaphore(max(1, options.forks)), self.terminal,

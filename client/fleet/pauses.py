@@ -35,18 +35,22 @@ Resume = Callable[[PauseEvent], None]
 class PauseBoard:
     """Which box is paused where; draws the aggregated line through `show`."""
 
-    def __init__(self, fleet_id: str, show: Callable[[str], None], resume: Resume) -> None:
+    def __init__(self, fleet_id: str, show: Callable[[str], None], resume: Resume,
+                 say: Callable[[str], None] | None = None) -> None:
         self.fleet_id = fleet_id
         self.show = show
+        self.say = say or (lambda _text: None)
         self.resume_one = resume
         self.lock = threading.Lock()
         self.paused: dict[str, PauseEvent] = {}
         self.live: set[str] = set()  # boxes whose run has started and not ended
+        self.started_boxes: set[str] = set()  # the denominator: every box whose run started
         self.pauses_seen: dict[str, int] = {}
 
     def started(self, box: str) -> None:
         with self.lock:
             self.live.add(box)
+            self.started_boxes.add(box)
         self._redraw()
 
     def ended(self, box: str) -> None:
@@ -73,6 +77,11 @@ class PauseBoard:
         each resume names its pause (`ID#N`), so a late one answers "already resumed"."""
         with self.lock:
             now = list(self.paused.values())
+        if not now:
+            self.say("lager: nothing is paused; Enter resumes only the boxes paused when it "
+                     "is pressed")
+        else:
+            self.say(f"lager: resuming {fold([e.box for e in now])}")
         for event in now:
             self.resume_one(event)
         return now
@@ -81,6 +90,7 @@ class PauseBoard:
         with self.lock:
             paused = list(self.paused.values())
             live = sorted(self.live)
+            total = len(self.started_boxes)
         if not paused:
             return []
         by_where: dict[tuple[str, int, str], list[PauseEvent]] = {}
@@ -92,7 +102,7 @@ class PauseBoard:
                                                   key=lambda kv: -len(kv[1])):
             text = f'"{label}" ' if label else ""
             others = f"(running: {', '.join(running)})  " if running else ""
-            out.append(f"=== {len(events)}/{len(live)} paused at {file}:{line} {text}{others}"
+            out.append(f"=== {len(events)}/{total} paused at {file}:{line} {text}{others}"
                        f"resume: Enter, or lager python --continue {self.fleet_id}")
         return out
 
