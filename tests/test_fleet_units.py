@@ -1,0 +1,93 @@
+"""The fleet's pure parts, no subprocess: which argv is a fleet's, BOX:ID rewriting, whole
+lines cut at 64 KiB, the exit-code rule, the aggregated line and Enter's snapshot."""
+from __future__ import annotations
+
+import pytest
+
+from client.fleet import recap
+from client.fleet.output import LineSplitter
+from client.fleet.pauses import PauseBoard, PauseEvent
+from client.fleet.route import is_set_syntax, rewrite_box_id, wants_fleet
+
+
+def test_set_syntax_and_single_box_forms() -> None:
+    for fleet in ("bench[01-20]", "@line1", "@line1&@rack2", "@line1!bench07", "a,b", "a,",
+                  "bench[07]"):
+        assert is_set_syntax(fleet), fleet
+    for single in ("bench07", "lab@box", "lab@box:2222", "box:2222", "[::1]:2222", "", None):
+        assert not is_set_syntax(single), single
+
+
+def test_routing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAGER_BOX", raising=False)
+    assert wants_fleet(["python", "t.py", "--box", "bench[1-3]"])
+    assert wants_fleet(["--box=@line1", "nets"])
+    assert wants_fleet(["python", "--continue", "f-3c9a"])
+    assert wants_fleet(["python", "--continue", "all", "--box", "x"])
+    assert not wants_fleet(["python", "t.py", "--box", "bench01"])
+    assert not wants_fleet(["python", "t.py", "--box", "bench01", "--", "--box", "a,b"])
+    assert not wants_fleet(["boxes", "add", "x", "--host", "h", "--group", "g"])
+    assert not wants_fleet(["python", "--continue", "7f3a"])
+    monkeypatch.setenv("LAGER_BOX", "@line1")  # $LAGER_BOX may be a set too
+    assert wants_fleet(["nets"])
+
+
+def test_box_id_becomes_todays_command() -> None:
+    assert rewrite_box_id(["python", "--continue", "bench07:7f3a\u2026e9"]) == \
+        ["python", "--continue", "7f3a\u2026e9", "--box", "bench07"]
+    assert rewrite_box_id(["python", "--console=b1:7f3a", "--", "x"]) == \
+        ["python", "--console=7f3a", "--box", "b1", "--", "x"]
+    assert rewrite_box_id(["python", "--continue", "7f3a"]) is None
+    assert rewrite_box_id(["python", "--continue", "f-3c9a"]) is None
+
+
+def test_lines_stay_whole_and_are_cut_at_the_limit() -> None:
+    split = LineSplitter(limit=8)
+    assert split.feed(b"ab") == []
+    assert split.feed(b"c\nde") == [b"abc\n"]
+    assert split.feed(b"fghijklmn") == [b"defghijk\n"]
+    assert split.feed(b"\n" + b"x" * 20 + b"\n") == [b"lmn\n", b"x" * 8 + b"\n",
+                                                   b"x" * 8 + b"\n", b"xxxx\n"]
+    assert split.feed(b"tail") == [] and split.end() == [b"tail\n"] and split.end() == []
+
+
+def _rows(*states: tuple[str, int | None]) -> list[recap.Row]:
+    rows = []
+    for i, (state, code) in enumerate(states):
+        row = recap.Row(box=f"b{i}")
+        if state == "unreachable":
+            row.state, row.exit = state, 255
+        elif code is not None:
+            row.settle(code)
+        rows.append(row)
+    return rows
+
+
+def test_exit_code_rule() -> None:
+    assert recap.exit_code(_rows(("", 0), ("", 0))) == 0
+    assert recap.exit_code(_rows(("", 3), ("", 0), ("", 3))) == 3
+    assert recap.exit_code(_rows(("", 3), ("", 5))) == 1
+    assert recap.exit_code(_rows(("", 0), ("unreachable", None))) == 255
+    assert recap.exit_code(_rows(("", 124), ("unreachable", None))) == 124
+    assert recap.exit_code(_rows(("", 130))) == 130
+    assert [r.state for r in _rows(("", 0), ("", 124), ("", 137), ("", 2))] == \
+        ["ok", "timeout", "killed", "failed"]
+
+
+def test_enter_resumes_the_pauses_of_that_moment_only() -> None:
+    shown: list[str] = []
+    resumed: list[PauseEvent] = []
+    board = PauseBoard("f-3c9a", shown.append, resumed.append)
+    for box in ("bench01", "bench02", "bench03"):
+        board.started(box)
+    assert board.enter() == [] and resumed == []  # an early Enter arms nothing
+    first = PauseEvent("bench01", "aa", 1, "check", "t.py", 19, None)
+    board.paused_at(first)
+    board.paused_at(PauseEvent("bench02", "bb", 1, "check", "t.py", 19, None))
+    assert shown[-1] == ('=== 2/3 paused at t.py:19 "check" (running: bench03)  resume: '
+                         'Enter, or lager python --continue f-3c9a')
+    assert sorted(e.box for e in board.enter()) == ["bench01", "bench02"]
+    board.resumed("bench01")
+    board.paused_at(PauseEvent("bench03", "cc", 1, "check", "t.py", 19, None))
+    assert board.lines() == ['=== 2/3 paused at t.py:19 "check" (running: bench01)  resume: '
+                             'Enter, or lager python --continue f-3c9a']
