@@ -91,7 +91,9 @@ class Agents:
 class Laptop:
     def __init__(self, root: Path, agents: Agents) -> None:
         self.dir = root / "laptop"
-        self.env = {**os.environ, "LAGER_CONFIG_DIR": str(self.dir)}
+        # Generous: 50 clients starting at once on a loaded machine must not time out.
+        self.env = {**os.environ, "LAGER_CONFIG_DIR": str(self.dir),
+                    "LAGER_CONNECT_TIMEOUT": "120"}
         for name in ("LAGER_BOX", "LAGER_INVENTORY", *CI_VARIABLES):
             self.env.pop(name, None)
         self.names = [f"bench{i + 1:02d}" for i in range(len(agents.ports))]

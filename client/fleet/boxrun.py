@@ -112,6 +112,8 @@ class BoxRun:
             return
         self.chan = chan
         self.row.state = "running"
+        # Its id, while the link is up: a box lost later is named with its reattach command.
+        self.row.run_id = self._run_id(wait=10.0) or ""
         self.shared.board.started(self.name)
         status = self._follow()
         while status < 0 and not self.leaving:
@@ -186,12 +188,22 @@ class BoxRun:
         return row.get("id") == self.row.run_id if self.row.run_id else \
             row.get("client_ref") == self.request.client_ref
 
-    def _run_id(self) -> str | None:
-        try:
-            row = next((r for r in self._rows() if self._mine(r)), None)
-        except (LagerError, OSError, EOFError, ValueError):
-            return None
-        return str(row["id"]) if row else None
+    def _run_id(self, wait: float = 0.0) -> str | None:
+        """The run's id from the box's list; `wait` covers the moment between the upload
+        and the box registering the run."""
+        until = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            try:
+                row = next((r for r in self._rows() if self._mine(r)), None)
+            except (LagerError, OSError, EOFError, ValueError):
+                return None
+            if row is not None:
+                return str(row["id"])
+            if time.monotonic() >= until:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def _on_banner(self) -> None:
         try:

@@ -1,0 +1,70 @@
+"""A box whose link drops mid-run: the fleet reconnects to it as one box does (issue 11), the
+others go on; when reconnecting gives up, the box is `lost` with its reattach command, 255."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import StreamReader, start_agent, wait_for, write_script
+from test_fleet_rig import Rig, start_rig
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = start_rig(tmp_path / "rig", 2)
+    yield r
+    r.stop()
+
+
+def _gated(tmp: Path) -> tuple[Path, Path]:
+    gate = tmp / "go"
+    script = write_script(tmp, "gated.py", "import os, time\nprint('ready', flush=True)\n"
+                          f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
+                          "print('finished')\n")
+    return script, gate
+
+
+def _restart(rig: Rig, box: str) -> None:
+    old = rig.agents[box]
+    rig.agents[box] = start_agent(old.state_dir, listen=f"{old.host}:{old.port}")
+
+
+def test_a_dropped_link_reconnects_and_the_run_goes_on(rig: Rig, tmp_path: Path) -> None:
+    script, gate = _gated(tmp_path)
+    rig.laptop.env["LAGER_RECONNECT_FOR"] = "120"
+    proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]")
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    wait_for(lambda: out.text.count("ready") == 2, 60, what="both runs ready")
+    rig.agents["bench02"].stop(keep_runs=True)  # the link drops; the run stays on the box
+    err.wait_for("bench02: connection lost; reconnecting", 60)
+    _restart(rig, "bench02")
+    err.wait_for("bench02: reconnected", 60)
+    gate.touch()
+    assert proc.wait(60) == 0, err.text
+    assert sorted(out.join().splitlines()) == ["bench01: finished", "bench01: ready",
+                                               "bench02: finished", "bench02: ready"]
+    assert re.search(r"^bench02 +ok +exit=0", err.join(), re.M)
+
+
+def test_a_box_that_stays_away_is_lost_with_its_reattach_command(rig: Rig,
+                                                                tmp_path: Path) -> None:
+    script, gate = _gated(tmp_path)
+    rig.laptop.env["LAGER_RECONNECT_FOR"] = "1"
+    proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]")
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    wait_for(lambda: out.text.count("ready") == 2, 60, what="both runs ready")
+    rig.agents["bench02"].stop(keep_runs=True)
+    err.wait_for("bench02: lost: ", 60)
+    gate.touch()  # bench01 was never held up
+    assert proc.wait(60) == 255, err.text
+    text = err.join()
+    assert "bench01: finished" in out.join()
+    row = re.search(r"^bench02 +lost .*lager python --reattach ([0-9a-f]{16}) --box bench02",
+                    text, re.M)
+    assert row, text
+    assert re.search(r"^bench01 +ok +exit=0", text, re.M)
+    _restart(rig, "bench02")  # the run went on there: reattach finds it and its end
+    again = rig.laptop.run("python", "--reattach", row.group(1), "--box", "bench02")
+    assert again.returncode == 0 and "finished" in again.stdout, again.stderr
