@@ -13,7 +13,7 @@ from conftest import StreamReader, wait_for, write_script
 from test_fleet_rig import Rig, start_rig
 
 ALL = "bench[01-05]"
-LINE = re.compile(r"=== 5/5 paused at \S*p\.py:(\d+) \"check the DUT\" +resume: Enter, or "
+LINE = re.compile(r"=== 5/5 paused at \S*\.py:(\d+) \"check the DUT\" +resume: Enter, or "
                   r"lager python --continue (f-[0-9a-f]{4})")
 
 
@@ -127,3 +127,57 @@ def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> N
     assert rest.stdout.strip() == "resumed every paused run on bench[01,04-05]"
     code, _, err = fleet.finish()
     assert code == 0, err
+
+
+def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import threading
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*rig.laptop_cmd("python", str(_script(tmp_path)), "--box", ALL)],
+                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    os.close(slave)
+    seen = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            seen.extend(data)
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_for(lambda: b"=== 5/5 paused at" in seen, 60, what=f"5/5 on the terminal: {seen!r}")
+    text = bytes(seen)
+    # Each change clears the line and draws the new count in place; only the first draw
+    # follows a newline (the fleet's own first line).
+    assert text.count(b"\r\x1b[K=== ") >= 4, text
+    assert text.count(b"\n=== ") == 1, text
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.wait(60) == 0
+    os.close(master)
+
+
+def test_console_by_box_id_and_kill_by_fleet_id(rig: Rig, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "i.py", "from lager import pause\nanswer = 42\n"
+                          "pause('check the DUT', timeout=0, interactive=True)\nprint('after')\n")
+    fleet = Fleet(rig, str(script))
+    fleet_id = fleet.all_paused()
+    run_id = _paused(rig)["bench04"][0]["short_id"]
+    console = rig.laptop.run("python", "--console", f"bench04:{run_id}", input="print(answer)\n")
+    assert console.returncode == 0, console.stderr
+    assert "42" in console.stdout
+    killed = rig.laptop.run("python", "--kill", fleet_id)
+    assert killed.returncode == 0, killed.stderr
+    assert killed.stdout.count("stopping run") == 5
+    code, out, err = fleet.finish()
+    assert code == 130, err  # each script ended by the SIGINT of the stop, as for one box
+    assert "after" not in out

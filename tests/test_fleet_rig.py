@@ -68,6 +68,10 @@ class Rig:
         for agent in self.agents.values():
             agent.stop()
 
+    @staticmethod
+    def laptop_cmd(*args: str) -> list[str]:
+        return [LAGER, *args]
+
 
 def start_rig(tmp: Path, count: int, groups: dict[str, list[str]] | None = None) -> Rig:
     """bench01..benchNN, each its own agent; groups: {box: [group, ...]}."""

@@ -184,3 +184,32 @@ def test_detach_prints_fleet_and_run_ids(rig: Rig, tmp_path: Path) -> None:
     assert re.fullmatch(r"fleet f-[0-9a-f]{4}", lines[0])
     assert [ln.split(":")[0] for ln in lines[1:]] == ["bench03", "bench04", "bench05"]
     assert all(re.fullmatch(r"bench0[3-5]: run [0-9a-f]{16}", ln) for ln in lines[1:])
+
+
+def test_clubak_reads_the_prefixed_output(rig: Rig, tmp_path: Path) -> None:
+    """ClusterShell's own `clubak -b` gathers what the fleet prints (pdsh's line form)."""
+    clubak = shutil.which("clubak", path=str(Path(sys.executable).parent))
+    if clubak is None:
+        cannot_run("clubak (ClusterShell, a dependency) is not installed")
+    script = write_script(tmp_path, "same.py", "print('same line')\nprint('and another')\n")
+    done = rig.laptop.run("python", str(script), "--box", ALL)
+    assert done.returncode == 0, done.stderr
+    folded = subprocess.run([clubak, "-b"], input=done.stdout, capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    assert "bench[01-05] (5)" in folded and folded.count("same line") == 1
+    assert folded.index("same line") < folded.index("and another")  # lines kept in order
+
+
+def test_instrument_commands_and_nets_over_a_set(rig: Rig) -> None:
+    done = rig.laptop.run("supply", "supply2", "state", "--box", ALL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:3] == ["-" * 15, "bench[01-05] (5)", "-" * 15]
+    assert done.stdout.count("supply2") == 1  # five equal answers, printed once
+    data = json.loads(rig.laptop.run("adc", "adc1", "--json", "--box", "@rack2").stdout)
+    assert sorted(data) == ["bench03", "bench04", "bench05"]
+    assert all("value" in str(answer) or answer for answer in data.values())
+    nets = rig.laptop.run("nets", "--box", "bench0[1-2]", "--no-gather")
+    lines = nets.stdout.splitlines()
+    assert lines and all(ln.startswith(("bench01: ", "bench02: ")) for ln in lines)
+    refused = rig.laptop.run("supply", "supply2", "voltage", "3", "--ovp", "5", "--box", ALL)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1

@@ -70,8 +70,8 @@ def test_exit_code_rule() -> None:
     assert recap.exit_code(_rows(("", 0), ("unreachable", None))) == 255
     assert recap.exit_code(_rows(("", 124), ("unreachable", None))) == 124
     assert recap.exit_code(_rows(("", 130))) == 130
-    assert [r.state for r in _rows(("", 0), ("", 124), ("", 137), ("", 2))] == \
-        ["ok", "timeout", "killed", "failed"]
+    assert [r.state for r in _rows(("", 0), ("", 124), ("", 137), ("", 2), ("", 255))] == \
+        ["ok", "timeout", "killed", "failed", "failed"]
 
 
 def test_enter_resumes_the_pauses_of_that_moment_only() -> None:

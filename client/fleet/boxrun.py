@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import ConnectionFailed, LagerError
 
+from .. import EXIT_INTERRUPTED
 from ..context import LagerContext, exchange, read_all
 from ..reconnect import Reattacher, new_client_ref
 from ..run_client import RunRequest, _send_upload
@@ -136,6 +137,10 @@ class BoxRun:
         self.row.run_id = self.row.run_id or self._run_id() or ""
         if status >= 0:
             self.row.settle(status)
+            return
+        if self.leaving:  # the third Ctrl-C: we left, and the box stops the run itself
+            self.row.state, self.row.exit = recap.KILLED, EXIT_INTERRUPTED
+            self.row.reason = "left; the box stops the run"
             return
         self.row.state = recap.LOST
         again = f"lager python --reattach {self.row.run_id or '(see --list)'} --box {self.name}"

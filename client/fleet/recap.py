@@ -32,7 +32,7 @@ class Row:
             self.state = OK
         elif status == protocol.EXIT_TIMED_OUT:
             self.state = TIMEOUT
-        elif status > 128:
+        elif 128 < status <= 128 + 64:  # 128+N: the script died of signal N
             self.state = KILLED
         else:
             self.state = FAILED
