@@ -24,6 +24,7 @@ def test_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert wants_fleet(["--box=@line1", "nets"])
     assert wants_fleet(["python", "--continue", "f-3c9a"])
     assert wants_fleet(["python", "--continue", "all", "--box", "x"])
+    assert wants_fleet(["python", "--kill", "f-3c9a"])
     assert not wants_fleet(["python", "t.py", "--box", "bench01"])
     assert not wants_fleet(["python", "t.py", "--box", "bench01", "--", "--box", "a,b"])
     assert not wants_fleet(["boxes", "add", "x", "--host", "h", "--group", "g"])

@@ -71,11 +71,13 @@ def rewrite_box_id(argv: list[str]) -> list[str] | None:
 
 
 def wants_fleet(argv: list[str]) -> bool:
-    """The fleet path: a set `--box`, `--continue f-…`, `--continue all`, `--inventory`."""
+    """The fleet path: a set `--box`, `--continue f-…|all`, `--kill f-…`, `--inventory`."""
     if not argv or argv[0] in ("boxes", "groups"):
         return False  # config commands (their --group and --inventory are their own)
     if is_set_syntax(box_value(argv)):
         return True
     if any(v == "all" or FLEET_ID.match(v) for _, v in _values(argv, "--continue")):
+        return True
+    if any(FLEET_ID.match(v) for _, v in _values(argv, "--kill")):
         return True
     return bool(_values(argv, "--inventory"))
