@@ -3,6 +3,7 @@ others go on; when reconnecting gives up, the box is `lost` with its reattach co
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,15 @@ from test_fleet_rig import Rig, start_rig
 def rig(tmp_path: Path) -> Iterator[Rig]:
     r = start_rig(tmp_path / "rig", 2)
     yield r
+    for proc in STARTED:  # a failing test must not leave its `lager` reconnecting
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    STARTED.clear()
     r.stop()
+
+
+STARTED: list[subprocess.Popen[str]] = []
 
 
 def _gated(tmp: Path) -> tuple[Path, Path]:
@@ -35,6 +44,7 @@ def test_a_dropped_link_reconnects_and_the_run_goes_on(rig: Rig, tmp_path: Path)
     script, gate = _gated(tmp_path)
     rig.laptop.env["LAGER_RECONNECT_FOR"] = "120"
     proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]")
+    STARTED.append(proc)
     out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
     wait_for(lambda: out.text.count("ready") == 2, 60, what="both runs ready")
     rig.agents["bench02"].stop(keep_runs=True)  # the link drops; the run stays on the box
@@ -53,6 +63,7 @@ def test_a_box_that_stays_away_is_lost_with_its_reattach_command(rig: Rig,
     script, gate = _gated(tmp_path)
     rig.laptop.env["LAGER_RECONNECT_FOR"] = "1"
     proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]")
+    STARTED.append(proc)
     out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
     wait_for(lambda: out.text.count("ready") == 2, 60, what="both runs ready")
     rig.agents["bench02"].stop(keep_runs=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +32,24 @@ def _script(tmp: Path, gate: Path | None = None, timeout: str = "0") -> Path:
                         f"pause('check the DUT', timeout={timeout})\nprint('after')\n")
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_fleet_left_behind() -> Iterator[None]:
+    """A failing test must not leave its `lager` waiting on boxes that are gone."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 class Fleet:
     def __init__(self, rig: Rig, *args: str) -> None:
         self.proc = rig.laptop.popen("python", *args, "--box", ALL)
+        STARTED.append(self.proc)
         self.out = StreamReader(self.proc.stdout)
         self.err = StreamReader(self.proc.stderr)
 
@@ -132,13 +148,13 @@ def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> N
 def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:
     import os
     import pty
-    import subprocess
     import threading
 
     master, slave = pty.openpty()
     proc = subprocess.Popen([*rig.laptop_cmd("python", str(_script(tmp_path)), "--box", ALL)],
                             env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=slave, text=True)
+    STARTED.append(proc)
     os.close(slave)
     seen = bytearray()
 

@@ -166,9 +166,13 @@ def test_ctrl_c_stops_every_run_and_still_recaps(rig: Rig, tmp_path: Path) -> No
     out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
     from conftest import wait_for
 
-    wait_for(lambda: out.text.count("ready") == 5, 60, what=f"five runs ready: {out.text}")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130
+    try:
+        wait_for(lambda: out.text.count("ready") == 5, 60, what=f"five runs ready: {out.text}")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     text = err.join()
     assert "sent SIGINT to every run" in text
     assert len(re.findall(r"^bench0[1-5] +killed +exit=130", text, re.M)) == 5, text
