@@ -85,7 +85,11 @@ class Terminal:
         self.write(2, text.encode() + b"\n")
 
     def status(self, text: str) -> None:
-        """The pause line: redrawn in place on a terminal, else printed when it changes."""
+        """The pause lines: redrawn in place on a terminal (the first, and how many more), else
+        printed when they change."""
+        if self.tty and "\n" in text:
+            first, *more = text.split("\n")
+            text = f"{first}  (+{len(more)} more breakpoint{'s' if len(more) > 1 else ''})"
         with self.lock:
             if text == self._status:
                 return
