@@ -33,6 +33,15 @@ def test_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert wants_fleet(["nets"])
 
 
+def test_route_fleet_ids_agree_with_the_protocol() -> None:
+    from client.fleet.route import is_fleet_id
+    from lager.protocol import valid_fleet_id
+
+    for value in ("f-3c9a", "f-3c9", "f-3C9A", "f-" + "a" * 16, "f-" + "a" * 17, "g-3c9a",
+                  "f-3c9g", "f-", "7f3a"):
+        assert is_fleet_id(value) == valid_fleet_id(value), value
+
+
 def test_box_id_becomes_todays_command() -> None:
     assert rewrite_box_id(["python", "--continue", "bench07:7f3a\u2026e9"]) == \
         ["python", "--continue", "7f3a\u2026e9", "--box", "bench07"]
@@ -40,6 +49,9 @@ def test_box_id_becomes_todays_command() -> None:
         ["python", "--console=7f3a", "--box", "b1", "--", "x"]
     assert rewrite_box_id(["python", "--continue", "7f3a"]) is None
     assert rewrite_box_id(["python", "--continue", "f-3c9a"]) is None
+    assert rewrite_box_id(["python", "--continue", "lab@box:7f3a"]) is None
+    assert rewrite_box_id(["python", "--kill", "b1:7f3a#2"]) == \
+        ["python", "--kill", "7f3a#2", "--box", "b1"]
 
 
 def test_lines_stay_whole_and_are_cut_at_the_limit() -> None:

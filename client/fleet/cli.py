@@ -18,7 +18,6 @@ from ..cli import LagerGroup
 from ..cli import cli as main_cli
 from ..config import ENV_CONNECT_TIMEOUT, parse_seconds
 from ..context import LagerContext, box_option
-from .route import FLEET_ID
 
 F = Callable[..., Any]
 
@@ -130,8 +129,7 @@ def main(argv: list[str]) -> int:
 
 
 def is_fleet_id(value: str | None) -> bool:
-    return bool(value) and bool(FLEET_ID.match(value or "")) and \
-        protocol.valid_fleet_id(value or "")
+    return bool(value) and protocol.valid_fleet_id(value or "")
 
 
 def stdin_is_tty() -> bool:

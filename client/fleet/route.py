@@ -7,12 +7,18 @@ even when it expands to one box; a plain name, or #12's `user@host:port`, is not
 from __future__ import annotations
 
 import os
-import re
 
-FLEET_ID = re.compile(r"^f-[0-9a-f]{4,16}$")
-# `BOX:ID`, where an id goes: BOX a plain name, ID what a banner prints (hex, `…`, `#N`).
-_BOX_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):([0-9a-fA-F.\u2026#]+)$")
+# Checked by hand, not with `re`: this module loads on every `lager` start.
+_HEX = frozenset("0123456789abcdef")
+_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_ID_CHARS = frozenset("0123456789abcdefABCDEF.#\u2026")
 _ID_OPTIONS = ("--continue", "--console", "--kill", "--reattach")
+
+
+def is_fleet_id(value: str) -> bool:
+    """`f-` and 4 to 16 lower-case hex digits (lager.protocol.valid_fleet_id, without its
+    imports)."""
+    return value.startswith("f-") and 4 <= len(value) - 2 <= 16 and set(value[2:]) <= _HEX
 
 
 def is_set_syntax(value: str | None) -> bool:
@@ -49,8 +55,13 @@ def box_value(argv: list[str]) -> str | None:
 
 
 def split_box_id(value: str) -> tuple[str, str] | None:
-    match = _BOX_ID.match(value.strip())
-    return (match.group(1), match.group(2)) if match else None
+    """`BOX:ID`, where an id goes: BOX a plain name, ID what a banner prints (hex, `…`, #N)."""
+    box, sep, run_id = value.strip().partition(":")
+    if not sep or not box or not run_id or box[0] in "._-":
+        return None
+    if not set(box) <= _NAME or not set(run_id) <= _ID_CHARS:
+        return None
+    return box, run_id
 
 
 def rewrite_box_id(argv: list[str]) -> list[str] | None:
@@ -76,8 +87,8 @@ def wants_fleet(argv: list[str]) -> bool:
         return False  # config commands (their --group and --inventory are their own)
     if is_set_syntax(box_value(argv)):
         return True
-    if any(v == "all" or FLEET_ID.match(v) for _, v in _values(argv, "--continue")):
+    if any(v == "all" or is_fleet_id(v) for _, v in _values(argv, "--continue")):
         return True
-    if any(FLEET_ID.match(v) for _, v in _values(argv, "--kill")):
+    if any(is_fleet_id(v) for _, v in _values(argv, "--kill")):
         return True
     return bool(_values(argv, "--inventory"))
