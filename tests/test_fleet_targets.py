@@ -158,3 +158,19 @@ def test_single_box_forms_stay_on_todays_path(laptop: Laptop, tmp_path: Path) ->
     assert one_set.returncode == 4, one_set.stderr
     assert one_set.stdout == "bench01: x\n"
     assert "RECAP" in one_set.stderr and "lager: fleet f-" in one_set.stderr
+
+
+def test_adding_a_known_box_again_updates_its_groups(one_box: Agent, tmp_path: Path) -> None:
+    lap = Laptop(tmp_path / "laptop")
+    lap.add("benchA", one_box.host, one_box.port, "line1", "rack2")
+    lap.add("benchB", one_box.host, one_box.port, "line1")
+    assert json.loads(lap.run("groups", "--json").stdout) == \
+        {"line1": ["benchA", "benchB"], "rack2": ["benchA"]}
+    lap.add("benchA", one_box.host, one_box.port, "rack3")
+    assert json.loads(lap.run("groups", "--json").stdout) == \
+        {"line1": ["benchB"], "rack3": ["benchA"]}
+    removed = lap.run("boxes", "remove", "benchB", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(lap.run("groups", "--json").stdout) == {"rack3": ["benchA"]}
+    bad = lap.run("boxes", "add", "benchC", "--host", one_box.host, "--group", "no good")
+    assert bad.returncode == 2 and "group name" in bad.stderr

@@ -104,3 +104,32 @@ def test_enter_resumes_the_pauses_of_that_moment_only() -> None:
     board.paused_at(PauseEvent("bench03", "cc", 1, "check", "t.py", 19, None))
     assert board.lines() == ['=== 2/3 paused at t.py:19 "check" (running: bench01)  resume: '
                              'Enter, or lager python --continue f-3c9a']
+
+
+def test_junit_has_one_case_per_box_with_each_outcome(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from junitparser import Error, Failure, JUnitXml, Skipped
+
+    from client.config import Box
+    from client.fleet.junit import write_junit
+    from client.fleet.targets import Fleet, Target
+
+    rows = [recap.Row("b1", run_id="aa" * 8), recap.Row("b2", run_id="bb" * 8),
+            recap.Row("b3", state="unreachable", exit=255, reason="refused"),
+            recap.Row("b4"), recap.Row("b5", run_id="cc" * 8)]
+    rows[0].settle(0)
+    rows[1].settle(3)
+    rows[4].settle(124)
+    fleet = Fleet("b[1-5]", [Target(r.box, Box(r.box, "h"), i, "") for i, r in enumerate(rows)])
+    path = Path(str(tmp_path)) / "r.xml"
+    write_junit(str(path), "f-3c9a", fleet, "t.py", rows, {"b2": b"x" * 70000 + b"boom"}, None)
+    suite = next(iter(JUnitXml.fromfile(str(path))))
+    kinds = {case.classname: [type(r).__name__ for r in case.result] for case in suite}
+    assert kinds == {"lager.fleet.b1": [], "lager.fleet.b2": [Failure.__name__],
+                     "lager.fleet.b3": [Error.__name__], "lager.fleet.b4": [Skipped.__name__],
+                     "lager.fleet.b5": [Error.__name__]}
+    failure = next(r for case in suite for r in case.result if isinstance(r, Failure))
+    assert failure.message == "exit 3" and failure.text.endswith("boom")
+    assert len(failure.text) == 64 * 1024
+    assert path.read_text().index("<properties>") < path.read_text().index("<testcase")
