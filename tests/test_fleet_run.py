@@ -85,6 +85,8 @@ def test_exit_codes_recap_json_output_dir_and_junit(rig: Rig, tmp_path: Path) ->
                           "sys.exit({'bench01': 3, 'bench02': 5}.get(os.environ['LAGER_BOX'], 0))\n")
     assert rig.laptop.run("python", str(differ), "--box", ALL).returncode == 1
     clean = write_script(tmp_path, "clean.py", "print('ok')\n")
+    one_at_a_time = rig.laptop.run("python", str(clean), "--box", ALL, "--forks", "1")
+    assert one_at_a_time.returncode == 0 and one_at_a_time.stdout.count(": ok") == 5
     gathered = rig.laptop.run("python", str(clean), "--box", ALL, "--gather")
     assert gathered.returncode == 0
     assert gathered.stdout.splitlines()[1] == "bench[01-05] (5)"

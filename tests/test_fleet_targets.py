@@ -126,6 +126,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_starts(laptop: Laptop, one_box
     assert "unknown group @nope" in _bad(laptop, *run, "@line1&@nope")
     assert "not a box set" in _bad(laptop, *run, "bench[1-")
     assert "unknown box" in _bad(laptop, *run, "bench0[1-9]")
+    assert "--connect-timeout" in _bad(laptop, *run, "@line1", "--connect-timeout", "soon")
     empty_inv = write_script(tmp_path, "empty.yml", "all:\n  children:\n    empty:\n"
                                                     "      hosts: {}\n")
     assert "names no hosts" in _bad(laptop, *run, "@line1", "--inventory", str(empty_inv))
