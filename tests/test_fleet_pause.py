@@ -197,3 +197,33 @@ def test_console_by_box_id_and_kill_by_fleet_id(rig: Rig, tmp_path: Path) -> Non
     code, out, err = fleet.finish()
     assert code == 130, err  # each script ended by the SIGINT of the stop, as for one box
     assert "after" not in out
+
+
+def test_openssh_continue_of_one_box_shows_in_the_line(rig: Rig, tmp_path: Path) -> None:
+    """The other side is OpenSSH: `ssh -s continue` resumes one box's pause; the fleet's line
+    follows, and Enter resumes the other four."""
+    import shutil
+
+    from conftest import cannot_run
+
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        cannot_run("OpenSSH's ssh is not installed")
+    fleet = Fleet(rig, str(_script(tmp_path)))
+    fleet.all_paused()
+    run = _paused(rig)["bench05"][0]
+    agent = rig.agents["bench05"]
+    laptop = rig.laptop.config_dir
+    done = subprocess.run(
+        [str(ssh), "-q", "-T", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+         "-i", str(laptop / "id_ed25519"), "-o", f"UserKnownHostsFile={laptop / 'known_hosts'}",
+         "-o", "StrictHostKeyChecking=yes", "-p", str(agent.port), "-s",
+         f"lab@{agent.host}", "continue"],
+        input=f"{run['id']}#{run['pause']['seq']}\n", capture_output=True, text=True,  # type: ignore[index]
+        timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "(running: bench05)" in fleet.then("=== 4/5 paused at")
+    fleet.enter()
+    code, out, err = fleet.finish()
+    assert code == 0, err
+    assert out.count("after") == 5
