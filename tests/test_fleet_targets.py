@@ -175,3 +175,17 @@ def test_adding_a_known_box_again_updates_its_groups(one_box: Agent, tmp_path: P
     assert json.loads(lap.run("groups", "--json").stdout) == {"rack3": ["benchA"]}
     bad = lap.run("boxes", "add", "benchC", "--host", one_box.host, "--group", "no good")
     assert bad.returncode == 2 and "group name" in bad.stderr
+
+
+def test_an_ssh_config_host_in_a_set(laptop: Laptop, one_box: Agent, tmp_path: Path) -> None:
+    """A set may name a host as OpenSSH would reach it (#12): an ssh_config Host, with its own
+    known_hosts file; it is one box among lager's own."""
+    known = tmp_path / "known_hosts"
+    pinned = (laptop.config_dir / "known_hosts").read_text().splitlines()[0]
+    known.write_text(pinned + "\n")
+    config = write_script(tmp_path, "ssh_config", (
+        f"Host sshbox\n  HostName {one_box.host}\n  Port {one_box.port}\n  User lab\n"
+        f"  IdentityFile {laptop.config_dir / 'id_ed25519'}\n  UserKnownHostsFile {known}\n"))
+    done = laptop.run("-F", str(config), "python", "--list", "--json", "--box", "sshbox,bench01")
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(done.stdout)) == ["bench01", "sshbox"]
