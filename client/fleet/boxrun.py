@@ -102,6 +102,8 @@ class BoxRun:
         if self.shared.interrupted.is_set():
             return  # Ctrl-C came before this box's turn: skipped
         with self.shared.forks:
+            if self.shared.interrupted.is_set():
+                return  # Ctrl-C while it waited for its turn to connect: skipped
             conn = self.conn = self.ctx.connect()
             chan = conn.open(protocol.SUB_RUN)
             try:
