@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from lager import protocol
-from lager.bench.config import load_bench
+from lager.bench import claims
+from lager.bench.net import use_bench
 from lager.errors import LagerError
 
 log = logging.getLogger("lager-box.bench")
@@ -40,10 +40,11 @@ class BenchHost:
                 text = text.replace("{" + device + "}", str(port))
             bench_file.write_text(text)
         host = cls(bench_file.resolve(), claims_dir, sim)
-        # The agent's own instrument commands use the same bench and claims as scripts do.
-        os.environ.update(host.script_env())
+        # The agent's own instrument commands use the same bench and claims as scripts do:
+        # given to lager.bench here, and to scripts in their env (script_env).
+        claims.use_claims_dir(claims_dir)
         try:
-            load_bench(host.config_path)
+            use_bench(host.config_path)
         except LagerError:
             await host.stop()
             raise

@@ -15,6 +15,7 @@ from typing import Any
 
 from lager import protocol
 from lager.errors import NotPaused
+from lager.protocol.link import SignalScript
 
 from .breakpoints import BreakpointLink
 from .monitor_link import MonitorLink
@@ -131,7 +132,7 @@ class Run:
     def signal_group(self, sig: int) -> None:
         """Signal the script's group and everything else it started, through its monitor."""
         if self.monitor is not None and not self.done.is_set():
-            self.monitor.send({"op": "signal", "sig": int(sig)})
+            self.monitor.send(SignalScript(sig=int(sig)))
 
     def stop(self, reason: str) -> asyncio.Task[None]:
         """The gentle stop: SIGINT, grace, SIGTERM, SIGKILL. Idempotent."""

@@ -9,10 +9,19 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lager import protocol
 from lager.errors import AmbiguousRunId, LagerError, RunNotFound
+from lager.protocol.link import (
+    FromScript,
+    LinkClosed,
+    MonitorExit,
+    MonitorHello,
+    MonitorOutput,
+    ToScript,
+    Window,
+)
 
 from . import safe_state
 from .breakpoints import BreakpointLink
@@ -111,11 +120,11 @@ class Supervisor:
         log.info("run %s started by %s: %s", run_id, caller.describe(), spec.display_name)
         return run
 
-    def _track(self, run: Run, hello: dict[str, Any]) -> None:
+    def _track(self, run: Run, hello: MonitorHello) -> None:
         assert run.monitor is not None
         monitor = run.monitor
         run.link = BreakpointLink(run.id, lambda body, fds: monitor.send(
-            {"op": "to_script", "body": body}, fds))
+            ToScript(body=body), fds))
         self._on_hello(run, hello)
         self.runs[run.id] = run
         self._prune()
@@ -125,13 +134,13 @@ class Supervisor:
             asyncio.get_running_loop().call_later(max(0.0, left), self._time_out, run)
 
     @staticmethod
-    def _on_hello(run: Run, hello: dict[str, Any]) -> None:
+    def _on_hello(run: Run, hello: MonitorHello) -> None:
         assert run.link is not None and run.monitor is not None
-        run.script_pid = int(hello["pid"])
-        run.log.end = max(run.log.end, int(hello.get("end") or 0))
-        if hello.get("pause"):
-            run.link.handle(hello["pause"], float(hello.get("paused_at") or 0))
-        run.monitor.send({"op": "window", "until": run.log.end + WINDOW, "seen": run.log.end})
+        run.script_pid = hello.pid
+        run.log.end = max(run.log.end, hello.end)
+        if hello.pause is not None:
+            run.link.handle(hello.pause, hello.paused_at, hello.banner_at)
+        run.monitor.send(Window(until=run.log.end + WINDOW, seen=run.log.end))
 
     # -- one run's messages ----------------------------------------------------------------
 
@@ -169,18 +178,19 @@ class Supervisor:
             msg = await run.monitor.receive()
             if msg is None:
                 return None
-            op = msg.get("op")
-            if op == "output":
-                await run.log.feed_to(int(msg["end"]))
-                run.monitor.send({"op": "window", "until": run.log.end + WINDOW,
-                                  "seen": run.log.end})
-            elif op == "script":
-                run.link.handle(msg["body"], float(msg.get("at") or time.time()))
-            elif op == "link_closed":
+            if isinstance(msg, MonitorOutput):
+                await run.log.feed_to(msg.end)
+                run.monitor.send(Window(until=run.log.end + WINDOW, seen=run.log.end))
+            elif isinstance(msg, FromScript):
+                notice = run.link.handle(msg.body, msg.at or time.time(), msg.banner_at)
+                if notice is not None:
+                    # Before the banner's bytes: the monitor tells us of them only after this.
+                    await run.log.announce(notice)
+            elif isinstance(msg, LinkClosed):
                 run.link.script_closed()
-            elif op == "exit":
-                await run.log.feed_to(int(msg["end"]))
-                return int(msg["status"])
+            elif isinstance(msg, MonitorExit):
+                await run.log.feed_to(msg.end)
+                return msg.status
 
     def _recorded_status(self, run: Run) -> int | None:
         """The monitor went without a word: it may have written its status."""
@@ -267,7 +277,7 @@ class Supervisor:
     async def _adopt_live(self, run: Run) -> None:
         assert run.monitor is not None
         hello = await run.monitor.receive()
-        if hello is None or hello.get("op") != "hello":
+        if not isinstance(hello, MonitorHello):
             self.runs[run.id] = run
             await self._end(run, None)
             return

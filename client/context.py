@@ -86,17 +86,9 @@ def exchange(conn: BoxConnection, subsystem: str, line: str | None,
 
 
 def read_all(chan: Any) -> tuple[str, str]:
-    out, err = bytearray(), bytearray()
-    while True:
-        data = chan.recv(65536)
-        if not data:
-            break
-        out += data
-    while True:
-        data = chan.recv_stderr(65536)
-        if not data:
-            break
-        err += data
+    from .chan_io import read_to_end
+
+    out, err = read_to_end(chan.recv), read_to_end(chan.recv_stderr)
     return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 

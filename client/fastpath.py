@@ -160,7 +160,9 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
         from .instrument_views import nets_table
 
         as_json = "--json" in scanned[0]
-        return Call(protocol.SUB_NETS, json.dumps({"command": "nets"}), _box_of(scanned[0]),
+        from lager.protocol.channel import InstrumentRequest
+
+        return Call(protocol.SUB_NETS, InstrumentRequest.ours(command="nets"), _box_of(scanned[0]),
                     lambda out: [json.dumps(json.loads(out))] if as_json
                     else nets_table(json.loads(out)), resend_safe=True)
     from lager.bench import kinds
@@ -176,7 +178,9 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
     if not positional:
         if "--yes" in opts:
             return None  # click accepts it here too; nothing to gain
-        return Call(protocol.SUB_NETS, json.dumps({"command": "nets"}), _box_of(opts),
+        from lager.protocol.channel import InstrumentRequest
+
+        return Call(protocol.SUB_NETS, InstrumentRequest.ours(command="nets"), _box_of(opts),
                     lambda out: [json.dumps(rows) if as_json else "\n".join(
                         views.kind_table(kind, rows))
                         for rows in [views.kind_rows(kind, json.loads(out))]],
@@ -201,7 +205,9 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
     elif checked is not None:
         request["value"] = checked
     reading = checked is None
-    return Call(protocol.SUB_NETS, json.dumps(request), _box_of(opts), lambda out: [
+    from lager.protocol.channel import InstrumentRequest
+
+    return Call(protocol.SUB_NETS, InstrumentRequest.ours(**request), _box_of(opts), lambda out: [
         json.dumps(answer) if as_json else views.show_answer(kind, verb, reading, answer)
         for answer in [json.loads(out)]])
 

@@ -30,10 +30,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed
+from lager.protocol.channel import KeeperReply, KeeperRequest
+from lager.protocol.codec import ProtocolError
 
 from .config import Box, Config, parse_seconds
 
@@ -99,32 +100,33 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     try:
         try:
             sock.connect(str(path))
-            sock.sendall(json.dumps({"subsystem": subsystem, "line": line, "env": env}).encode()
-                         + b"\n")
+            sock.sendall(KeeperRequest(subsystem=subsystem, line=line, env=env,
+                                       v=protocol.PROTOCOL_VERSION).encode())
             # Until this EOF the keeper acts on nothing: a request cut short is never sent.
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             return None
         sock.settimeout(deadline)
+        reply: KeeperReply | None
         try:
-            reply = json.loads(_recv_all(sock) or b"null")
+            reply = KeeperReply.decode(_recv_all(sock) or b"null")
         except TimeoutError:
             if resend_safe:
                 return None
             raise _unsure(box_name, subsystem,
                           f"no answer from the connection keeper within {deadline:g}s") \
                 from None
-        except (OSError, ValueError):
+        except (OSError, ProtocolError):
             reply = None
     finally:
         sock.close()
-    if isinstance(reply, dict) and isinstance(reply.get("status"), int) and reply["status"] >= 0:
-        return str(reply.get("out", "")), str(reply.get("err", "")), reply["status"]
-    if isinstance(reply, dict) and reply.get("delivered") is False:
+    if reply is not None and reply.status >= 0:
+        return reply.out, reply.err, reply.status
+    if reply is not None and reply.delivered is False:
         return None
     if resend_safe:
         return None
-    why = reply.get("error") if isinstance(reply, dict) else None
+    why = reply.error if reply is not None else None
     raise _unsure(box_name, subsystem, f"the connection keeper lost its answer "
                   f"({why or 'it went away'})")
 
@@ -179,11 +181,11 @@ class Keeper:
                 return  # a request cut short is never forwarded
             reply = self._forward(raw)
             try:
-                client.sendall(json.dumps(reply).encode())
+                client.sendall(reply.encode())
             except OSError:
                 pass  # the client gave up waiting; it never re-sends what may have gone out
 
-    def _forward(self, raw: bytes) -> dict[str, Any]:
+    def _forward(self, raw: bytes) -> KeeperReply:
         """The box's answer, or an error that says whether the request went out at all."""
         from .context import exchange
 
@@ -193,14 +195,19 @@ class Keeper:
             nonlocal sent
             sent = True
 
+        v = protocol.PROTOCOL_VERSION
         try:
-            req: dict[str, Any] = json.loads(raw)
-            out, err, status = exchange(self.conn, req["subsystem"], req.get("line"),
-                                        req.get("env"), timeout=KEEPER_EXCHANGE_TIMEOUT,
-                                        on_sent=mark_sent)
+            req = KeeperRequest.decode(raw)
+            if req.v > v:
+                # A newer lager found a keeper an older one left: it goes direct (and starts
+                # a keeper of its own version once this one has gone idle).
+                return KeeperReply(error=f"this connection keeper speaks protocol {v}, the "
+                                   f"client {req.v}", delivered=False, v=v)
+            out, err, status = exchange(self.conn, req.subsystem, req.line, req.env,
+                                        timeout=KEEPER_EXCHANGE_TIMEOUT, on_sent=mark_sent)
         except Exception as exc:  # noqa: BLE001 - reported to the client, which decides
-            return {"error": str(exc) or type(exc).__name__, "delivered": sent}
-        return {"out": out, "err": err, "status": status}
+            return KeeperReply(error=str(exc) or type(exc).__name__, delivered=sent, v=v)
+        return KeeperReply(out=out, err=err, status=status, v=v)
 
     def _handle(self, client: socket.socket) -> None:
         with self.lock:

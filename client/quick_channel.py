@@ -93,6 +93,10 @@ class QuickChannel:
         self.transport.flush()
         while self.replies and not self.closed:
             self._dispatch(self.transport.read_packet())
+        if self.refused == ["pty-req"]:
+            # A `restrict` or `no-pty` key: the full path opens the channel again without a
+            # terminal and says so (client/console_client.py).
+            raise q.Unsupported("the box refused a terminal")
         if self.refused:
             raise ConnectionFailed(f"box {self.name} refused the {', '.join(self.refused)} "
                                    "request")

@@ -8,10 +8,11 @@ import click
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError
+from lager.protocol.channel import FileEntry, RunHeader
 
 from .context import LagerContext, read_all
 from .follow import Follower
-from .reconnect import Reattacher, new_client_ref
+from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
 from .upload import Upload
 
 _CHUNK = 256 * 1024
@@ -35,12 +36,13 @@ class RunRequest:
     downloads: list[str] = field(default_factory=list)  # fetched once the run has ended
 
     def header(self, box_name: str) -> bytes:
-        head = {"script": self.upload.display_name, "main": self.upload.main,
-                "args": self.args, "env": self.env, "timeout": self.timeout,
-                "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
-                "stop_on_disconnect": self.stop_on_disconnect, "client_ref": self.client_ref,
-                "pause_on_failure": self.pause_on_failure, "safe_state": self.safe_state}
-        return (json.dumps(head) + "\n").encode()
+        return RunHeader(
+            script=self.upload.display_name, main=self.upload.main, args=self.args,
+            env=self.env, timeout=self.timeout, detach=self.detach, box=box_name,
+            files=[FileEntry.from_dict(f) for f in self.upload.header_files()],
+            stop_on_disconnect=self.stop_on_disconnect, client_ref=self.client_ref,
+            pause_on_failure=self.pause_on_failure, safe_state=self.safe_state,
+            v=protocol.PROTOCOL_VERSION, events=not self.detach).encode()
 
 
 def _send_upload(chan: object, request: RunRequest, box_name: str) -> None:
@@ -88,7 +90,7 @@ def run_script(obj: LagerContext, request: RunRequest) -> int:
 def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None) -> int:
     box = obj.box()
     with obj.connect() as conn:
-        chan = conn.open(protocol.SUB_ATTACH)
+        chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)

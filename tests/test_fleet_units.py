@@ -133,3 +133,19 @@ def test_junit_has_one_case_per_box_with_each_outcome(tmp_path: object) -> None:
     assert failure.message == "exit 3" and failure.text.endswith("boom")
     assert len(failure.text) == 64 * 1024
     assert path.read_text().index("<properties>") < path.read_text().index("<testcase")
+
+
+def test_a_pause_notice_is_a_pause_event() -> None:
+    import time
+
+    from client.fleet.pause_adapter import pause_event_of
+    from lager.protocol.events import PauseNotice
+
+    notice = PauseNotice(run_id="ab" * 8, seq=2, file="t.py", line=19, label="check",
+                         timeout=300.0, remaining=120.0)
+    before = time.monotonic()
+    event = pause_event_of("bench07", notice)
+    assert (event.box, event.run_id, event.seq, event.file, event.line, event.label) == \
+        ("bench07", "ab" * 8, 2, "t.py", 19, "check")
+    assert event.deadline is not None and before + 120 <= event.deadline <= time.monotonic() + 120
+    assert pause_event_of("b", PauseNotice(run_id="c", seq=1, file="f", line=1)).deadline is None

@@ -12,6 +12,7 @@ import asyncssh
 
 from lager import protocol
 from lager.errors import LagerError
+from lager.protocol.events import NOTICE, record
 
 from ..runs import Caller, Run, Supervisor
 
@@ -26,6 +27,7 @@ class Context:
     caller: Caller
     env: dict[str, str]  # whitelisted channel env
     pending: bytes = b""  # read past the end of a line; the next read returns it first
+    framed: bool = False  # a run channel in the framed form: notices go as records too
 
     def write_line(self, text: str) -> None:
         self.process.stdout.write((text + "\n").encode())
@@ -35,7 +37,11 @@ class Context:
 
     def notice(self, text: str) -> None:
         """A line from lager itself (not the script) on the channel's stderr."""
-        self.process.stderr.write(f"lager: {text}\n".encode())
+        data = f"lager: {text}\n".encode()
+        if self.framed:
+            self.process.stdout.write(record(NOTICE, data) + data)
+        else:
+            self.process.stderr.write(data)
 
     async def read(self, size: int) -> bytes:
         """Up to size bytes of the channel's stdin, b"" at EOF."""

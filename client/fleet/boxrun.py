@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed, LagerError
+from lager.protocol.channel import Message, Stop
+from lager.protocol.events import Event, Hello, PauseNotice, ResumeNotice
 
 from .. import EXIT_INTERRUPTED
 from ..context import LagerContext, exchange, read_all
 from ..reconnect import Reattacher, new_client_ref
 from ..run_client import RunRequest, _send_upload
+from ..run_stream import Piece, RunStream
 from . import recap
 from .output import BoxOutput, Gathered, Terminal
-from .pause_adapter import BannerCue, lookup
+from .pause_adapter import BannerCue, lookup, pause_event_of
 from .pauses import PauseBoard, PauseEvent
 from .targets import Target
 
@@ -74,10 +77,17 @@ class BoxRun:
         self.cue = BannerCue(self._on_banner, self._on_resumed)
         self.conn: BoxConnection | None = None
         self.chan: Any = None
-        self.received = {1: 0, 2: 0}
+        self.received = {1: 0, 2: 0}  # bytes of each stream the box sent (RunStream counts)
+        self.stream = self._new_stream()
+        self.noted_old_box = False
         self.seen_seq = 0
         self.leaving = False
         self.done = threading.Event()
+
+    def _new_stream(self) -> RunStream:
+        """The run channel's reader (issue 14): output, and the pause notices in order with
+        it; the banners' bytes are left out of the live view (the notice carries them)."""
+        return RunStream(True, show_banners=False, received=self.received)
 
     # --- the thread ---
 
@@ -115,8 +125,6 @@ class BoxRun:
             return
         self.chan = chan
         self.row.state = "running"
-        # Its id, while the link is up: a box lost later is named with its reattach command.
-        self.row.run_id = self._run_id(wait=10.0) or ""
         self.shared.board.started(self.name)
         status = self._follow()
         while status < 0 and not self.leaving:
@@ -124,6 +132,7 @@ class BoxRun:
             if chan is None:
                 break
             self.chan = chan
+            self.stream = self._new_stream()
             status = self._follow()
         self._settle(status)
 
@@ -162,28 +171,59 @@ class BoxRun:
         while True:
             took = False
             if chan.recv_stderr_ready():
-                self._take(2, chan.recv_stderr(_CHUNK))
+                self._show(self.stream.stderr_data(chan.recv_stderr(_CHUNK)))
                 took = True
             if chan.recv_ready():
-                self._take(1, chan.recv(_CHUNK))
+                self._show(self.stream.stdout_data(chan.recv(_CHUNK)))
                 took = True
             if took:
                 continue
             if chan.closed or (chan.eof_received and chan.exit_status_ready()):
+                self._show(self.stream.at_end())
                 return int(chan.recv_exit_status())
             if self.leaving:
                 return -1
             select.select([chan], [], [], _IDLE_WAKE)
 
-    def _take(self, stream: int, data: bytes) -> None:
-        self.received[stream] += len(data)
-        self.out.raw(stream, data)
-        if stream == 1:
-            self.out.live(1, data)
-        else:
-            self.out.live(2, data, keep=self.cue.keep)
+    def _show(self, pieces: list[Piece]) -> None:
+        for stream, data in pieces:
+            if not isinstance(data, bytes):
+                self._event(data)
+                continue
+            self.out.raw(stream, data)
+            if self.stream.framed is False:  # a box older than #14: the banner cue
+                self._older_box()
+                self.out.live(stream, data, keep=self.cue.keep if stream == 2 else None)
+            else:
+                self.out.live(stream, data)
 
-    # --- pauses (through the adapter) ---
+    def _event(self, event: Event) -> None:
+        """Issue 14's structured notices: the run's id, and each pause and resume."""
+        if isinstance(event, Hello):
+            self.row.run_id = event.run_id
+        elif isinstance(event, PauseNotice):
+            if event.banner:
+                self.out.raw(2, event.banner.encode())  # the files keep the banner
+            if event.seq > self.seen_seq:  # a reattach sends the current pause again
+                self.seen_seq = event.seq
+                self.row.pauses += 1
+            self.shared.board.paused_at(pause_event_of(self.name, event))
+        elif isinstance(event, ResumeNotice):
+            if event.banner:
+                self.out.raw(2, event.banner.encode())
+            self.shared.board.resumed(self.name, event.seq)
+
+    def _older_box(self) -> None:
+        if self.noted_old_box:
+            return
+        self.noted_old_box = True
+        note = self.stream.older_box_note(self.name)
+        if note:
+            self.shared.terminal.say(f"{self.name}: {note}")
+        # No Hello to name the run: ask the box once, so a lost link can name its reattach.
+        self.row.run_id = self.row.run_id or self._run_id(wait=10.0) or ""
+
+    # --- pauses from a box older than #14 (the banner cue and `list`) ---
 
     def _rows(self) -> list[dict[str, Any]]:
         assert self.conn is not None
@@ -244,18 +284,18 @@ class BoxRun:
 
     # --- Ctrl-C and lost links ---
 
-    def send_control(self, msg: dict[str, str]) -> None:
+    def send_control(self, msg: Message) -> None:
         chan = self.chan
         if chan is None or chan.closed:
             return
         try:
-            chan.sendall((json.dumps(msg) + "\n").encode())
+            chan.sendall(msg.encode())
         except OSError:
             pass  # the link is gone; the thread sees it close and reconnects or gives up
 
     def leave(self) -> None:
         """Third Ctrl-C: the box stops the run itself once we are gone."""
-        self.send_control({"op": "stop"})
+        self.send_control(Stop())
         self.leaving = True
         if self.chan is not None:
             self.chan.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from lager import protocol
+from lager.protocol.channel import Signal
 
 from ..context import LagerContext
 from . import recap, records
@@ -25,7 +26,7 @@ from .pauses import PauseBoard, PauseEvent
 from .targets import Fleet
 
 DEFAULT_FORKS = 32
-_STOP_STEPS = ({"op": "signal", "name": "INT"}, {"op": "signal", "name": "TERM"})
+_STOP_STEPS = (Signal(name="INT"), Signal(name="TERM"))
 # Thread stacks are virtual memory, but a smaller one keeps 200 boxes' worth of them modest.
 _STACK = 512 * 1024
 
@@ -149,7 +150,7 @@ class FleetRun:
     def _stop_step(self, step: int) -> None:
         self.shared.interrupted.set()
         if step < len(_STOP_STEPS):
-            name = _STOP_STEPS[step]["name"]
+            name = _STOP_STEPS[step].name
             self.terminal.say(f"lager: sent SIG{name} to every run; waiting for them to end "
                               f"(Ctrl-C again {'sends SIGTERM' if step == 0 else 'leaves'})")
             for box in self.boxes:

@@ -1,19 +1,21 @@
-"""The one adapter from a box's run channel to PauseEvents (pauses.py).
+"""The adapter from a box's run channel to PauseEvents (pauses.py).
 
-Until issue 14's structured pause notice reaches the client, the cue is the banner's first
-line on the run's stderr, and the data (run id, pause number, label, file, line, deadline) is
-the box's own structured record of the pause, read from its `list` answer: nothing is taken
-from the banner's text. The banner lines are kept out of the live view (ISSUE-NOTES 16: the
-aggregated line replaces them) and stay in --output-dir and the JUnit body.
+A box with issue 14's framed run channel sends a structured PauseNotice before each banner:
+`pause_event_of` turns it into a PauseEvent. RunStream leaves the banner's bytes out of the
+live view (ISSUE-NOTES 16: the aggregated line replaces them); --output-dir and the JUnit body
+keep them.
 
-To switch to #14: feed `PauseBoard.paused_at` and `.resumed` from the notice, and drop
-BannerCue; nothing else in the fleet changes.
+A box older than #14 sends no notice. There the cue is the banner's first line on the run's
+stderr, and the data (run id, pause number, label, file, line, deadline) is the box's own
+record of the pause, read from its `list` answer: nothing is taken from the banner's text.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from typing import Any
+
+from lager.protocol.events import PauseNotice
 
 from .pauses import PauseEvent
 
@@ -44,6 +46,12 @@ class BannerCue:
             self.on_resume()
             return False
         return True
+
+
+def pause_event_of(box: str, notice: PauseNotice) -> PauseEvent:
+    """Issue 14's pause notice as the fleet's PauseEvent."""
+    return PauseEvent(box=box, run_id=notice.run_id, seq=notice.seq, label=notice.label,
+                      file=notice.file, line=notice.line, deadline=notice.deadline_monotonic())
 
 
 def pause_event(box: str, run_id: str, row: dict[str, Any] | None) -> PauseEvent | None:

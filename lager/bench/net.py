@@ -10,6 +10,7 @@ import atexit
 import enum
 import inspect
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -82,6 +83,16 @@ class NetType(enum.Enum):
 
 _ROLES = {"PowerSupply": "power-supply", "PowerSupply2Q": "power-supply-2q",
           "WattMeter": "watt-meter", "EnergyAnalyzer": "energy-analyzer"}
+
+
+def use_bench(path: str | os.PathLike[str]) -> dict[str, NetSpec]:
+    """This process's bench, given explicitly (the agent's own instrument commands); a script
+    finds its bench through LAGER_BENCH_CONFIG, which the agent sets."""
+    global _bench
+    specs = load_bench(os.fspath(path))
+    with _bench_lock:
+        _bench = specs
+    return specs
 
 
 def bench() -> dict[str, NetSpec]:

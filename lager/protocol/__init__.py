@@ -2,11 +2,17 @@
 
 Everything a program outside this repository can observe (subsystem names, env variables,
 the id form in the banner) is defined here once, so the three sides cannot drift apart.
+Every message is a typed dataclass, defined once in this package and used by both ends:
+- `lager.protocol.link`: the script's breakpoint link and the monitor's socket;
+- `lager.protocol.channel`: the run header, control lines, attach, nets and keeper requests;
+- `lager.protocol.events`: the run channel's framed form and its pause/resume notices;
+- `lager.protocol.version`: the version carried in the JSON requests.
+docs/protocol.md describes them; tests/unit/test_protocol_doc.py keeps it in step.
 """
 from __future__ import annotations
 
-import json
-from typing import Any
+# The version carried in the JSON requests (lager/protocol/version.py has the rules).
+PROTOCOL_VERSION = 2
 
 # SSH subsystems the agent serves.
 SUB_RUN = "run"
@@ -35,7 +41,9 @@ def valid_env_name(name: str) -> bool:
 
 
 # Env a client may set on a channel; asyncssh accepts any name, so the agent keeps only these.
-CHANNEL_ENV_WHITELIST = frozenset({"LAGER_BREAKPOINT", "LANG", "LC_ALL", "TERM"})
+# LAGER_PROTOCOL: the version an attach client speaks (2 asks for the framed form with events).
+ENV_PROTOCOL = "LAGER_PROTOCOL"
+CHANNEL_ENV_WHITELIST = frozenset({"LAGER_BREAKPOINT", ENV_PROTOCOL, "LANG", "LC_ALL", "TERM"})
 
 # Env the agent gives a script process.
 ENV_RUN_ID = "LAGER_RUN_ID"
@@ -107,17 +115,6 @@ def _hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
 
 
-def encode_msg(msg: dict[str, Any]) -> bytes:
-    return (json.dumps(msg, separators=(",", ":")) + "\n").encode()
-
-
-def decode_msg(data: bytes) -> dict[str, Any]:
-    msg = json.loads(data)
-    if not isinstance(msg, dict):
-        raise ValueError("message is not an object")
-    return msg
-
-
 # `ID#N` names pause number N of a run (the `pause` column of `--list --json`). A numbered
 # `continue` resumes only that pause: a retry, or a late one, answers "already resumed" instead
 # of resuming whatever pause came next. No `:` in the form, since `BOX:ID` is the fleet's.
@@ -158,3 +155,12 @@ def with_pytest_plugin(value: str | None) -> str:
     """A PYTEST_PLUGINS value that also loads lager's plugin."""
     plugins = [p.strip() for p in (value or "").split(",") if p.strip()]
     return ",".join(plugins if PYTEST_PLUGIN in plugins else [*plugins, PYTEST_PLUGIN])
+
+
+def __getattr__(name: str) -> type:
+    # `protocol.ProtocolError` without importing the codec for every script that imports lager.
+    if name == "ProtocolError":
+        from .codec import ProtocolError
+
+        return ProtocolError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
