@@ -217,5 +217,16 @@ def test_instrument_commands_and_nets_over_a_set(rig: Rig) -> None:
     nets = rig.laptop.run("nets", "--box", "bench0[1-2]", "--no-gather")
     lines = nets.stdout.splitlines()
     assert lines and all(ln.startswith(("bench01: ", "bench02: ")) for ln in lines)
-    refused = rig.laptop.run("supply", "supply2", "voltage", "3", "--ovp", "5", "--box", ALL)
-    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    # A form only the click command takes (an option): it builds the request once, every
+    # box gets it.
+    limited = rig.laptop.run("supply", "supply2", "voltage", "2.5", "--ovp", "6", "--box", ALL)
+    assert limited.returncode == 0, limited.stderr
+    assert limited.stdout.splitlines()[1] == "bench[01-05] (5)"
+    read = json.loads(rig.laptop.run("supply", "supply2", "voltage", "--json", "--box",
+                                     ALL).stdout)
+    assert sorted(read) == [f"bench0{i}" for i in range(1, 6)]
+    assert len({json.dumps(answer, sort_keys=True) for answer in read.values()}) == 1
+    assert "2.5" in json.dumps(next(iter(read.values())))
+    bad = rig.laptop.run("supply", "supply2", "voltage", "2.5", "--ovp", "1", "--box", ALL)
+    assert bad.returncode != 0 and "ovp" in bad.stderr.lower(), bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

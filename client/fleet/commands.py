@@ -78,10 +78,9 @@ def report(terminal: Terminal, results: dict[str, Outcome], lines_of: Callable[[
     """Answers prefixed by box (or gathered); failures one line each on stderr. The exit code
     follows the fleet's rule: a refused request 1, else an unreachable box 255, else 0."""
     gathered = Gathered() if gather else None
+    say_errors(terminal, results)
     for box, outcome in results.items():
         if outcome.error:
-            what = "unreachable" if outcome.unreachable else "error"
-            terminal.say(f"{box}: {what}: {outcome.error}")
             continue
         for line in lines_of(outcome.value):
             for piece in line.splitlines() or [""]:
@@ -92,6 +91,16 @@ def report(terminal: Terminal, results: dict[str, Outcome], lines_of: Callable[[
     if gathered is not None:
         gathered.print(terminal)
     return code_of(results)
+
+
+def say_errors(terminal: Terminal, results: dict[str, Outcome]) -> None:
+    """One line per distinct failure, under the folded set of boxes it happened on."""
+    failures: dict[tuple[bool, str], list[str]] = {}
+    for box, outcome in results.items():
+        if outcome.error:
+            failures.setdefault((outcome.unreachable, outcome.error), []).append(box)
+    for (unreachable, error), boxes in failures.items():
+        terminal.say(f"{fold(boxes)}: {'unreachable' if unreachable else 'error'}: {error}")
 
 
 def code_of(results: dict[str, Outcome]) -> int:
@@ -106,21 +115,19 @@ def print_json(terminal: Terminal, results: dict[str, Outcome]) -> int:
     data = {box: (o.value if not o.error else {"error": o.error, "unreachable": o.unreachable})
             for box, o in results.items()}
     terminal.write(1, (json.dumps(data) + "\n").encode())
-    for box, outcome in results.items():
-        if outcome.error:
-            terminal.say(f"{box}: {'unreachable' if outcome.unreachable else 'error'}: "
-                         f"{outcome.error}")
+    say_errors(terminal, results)
     return code_of(results)
 
 
 def short_command(config: Config, targets: list[Target], argv: list[str], forks: int,
                   gather: bool) -> int:
     """`lager nets`, `lager supply NET ...`, `lager python --list` on every box of a set."""
-    call = parse_command(argv)
+    from .instrument_capture import capture
+
+    call = parse_command(argv) or capture(argv)
     if call is None:
         raise UsageError(f"`lager {' '.join(argv[:3])} ...` in this form takes one box, not a "
-                         "set (with a set: NET [VERB [VALUE]] [--json] [--yes], no other "
-                         "options; a command that asks first needs --yes)")
+                         "set")
     if call.console:
         raise UsageError("--console takes one run: --console BOX:ID")
     terminal = Terminal()
