@@ -79,3 +79,31 @@ def test_a_box_that_stays_away_is_lost_with_its_reattach_command(rig: Rig,
     _restart(rig, "bench02")  # the run went on there: reattach finds it and its end
     again = rig.laptop.run("python", "--reattach", row.group(1), "--box", "bench02")
     assert again.returncode == 0 and "finished" in again.stdout, again.stderr
+
+
+def test_a_pause_survives_a_reconnect_once(rig: Rig, tmp_path: Path) -> None:
+    """Paused when the link drops: after the reconnect the box's notice says so again, the line
+    still counts it, Enter resumes it, and the pause and its banner are counted once."""
+    script = write_script(tmp_path, "p.py", "from lager import pause\n"
+                          "pause('check the DUT', timeout=0)\nprint('after')\n")
+    rig.laptop.env["LAGER_RECONNECT_FOR"] = "120"
+    proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]", "--output-dir",
+                            str(tmp_path / "out"))
+    STARTED.append(proc)
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    err.wait_for("=== 2/2 paused at", 60)
+    rig.agents["bench02"].stop(keep_runs=True)
+    err.wait_for("bench02: connection lost; reconnecting", 60)
+    _restart(rig, "bench02")
+    err.wait_for("bench02: reconnected", 60)
+    # The drop resumed nothing: the line never counted bench02 out (its notice, sent again on
+    # the reattach, changes nothing), and Enter reaches it over the new connection.
+    assert "=== 1/2" not in err.text.split("bench02: connection lost", 1)[1]
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.wait(60) == 0, err.text
+    assert out.join().count("after") == 2
+    assert len(re.findall(r"^bench0[12] +ok +exit=0 .* pauses=1 ", err.join(), re.M)) == 2
+    saved = (tmp_path / "out" / "bench02.stderr").read_text()
+    assert saved.count("=== lager breakpoint") == 1 and saved.count("=== resumed") == 1, saved

@@ -80,7 +80,8 @@ class BoxRun:
         self.received = {1: 0, 2: 0}  # bytes of each stream the box sent (RunStream counts)
         self.stream = self._new_stream()
         self.noted_old_box = False
-        self.seen_seq = 0
+        self.seen_seq = 0  # the newest pause shown
+        self.resumed_seq = 0  # the newest pause whose resume line was kept
         self.leaving = False
         self.done = threading.Event()
 
@@ -202,15 +203,16 @@ class BoxRun:
         if isinstance(event, Hello):
             self.row.run_id = event.run_id
         elif isinstance(event, PauseNotice):
-            if event.banner:
-                self.out.raw(2, event.banner.encode())  # the files keep the banner
             if event.seq > self.seen_seq:  # a reattach sends the current pause again
                 self.seen_seq = event.seq
                 self.row.pauses += 1
+                if event.banner:
+                    self.out.raw(2, event.banner.encode())  # the files keep the banner
             self.shared.board.paused_at(pause_event_of(self.name, event))
         elif isinstance(event, ResumeNotice):
-            if event.banner:
+            if event.banner and event.seq > self.resumed_seq:
                 self.out.raw(2, event.banner.encode())
+            self.resumed_seq = max(self.resumed_seq, event.seq)
             self.shared.board.resumed(self.name, event.seq)
 
     def _older_box(self) -> None:
