@@ -189,3 +189,22 @@ def test_an_ssh_config_host_in_a_set(laptop: Laptop, one_box: Agent, tmp_path: P
     done = laptop.run("-F", str(config), "python", "--list", "--json", "--box", "sshbox,bench01")
     assert done.returncode == 0, done.stderr
     assert sorted(json.loads(done.stdout)) == ["bench01", "sshbox"]
+
+
+def test_inventory_boxes_run_with_lagers_key(laptop: Laptop, one_box: Agent,
+                                             tmp_path: Path) -> None:
+    """Boxes only the inventory names: lager's key logs in, the host key is the one pinned for
+    that address; `lager_user` is the name the box's audit keeps."""
+    _need_ansible()
+    inventory = write_script(tmp_path, "duts.yml", (
+        "duts:\n  hosts:\n"
+        + "".join(f"    dut{i}:\n      ansible_host: {one_box.host}\n"
+                  f"      lager_port: {one_box.port}\n      lager_user: tester\n"
+                  for i in (1, 2))))
+    script = write_script(tmp_path, "who.py", "import os\nprint(os.environ['LAGER_BOX'])\n")
+    done = laptop.run("python", str(script), "--box", "@duts", "--inventory", str(inventory))
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["dut1: dut1", "dut2: dut2"]
+    rows = json.loads(laptop.run("python", "--list", "--json", "--box", "dut1",
+                                 "--inventory", str(inventory)).stdout)["dut1"]
+    assert rows[-1]["started_by"]["user"] == "tester"
