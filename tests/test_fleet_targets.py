@@ -208,3 +208,13 @@ def test_inventory_boxes_run_with_lagers_key(laptop: Laptop, one_box: Agent,
     rows = json.loads(laptop.run("python", "--list", "--json", "--box", "dut1",
                                  "--inventory", str(inventory)).stdout)["dut1"]
     assert rows[-1]["started_by"]["user"] == "tester"
+
+
+def test_list_over_a_set_is_gathered_by_default(laptop: Laptop) -> None:
+    """Five names for one agent list the same runs: printed once, under the folded set."""
+    done = laptop.run("python", "--list", "--box", "bench0[1-5]")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "bench[01-05] (5)"
+    apart = laptop.run("python", "--list", "--box", "bench0[1-2]", "--no-gather")
+    assert apart.returncode == 0, apart.stderr
+    assert {ln.split(":")[0] for ln in apart.stdout.splitlines()} == {"bench01", "bench02"}

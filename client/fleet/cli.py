@@ -22,12 +22,14 @@ from ..context import LagerContext, box_option
 F = Callable[..., Any]
 
 
-def fleet_options(gather_default: bool) -> list[click.Parameter]:
+def fleet_options(gather_default: bool | None) -> list[click.Parameter]:
+    """None: `lager python` decides per mode (gathered for --list, not for a script)."""
     return [
         click.Option(["--forks"], type=click.IntRange(1, 4096), default=32, show_default=True,
                      help="at most this many boxes connecting at once (a started run holds "
                           "none)"),
-        click.Option(["--gather/--no-gather"], "gather", default=gather_default,
+        click.Option(["--gather/--no-gather", "gather"], default=gather_default,
+                     show_default=gather_default is not None,
                      help="print identical output once under its folded set (clush -b)"),
         click.Option(["--output-dir"], metavar="DIR",
                      help="write BOX.stdout, BOX.stderr and BOX.json there"),
@@ -75,7 +77,7 @@ def _python_callback(ctx: click.Context, **kw: Any) -> None:
 def python_command() -> click.Command:
     from ..commands.python import ScriptCommand, python
 
-    return ScriptCommand("python", params=[*python.params, *fleet_options(False)],
+    return ScriptCommand("python", params=[*python.params, *fleet_options(None)],
                          callback=click.pass_context(_python_callback),
                          context_settings={"ignore_unknown_options": True}, help=python.help)
 

@@ -56,7 +56,8 @@ def dispatch(ctx: click.Context, obj: LagerContext, kw: dict[str, Any], targets:
     if kw["list_runs"]:
         fleet = targets()
         argv = ["python", "--list", *(["--json"] if kw["as_json"] else [])]
-        return commands.short_command(obj.config, fleet.targets, argv, forks, kw["gather"])
+        gather = True if kw["gather"] is None else kw["gather"]  # --list: gathered
+        return commands.short_command(obj.config, fleet.targets, argv, forks, gather)
     if not kw["script"]:
         raise UsageError("nothing to do: give a SCRIPT to run, or --list (see --help)")
     return _run(ctx, obj, kw, targets())
@@ -110,7 +111,7 @@ def _run(ctx: click.Context, obj: LagerContext, kw: dict[str, Any], fleet: Fleet
         stop_on_disconnect=_stop_on_disconnect(ctx, kw["stop_on_disconnect"], kw["detach"]),
         pause_on_failure=kw["pause_on_failure"], safe_state=kw["safe_state"],
         fleet=new_fleet_id(obj.config))
-    options = FleetOptions(forks=kw["forks"], gather=kw["gather"],
+    options = FleetOptions(forks=kw["forks"], gather=bool(kw["gather"]),
                            output_dir=kw["output_dir"], junit_xml=kw["junit_xml"],
                            as_json=kw["as_json"], script=request.upload.display_name)
     return run_fleet(obj, fleet, request, options)
