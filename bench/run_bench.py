@@ -583,11 +583,17 @@ def print_table(rows: list[Row]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="lager vs OpenSSH, one table")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 50 MB streams")
-    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS))
+    parser.add_argument("--only", nargs="+", choices=(*GROUPS, "fleet"), default=list(GROUPS))
     parser.add_argument("--rtt-ms", type=float, default=50.0, help="the slow link's RTT")
     parser.add_argument("--repeat", type=int, default=0, help="calls per row and client")
     args = parser.parse_args()
     n = args.repeat or (5 if args.quick else 10)
+    if "fleet" in args.only:  # issue 18, opt-in (50 agents): its own table, bench/fleet_bench.py
+        subprocess.run([sys.executable, str(Path(__file__).with_name("fleet_bench.py")),
+                        "--rounds", "1" if args.quick else "3"], check=True)
+        args.only.remove("fleet")
+        if not args.only:
+            return
     root = Path(tempfile.mkdtemp(prefix="lager-bench-"))
     b = Bench(root, args.rtt_ms)
     steps: dict[str, Callable[[], None]] = {

@@ -65,6 +65,7 @@ class RunSpec:
     safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     pause_on_failure: bool = False  # --pause-on-failure (the script gets it as an env switch)
     label: str = ""  # the client's word for who it is (CI job, user@host): shown, never trusted
+    fleet: str = ""  # the fleet id (`f-3c9a`) of a fan-out that started it (issue 18)
 
 
 @dataclass
@@ -113,6 +114,7 @@ class Run:
             "detached": self.spec.detach,
             "client_ref": self.spec.client_ref,
             "label": self.spec.label,  # the client's words (CI job, user@host); not trusted
+            "fleet": self.spec.fleet,
             "pid": self.script_pid,
         }
 

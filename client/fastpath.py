@@ -230,6 +230,10 @@ def try_fast(argv: list[str]) -> int | None:
     call = parse_command(argv)
     if call is None or not call.box:
         return None
+    from .fleet.route import is_set_syntax
+
+    if is_set_syntax(call.box):
+        return None  # a set is the fleet's (client/entry.py routes it there)
     from lager.errors import LagerError
 
     from . import mux

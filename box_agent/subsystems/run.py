@@ -149,6 +149,14 @@ def _client_ref(value: Any) -> str:
     return value
 
 
+def _fleet(value: str | None) -> str:
+    if value is None:
+        return ""
+    if not protocol.valid_fleet_id(value):
+        raise LagerError("malformed run request: fleet must be a fleet id such as f-3c9a")
+    return value
+
+
 def read_header(raw: bytes) -> RunHeader:
     """The run request, typed; a client too old for this box is told so in one line."""
     body = load_object(raw, RunHeader.WHAT)
@@ -200,7 +208,7 @@ def parse_header(head: RunHeader) -> tuple[RunSpec, list[tuple[str, int, int]], 
                    timeout=timeout, detach=head.detach,
                    stop_on_disconnect=head.stop_on_disconnect,
                    client_ref=_client_ref(head.client_ref), safe_state=safe,
-                   pause_on_failure=pause_on_failure)
+                   pause_on_failure=pause_on_failure, fleet=_fleet(head.fleet))
     return spec, files, warnings
 
 

@@ -17,6 +17,7 @@ from lager.errors import LagerError, UsageError
 
 from ..config import DEFAULT_CONNECT_TIMEOUT, ENV_CONNECT_TIMEOUT, parse_seconds
 from ..context import LagerContext, box_option, pass_ctx
+from ..fleet.config_commands import group_option
 
 
 @click.group(invoke_without_command=True)
@@ -39,6 +40,7 @@ def _name(name: str | None, name_opt: str | None) -> str:
 
 @boxes.command("add")
 @click.argument("name", required=False)
+@group_option
 @click.option("--name", "name_opt", metavar="NAME", help="the box's name (the real lager's "
               "spelling of NAME)")
 @click.option("--host", "--ip", "host", metavar="HOST",
@@ -61,17 +63,22 @@ def _name(name: str | None, name_opt: str | None) -> str:
 @pass_ctx
 def add(obj: LagerContext, name: str | None, name_opt: str | None, host: str | None,
         ssh: str | None, port: int | None, user: str | None, identity: str | None,
-        repin: bool, yes: bool, connect_timeout: str | None) -> None:
+        repin: bool, yes: bool, connect_timeout: str | None, groups: tuple[str, ...]) -> None:
     """Connect once to NAME, pin its host key, and check that our key is authorized."""
     from ..enroll import add_box
+    from ..fleet.groups import check_group_name, set_box_groups
 
     name = _name(name, name_opt)
     if not host and not ssh:
         raise UsageError("give the box's address: --host HOST (or --ip IP), or an ssh_config "
                          "Host: --ssh HOST")
     timeout = parse_seconds(connect_timeout, "--connect-timeout") if connect_timeout else None
+    for group in groups:
+        check_group_name(group)
     add_box(obj.config, name, host=host, ssh=ssh, port=port, user=user, identity=identity,
             connect_timeout=timeout, repin=repin, echo=click.echo)
+    if groups:
+        set_box_groups(obj.config, name, list(groups))
 
 
 @boxes.command("list")
@@ -106,6 +113,9 @@ def remove(obj: LagerContext, name: str | None, name_opt: str | None, yes: bool)
             not click.confirm(f"Delete box {name} and its pinned host key?", default=False):
         raise LagerError(f"{name} kept (--yes skips the question)")
     obj.config.remove_box(name)
+    from ..fleet.groups import forget_box
+
+    forget_box(obj.config, name)
     click.echo(f"removed {name}")
 
 

@@ -141,6 +141,17 @@ def split_pause(query: str) -> tuple[str, int | None]:
     return head, int(tail)
 
 
+# A fleet (issue 18): its id, recorded on each run it starts, and the env each script gets.
+FLEET_ID_PREFIX = "f-"
+ENV_FLEET_INDEX = "LAGER_FLEET_INDEX"
+
+
+def valid_fleet_id(value: str) -> bool:
+    """`f-` and 4 to 16 lower-case hex digits."""
+    digits = value[len(FLEET_ID_PREFIX):]
+    return value.startswith(FLEET_ID_PREFIX) and 4 <= len(digits) <= 16 and _hex(digits)
+
+
 def breakpoints_disabled(value: str | None) -> bool:
     return value is not None and value.strip().lower() in BREAKPOINTS_OFF_VALUES
 

@@ -46,6 +46,7 @@ class RunHeader(Message):
     # once a client waited for its turn (the `reservation` subsystem's ticket).
     label: str | None = None
     ticket: str | None = None
+    fleet: str | None = None  # the fleet id (`f-3c9a`) of a fan-out (issue 18), on --list
 
 
 @dataclass
