@@ -121,6 +121,9 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     if isinstance(reply, dict) and isinstance(reply.get("status"), int) and reply["status"] >= 0:
         return str(reply.get("out", "")), str(reply.get("err", "")), reply["status"]
     if isinstance(reply, dict) and reply.get("delivered") is False:
+        # Never sent, so going direct is safe; one line says why this call is slower.
+        sys.stderr.write(f"lager: the connection keeper could not reach box {box_name} "
+                         f"({reply.get('error') or 'no connection'}); connecting directly\n")
         return None
     if resend_safe:
         return None

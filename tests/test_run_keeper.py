@@ -1,0 +1,276 @@
+"""A run is its own keeper (client/run_keeper.py): while `lager python SCRIPT` is attached, the
+other terminals of the same user reach the box over the run's connection, with no handshake."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from conftest import (
+    Client,
+    LiveRun,
+    cannot_run,
+    make_client,
+    pids_with_cmdline,
+    start_agent,
+    start_run,
+    wait_for,
+    write_script,
+)
+
+SCRIPT = ("from lager import pause\nfor i in range(3):\n    pause('p', timeout=0)\n"
+          "print('done')\n")
+
+
+def connections(client: Client) -> int:
+    return client.agent.log().count(" succeeded")
+
+
+def keeper_sockets(client: Client) -> list[Path]:
+    mux = client.config_dir / "mux"
+    return sorted(mux.glob("*.sock")) if mux.exists() else []
+
+
+def keeper_processes(client: Client) -> list[int]:
+    return [p for p in pids_with_cmdline("client.mux")
+            if str(client.config_dir).encode() in _environ(p)]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def pauses(run: LiveRun) -> int:
+    return run.err.text.count("=== lager breakpoint")
+
+
+def test_a_second_terminal_rides_the_attached_runs_connection(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
+        ident = run.banner_id()
+        sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
+        before = connections(laptop)
+        # The second terminal: the real CLI, its own process, the same config dir.
+        listed = laptop.run("python", "--list")
+        assert listed.returncode == 0 and ident in listed.stdout, listed.stderr
+        assert laptop.run("nets", "--json").returncode == 0
+        refused = laptop.run("python", "--continue", "ffffffff")
+        assert refused.returncode == 1 and refused.stderr.startswith("Error: no run with id")
+        resumed = laptop.run("python", "--continue", ident)
+        assert resumed.returncode == 0 and resumed.stdout.startswith("resumed run"), \
+            resumed.stderr
+        wait_for(lambda: pauses(run) == 2, what="the second pause")
+        # The click path (an option the fast path leaves to click) goes the same way.
+        assert laptop.run("--debug", "python", "--continue", ident).returncode == 0
+        wait_for(lambda: pauses(run) == 3, what="the third pause")
+        assert connections(laptop) == before  # not one handshake for any of them
+        assert keeper_processes(laptop) == []  # and no keeper of its own was left behind
+        assert laptop.run("python", "--continue", ident).returncode == 0
+        assert run.finish() == 0
+        assert "done" in run.out.text
+    finally:
+        box.stop()
+    # The run took its socket with it; the next request goes direct and leaves a keeper.
+    assert keeper_sockets(laptop) == []
+
+
+def test_lager_mux_0_serves_nothing_and_asks_no_keeper(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        laptop.env["LAGER_MUX"] = "0"
+        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
+        ident = run.banner_id()
+        assert keeper_sockets(laptop) == []
+        before = connections(laptop)
+        assert laptop.run("python", "--continue", ident).returncode == 0
+        assert connections(laptop) == before + 1  # direct
+        wait_for(lambda: pauses(run) == 2, what="the second pause")
+        # A run that serves, and a second terminal that turned it off: that one goes direct.
+        served = make_client(tmp_path / "laptop2", box)
+        run2 = start_run(served, write_script(tmp_path, "q.py", SCRIPT))
+        ident2 = run2.banner_id()
+        wait_for(lambda: keeper_sockets(served), what="the run's keeper socket")
+        before = connections(served)
+        served.env["LAGER_MUX"] = "0"
+        assert served.run("python", "--continue", ident2).returncode == 0
+        assert connections(served) == before + 1
+        wait_for(lambda: pauses(run2) == 2, what="the second pause")
+        for ident_, client, live in ((ident, laptop, run), (ident2, served, run2)):
+            assert client.run("python", "--continue", ident_).returncode == 0
+            wait_for(lambda r=live: pauses(r) == 3, what="the third pause")  # type: ignore[misc]
+            assert client.run("python", "--continue", ident_).returncode == 0
+            assert live.finish() == 0
+    finally:
+        box.stop()
+
+
+_KNOCK = r"""
+import json, os, socket, sys
+os.setgid(65534)
+os.setuid(65534)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+try:
+    s.connect(sys.argv[2])
+except PermissionError:
+    print("EACCES")
+    sys.exit(0)
+reply = b""
+try:
+    s.sendall(json.dumps({"subsystem": "continue", "line": sys.argv[3], "env": None}).encode()
+              + b"\n")
+    s.shutdown(socket.SHUT_WR)
+    while chunk := s.recv(65536):
+        reply += chunk
+except ConnectionResetError:
+    pass  # closed on us unread: no answer either
+print("REPLY", reply.decode() or "<none>")
+"""
+
+
+def test_another_uid_gets_nothing(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        cannot_run("a second uid needs root")
+    box = start_agent(tmp_path / "state")
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
+        ident = run.banner_id()
+        sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
+        # Another uid cannot even walk to the socket (0700 dirs): give it a way in, a hard link
+        # in an open directory, so the socket's own checks are what is tested.
+        door = Path(tempfile.mkdtemp(prefix="lager-knock-"))
+        door.chmod(0o755)
+        os.link(sock, door / "keeper.sock")
+        knock = [sys.executable, "-c", _KNOCK, "-", str(door / "keeper.sock"), ident]
+        # The file's mode keeps another uid out...
+        out = subprocess.run(knock, capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "EACCES", out.stderr
+        # ...and with the mode loosened (a careless umask, a shared dir), the peer check does.
+        before = connections(laptop)
+        (door / "keeper.sock").chmod(0o666)
+        out = subprocess.run(knock, capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "REPLY <none>", out.stderr
+        assert pauses(run) == 1 and "=== resumed" not in run.err.text
+        assert connections(laptop) == before
+        # The same request from the run's own uid is served.
+        assert laptop.run("python", "--continue", ident).returncode == 0
+        run.err.wait_for("=== resumed")
+        run.proc.terminate()
+        run.finish()
+        shutil.rmtree(door)
+    finally:
+        box.stop()
+
+
+class HoldingProxy:
+    """A loopback TCP forwarder whose connections can be held (bytes are taken, not passed
+    on) and then cut: a link that goes dead under a request, then drops."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.links: list[tuple[socket.socket, socket.socket]] = []
+        self.held: set[int] = set()  # indexes of held links
+        self.held_bytes = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:
+                return
+            far = socket.create_connection(self.target)
+            with self.lock:
+                index = len(self.links)
+                self.links.append((near, far))
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(index, a, b), daemon=True).start()
+
+    def _pump(self, index: int, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                with self.lock:
+                    held = index in self.held
+                    if held:
+                        self.held_bytes += len(data)
+                if not held:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def hold_all(self) -> None:
+        with self.lock:
+            self.held = set(range(len(self.links)))
+            self.held_bytes = 0
+
+    def cut_held(self) -> None:
+        with self.lock:
+            cut = [self.links[i] for i in self.held]
+        for pair in cut:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    proxy = HoldingProxy((box.host, box.port))
+    try:
+        laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
+        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
+        ident = run.banner_id()
+        wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")
+        proxy.hold_all()  # the run's link goes quiet...
+        second = laptop.popen("python", "--continue", ident, stdin=subprocess.DEVNULL)
+        # ...while the second terminal's request is on it, waiting for the box.
+        wait_for(lambda: proxy.held_bytes > 0, what="the request on the held link")
+        proxy.cut_held()  # then the link drops
+        out, err = second.communicate(timeout=60)
+        # It never reached the box, so it goes direct, saying so in one line.
+        assert second.returncode == 0 and out.startswith("resumed run"), err
+        assert err.count("\n") == 1 and "connecting directly" in err, err
+        # The run reconnects on its own and goes on serving over its new connection.
+        run.err.wait_for("=== resumed")
+        wait_for(lambda: pauses(run) == 2, what="the second pause")
+        wait_for(lambda: "reconnected to" in run.err.text,
+                 what="the run's reconnect notice")
+        # The direct call left a keeper to start, which finds the run serving and goes.
+        wait_for(lambda: keeper_processes(laptop) == [], 30, what="the spare keeper to go")
+        before = connections(laptop)
+        assert laptop.run("python", "--continue", ident).returncode == 0
+        wait_for(lambda: pauses(run) == 3, what="the third pause")
+        assert laptop.run("python", "--continue", ident).returncode == 0
+        assert run.finish() == 0
+        assert connections(laptop) == before
+    finally:
+        proxy.close()
+        box.stop()
