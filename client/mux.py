@@ -125,9 +125,11 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
         sys.stderr.write(f"lager: the connection keeper could not reach box {box_name} "
                          f"({reply.get('error') or 'no connection'}); connecting directly\n")
         return None
-    if resend_safe:
-        return None
     why = reply.get("error") if isinstance(reply, dict) else None
+    if resend_safe:
+        sys.stderr.write(f"lager: the connection keeper lost its answer from box {box_name} "
+                         f"({why or 'it went away'}); asking directly\n")
+        return None
     raise _unsure(box_name, subsystem, f"the connection keeper lost its answer "
                   f"({why or 'it went away'})")
 
@@ -188,7 +190,7 @@ class Keeper:
 
     def _forward(self, raw: bytes) -> dict[str, Any]:
         """The box's answer, or an error that says whether the request went out at all."""
-        from .context import exchange
+        from .keeper_channels import exchange
 
         sent = False
 
@@ -229,6 +231,9 @@ class Keeper:
         server.settimeout(5.0)
         os.replace(tmp, self.path)  # atomic: a request never sees a half-made socket
         inode = os.stat(self.path).st_ino
+        from .keeper_channels import prime
+
+        prime(self.conn)  # a channel opened ahead: the first request is one round trip too
         try:
             while self.conn.transport.is_active():
                 with self.lock:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from lager.errors import ConnectionFailed
 
-from . import mux
+from . import keeper_channels, mux
 from .config import Box, Config
 
 if TYPE_CHECKING:
@@ -47,12 +47,19 @@ class _RunConnection:
         self.box = box
         self._current = current
 
+    @property
+    def transport(self) -> paramiko.Transport:
+        conn = self._current()
+        if conn is None or not conn.transport.is_active():
+            # Before anything went out: the client goes direct.
+            raise ConnectionFailed("the connection of the run serving as keeper is down")
+        return conn.transport
+
     def open(self, subsystem: str, env: dict[str, str] | None = None,
              pty: tuple[str, int, int] | None = None,
              on_invoke: Callable[[], None] | None = None) -> paramiko.Channel:
         conn = self._current()
         if conn is None or not conn.transport.is_active():
-            # Before anything went out: the client goes direct.
             raise ConnectionFailed("the connection of the run serving as keeper is down")
         return conn.open(subsystem, env=env, pty=pty, on_invoke=on_invoke)
 
@@ -98,6 +105,7 @@ class RunKeeper(mux.Keeper):
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
                                           name="lager-run-keeper")
         self._acceptor.start()
+        keeper_channels.prime(self.conn)
         return True
 
     def _accept_loop(self) -> None:

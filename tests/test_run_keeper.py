@@ -178,19 +178,63 @@ def test_another_uid_gets_nothing(tmp_path: Path) -> None:
         box.stop()
 
 
+class _Pipe:
+    """One direction of a proxied connection; held, it keeps what arrives until released."""
+
+    def __init__(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
+        self.src, self.dst, self.held = src, dst, held
+        self.kept: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def pump(self, proxy: HoldingProxy) -> None:
+        try:
+            while data := self.src.recv(65536):
+                with self.lock:
+                    if self.held:
+                        self.kept.append(data)
+                        proxy.count_held(len(data))
+                    else:
+                        self.dst.sendall(data)
+        except OSError:
+            pass
+        for s in (self.src, self.dst):
+            _shut(s)
+
+    def release(self) -> None:
+        with self.lock:
+            try:
+                for data in self.kept:
+                    self.dst.sendall(data)
+            except OSError:
+                pass
+            self.kept.clear()
+            self.held = False
+
+
+def _shut(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class HoldingProxy:
-    """A loopback TCP forwarder whose connections can be held (bytes are taken, not passed
-    on) and then cut: a link that goes dead under a request, then drops."""
+    """A loopback TCP forwarder whose connections can be held (what arrives is kept, not
+    passed on), released, or cut: a link that goes quiet under a request, then drops."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.links: list[tuple[socket.socket, socket.socket]] = []
-        self.held: set[int] = set()  # indexes of held links
+        self.links: list[tuple[socket.socket, socket.socket, list[_Pipe]]] = []
+        self.hold_new = False
         self.held_bytes = 0
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def count_held(self, n: int) -> None:
+        with self.lock:
+            self.held_bytes += n
 
     def _accept(self) -> None:
         while True:
@@ -200,45 +244,42 @@ class HoldingProxy:
                 return
             far = socket.create_connection(self.target)
             with self.lock:
-                index = len(self.links)
-                self.links.append((near, far))
-            for a, b in ((near, far), (far, near)):
-                threading.Thread(target=self._pump, args=(index, a, b), daemon=True).start()
+                pipes = [_Pipe(near, far, self.hold_new), _Pipe(far, near, self.hold_new)]
+                self.hold_new = False
+                self.links.append((near, far, pipes))
+            for pipe in pipes:
+                threading.Thread(target=pipe.pump, args=(self,), daemon=True).start()
 
-    def _pump(self, index: int, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                with self.lock:
-                    held = index in self.held
-                    if held:
-                        self.held_bytes += len(data)
-                if not held:
-                    dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def hold_all(self) -> None:
+    def hold_all(self, towards_client_only: bool = False) -> None:
         with self.lock:
-            self.held = set(range(len(self.links)))
             self.held_bytes = 0
+            pipes = [p for _, _, link in self.links
+                     for p in (link[1:] if towards_client_only else link)]
+        for pipe in pipes:
+            with pipe.lock:
+                pipe.held = True
 
-    def cut_held(self) -> None:
+    def hold_next(self) -> None:
         with self.lock:
-            cut = [self.links[i] for i in self.held]
-        for pair in cut:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self.held_bytes = 0
+            self.hold_new = True
+
+    def release_all(self) -> None:
+        with self.lock:
+            pipes = [p for _, _, link in self.links for p in link]
+        for pipe in pipes:
+            pipe.release()
+
+    def cut_all(self) -> None:
+        with self.lock:
+            links = list(self.links)
+        for near, far, _ in links:
+            _shut(near)
+            _shut(far)
 
     def close(self) -> None:
         self.listener.close()
+        self.cut_all()
 
 
 def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
@@ -249,25 +290,54 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
         ident = run.banner_id()
         wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")
-        proxy.hold_all()  # the run's link goes quiet...
-        second = laptop.popen("python", "--continue", ident, stdin=subprocess.DEVNULL)
-        # ...while the second terminal's request is on it, waiting for the box.
+
+        # A --list on the run's link when it goes quiet, then drops: safe to ask again, so it
+        # is asked directly, with one line saying why.
+        proxy.hold_all()
+        second = laptop.popen("python", "--list", stdin=subprocess.DEVNULL)
         wait_for(lambda: proxy.held_bytes > 0, what="the request on the held link")
-        proxy.cut_held()  # then the link drops
+        proxy.cut_all()
         out, err = second.communicate(timeout=60)
-        # It never reached the box, so it goes direct, saying so in one line.
+        assert second.returncode == 0 and ident in out, err
+        assert err.count("\n") == 1 and "asking directly" in err, err
+        wait_for(lambda: run.err.text.count("reconnected to") == 1, 30, what="a reconnect")
+        assert laptop.run("python", "--list").returncode == 0  # the run serves again
+
+        # A --continue whose answer is held, then the link drops: it reached the box, so it is
+        # never sent again. (If the keeper's channel opened ahead was not ready yet, it was the
+        # channel's opening that the link held: then nothing was sent and it goes direct.)
+        proxy.hold_all(towards_client_only=True)
+        second = laptop.popen("python", "--continue", ident, stdin=subprocess.DEVNULL)
+        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
+        proxy.cut_all()
+        out, err = second.communicate(timeout=60)
+        assert err.count("\n") == 1, err
+        if second.returncode == 255:
+            assert out == "" and "may have reached the box" in err, err
+        else:
+            assert second.returncode == 0 and "connecting directly" in err, err
+            assert out.startswith("resumed run"), err
+        wait_for(lambda: run.err.text.count("reconnected to") == 2, 30, what="a reconnect")
+        wait_for(lambda: pauses(run) == 2, what="the second pause")  # resumed once, not twice
+
+        # The run's link is down (its reconnect held up) when the request comes: nothing was
+        # sent, so the request goes direct, with one line.
+        proxy.hold_next()
+        links = len(proxy.links)
+        proxy.cut_all()
+        wait_for(lambda: len(proxy.links) > links and proxy.held_bytes > 0,
+                 what="the run's reconnect, held")
+        second = laptop.popen("python", "--continue", ident, stdin=subprocess.DEVNULL)
+        out, err = second.communicate(timeout=60)
         assert second.returncode == 0 and out.startswith("resumed run"), err
         assert err.count("\n") == 1 and "connecting directly" in err, err
-        # The run reconnects on its own and goes on serving over its new connection.
-        run.err.wait_for("=== resumed")
-        wait_for(lambda: pauses(run) == 2, what="the second pause")
-        wait_for(lambda: "reconnected to" in run.err.text,
-                 what="the run's reconnect notice")
-        # The direct call left a keeper to start, which finds the run serving and goes.
-        wait_for(lambda: keeper_processes(laptop) == [], 30, what="the spare keeper to go")
-        before = connections(laptop)
-        assert laptop.run("python", "--continue", ident).returncode == 0
+        proxy.release_all()
         wait_for(lambda: pauses(run) == 3, what="the third pause")
+        wait_for(lambda: run.err.text.count("reconnected to") == 3, 30, what="a reconnect")
+
+        # Over its new connection the run serves again: no handshake.
+        wait_for(lambda: keeper_processes(laptop) == [], 30, what="spare keepers to go")
+        before = connections(laptop)
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
         assert connections(laptop) == before
