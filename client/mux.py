@@ -81,6 +81,11 @@ def _unsure(box_name: str, subsystem: str, why: str) -> ConnectionFailed:
         "not sent again: check with `lager python --list`")
 
 
+# Why the last request() went direct after the keeper had it: one line for the caller to show
+# once the direct answer is in (a direct failure is its own one line, without this).
+fallback_notice: str | None = None
+
+
 def request(path: Path, box_name: str, subsystem: str, line: str | None,
             env: dict[str, str] | None) -> tuple[str, str, int] | None:
     """The box's answer through the keeper, or None when the caller should go direct.
@@ -90,6 +95,7 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     Otherwise an unanswered request raises ConnectionFailed (exit 255) instead of being
     re-sent: the keeper may already have forwarded it.
     """
+    global fallback_notice
     if not path.exists():
         return None
     resend_safe = subsystem in RESEND_SAFE
@@ -121,14 +127,14 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     if isinstance(reply, dict) and isinstance(reply.get("status"), int) and reply["status"] >= 0:
         return str(reply.get("out", "")), str(reply.get("err", "")), reply["status"]
     if isinstance(reply, dict) and reply.get("delivered") is False:
-        # Never sent, so going direct is safe; one line says why this call is slower.
-        sys.stderr.write(f"lager: the connection keeper could not reach box {box_name} "
-                         f"({reply.get('error') or 'no connection'}); connecting directly\n")
+        # Never sent, so going direct is safe.
+        fallback_notice = (f"the connection keeper could not reach box {box_name} "
+                           f"({reply.get('error') or 'no connection'}); connected directly")
         return None
     why = reply.get("error") if isinstance(reply, dict) else None
     if resend_safe:
-        sys.stderr.write(f"lager: the connection keeper lost its answer from box {box_name} "
-                         f"({why or 'it went away'}); asking directly\n")
+        fallback_notice = (f"the connection keeper lost its answer from box {box_name} "
+                           f"({why or 'it went away'}); asked directly")
         return None
     raise _unsure(box_name, subsystem, f"the connection keeper lost its answer "
                   f"({why or 'it went away'})")
@@ -232,8 +238,10 @@ class Keeper:
         os.replace(tmp, self.path)  # atomic: a request never sees a half-made socket
         inode = os.stat(self.path).st_ino
         from .keeper_channels import prime
+        from .keeper_stream import StreamServer
 
         prime(self.conn)  # a channel opened ahead: the first request is one round trip too
+        streams = StreamServer(self.path, lambda: self.conn).start()  # consoles (issue 13)
         try:
             while self.conn.transport.is_active():
                 with self.lock:
@@ -247,6 +255,7 @@ class Keeper:
                     continue
                 threading.Thread(target=self._handle, args=(client,), daemon=True).start()
         finally:
+            streams.stop()
             server.close()
             try:
                 if os.stat(self.path).st_ino == inode:  # not a newer keeper's socket

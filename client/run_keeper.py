@@ -26,6 +26,7 @@ from lager.errors import ConnectionFailed
 
 from . import keeper_channels, mux
 from .config import Box, Config
+from .keeper_stream import StreamServer
 
 if TYPE_CHECKING:
     import paramiko
@@ -78,6 +79,7 @@ class RunKeeper(mux.Keeper):
         self._server: socket.socket | None = None
         self._inode = 0
         self._acceptor: threading.Thread | None = None
+        self._streams: StreamServer | None = None
 
     def start(self) -> bool:
         """Serve the box's keeper socket; False when a keeper already answers there (it
@@ -106,6 +108,7 @@ class RunKeeper(mux.Keeper):
                                           name="lager-run-keeper")
         self._acceptor.start()
         keeper_channels.prime(self.conn)
+        self._streams = StreamServer(self.path, lambda: self.conn).start()  # consoles
         return True
 
     def _accept_loop(self) -> None:
@@ -123,6 +126,8 @@ class RunKeeper(mux.Keeper):
         server, self._server = self._server, None
         if server is None:
             return
+        if self._streams is not None:
+            self._streams.stop()
         try:
             if os.stat(self.path).st_ino == self._inode:  # never a newer keeper's socket
                 self.path.unlink()

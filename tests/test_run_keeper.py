@@ -299,7 +299,7 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         proxy.cut_all()
         out, err = second.communicate(timeout=60)
         assert second.returncode == 0 and ident in out, err
-        assert err.count("\n") == 1 and "asking directly" in err, err
+        assert err.count("\n") == 1 and "asked directly" in err, err
         wait_for(lambda: run.err.text.count("reconnected to") == 1, 30, what="a reconnect")
         assert laptop.run("python", "--list").returncode == 0  # the run serves again
 
@@ -315,7 +315,7 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         if second.returncode == 255:
             assert out == "" and "may have reached the box" in err, err
         else:
-            assert second.returncode == 0 and "connecting directly" in err, err
+            assert second.returncode == 0 and "connected directly" in err, err
             assert out.startswith("resumed run"), err
         wait_for(lambda: run.err.text.count("reconnected to") == 2, 30, what="a reconnect")
         wait_for(lambda: pauses(run) == 2, what="the second pause")  # resumed once, not twice
@@ -330,7 +330,7 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         second = laptop.popen("python", "--continue", ident, stdin=subprocess.DEVNULL)
         out, err = second.communicate(timeout=60)
         assert second.returncode == 0 and out.startswith("resumed run"), err
-        assert err.count("\n") == 1 and "connecting directly" in err, err
+        assert err.count("\n") == 1 and "connected directly" in err, err
         proxy.release_all()
         wait_for(lambda: pauses(run) == 3, what="the third pause")
         wait_for(lambda: run.err.text.count("reconnected to") == 3, 30, what="a reconnect")
@@ -343,4 +343,58 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         assert connections(laptop) == before
     finally:
         proxy.close()
+        box.stop()
+
+
+CONSOLE_SCRIPT = ("from lager import pause\nprobe = [41]\npause('look', timeout=0, interactive=True)\n"
+                  "print('after', probe)\n")
+
+
+def test_a_console_from_a_second_terminal_rides_the_runs_connection(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        run = start_run(laptop, write_script(tmp_path, "c.py", CONSOLE_SCRIPT))
+        ident = run.banner_id()
+        sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
+        streams = sock.with_name(sock.stem + ".stream.sock")
+        assert stat.S_IMODE(streams.stat().st_mode) == 0o600
+        before = connections(laptop)
+        console = laptop.run("python", "--console", ident,
+                             input="probe[0] + 1\nprobe.append(99)\n")
+        assert console.returncode == 0, console.stderr
+        assert "42" in console.stdout.splitlines()
+        assert connections(laptop) == before  # no handshake for the console either
+        assert laptop.run("python", "--continue", ident).returncode == 0
+        assert run.finish() == 0
+        assert "after [41, 99]" in run.out.text  # the console's change reached the script
+        assert connections(laptop) == before
+    finally:
+        box.stop()
+    assert not any((laptop.config_dir / "mux").glob("*.sock"))  # both sockets went with it
+
+
+def test_a_console_through_a_standalone_keeper_and_without_one(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        laptop.env["LAGER_MUX"] = "0"  # the run does not serve: a keeper of its own does
+        run = start_run(laptop, write_script(tmp_path, "c.py", CONSOLE_SCRIPT))
+        ident = run.banner_id()
+        del laptop.env["LAGER_MUX"]
+        assert laptop.run("python", "--list").returncode == 0  # direct, leaves a keeper
+        wait_for(lambda: [s for s in keeper_sockets(laptop) if ".stream" in s.name],
+                 what="the keeper's stream socket")
+        before = connections(laptop)
+        console = laptop.run("python", "--console", ident, input="probe[0] + 1\n")
+        assert console.returncode == 0 and "42" in console.stdout.splitlines(), console.stderr
+        assert connections(laptop) == before
+        # LAGER_MUX=0: the console opens on its own connection, as before.
+        laptop.env["LAGER_MUX"] = "0"
+        console = laptop.run("python", "--console", ident, input="probe[0] + 2\n")
+        assert console.returncode == 0 and "43" in console.stdout.splitlines(), console.stderr
+        assert connections(laptop) == before + 1
+        assert laptop.run("python", "--continue", ident).returncode == 0
+        assert run.finish() == 0
+    finally:
         box.stop()
