@@ -245,11 +245,16 @@ class Bench:
                 sock.unlink(missing_ok=True)
 
     def warm_keeper(self, box: str) -> None:
-        """A keeper for `box`, up and answering."""
+        """A keeper for `box`, up and answering: a keeper process, or an attached run of
+        this bench's serving as one (issue 13)."""
+        from client import mux
+        from client.config import Config
+
+        config = Config(self.laptop)
+        path = mux.socket_path(config, config.box(box))
         self.lager_ok("python", "--list", "--box", box, mux=True)
         for _ in range(1000):
-            if _pids_with("client.mux", str(self.laptop)) and any(
-                    _answers(s) for s in (self.laptop / "mux").glob("*.sock")):
+            if _answers(path):
                 return
             time.sleep(0.01)
         raise RuntimeError("no keeper came up")
