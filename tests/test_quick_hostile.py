@@ -25,6 +25,7 @@ from conftest import LAGER, Client, make_client, start_agent
 
 from client import quick_ssh as q
 from client.config import Box, Config
+from client.quick_keys import load_ed25519
 
 SEED = 20261205
 Script = Callable[[socket.socket], None]
@@ -165,7 +166,7 @@ def test_the_quick_client_itself_refuses_it(laptop: Client, name: str) -> None:
     fake = FakeBox(SCRIPTS[name])
     sock = socket.create_connection(("127.0.0.1", fake.port), timeout=30)
     transport = q.Transport(sock, b"\0" * 51)
-    key, blob = q.load_ed25519(laptop.key_path)
+    key, blob = load_ed25519(laptop.key_path)
     try:
         with pytest.raises((q.Lost, q.Unsupported)) as caught:
             transport.start("lager", key, blob, [])
@@ -194,7 +195,7 @@ def test_a_guess_the_box_would_drop_is_not_waited_on(laptop: Client) -> None:
     fake = FakeBox(_other_first_kex(b"SSH-2.0-OpenSSH_9.9"))
     sock = socket.create_connection(("127.0.0.1", fake.port), timeout=20)
     transport = q.Transport(sock, b"\0" * 51)
-    key, blob = q.load_ed25519(laptop.key_path)
+    key, blob = load_ed25519(laptop.key_path)
     try:
         with pytest.raises(q.Unsupported, match="ignore the key-exchange guess"):
             transport.start("lager", key, blob, [])
