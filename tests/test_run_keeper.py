@@ -398,3 +398,24 @@ def test_a_console_through_a_standalone_keeper_and_without_one(tmp_path: Path) -
         assert run.finish() == 0
     finally:
         box.stop()
+
+
+def test_a_reattached_run_serves_too(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        started = laptop.run("python", str(write_script(tmp_path, "p.py", SCRIPT)), "--detach")
+        assert started.returncode == 0, started.stderr
+        ident = started.stdout.split("started run ")[1].split()[0]
+        proc = laptop.popen("python", "--reattach", ident)
+        sock = wait_for(lambda: keeper_sockets(laptop), what="the reattached run's socket")[0]
+        before = connections(laptop)
+        for n in (1, 2, 3):
+            wait_for(lambda n=n: laptop.run("python", "--list", "--json").stdout.count(  # type: ignore[misc]
+                '"paused"') == 1, what=f"pause {n}")
+            assert laptop.run("python", "--continue", ident).returncode == 0
+        assert proc.wait(60) == 0
+        assert connections(laptop) == before  # lists and continues, all over its connection
+        assert not sock.exists()
+    finally:
+        box.stop()
