@@ -271,6 +271,8 @@ def main() -> None:
     config = Config()
     try:
         box = config.box(sys.argv[1])
+        if _answers(socket_path(config, box)):
+            return  # a keeper (or an attached run) serves already: no login for nothing
         keeper = Keeper(config, box)
     except LagerError:
         sys.exit(1)
