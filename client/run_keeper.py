@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 # How long a run that has ended waits for the answers it is still relaying: they are short
 # requests (milliseconds), and the engineer is waiting for their prompt back.
 FINISH_IN_FLIGHT = 5.0
+# A run that found the socket served (another attached run of the box, or a keeper) looks this
+# often whether that one went, and then serves itself.
+TAKEOVER_CHECK = 1.0
 
 CurrentConnection = Callable[[], "BoxConnection | None"]
 
@@ -80,6 +83,8 @@ class RunKeeper(mux.Keeper):
         self._inode = 0
         self._acceptor: threading.Thread | None = None
         self._streams: StreamServer | None = None
+        self._done = threading.Event()
+        self._state = threading.Lock()  # a takeover never starts serving after stop()
 
     def start(self) -> bool:
         """Serve the box's keeper socket; False when a keeper already answers there (it
@@ -122,8 +127,22 @@ class RunKeeper(mux.Keeper):
             threading.Thread(target=self._handle, args=(client,), daemon=True,
                              name="lager-run-keeper-request").start()
 
+    def watch(self) -> None:
+        """Serve once the keeper serving now is gone (until this run ends)."""
+        def take_over() -> None:
+            while not self._done.wait(TAKEOVER_CHECK):
+                if mux._answers(self.path):
+                    continue
+                with self._state:
+                    if self._done.is_set() or self.start():
+                        return
+
+        threading.Thread(target=take_over, daemon=True, name="lager-run-keeper-watch").start()
+
     def stop(self) -> None:
-        server, self._server = self._server, None
+        with self._state:
+            self._done.set()
+            server, self._server = self._server, None
         if server is None:
             return
         if self._streams is not None:
@@ -157,12 +176,14 @@ def _unlink_quietly(path: Any) -> None:
 
 
 def serve(config: Config, box: Box, current: CurrentConnection) -> RunKeeper | None:
-    """Start serving for the run being followed (the hook in client/run_client.py); None when
-    LAGER_MUX=0 or another keeper serves already."""
+    """Start serving for the run being followed (the hook in client/run_client.py), or once
+    the keeper serving now goes; None when LAGER_MUX=0."""
     if not mux.enabled():
         return None
     keeper = RunKeeper(config, box, current)
-    return keeper if keeper.start() else None
+    if not keeper.start():
+        keeper.watch()
+    return keeper
 
 
 def stop(keeper: RunKeeper | None) -> None:

@@ -419,3 +419,32 @@ def test_a_reattached_run_serves_too(tmp_path: Path) -> None:
         assert not sock.exists()
     finally:
         box.stop()
+
+
+def test_a_second_attached_run_takes_over_when_the_first_ends(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        first = start_run(laptop, write_script(tmp_path, "one.py", SCRIPT))
+        ident1 = first.banner_id()
+        wait_for(lambda: keeper_sockets(laptop), what="the first run's socket")
+        second = start_run(laptop, write_script(tmp_path, "two.py", SCRIPT))
+        ident2 = second.banner_id()
+        for _ in range(3):  # the first run to its end, over its own connection
+            count = pauses(first)
+            assert laptop.run("python", "--continue", ident1).returncode == 0
+            wait_for(lambda c=count: pauses(first) > c or first.proc.poll() is not None,  # type: ignore[misc]
+                     what="the next pause")
+        assert first.finish() == 0
+        # The second run serves from now on: its continues need no handshake.
+        wait_for(lambda: keeper_sockets(laptop), what="the second run taking over")
+        wait_for(lambda: keeper_processes(laptop) == [], 30, what="spare keepers to go")
+        before = connections(laptop)
+        for n in (2, 3):
+            assert laptop.run("python", "--continue", ident2).returncode == 0
+            wait_for(lambda n=n: pauses(second) == n, what="the next pause")  # type: ignore[misc]
+        assert laptop.run("python", "--continue", ident2).returncode == 0
+        assert second.finish() == 0
+        assert connections(laptop) == before
+    finally:
+        box.stop()
