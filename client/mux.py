@@ -96,6 +96,7 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     re-sent: the keeper may already have forwarded it.
     """
     global fallback_notice
+    fallback_notice = None
     if not path.exists():
         return None
     resend_safe = subsystem in RESEND_SAFE
