@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .identities import Offer
 
 # Throughput depends on packet size and cipher (DESIGN.md): 256 KiB packets, AES-GCM first.
-MAX_PACKET, WINDOW = protocol.MAX_PACKET, protocol.WINDOW  # one figure for both ends
+MAX_PACKET = protocol.MAX_PACKET  # one figure for both ends
+WINDOW = protocol.CLIENT_WINDOW  # what we take in; the box's own window is protocol.WINDOW
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 # Boxes (and sshd) cut a connection off after six refused keys; offering more only gets it cut.
 MAX_AUTH_TRIES = 6
