@@ -258,6 +258,8 @@ def try_fast(argv: list[str]) -> int | None:
             answer = _direct(config, box, call)
             if answer is None:
                 return None
+            if mux.fallback_notice:  # the keeper had it and failed; the direct way answered
+                sys.stderr.write(f"lager: {mux.fallback_notice}\n")
             if mux.enabled():
                 sys.stdout.flush()
                 mux.spawn(config, box)
@@ -283,6 +285,14 @@ def _direct(config: Any, box: Any, call: Call) -> tuple[str, str, int] | None:
 
 
 def _console(config: Any, box: Any, run_id: str) -> int | None:
+    from . import mux
+
+    if mux.enabled():  # through the keeper (or a run serving as one): no handshake
+        from .keeper_stream import keeper_console
+
+        code = keeper_console(mux.socket_path(config, box), run_id)
+        if code is not None:
+            return code
     from .console_client import quick_console
     from .quick_ssh import Unsupported
 

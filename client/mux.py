@@ -82,6 +82,11 @@ def _unsure(box_name: str, subsystem: str, why: str) -> ConnectionFailed:
         "not sent again: check with `lager python --list`")
 
 
+# Why the last request() went direct after the keeper had it: one line for the caller to show
+# once the direct answer is in (a direct failure is its own one line, without this).
+fallback_notice: str | None = None
+
+
 def request(path: Path, box_name: str, subsystem: str, line: str | None,
             env: dict[str, str] | None) -> tuple[str, str, int] | None:
     """The box's answer through the keeper, or None when the caller should go direct.
@@ -91,6 +96,8 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     Otherwise an unanswered request raises ConnectionFailed (exit 255) instead of being
     re-sent: the keeper may already have forwarded it.
     """
+    global fallback_notice
+    fallback_notice = None
     if not path.exists():
         return None
     resend_safe = subsystem in RESEND_SAFE
@@ -123,10 +130,15 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     if reply is not None and reply.status >= 0:
         return reply.out, reply.err, reply.status
     if reply is not None and reply.delivered is False:
-        return None
-    if resend_safe:
+        # Never sent, so going direct is safe.
+        fallback_notice = (f"the connection keeper could not reach box {box_name} "
+                           f"({reply.error or 'no connection'}); connected directly")
         return None
     why = reply.error if reply is not None else None
+    if resend_safe:
+        fallback_notice = (f"the connection keeper lost its answer from box {box_name} "
+                           f"({why or 'it went away'}); asked directly")
+        return None
     raise _unsure(box_name, subsystem, f"the connection keeper lost its answer "
                   f"({why or 'it went away'})")
 
@@ -187,7 +199,7 @@ class Keeper:
 
     def _forward(self, raw: bytes) -> KeeperReply:
         """The box's answer, or an error that says whether the request went out at all."""
-        from .context import exchange
+        from .keeper_channels import exchange
 
         sent = False
 
@@ -233,6 +245,11 @@ class Keeper:
         server.settimeout(5.0)
         os.replace(tmp, self.path)  # atomic: a request never sees a half-made socket
         inode = os.stat(self.path).st_ino
+        from .keeper_channels import prime
+        from .keeper_stream import StreamServer
+
+        prime(self.conn)  # a channel opened ahead: the first request is one round trip too
+        streams = StreamServer(self.path, lambda: self.conn).start()  # consoles (issue 13)
         try:
             while self.conn.transport.is_active():
                 with self.lock:
@@ -246,6 +263,7 @@ class Keeper:
                     continue
                 threading.Thread(target=self._handle, args=(client,), daemon=True).start()
         finally:
+            streams.stop()
             server.close()
             try:
                 if os.stat(self.path).st_ino == inode:  # not a newer keeper's socket
@@ -261,6 +279,8 @@ def main() -> None:
     config = Config()
     try:
         box = config.box(sys.argv[1])
+        if _answers(socket_path(config, box)):
+            return  # a keeper (or an attached run) serves already: no login for nothing
         keeper = Keeper(config, box)
     except LagerError:
         sys.exit(1)

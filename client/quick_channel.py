@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from lager.errors import ConnectionFailed
 
+from . import quick_keys
 from . import quick_ssh as q
 from .config import Box, Config, connect_timeout
 
@@ -260,8 +261,8 @@ def open_channel(config: Config, box: Box, subsystem: str, *, first: str | None 
     """
     if not usable(box):
         raise q.Unsupported("the box is reached through ssh_config's proxies or certificates")
-    key, public_blob = q.load_ed25519(config.identity_path(box))
-    pinned = q.pinned_blob(config.pinned_line(box))
+    key, public_blob = quick_keys.load_ed25519(config.identity_path(box))
+    pinned = quick_keys.pinned_blob(config.pinned_line(box))
     timeout = connect_timeout(box)
     started = time.monotonic()
     try:

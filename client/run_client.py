@@ -112,12 +112,15 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
     again = Reattacher(obj, client_ref=request.client_ref)
     follower = Follower(chan, box.name, stops_run=True, reconnect=again,
                         on_event=on_event, show_banners=show_banners)
+    from . import run_keeper  # issue 13: this run serves the other terminals' requests
+    serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn)
     try:
         status = follower.run()
         if request.downloads and not follower.left:
             _download(obj, again.run_id_now(), request.downloads)
         return status
     finally:
+        run_keeper.stop(serving)
         again.close()
 
 
@@ -131,9 +134,12 @@ def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None,
         again = Reattacher(obj, run_id=run_id)
         follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again,
                             on_event=on_event, show_banners=show_banners)
+        from . import run_keeper  # issue 13: this run serves the other terminals' requests
+        serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn)
         try:
             status = follower.run()
         finally:
+            run_keeper.stop(serving)
             again.close()
     if downloads and not follower.left:
         _download(obj, run_id, downloads)
