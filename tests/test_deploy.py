@@ -146,7 +146,8 @@ def _playbook(work: Path, inventory: Path, *extra: str) -> subprocess.CompletedP
     env = {k: v for k, v in os.environ.items() if k not in CI_VARIABLES}
     env.update(ANSIBLE_HOME=str(work / "ansible-home"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(work / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0",
-               ANSIBLE_PYTHON_INTERPRETER="auto_silent", PATH=f"{BIN}:{env['PATH']}")
+               ANSIBLE_PYTHON_INTERPRETER="auto_silent", PATH=f"{BIN}:{env['PATH']}",
+               ANSIBLE_SSH_CONTROL_PATH_DIR=str(work / "cp"))
     # LAGER_ANSIBLE_PLAYBOOK: another ansible-core's (Debian's 2.14) instead of the test
     # dependency's.
     playbook = os.environ.get("LAGER_ANSIBLE_PLAYBOOK", str(BIN / "ansible-playbook"))
