@@ -168,7 +168,9 @@ def recap(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]
 def _start_container(image: str, name: str, systemd: bool) -> str:
     common = ["docker", "run", "-d", "--name", name, "--hostname", name.rsplit("-", 1)[-1]]
     if systemd:
-        cmd = [*common, "--tmpfs", "/run", "--tmpfs", "/run/lock",
+        # SYS_ADMIN for systemd (PID 1) alone: it builds each unit's mount namespace (the
+        # sandbox); the agent's own bound leaves it out.
+        cmd = [*common, "--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
                "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro", image]
     else:
         cmd = [*common, "--init", image, "sh", "-c",
@@ -450,6 +452,11 @@ def test_an_upgrade_through_the_role_replaces_the_agent_and_keeps_the_paused_run
     # The new agent can hand over in turn: a second upgrade, by hand this time.
     assert host.sh("systemctl reload lager-box").returncode == 0
     _handed_over(host, after)
+    # The run is still there, paused, on the third agent. (Listed first: a request that the
+    # laptop's connection keeper had in flight on an agent that just left is not re-sent.)
+    listed = wait_for(lambda: (r := client.run("python", "--list")).returncode == 0 and r, 60,
+                      what="the run listed by the new agent")
+    assert "paused" in listed.stdout, listed.stdout
     assert client.run("python", "--continue", ident).returncode == 0
     assert run.finish(60) == 0 and run.out.text == "before\nafter\n"
 
