@@ -16,6 +16,7 @@ import click
 from lager import protocol
 from lager.errors import LagerError
 
+from . import sdnotify
 from .preauth import Limits, parse_max_startups
 from .state import DEFAULT_STATE_DIR, StateDir
 
@@ -163,6 +164,7 @@ async def _serve(state: StateDir, how: Serving) -> None:
     fingerprint = state.host_key().get_fingerprint("sha256")
     print(f"lager-box listening on {bound_host}:{bound_port} (host key {fingerprint})",
           flush=True)
+    sdnotify.ready(f"listening on {bound_host}:{bound_port}")  # systemd's Type=notify
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

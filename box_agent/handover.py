@@ -19,6 +19,8 @@ from pathlib import Path
 
 from lager.errors import LagerError
 
+from . import sdnotify
+
 log = logging.getLogger("lager-box.handover")
 
 SOCKET_NAME = "agent.sock"
@@ -64,6 +66,7 @@ class HandoverPoint:
                     return
                 fds = array.array("i", [s.fileno() for s in self.listening])
                 conn.sendmsg([b"ok\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                sdnotify.main_pid_moves_to(conn)  # under systemd, the new agent is the unit now
             except OSError as exc:
                 log.warning("a replacing agent asked for the listening socket and failed: %s",
                             exc)
