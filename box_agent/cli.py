@@ -142,7 +142,8 @@ async def _serve(state: StateDir, how: Serving) -> None:
     # Before adopting anything: the running agent lets go of its runs when it hands over.
     handed = take_over(state.root) if how.replace else None
     bench = await BenchHost.start(how.bench_file, state.root, state.claims_dir)
-    base_env = dict(os.environ)
+    # Scripts get the agent's environment minus what is systemd's word to the agent alone.
+    base_env = {k: v for k, v in os.environ.items() if k not in sdnotify.AGENT_ONLY_ENV}
     base_env.update(bench.script_env())
     base_env[protocol.ENV_BOX_NAME] = how.name
     supervisor = Supervisor(state.runs_dir, base_env, run_as=how.run_as,

@@ -18,6 +18,10 @@ import struct
 
 log = logging.getLogger("lager-box.sdnotify")
 
+# The manager's channel to the agent: scripts must not inherit it (they are not the main process,
+# and a script's READY=1 or MAINPID= is never its word to say).
+AGENT_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"})
+
 
 def notify(*fields: str) -> bool:
     """Send `KEY=VALUE` fields to the service manager; False when there is none to tell."""
