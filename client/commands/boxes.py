@@ -125,11 +125,15 @@ def list_(obj: LagerContext, as_json: bool = False, with_status: bool = False) -
         return
     if not known:
         click.echo("no boxes yet: lager boxes add NAME --host HOST")
-    elif with_status:
-        click.echo(f"{'NAME':<16} {'LOCKED BY':<48} ADDRESS")
+    elif with_status:  # the holder's words can be long: last, after the aligned columns
+        where = {b.name: f"{b.user}@{b.host}:{b.port}" for b in known.values()}
+        width = max(len("ADDRESS"), *(len(w) for w in where.values()))
+        click.echo(f"{'NAME':<16} {'ADDRESS':<{width}}  LOCKED BY")
+        for name in known:
+            click.echo(f"{name:<16} {where[name]:<{width}}  {locked[name]}")
+        return
     for box in known.values():
-        cell = f"{locked[box.name]:<48} " if with_status else ""
-        click.echo(f"{box.name:<16} {cell}{box.user}@{box.host}:{box.port}"
+        click.echo(f"{box.name:<16} {box.user}@{box.host}:{box.port}"
                    + (f"  ssh {box.ssh}" if box.ssh else "")
                    + (f"  key {box.identity}" if box.identity else "")
                    + (f"  connect timeout {box.connect_timeout:g}s"
