@@ -81,7 +81,10 @@ class ChannelViewer:
         counted in the offsets. A plain channel gets nothing: its stderr is the script's."""
         if self.framed and not self.process.is_closing():
             data = f"lager: {line}\n".encode()
-            self.process.stdout.write(record(NOTICE, data) + data)
+            try:
+                self.process.stdout.write(record(NOTICE, data) + data)
+            except (BrokenPipeError, ConnectionError, asyncssh.Error):
+                return  # this client is going; the run's output feed detaches it
 
     async def write_unlocked(self, stream: int, data: bytes) -> None:
         if self.process.is_closing():
