@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Client, make_client, start_agent
+from sshclients import openssh
 from test_reservations import Pair, fingerprint
 
 
@@ -85,3 +86,24 @@ def test_boxes_status_shows_who_holds_each_box(pair: Pair) -> None:
         assert wrong.returncode == 2 and "--status goes with" in wrong.stderr
     finally:
         hung.close()
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ('{"op": "unlock", "force": "yes"}', "force must be true or false, not 'yes'"),
+    ('{"op": "wait", "wait": -1}', "wait must be 0 or more seconds"),
+    ('{"op": "wait", "wait": Infinity}', "wait must be 0 or more seconds"),
+    ('{"op": "lock", "reason": {"a": 1}}', "reason must be a string or null"),
+    ('{"op": "grab"}', "op 'grab' is not one of status, lock, unlock, wait"),
+    ("[[[[", "send one JSON object"),
+])
+def test_a_bad_reservation_request_over_openssh_is_one_line(pair: Pair, line: str,
+                                                            says: str) -> None:
+    """The typed decoder's line reaches an OpenSSH user as is: status 1, one line, and the
+    box's lock untouched."""
+    bad = openssh(pair.b, "reservation", line + "\n")
+    assert bad.returncode == 1, (bad.returncode, bad.stderr)
+    text = bad.stderr.decode().strip()
+    assert len(text.splitlines()) == 1 and text.startswith("malformed reservation request")
+    assert says in text, text
+    state = openssh(pair.b, "reservation", '{"op": "status"}\n')
+    assert state.returncode == 0 and json.loads(state.stdout)["lock"] is None
