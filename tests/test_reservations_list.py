@@ -83,7 +83,7 @@ def test_boxes_status_shows_who_holds_each_box(pair: Pair) -> None:
 
         # Asked of a subcommand it does not belong to: one line, a usage error.
         wrong = pair.b.run("boxes", "--status", "status")
-        assert wrong.returncode == 2 and "--status goes with" in wrong.stderr
+        assert wrong.returncode == 2 and "--status goes alone or after list" in wrong.stderr
     finally:
         hung.close()
 

@@ -53,7 +53,8 @@ def boxes(ctx: click.Context, with_status: bool) -> None:
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_, with_status=with_status)
     elif with_status:
-        raise UsageError("--status goes with `lager boxes` or `lager boxes list`")
+        raise UsageError("--status goes alone or after list: `lager boxes --status`, "
+                         "`lager boxes list --status`")
 
 
 def _name(name: str | None, name_opt: str | None) -> str:
