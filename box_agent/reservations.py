@@ -42,7 +42,9 @@ from lager.protocol.reservation import (
     when,
 )
 
+from . import queue_places as places
 from .monitor_link import RUN_FILE, read_json
+from .queue_places import KeptPlaces
 
 if TYPE_CHECKING:
     from .runs import Caller, Run, Supervisor
@@ -88,6 +90,7 @@ class Waiter:
     caller: Caller
     label: str
     since: float = field(default_factory=time.time)
+    token: str = field(default_factory=lambda: secrets.token_hex(8))  # its place, after a restart
 
 
 class Reservations:
@@ -102,6 +105,8 @@ class Reservations:
         self.starting: dict[str, Hold] = {}  # token -> a grant or a run being started
         self.adopting: dict[str, Hold] = {}  # run id -> its record's hold, until adopted
         self._changed = asyncio.Event()
+        self.kept = KeptPlaces(None)  # the places of the previous agent's waiters
+        self.closing = False  # the agent is going: its waiters' places stay in the state dir
         self._load()
 
     # -- the state dir ---------------------------------------------------------------------
@@ -124,10 +129,14 @@ class Reservations:
             except ProtocolError as exc:  # one damaged record costs only itself
                 log.error("%s: a forced-unlock record is damaged (%s)", self.path, exc)
         self.forced = self.forced[-KEEP_FORCED:]
+        self.kept = KeptPlaces(saved.get("queue"))
 
     def _save(self) -> None:
         data = {"lock": self.lock.to_dict() if self.lock else None,
-                "forced": [f.to_dict() for f in self.forced]}
+                "forced": [f.to_dict() for f in self.forced],
+                "queue": [*self.kept.records(),
+                          *(places.record(w.token, w.caller.holder(), w.since)
+                            for w in self.queue)]}
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
             json.dump(data, f)
@@ -263,14 +272,23 @@ class Reservations:
         """A waiter's turn: no run at all (its own identity's included), nothing starting,
         and no lock but its own identity's."""
         me = waiter.caller.holder()
-        return all(h.kind == "lock" and h.identity == me for h in self.holds())
+        return all(h.kind == "lock" and h.identity == me for h in self.holds()) and \
+            not self.kept.ahead_of(waiter.since)
 
     async def wait_turn(self, caller: Caller, label: str, seconds: float,
-                        show: Callable[[Place], None]) -> str:
+                        show: Callable[[Place], None], token: str | None = None) -> str:
         """Queue until it is this caller's turn; the ticket its run presents. `show` gets the
-        place each time it changes. Cancelled (the client went): it leaves the queue."""
+        place each time it changes. Cancelled (the client went): it leaves the queue.
+        `token`: the place it had before the agent restarted, which it takes back."""
         waiter = Waiter(caller, label)
-        self.queue.append(waiter)
+        since = self.kept.take(token, caller.holder())
+        if since is not None:
+            waiter = Waiter(caller, label, since, str(token))
+        # First come, first served: by when each waiter first came.
+        at = next((i for i, w in enumerate(self.queue) if w.since > waiter.since),
+                  len(self.queue))
+        self.queue.insert(at, waiter)
+        self._save_queue()
         deadline = time.monotonic() + seconds
         shown: Place | None = None
         try:
@@ -288,21 +306,39 @@ class Reservations:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise self._timeout(seconds)
+                kept = self.kept.next_expiry()  # a place given up may make this one next
                 try:
-                    await asyncio.wait_for(self._changed.wait(), left)
+                    await asyncio.wait_for(self._changed.wait(),
+                                           left if kept is None else min(left, kept + 0.01))
                 except TimeoutError:
                     continue
         finally:
             self.queue.remove(waiter)
+            if not self.closing:  # a waiter dropped by a closing agent keeps its place
+                self._save_queue()
             self.changed()  # the one behind may be first now
+
+    def keep_places(self) -> None:
+        """The agent is stopping (or handing over): the queue as it stands is what the next
+        agent keeps for the waiters that come back."""
+        self.closing = True
+
+    def _save_queue(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._save()
+        except OSError as exc:  # the queue goes on in memory; only a restart would lose it
+            log.error("cannot write the queue to %s: %s", self.path, exc)
 
     def _place(self, waiter: Waiter) -> Place:
         holds = self.holds()
-        ahead = self.queue.index(waiter) + sum(1 for h in holds if h.kind != "lock")
+        ahead = self.queue.index(waiter) + sum(1 for h in holds if h.kind != "lock") + \
+            self.kept.ahead_of(waiter.since)
         return Place(ahead, holds,
                      f"waiting for the box: {ahead} run{'s' if ahead != 1 else ''} ahead; "
                      + "; ".join(f"held by {h.who()} for {h.what()} since {when(h.since)}"
-                                 for h in holds[:3]))
+                                 for h in holds[:3]), waiter.token)
 
     def _timeout(self, seconds: float) -> Reserved:
         others = self.holds()

@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lager import protocol
@@ -106,7 +107,15 @@ def _stderr_of(chan: Any) -> str:
         err += data
 
 
-def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, Any]:
+@dataclass
+class Spot:
+    """This client's place in the box's queue: the token that keeps it across a restart."""
+
+    token: str | None = None
+
+
+def wait_turn(conn: Any, box_name: str, who: str, seconds: float,
+              spot: Spot | None = None) -> tuple[str, Any]:
     """Queue on the box until this client's turn: (the ticket, the channel that keeps the
     grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75);
     a connection lost meanwhile raises ConnectionFailed (`queue_then_start` queues again).
@@ -115,14 +124,15 @@ def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, 
 
     try:
         chan = conn.open(protocol.SUB_RESERVATION)
-        chan.sendall(WaitRequest(label=who, wait=seconds).encode())
-        return _read_turn(chan, box_name)
+        spot = spot or Spot()
+        chan.sendall(WaitRequest(label=who, wait=seconds, token=spot.token).encode())
+        return _read_turn(chan, box_name, spot)
     except (OSError, EOFError, SSHException) as exc:
         raise ConnectionFailed(f"lost the connection to box {box_name} while waiting for "
                                f"its turn ({str(exc) or type(exc).__name__})") from None
 
 
-def _read_turn(chan: Any, box_name: str) -> tuple[str, Any]:
+def _read_turn(chan: Any, box_name: str, spot: Spot) -> tuple[str, Any]:
     buf = bytearray()
     while True:
         line = _readline(chan, buf)
@@ -145,6 +155,7 @@ def _read_turn(chan: Any, box_name: str) -> tuple[str, Any]:
             return msg.granted, chan
         if isinstance(msg, Refusal):
             continue  # the holds in the way; the status and the line that follow say it
+        spot.token = msg.waiting.token or spot.token
         sys.stderr.write(f"lager: box {box_name}: {msg.waiting.line or 'waiting'} "
                          "(Ctrl-C leaves the queue)\n")
         sys.stderr.flush()
@@ -155,12 +166,13 @@ def queue_then_start(obj: LagerContext, label: str, seconds: float,
     """Wait for the box's turn, then `start(connection, ticket)` on the same connection, with
     the grant held until it returns. A connection lost while waiting (the agent restarted, or
     `lager-box serve --replace`) is one line, and the client queues again, reconnecting with
-    backoff, as long as its --wait budget lasts: the box keeps its queue in memory, so a new
-    agent's queue is formed again by those who come back."""
+    backoff, as long as its --wait budget lasts, and takes back its place in the queue (the
+    box keeps the places of its waiters for a while after a restart: box_agent/queue_places)."""
     box_name = obj.box().name
     deadline = time.monotonic() + seconds
     delay = _BACKOFF_FIRST
     lost = False
+    spot = Spot()  # the place the box gave us, presented again after a lost connection
     while True:
         try:
             conn = obj.connect()
@@ -174,7 +186,7 @@ def queue_then_start(obj: LagerContext, label: str, seconds: float,
         with conn:
             try:
                 ticket, queue = wait_turn(conn, box_name, label,
-                                          max(0.0, deadline - time.monotonic()))
+                                          max(0.0, deadline - time.monotonic()), spot)
             except ConnectionFailed:
                 if deadline - time.monotonic() <= 0:
                     raise

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import Client, LiveRun, make_client, start_agent, start_run, wait_for, write_script
 from sshclients import openssh
-from test_reservations import Pair, env_of, fingerprint, hold_box
+from test_reservations import Pair, env_of, fingerprint, hold_box, rows
 
 RESERVED = 75
 
@@ -177,3 +177,32 @@ def test_a_waiter_whose_box_stays_away_gives_up_within_its_wait(pair: Pair) -> N
 
 def wait_for_count(run: LiveRun, needle: str, count: int) -> None:
     wait_for(lambda: run.err.text.count(needle) >= count, 60, what=f"{count} x {needle!r}")
+
+
+def test_waiters_keep_their_order_across_a_restart(pair: Pair) -> None:
+    """The box keeps its waiters' places through a restart: the first waiter, back last,
+    still goes first."""
+    holder, ident = hold_box(pair)
+    job = env_of(pair.b, CI="true", LAGER_LOCK_WAIT="300")
+    first = start_run(job, write_script(pair.root, "first.py", "print('first ran')\n"))
+    first.err.wait_for("waiting for the box")
+    second = start_run(job, write_script(pair.root, "second.py", "print('second ran')\n"))
+    second.err.wait_for("waiting for the box")
+    first.proc.send_signal(signal.SIGSTOP)  # so it comes back after the second one
+    try:
+        pair.restart(kill=False)
+        second.err.wait_for("queueing again")
+        wait_for_count(second, "waiting for the box", 2)
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    first.err.wait_for("queueing again")
+    wait_for_count(first, "waiting for the box", 2)
+    # Back, the first is ahead of the second again (A's run, then the first).
+    wait_for(lambda: "2 runs ahead" in second.err.text.splitlines()[-1], 60,
+             what=f"the second behind the first:\n{second.err.text}")
+    assert pair.a.run("python", "--continue", ident).returncode == 0
+    assert first.finish(timeout=60) == 0, first.err.text
+    assert second.finish(timeout=60) == 0, second.err.text
+    started = {row["script"].rsplit("/", 1)[-1]: row["started_at"] for row in rows(pair.b)}
+    assert started["first.py"] < started["second.py"]
+    assert holder.finish(timeout=60) == 0

@@ -56,15 +56,16 @@ async def handle_reservation(ctx: Context) -> None:
     elif isinstance(request, UnlockRequest):
         _send(ctx, Unlocked(book.unlock(ctx.caller, request.force)))
     else:
-        await _wait(ctx, clean_text(request.label, MAX_LABEL, "label"), _seconds(request.wait))
+        await _wait(ctx, clean_text(request.label, MAX_LABEL, "label"), _seconds(request.wait),
+                    request.token)
         return
     ctx.process.exit(0)
 
 
-async def _wait(ctx: Context, label: str, seconds: float) -> None:
+async def _wait(ctx: Context, label: str, seconds: float, token: str | None) -> None:
     book = ctx.reservations
     turn = asyncio.ensure_future(book.wait_turn(
-        ctx.caller, label, seconds, lambda place: _send(ctx, Waiting(place))))
+        ctx.caller, label, seconds, lambda place: _send(ctx, Waiting(place)), token))
     gone = asyncio.ensure_future(_until_gone(ctx))
     await asyncio.wait([turn, gone], return_when=asyncio.FIRST_COMPLETED)
     if not turn.done():

@@ -92,6 +92,7 @@ class WaitRequest(Message):
     WHAT = "reservation request"
     label: str | None = None
     wait: float | None = None
+    token: str | None = None  # the place this identity had before the box restarted
 
 
 ReservationRequest = StatusRequest | LockRequest | UnlockRequest | WaitRequest
@@ -113,6 +114,7 @@ class Place(Message):
     ahead: int
     held_by: list[Hold] = field(default_factory=list)
     line: str = ""
+    token: str = ""  # give it back in WaitRequest.token to keep the place after a restart
 
 
 @dataclass
