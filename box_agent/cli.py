@@ -177,6 +177,7 @@ async def _serve(state: StateDir, how: Serving) -> None:
 
     point = HandoverPoint(state.root, agent.listening, handed_over)
     await stop.wait()
+    book.keep_places()  # the waiters it drops now come back to the next agent's queue
     point.close()
     agent.close()
     await agent.wait_closed()

@@ -25,14 +25,26 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lager import protocol
 from lager.errors import LagerError, Reserved
+from lager.protocol.codec import ProtocolError
+from lager.protocol.reservation import (
+    ForcedUnlock,
+    Hold,
+    Place,
+    Queued,
+    Refusal,
+    ReservationStatus,
+    when,
+)
 
+from . import queue_places as places
 from .monitor_link import RUN_FILE, read_json
+from .queue_places import KeptPlaces
 
 if TYPE_CHECKING:
     from .runs import Caller, Run, Supervisor
@@ -46,6 +58,16 @@ MAX_REASON = 200
 KEEP_FORCED = 10  # forced unlocks `lager boxes status` shows, newest last
 
 READ, CHANGE, RUN, OPERATE = "read", "change", "run", "operate"
+# What another identity did to a run, as the run's own clients are told it.
+_DOING = {"console": "opened a console on run {}", "continue": "resumed run {} (--continue)",
+          "kill": "sent --kill to run {}", "reattach": "is watching run {} (--reattach)"}
+
+
+@runtime_checkable
+class Told(Protocol):
+    """A run's viewer that can take a line of the box's own (subsystems/run.ChannelViewer)."""
+
+    def tell(self, line: str) -> None: ...
 
 
 def clean_text(value: Any, limit: int, what: str) -> str:
@@ -58,41 +80,6 @@ def clean_text(value: Any, limit: int, what: str) -> str:
     return text[:limit]
 
 
-def when(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
-
-
-@dataclass(frozen=True)
-class Hold:
-    """One reason the box is held, and by whom."""
-
-    identity: str
-    name: str  # the key's comment, or `certificate 'ID'`; the user name when it has none
-    fingerprint: str
-    label: str
-    since: float
-    kind: str  # "run", "lock" or "starting"
-    run_id: str = ""
-    script: str = ""
-    paused: str | None = None  # the pause's label while the run is paused
-    reason: str = ""
-
-    def who(self) -> str:
-        shown = f"{self.name} ({self.fingerprint})" if self.fingerprint else self.name
-        return shown + (f" [{self.label}]" if self.label else "")
-
-    def what(self) -> str:
-        if self.kind == "run":
-            pause = f', paused at "{self.paused}"' if self.paused is not None else ""
-            return f"run {protocol.short_id(self.run_id)} ({self.script}{pause})"
-        if self.kind == "lock":
-            return "a lock" + (f" ({self.reason})" if self.reason else "")
-        return "a run about to start"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _hold_of(caller: Caller, label: str, since: float, kind: str, **extra: Any) -> Hold:
     return Hold(caller.holder(), caller.key_comment or caller.user, caller.fingerprint, label,
                 since, kind, **extra)
@@ -103,6 +90,7 @@ class Waiter:
     caller: Caller
     label: str
     since: float = field(default_factory=time.time)
+    token: str = field(default_factory=lambda: secrets.token_hex(8))  # its place, after a restart
 
 
 class Reservations:
@@ -112,11 +100,13 @@ class Reservations:
         self.path = root / STATE_FILE
         self.audit_path = root / AUDIT_FILE
         self.lock: Hold | None = None
-        self.forced: list[dict[str, Any]] = []
+        self.forced: list[ForcedUnlock] = []
         self.queue: list[Waiter] = []
         self.starting: dict[str, Hold] = {}  # token -> a grant or a run being started
         self.adopting: dict[str, Hold] = {}  # run id -> its record's hold, until adopted
         self._changed = asyncio.Event()
+        self.kept = KeptPlaces(None)  # the places of the previous agent's waiters
+        self.closing = False  # the agent is going: its waiters' places stay in the state dir
         self._load()
 
     # -- the state dir ---------------------------------------------------------------------
@@ -129,15 +119,24 @@ class Reservations:
             return
         lock = saved.get("lock")
         try:
-            self.lock = Hold(**lock) if isinstance(lock, dict) else None
-        except TypeError as exc:
+            self.lock = Hold.from_dict(lock) if lock is not None else None
+        except ProtocolError as exc:
             log.error("%s: the lock record is damaged (%s); starting without it", self.path, exc)
         forced = saved.get("forced")
-        self.forced = [f for f in forced if isinstance(f, dict)][-KEEP_FORCED:] \
-            if isinstance(forced, list) else []
+        for record in forced if isinstance(forced, list) else []:
+            try:
+                self.forced.append(ForcedUnlock.from_dict(record))
+            except ProtocolError as exc:  # one damaged record costs only itself
+                log.error("%s: a forced-unlock record is damaged (%s)", self.path, exc)
+        self.forced = self.forced[-KEEP_FORCED:]
+        self.kept = KeptPlaces(saved.get("queue"))
 
     def _save(self) -> None:
-        data = {"lock": self.lock.as_dict() if self.lock else None, "forced": self.forced}
+        data = {"lock": self.lock.to_dict() if self.lock else None,
+                "forced": [f.to_dict() for f in self.forced],
+                "queue": [*self.kept.records(),
+                          *(places.record(w.token, w.caller.holder(), w.since)
+                            for w in self.queue)]}
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
             json.dump(data, f)
@@ -218,13 +217,21 @@ class Reservations:
             f"box reserved: held by {first.who()} for {first.what()} since {when(first.since)}"
             f"{more}; {what} from other keys are refused. Queue with --wait SECONDS (or "
             "CI=true); `lager boxes status` shows who holds it",
-            {"reserved": [h.as_dict() for h in others]})
+            Refusal(reserved=others).to_dict())
 
     def operated(self, caller: Caller, what: str, run: Run) -> None:
         """continue, console, kill and reattach stay open to every key holder; when someone
-        else's run is the target, the audit says who."""
-        if self.enabled and caller.holder() != run.caller.holder():
+        else's run is the target, the audit says who, and so does a line to every client
+        following the run (ISSUE-NOTES 18: the holder's terminal is told)."""
+        if caller.holder() == run.caller.holder():
+            return
+        if self.enabled:
             self.audit(what, caller, run=run.id, owner=run.caller.holder())
+        doing = _DOING.get(what, what + " on run {}").format(protocol.short_id(run.id))
+        line = f"{caller.describe()} {doing}"
+        for viewer in list(run.log.viewers):
+            if isinstance(viewer, Told):
+                viewer.tell(line)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -265,16 +272,25 @@ class Reservations:
         """A waiter's turn: no run at all (its own identity's included), nothing starting,
         and no lock but its own identity's."""
         me = waiter.caller.holder()
-        return all(h.kind == "lock" and h.identity == me for h in self.holds())
+        return all(h.kind == "lock" and h.identity == me for h in self.holds()) and \
+            not self.kept.ahead_of(waiter.since)
 
     async def wait_turn(self, caller: Caller, label: str, seconds: float,
-                        show: Callable[[dict[str, Any]], None]) -> str:
+                        show: Callable[[Place], None], token: str | None = None) -> str:
         """Queue until it is this caller's turn; the ticket its run presents. `show` gets the
-        place each time it changes. Cancelled (the client went): it leaves the queue."""
+        place each time it changes. Cancelled (the client went): it leaves the queue.
+        `token`: the place it had before the agent restarted, which it takes back."""
         waiter = Waiter(caller, label)
-        self.queue.append(waiter)
+        since = self.kept.take(token, caller.holder())
+        if since is not None:
+            waiter = Waiter(caller, label, since, str(token))
+        # First come, first served: by when each waiter first came.
+        at = next((i for i, w in enumerate(self.queue) if w.since > waiter.since),
+                  len(self.queue))
+        self.queue.insert(at, waiter)
+        self._save_queue()
         deadline = time.monotonic() + seconds
-        shown: dict[str, Any] | None = None
+        shown: Place | None = None
         try:
             while True:
                 if not self.enabled or (self.queue[0] is waiter and self._free_for(waiter)):
@@ -290,21 +306,39 @@ class Reservations:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise self._timeout(seconds)
+                kept = self.kept.next_expiry()  # a place given up may make this one next
                 try:
-                    await asyncio.wait_for(self._changed.wait(), left)
+                    await asyncio.wait_for(self._changed.wait(),
+                                           left if kept is None else min(left, kept + 0.01))
                 except TimeoutError:
                     continue
         finally:
             self.queue.remove(waiter)
+            if not self.closing:  # a waiter dropped by a closing agent keeps its place
+                self._save_queue()
             self.changed()  # the one behind may be first now
 
-    def _place(self, waiter: Waiter) -> dict[str, Any]:
+    def keep_places(self) -> None:
+        """The agent is stopping (or handing over): the queue as it stands is what the next
+        agent keeps for the waiters that come back."""
+        self.closing = True
+
+    def _save_queue(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._save()
+        except OSError as exc:  # the queue goes on in memory; only a restart would lose it
+            log.error("cannot write the queue to %s: %s", self.path, exc)
+
+    def _place(self, waiter: Waiter) -> Place:
         holds = self.holds()
-        ahead = self.queue.index(waiter) + sum(1 for h in holds if h.kind != "lock")
-        return {"ahead": ahead, "held_by": [h.as_dict() for h in holds],
-                "line": f"waiting for the box: {ahead} run{'s' if ahead != 1 else ''} ahead; "
-                        + "; ".join(f"held by {h.who()} for {h.what()} since {when(h.since)}"
-                                    for h in holds[:3])}
+        ahead = self.queue.index(waiter) + sum(1 for h in holds if h.kind != "lock") + \
+            self.kept.ahead_of(waiter.since)
+        return Place(ahead, holds,
+                     f"waiting for the box: {ahead} run{'s' if ahead != 1 else ''} ahead; "
+                     + "; ".join(f"held by {h.who()} for {h.what()} since {when(h.since)}"
+                                 for h in holds[:3]), waiter.token)
 
     def _timeout(self, seconds: float) -> Reserved:
         others = self.holds()
@@ -339,10 +373,10 @@ class Reservations:
             if not force:
                 raise Reserved(f"the lock is {lock.who()}'s, since {when(lock.since)}; "
                                "`lager boxes unlock --force` takes it away (recorded in the "
-                               "box's audit)", {"reserved": [lock.as_dict()]})
-            self.forced = [*self.forced, {"at": time.time(), "by": caller.holder(),
-                                          "by_name": caller.key_comment or caller.user,
-                                          "lock": lock.as_dict()}][-KEEP_FORCED:]
+                               "box's audit)", Refusal(reserved=[lock]).to_dict())
+            self.forced = [*self.forced, ForcedUnlock(time.time(), caller.holder(),
+                                                      caller.key_comment or caller.user,
+                                                      lock)][-KEEP_FORCED:]
         self.lock = None
         self._save()
         self.audit("forced unlock" if lock.identity != caller.holder() else "unlock", caller,
@@ -351,14 +385,12 @@ class Reservations:
         return ("forced the unlock of " + lock.who() + "'s lock (recorded in the box's audit)"
                 if lock.identity != caller.holder() else "unlocked")
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ReservationStatus:
         holds = self.holds()
         runs = sorted((r.row() for r in self.supervisor.runs.values() if not r.done.is_set()),
                       key=lambda row: row["started_at"])
-        return {"enabled": self.enabled, "held": bool(holds),
-                "holds": [h.as_dict() for h in holds],
-                "lock": self.lock.as_dict() if self.lock else None, "runs": runs,
-                "queue": [{"identity": w.caller.holder(),
-                           "name": w.caller.key_comment or w.caller.user, "label": w.label,
-                           "since": w.since} for w in self.queue],
-                "forced_unlocks": self.forced}
+        return ReservationStatus(
+            enabled=self.enabled, held=bool(holds), holds=holds, lock=self.lock, runs=runs,
+            queue=[Queued(w.caller.holder(), w.caller.key_comment or w.caller.user, w.label,
+                          w.since) for w in self.queue],
+            forced_unlocks=list(self.forced))

@@ -5,18 +5,31 @@ identity that logged in and trusts it for nothing. Waiting (CI=true, or `--wait 
 the box's first-come queue on a `reservation` channel: the box pushes the place whenever it
 changes (nothing polls) and then a grant, which the run presents as its ticket. The channel
 stays open for the run's whole life: a client that dies before its run starts frees the grant.
+A connection lost while waiting queues again, within the wait's budget (`queue_then_start`).
 """
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError, Reserved, UsageError
+from lager.protocol.codec import ProtocolError
+from lager.protocol.reservation import Granted, Refusal, WaitRequest, decode_queue_line
+
+if TYPE_CHECKING:
+    from .context import LagerContext
+    from .ssh import BoxConnection
+
+# Reconnecting to a box that went away while we waited (an agent restart takes a moment).
+_BACKOFF_FIRST = 0.2
+_BACKOFF_MAX = 2.0
 
 # The CI's own variables, checked in this order: (variable that marks it, how to name the job).
 _CI_LABELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -94,12 +107,32 @@ def _stderr_of(chan: Any) -> str:
         err += data
 
 
-def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, Any]:
+@dataclass
+class Spot:
+    """This client's place in the box's queue: the token that keeps it across a restart."""
+
+    token: str | None = None
+
+
+def wait_turn(conn: Any, box_name: str, who: str, seconds: float,
+              spot: Spot | None = None) -> tuple[str, Any]:
     """Queue on the box until this client's turn: (the ticket, the channel that keeps the
-    grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75).
+    grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75);
+    a connection lost meanwhile raises ConnectionFailed (`queue_then_start` queues again).
     Ctrl-C leaves the queue (130, ISSUE-NOTES 1): the box sees the channel close."""
-    chan = conn.open(protocol.SUB_RESERVATION)
-    chan.sendall((json.dumps({"op": "wait", "label": who, "wait": seconds}) + "\n").encode())
+    from paramiko import SSHException
+
+    try:
+        chan = conn.open(protocol.SUB_RESERVATION)
+        spot = spot or Spot()
+        chan.sendall(WaitRequest(label=who, wait=seconds, token=spot.token).encode())
+        return _read_turn(chan, box_name, spot)
+    except (OSError, EOFError, SSHException) as exc:
+        raise ConnectionFailed(f"lost the connection to box {box_name} while waiting for "
+                               f"its turn ({str(exc) or type(exc).__name__})") from None
+
+
+def _read_turn(chan: Any, box_name: str, spot: Spot) -> tuple[str, Any]:
     buf = bytearray()
     while True:
         line = _readline(chan, buf)
@@ -114,13 +147,57 @@ def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, 
                                        "for its turn")
             raise RemoteError(reason or f"box {box_name} refused to queue the run")
         try:
-            msg = json.loads(line)
-        except ValueError:
+            msg = decode_queue_line(line)
+        except ProtocolError as exc:
+            chan.close()
+            raise RemoteError(f"box {box_name}: {exc}") from None
+        if isinstance(msg, Granted):
+            return msg.granted, chan
+        if isinstance(msg, Refusal):
+            continue  # the holds in the way; the status and the line that follow say it
+        spot.token = msg.waiting.token or spot.token
+        sys.stderr.write(f"lager: box {box_name}: {msg.waiting.line or 'waiting'} "
+                         "(Ctrl-C leaves the queue)\n")
+        sys.stderr.flush()
+
+
+def queue_then_start(obj: LagerContext, label: str, seconds: float,
+                     start: Callable[[BoxConnection, str], int]) -> int:
+    """Wait for the box's turn, then `start(connection, ticket)` on the same connection, with
+    the grant held until it returns. A connection lost while waiting (the agent restarted, or
+    `lager-box serve --replace`) is one line, and the client queues again, reconnecting with
+    backoff, as long as its --wait budget lasts, and takes back its place in the queue (the
+    box keeps the places of its waiters for a while after a restart: box_agent/queue_places)."""
+    box_name = obj.box().name
+    deadline = time.monotonic() + seconds
+    delay = _BACKOFF_FIRST
+    lost = False
+    spot = Spot()  # the place the box gave us, presented again after a lost connection
+    while True:
+        try:
+            conn = obj.connect()
+        except ConnectionFailed:
+            left = deadline - time.monotonic()
+            if not lost or left <= 0:
+                raise
+            time.sleep(min(delay, left))  # the agent is coming back (a restart)
+            delay = min(delay * 2, _BACKOFF_MAX)
             continue
-        if "granted" in msg:
-            return str(msg["granted"]), chan
-        place = msg.get("waiting")
-        if isinstance(place, dict):
-            sys.stderr.write(f"lager: box {box_name}: {place.get('line', 'waiting')} "
-                             "(Ctrl-C leaves the queue)\n")
-            sys.stderr.flush()
+        with conn:
+            try:
+                ticket, queue = wait_turn(conn, box_name, label,
+                                          max(0.0, deadline - time.monotonic()), spot)
+            except ConnectionFailed:
+                if deadline - time.monotonic() <= 0:
+                    raise
+                lost, delay = True, _BACKOFF_FIRST
+                left = deadline - time.monotonic()
+                sys.stderr.write(f"lager: box {box_name}: lost the connection while waiting "
+                                 f"for its turn; queueing again ({left:.0f}s of the wait "
+                                 "left)\n")
+                sys.stderr.flush()
+                continue
+            try:
+                return start(conn, ticket)
+            finally:
+                queue.close()

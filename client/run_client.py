@@ -72,18 +72,15 @@ def _commands_hint(box: str, run_id: str) -> str:
 def run_script(obj: LagerContext, request: RunRequest, *, on_event: OnEvent | None = None,
                show_banners: bool = True) -> int:
     """Run and follow a script; on_event and show_banners go to the Follower (its docs)."""
-    box = obj.box()
-    with obj.connect() as conn:
-        queue = None
-        if request.wait is not None:  # CI or --wait: stand in the box's queue first
-            from .reservation_wait import wait_turn
+    if request.wait is not None:  # CI or --wait: stand in the box's queue first
+        from .reservation_wait import queue_then_start
 
-            request.ticket, queue = wait_turn(conn, box.name, request.label, request.wait)
-        try:
+        def start(conn: BoxConnection, ticket: str) -> int:
+            request.ticket = ticket
             return _start(obj, conn, request, on_event, show_banners)
-        finally:
-            if queue is not None:
-                queue.close()
+        return queue_then_start(obj, request.label, request.wait, start)
+    with obj.connect() as conn:
+        return _start(obj, conn, request, on_event, show_banners)
 
 
 def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,

@@ -1,23 +1,30 @@
 """`reservation`: lock, unlock and status by hand, and the queue a waiting run stands in.
 
-Request: one JSON line {"op": "status" | "lock" | "unlock" | "wait", "label": TEXT,
-"reason": TEXT, "force": BOOL, "wait": SECONDS}. Answers are JSON lines on stdout.
-`wait` answers {"waiting": PLACE} each time its place changes, then {"granted": TICKET}: the
-client's run presents the ticket, and the grant lasts while this channel stays open, so a
-client that dies before its run starts frees the box at once. A refusal is status 75 (the
-structured reason on stdout, one line on stderr).
+The messages are lager.protocol.reservation's: one request line (StatusRequest, LockRequest,
+UnlockRequest or WaitRequest), answered by one JSON line on stdout. A wait is answered by a
+Waiting line each time its place changes, then one Granted line: the client's run presents the
+ticket, and the grant lasts while this channel stays open, so a client that dies before its run
+starts frees the box at once. A refusal is status 75 (a Refusal on stdout, one line on stderr).
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-from typing import Any
 
 import asyncssh
 
 from lager import protocol
 from lager.errors import LagerError
+from lager.protocol.reservation import (
+    Granted,
+    Locked,
+    LockRequest,
+    StatusRequest,
+    Unlocked,
+    UnlockRequest,
+    Waiting,
+    decode_request,
+)
 
 from ..reservations import MAX_LABEL, MAX_REASON, clean_text
 from .common import Context
@@ -25,50 +32,40 @@ from .common import Context
 MAX_REQUEST = 4096
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
-    try:
-        request = json.loads(raw)
-    except (ValueError, RecursionError):
-        request = None
-    if not isinstance(request, dict) or request.get("op") not in ("status", "lock", "unlock",
-                                                                 "wait"):
-        raise LagerError("malformed reservation request: send one JSON object line with op "
-                         "status, lock, unlock or wait")
-    return request
-
-
-def _seconds(value: Any) -> float:
+def _seconds(value: float | None) -> float:
     if value is None:
         return protocol.DEFAULT_LOCK_WAIT
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or value < 0:
-        raise LagerError("malformed reservation request: wait must be a number of seconds")
-    return float(value)
+    if not math.isfinite(value) or value < 0:
+        raise LagerError("malformed reservation request: wait must be 0 or more seconds")
+    return value
+
+
+def _send(ctx: Context, answer: Locked | Unlocked | Waiting | Granted) -> None:
+    ctx.process.stdout.write(answer.encode())
 
 
 async def handle_reservation(ctx: Context) -> None:
-    request = _parse(await ctx.read_line(MAX_REQUEST, "the reservation request"))
-    op = request["op"]
-    label = clean_text(request.get("label"), MAX_LABEL, "label")
+    request = decode_request(await ctx.read_line(MAX_REQUEST, "the reservation request"))
     book = ctx.reservations
-    if op == "status":
-        ctx.write_json(book.status())
-    elif op == "lock":
-        hold = book.take_lock(ctx.caller, label,
-                              clean_text(request.get("reason"), MAX_REASON, "reason"))
-        ctx.write_json({"locked": hold.as_dict()})
-    elif op == "unlock":
-        ctx.write_json({"message": book.unlock(ctx.caller, request.get("force") is True)})
+    if isinstance(request, StatusRequest):
+        ctx.process.stdout.write(book.status().encode())
+    elif isinstance(request, LockRequest):
+        hold = book.take_lock(ctx.caller, clean_text(request.label, MAX_LABEL, "label"),
+                              clean_text(request.reason, MAX_REASON, "reason"))
+        _send(ctx, Locked(hold))
+    elif isinstance(request, UnlockRequest):
+        _send(ctx, Unlocked(book.unlock(ctx.caller, request.force)))
     else:
-        await _wait(ctx, label, _seconds(request.get("wait")))
+        await _wait(ctx, clean_text(request.label, MAX_LABEL, "label"), _seconds(request.wait),
+                    request.token)
         return
     ctx.process.exit(0)
 
 
-async def _wait(ctx: Context, label: str, seconds: float) -> None:
+async def _wait(ctx: Context, label: str, seconds: float, token: str | None) -> None:
     book = ctx.reservations
     turn = asyncio.ensure_future(book.wait_turn(
-        ctx.caller, label, seconds, lambda place: ctx.write_json({"waiting": place})))
+        ctx.caller, label, seconds, lambda place: _send(ctx, Waiting(place)), token))
     gone = asyncio.ensure_future(_until_gone(ctx))
     await asyncio.wait([turn, gone], return_when=asyncio.FIRST_COMPLETED)
     if not turn.done():
@@ -81,7 +78,7 @@ async def _wait(ctx: Context, label: str, seconds: float) -> None:
         gone.cancel()
         raise
     try:
-        ctx.write_json({"granted": ticket})
+        _send(ctx, Granted(ticket))
         await gone  # the grant lasts as long as the client's channel
     finally:
         book.release_ticket(ticket)

@@ -30,7 +30,7 @@ from lager.protocol.channel import (
     parse_attach,
 )
 from lager.protocol.codec import Message, load_object
-from lager.protocol.events import Hello, event_record, record
+from lager.protocol.events import NOTICE, Hello, event_record, record
 
 from ..output_log import STDOUT
 from ..reservations import MAX_LABEL, RUN, clean_text
@@ -74,6 +74,17 @@ class ChannelViewer:
                 raise ConnectionError("channel closed")
             self.process.stdout.write(event_record(event))
             await self.process.stdout.drain()
+
+    def tell(self, line: str) -> None:
+        """A line of the box's own for this client, now (reservations.operated): a NOTICE
+        record, written whole between two records (writes never await mid-record), and not
+        counted in the offsets. A plain channel gets nothing: its stderr is the script's."""
+        if self.framed and not self.process.is_closing():
+            data = f"lager: {line}\n".encode()
+            try:
+                self.process.stdout.write(record(NOTICE, data) + data)
+            except (BrokenPipeError, ConnectionError, asyncssh.Error):
+                return  # this client is going; the run's output feed detaches it
 
     async def write_unlocked(self, stream: int, data: bytes) -> None:
         if self.process.is_closing():

@@ -1,31 +1,60 @@
 """`lager boxes add|list|remove`: the boxes this laptop knows and their pinned host keys;
 `lager boxes lock|unlock|status --box B`: the box's reservation, which the box keeps.
+`lager boxes` lists them offline; `lager boxes --status` adds who holds each (asked in parallel).
 
 The real lager's spellings work too: `boxes add --name N --ip IP [--user U]` and
 `boxes delete --name N`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import threading
 import time
-from typing import Any
+from typing import TypeVar
 
 import click
 
 from lager.errors import LagerError, UsageError
+from lager.protocol import short_id
+from lager.protocol.codec import Message
+from lager.protocol.reservation import (
+    Locked,
+    LockRequest,
+    ReservationStatus,
+    StatusRequest,
+    Unlocked,
+    UnlockRequest,
+    when,
+)
 
 from ..config import DEFAULT_CONNECT_TIMEOUT, ENV_CONNECT_TIMEOUT, parse_seconds
 from ..context import LagerContext, box_option, pass_ctx
 from ..fleet.config_commands import group_option
 
+M = TypeVar("M", bound=Message)
+
+
+# `lager boxes --status`: how long the "locked by" column waits for a box, all boxes at once.
+STATUS_TIMEOUT = 5.0
+
+_status_option = click.option(
+    "--status", "with_status", is_flag=True,
+    help="add a LOCKED BY column: ask every box who holds it, in parallel (a box that does not "
+         f"answer within {STATUS_TIMEOUT:g}s shows ?)")
+
 
 @click.group(invoke_without_command=True)
+@_status_option
 @click.pass_context
-def boxes(ctx: click.Context) -> None:
+def boxes(ctx: click.Context, with_status: bool) -> None:
     """Known boxes and their pinned host keys (alone: list them)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_)
+        ctx.invoke(list_, with_status=with_status)
+    elif with_status:
+        raise UsageError("--status goes alone or after list: `lager boxes --status`, "
+                         "`lager boxes list --status`")
 
 
 def _name(name: str | None, name_opt: str | None) -> str:
@@ -83,15 +112,27 @@ def add(obj: LagerContext, name: str | None, name_opt: str | None, host: str | N
 
 @boxes.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@_status_option
 @pass_ctx
-def list_(obj: LagerContext, as_json: bool) -> None:
-    """Show the known boxes."""
+def list_(obj: LagerContext, as_json: bool = False, with_status: bool = False) -> None:
+    """Show the known boxes (offline; --status asks each box who holds it)."""
     known = obj.config.boxes()
+    locked = locked_by(obj, list(known)) if with_status else {}
     if as_json:
-        click.echo(json.dumps([vars(b) for b in known.values()]))
+        rows = [vars(b) for b in known.values()]
+        if with_status:
+            rows = [{**row, "locked_by": locked[row["name"]]} for row in rows]
+        click.echo(json.dumps(rows))
         return
     if not known:
         click.echo("no boxes yet: lager boxes add NAME --host HOST")
+    elif with_status:  # the holder's words can be long: last, after the aligned columns
+        where = {b.name: f"{b.user}@{b.host}:{b.port}" for b in known.values()}
+        width = max(len("ADDRESS"), *(len(w) for w in where.values()))
+        click.echo(f"{'NAME':<16} {'ADDRESS':<{width}}  LOCKED BY")
+        for name in known:
+            click.echo(f"{name:<16} {where[name]:<{width}}  {locked[name]}")
+        return
     for box in known.values():
         click.echo(f"{box.name:<16} {box.user}@{box.host}:{box.port}"
                    + (f"  ssh {box.ssh}" if box.ssh else "")
@@ -124,20 +165,52 @@ boxes.add_command(remove, "delete")
 
 # -- shared boxes: the box keeps the reservation; these only ask it (box_agent/reservations.py)
 
-def _reservation(obj: LagerContext, **request: Any) -> Any:
+def _reservation(obj: LagerContext, request: Message, answer: type[M]) -> M:
     from lager import protocol
 
-    return obj.request_json(protocol.SUB_RESERVATION, json.dumps(request))
+    return answer.decode(obj.request(protocol.SUB_RESERVATION, request.as_line()))
 
 
-def _when(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+def _status_of(obj: LagerContext, name: str) -> ReservationStatus:
+    """One box's reservation status, on a connection of its own (no keeper is left behind:
+    `--status` asks every box, and most are not used next)."""
+    from lager import protocol
+
+    from ..context import exchange
+    from ..ssh import BoxConnection
+
+    found = obj.config.box(name)
+    box = dataclasses.replace(found, connect_timeout=min(found.connect_timeout or STATUS_TIMEOUT,
+                                                         STATUS_TIMEOUT))
+    with BoxConnection(obj.config, box) as conn:
+        out, err, code = exchange(conn, protocol.SUB_RESERVATION,
+                                  StatusRequest().as_line(), None, timeout=STATUS_TIMEOUT)
+    if code != 0:
+        raise LagerError(err.strip() or f"status {code}")
+    return ReservationStatus.decode(out)
 
 
-def _who(hold: dict[str, Any]) -> str:
-    shown = f"{hold['name']} ({hold['fingerprint']})" if hold.get("fingerprint") \
-        else str(hold.get("name"))
-    return shown + (f" [{hold['label']}]" if hold.get("label") else "")
+def locked_by(obj: LagerContext, names: list[str]) -> dict[str, str]:
+    """The LOCKED BY cell of each box, all asked at once: `-` when free, `?` for a box that
+    failed or did not answer within STATUS_TIMEOUT (its reason goes to stderr with --debug)."""
+    cells = dict.fromkeys(names, "?")
+
+    def ask(name: str) -> None:
+        try:
+            cells[name] = _status_of(obj, name).locked_by()
+        except Exception as exc:  # noqa: BLE001 - any failure of one box is only its cell
+            if obj.debug:
+                click.echo(f"lager: box {name}: {exc}", err=True)
+
+    threads = [threading.Thread(target=ask, args=(name,), daemon=True, name=f"status-{name}")
+               for name in names]
+    for thread in threads:
+        thread.start()
+    until = time.monotonic() + STATUS_TIMEOUT + 1.0
+    for thread in threads:
+        thread.join(max(0.0, until - time.monotonic()))
+    # A box still being asked keeps its `?`: the daemon thread dies with the command.
+    return {name: cells[name] for name in names}
 
 
 @boxes.command("lock")
@@ -148,8 +221,8 @@ def lock(obj: LagerContext, reason: str) -> None:
     """Reserve the box for your key until `lager boxes unlock` (it survives box restarts)."""
     from ..reservation_wait import label
 
-    hold = _reservation(obj, op="lock", label=label(), reason=reason)["locked"]
-    click.echo(f"locked box {obj.box().name} for {_who(hold)} since {_when(hold['since'])}")
+    hold = _reservation(obj, LockRequest(label=label(), reason=reason), Locked).locked
+    click.echo(f"locked box {obj.box().name} for {hold.who()} since {when(hold.since)}")
 
 
 @boxes.command("unlock")
@@ -159,7 +232,8 @@ def lock(obj: LagerContext, reason: str) -> None:
 @pass_ctx
 def unlock(obj: LagerContext, force: bool) -> None:
     """Release your lock on the box (or, with --force, anyone's)."""
-    click.echo(f"box {obj.box().name}: {_reservation(obj, op='unlock', force=force)['message']}")
+    answer = _reservation(obj, UnlockRequest(force=force), Unlocked)
+    click.echo(f"box {obj.box().name}: {answer.message}")
 
 
 @boxes.command("status")
@@ -170,28 +244,26 @@ def status(obj: LagerContext, as_json: bool) -> None:
     """Who holds the box, since when and why; its runs and pauses; the queue."""
     from ..run_views import format_runs
 
-    answer = _reservation(obj, op="status")
+    answer = _reservation(obj, StatusRequest(), ReservationStatus)
     if as_json:
-        click.echo(json.dumps(answer))
+        click.echo(answer.as_line())
         return
     name = obj.box().name
-    if not answer["enabled"]:
+    if not answer.enabled:
         click.echo(f"box {name}: reservations are off (lager-box serve --reservations off)")
-    elif not answer["holds"]:
+    elif not answer.holds:
         click.echo(f"box {name}: free")
-    for hold in answer["holds"]:
-        what = {"lock": "locked", "starting": "starting a run"}.get(hold["kind"], "running")
-        detail = f" run {hold['run_id'][:4]}\u2026{hold['run_id'][-2:]} ({hold['script']})" \
-            if hold["kind"] == "run" else ""
-        reason = f", reason: {hold['reason']}" if hold.get("reason") else ""
-        click.echo(f"box {name}: {what}{detail} by {_who(hold)} since "
-                   f"{_when(hold['since'])}{reason}")
-    if answer["runs"]:
-        click.echo(format_runs(answer["runs"]))
-    for place, waiter in enumerate(answer["queue"], 1):
-        label = f" [{waiter['label']}]" if waiter.get("label") else ""
-        click.echo(f"queue {place}: {waiter['name']}{label} waiting since "
-                   f"{_when(waiter['since'])}")
-    for forced in answer.get("forced_unlocks", []):
-        click.echo(f"forced unlock at {_when(forced['at'])} by {forced['by_name']} "
-                   f"({forced['by']}) of {_who(forced['lock'])}'s lock")
+    for hold in answer.holds:
+        what = {"lock": "locked", "starting": "starting a run"}.get(hold.kind, "running")
+        detail = f" run {short_id(hold.run_id)} ({hold.script})" if hold.kind == "run" else ""
+        reason = f", reason: {hold.reason}" if hold.reason else ""
+        click.echo(f"box {name}: {what}{detail} by {hold.who()} since "
+                   f"{when(hold.since)}{reason}")
+    if answer.runs:
+        click.echo(format_runs(answer.runs))
+    for place, waiter in enumerate(answer.queue, 1):
+        label = f" [{waiter.label}]" if waiter.label else ""
+        click.echo(f"queue {place}: {waiter.name}{label} waiting since {when(waiter.since)}")
+    for forced in answer.forced_unlocks:
+        click.echo(f"forced unlock at {when(forced.at)} by {forced.by_name} "
+                   f"({forced.by}) of {forced.lock.who()}'s lock")

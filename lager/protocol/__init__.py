@@ -6,6 +6,7 @@ Every message is a typed dataclass, defined once in this package and used by bot
 - `lager.protocol.link`: the script's breakpoint link and the monitor's socket;
 - `lager.protocol.channel`: the run header, control lines, attach, nets and keeper requests;
 - `lager.protocol.events`: the run channel's framed form and its pause/resume notices;
+- `lager.protocol.reservation`: the `reservation` subsystem (lock, unlock, status, the queue);
 - `lager.protocol.version`: the version carried in the JSON requests.
 docs/protocol.md describes them; tests/unit/test_protocol_doc.py keeps it in step.
 """
