@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lager import protocol
@@ -94,13 +95,21 @@ def _stderr_of(chan: Any) -> str:
         err += data
 
 
-def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, Any]:
+def wait_turn(conn: Any, box_name: str, who: str, seconds: float,
+              show: Callable[[str], None] | None = None,
+              opened: Callable[[Any], None] | None = None) -> tuple[str, Any]:
     """Queue on the box until this client's turn: (the ticket, the channel that keeps the
-    grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75).
-    Ctrl-C leaves the queue (130, ISSUE-NOTES 1): the box sees the channel close."""
+    grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75),
+    with the box's structured reason as its details. Ctrl-C leaves the queue (130,
+    ISSUE-NOTES 1): the box sees the channel close. `show` gets each place line (a fleet
+    prefixes its box; stderr otherwise); `opened` gets the channel, so a fleet can close it
+    to leave the queue on Ctrl-C."""
     chan = conn.open(protocol.SUB_RESERVATION)
+    if opened is not None:
+        opened(chan)
     chan.sendall((json.dumps({"op": "wait", "label": who, "wait": seconds}) + "\n").encode())
     buf = bytearray()
+    details: dict[str, Any] = {}
     while True:
         line = _readline(chan, buf)
         if line is None:
@@ -108,7 +117,7 @@ def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, 
             reason = _stderr_of(chan)
             chan.close()
             if status == protocol.EXIT_RESERVED:
-                raise Reserved(reason or f"box {box_name} is reserved")
+                raise Reserved(reason or f"box {box_name} is reserved", details)
             if status < 0:
                 raise ConnectionFailed(f"lost the connection to box {box_name} while waiting "
                                        "for its turn")
@@ -117,10 +126,15 @@ def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, 
             msg = json.loads(line)
         except ValueError:
             continue
+        if isinstance(msg, dict) and "reserved" in msg:
+            details = msg  # the refusal's structured reason, just before its status
+            continue
         if "granted" in msg:
             return str(msg["granted"]), chan
         place = msg.get("waiting")
-        if isinstance(place, dict):
+        if isinstance(place, dict) and show is not None:
+            show(str(place.get("line", "waiting")))
+        elif isinstance(place, dict):
             sys.stderr.write(f"lager: box {box_name}: {place.get('line', 'waiting')} "
                              "(Ctrl-C leaves the queue)\n")
             sys.stderr.flush()
