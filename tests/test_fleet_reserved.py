@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from conftest import (
     StreamReader,
     make_client,
     start_run,
+    wait_for,
     write_script,
 )
 from test_fleet_rig import Rig, free_port, start_rig
@@ -244,3 +246,35 @@ def test_an_instrument_change_over_the_set_names_the_holder(rig: Rig, held: Held
     freed = rig.laptop.run("supply", "supply2", "voltage", "2.8", "--json", "--box", SET)
     assert freed.returncode == 0, freed.stderr
     assert json.loads(freed.stdout)["bench02"]["set_voltage"] == pytest.approx(2.8)
+
+
+def test_ctrl_c_while_a_box_waits_leaves_its_queue_and_still_prints_the_recap(
+        rig: Rig, held: Held, other: Client, tmp_path: Path) -> None:
+    script = _box_script(tmp_path, "ci.py", {})
+    proc = subprocess.Popen(rig.laptop_cmd("python", str(script), "--box", SET, "--json",
+                                           "--wait", "600"),
+                            env=rig.laptop.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    try:
+        err.wait_for("bench02: waiting for the box", 60)
+        out.wait_for("bench01: bench01 ran", 60)
+        out.wait_for("bench03: bench03 ran", 60)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130, err.join()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out.join()
+    err.join()
+    boxes = _recap(out.text)["boxes"]
+    assert boxes["bench02"]["state"] == "skipped", err.text
+    assert "left the box's queue" in boxes["bench02"]["reason"]
+    assert boxes["bench01"]["state"] == boxes["bench03"]["state"] == "ok"
+    # The box saw it go (as soon as it reads the close): its queue empties; the holder's run
+    # is untouched.
+    wait_for(lambda: json.loads(other.run("boxes", "status", "--json").stdout)["queue"] == [],
+             60, what="bench02's queue to empty")
+    assert held.run.proc.poll() is None
+    assert "bench02 ran" not in out.text
