@@ -37,6 +37,16 @@ _IDLE_WAKE = 30.0  # select's bound; the channel's pipe wakes the thread for dat
 _LINE_MAX = 64 * 1024  # a refusal is one line; keep no more than this of it
 
 
+def _close_quietly(chan: Any) -> None:
+    """Close a channel that another thread may be closing its connection under: close()
+    marks it closed before it sends the close, so the thread it wakes can close the
+    connection first, and the send fails. Closed here either way; the box sees it go."""
+    try:
+        chan.close()
+    except (EOFError, OSError):
+        return
+
+
 @dataclass
 class FleetRunRequest(RunRequest):
     """The single-box run request plus the fleet id, which the box records on the run."""
@@ -115,7 +125,7 @@ class BoxRun:
             self.out.write_json({**self.row.as_dict(), "fleet": self.shared.fleet_id})
             self.shared.board.ended(self.name)
             if self.queue is not None:
-                self.queue.close()  # the grant was for this run, which is over
+                _close_quietly(self.queue)  # the grant was for this run, which is over
             if self.conn is not None:
                 self.conn.close()
             self.done.set()
@@ -198,7 +208,7 @@ class BoxRun:
     def leave_queue(self) -> None:
         """Ctrl-C: a box still waiting for its turn leaves the queue (the box sees it go)."""
         if self.queue is not None and self.row.state == recap.WAITING:
-            self.queue.close()
+            _close_quietly(self.queue)
 
     def _reserved_at_start(self) -> None:
         """The box refused the run (exit 75 with its refusal line): a recap row naming the
