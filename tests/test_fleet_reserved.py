@@ -157,6 +157,14 @@ def test_a_held_box_is_a_reserved_row_skipped_in_junit_and_exit_75(
     states = {b: r["state"] for b, r in _recap(done.stdout)["boxes"].items()}
     assert states["down"] == "unreachable" and states["bench02"] == "reserved"
 
+    # --wait gives up on its own deadline: the same row, saying so.
+    done = rig.laptop.run("python", str(script), "--box", SET, "--json", "--wait", "0.5",
+                          timeout=180)
+    assert done.returncode == RESERVED, done.stderr
+    row = _recap(done.stdout)["boxes"]["bench02"]
+    assert row["state"] == "reserved" and held.key in row["holder"]
+    assert "gave up after waiting 0.5s" in row["reason"]
+
     # --detach over the set: the held box is refused the same way; the others start.
     done = rig.laptop.run("python", str(script), "--box", SET, "--detach", timeout=180)
     assert done.returncode == RESERVED, done.stderr

@@ -190,7 +190,10 @@ class BoxRun:
                 self.conn, self.name, self.request.label, self.request.wait,
                 show=lambda line: say(f"{self.name}: {line}"), opened=self._queue_opened)
         except Reserved as exc:
-            self._reserved(reserved.of_details(exc.details, str(exc)), str(exc))
+            holder = reserved.of_details(exc.details, str(exc))
+            if holder is not None and str(exc).startswith("gave up"):
+                holder.reason += f" (gave up after waiting {self.request.wait:g}s)"
+            self._reserved(holder, str(exc))
             return False
         except ConnectionFailed:
             if self.shared.interrupted.is_set():
