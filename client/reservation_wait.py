@@ -115,25 +115,33 @@ class Spot:
 
 
 def wait_turn(conn: Any, box_name: str, who: str, seconds: float,
-              spot: Spot | None = None) -> tuple[str, Any]:
+              spot: Spot | None = None, show: Callable[[str], None] | None = None,
+              opened: Callable[[Any], None] | None = None) -> tuple[str, Any]:
     """Queue on the box until this client's turn: (the ticket, the channel that keeps the
-    grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75);
-    a connection lost meanwhile raises ConnectionFailed (`queue_then_start` queues again).
-    Ctrl-C leaves the queue (130, ISSUE-NOTES 1): the box sees the channel close."""
+    grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75),
+    with the box's structured reason as its details; a connection lost meanwhile raises
+    ConnectionFailed (`queue_then_start` queues again). Ctrl-C leaves the queue (130,
+    ISSUE-NOTES 1): the box sees the channel close. `show` gets each place line (a fleet
+    prefixes its box; stderr otherwise); `opened` gets the channel, so a fleet can close it
+    to leave the queue on Ctrl-C."""
     from paramiko import SSHException
 
     try:
         chan = conn.open(protocol.SUB_RESERVATION)
+        if opened is not None:
+            opened(chan)
         spot = spot or Spot()
         chan.sendall(WaitRequest(label=who, wait=seconds, token=spot.token).encode())
-        return _read_turn(chan, box_name, spot)
+        return _read_turn(chan, box_name, spot, show)
     except (OSError, EOFError, SSHException) as exc:
         raise ConnectionFailed(f"lost the connection to box {box_name} while waiting for "
                                f"its turn ({str(exc) or type(exc).__name__})") from None
 
 
-def _read_turn(chan: Any, box_name: str, spot: Spot) -> tuple[str, Any]:
+def _read_turn(chan: Any, box_name: str, spot: Spot,
+               show: Callable[[str], None] | None) -> tuple[str, Any]:
     buf = bytearray()
+    details: dict[str, Any] = {}
     while True:
         line = _readline(chan, buf)
         if line is None:
@@ -141,7 +149,7 @@ def _read_turn(chan: Any, box_name: str, spot: Spot) -> tuple[str, Any]:
             reason = _stderr_of(chan)
             chan.close()
             if status == protocol.EXIT_RESERVED:
-                raise Reserved(reason or f"box {box_name} is reserved")
+                raise Reserved(reason or f"box {box_name} is reserved", details)
             if status < 0:
                 raise ConnectionFailed(f"lost the connection to box {box_name} while waiting "
                                        "for its turn")
@@ -154,11 +162,15 @@ def _read_turn(chan: Any, box_name: str, spot: Spot) -> tuple[str, Any]:
         if isinstance(msg, Granted):
             return msg.granted, chan
         if isinstance(msg, Refusal):
-            continue  # the holds in the way; the status and the line that follow say it
+            details = msg.to_dict()  # the holds in the way, just before the status and line
+            continue
         spot.token = msg.waiting.token or spot.token
-        sys.stderr.write(f"lager: box {box_name}: {msg.waiting.line or 'waiting'} "
-                         "(Ctrl-C leaves the queue)\n")
-        sys.stderr.flush()
+        if show is not None:
+            show(msg.waiting.line or "waiting")
+        else:
+            sys.stderr.write(f"lager: box {box_name}: {msg.waiting.line or 'waiting'} "
+                             "(Ctrl-C leaves the queue)\n")
+            sys.stderr.flush()
 
 
 def queue_then_start(obj: LagerContext, label: str, seconds: float,

@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lager import protocol
-from lager.errors import ConnectionFailed, LagerError
+from lager.errors import ConnectionFailed, LagerError, Reserved, refusal
 from lager.protocol.channel import Message, Stop
 from lager.protocol.events import Event, Hello, PauseNotice, ResumeNotice
 
 from .. import EXIT_INTERRUPTED
 from ..context import LagerContext, exchange, read_all
 from ..reconnect import Reattacher, new_client_ref
+from ..reservation_wait import wait_turn
 from ..run_client import RunRequest, _send_upload
 from ..run_stream import Piece, RunStream
-from . import recap
+from . import recap, reserved
 from .output import BoxOutput, Gathered, Terminal
 from .pause_adapter import BannerCue, lookup, pause_event_of
 from .pauses import PauseBoard, PauseEvent
@@ -33,6 +34,17 @@ if TYPE_CHECKING:
 
 _CHUNK = 1 << 20
 _IDLE_WAKE = 30.0  # select's bound; the channel's pipe wakes the thread for data and close
+_LINE_MAX = 64 * 1024  # a refusal is one line; keep no more than this of it
+
+
+def _close_quietly(chan: Any) -> None:
+    """Close a channel that another thread may be closing its connection under: close()
+    marks it closed before it sends the close, so the thread it wakes can close the
+    connection first, and the send fails. Closed here either way; the box sees it go."""
+    try:
+        chan.close()
+    except (EOFError, OSError):
+        return
 
 
 @dataclass
@@ -84,6 +96,9 @@ class BoxRun:
         self.resumed_seq = 0  # the newest pause whose resume line was kept
         self.leaving = False
         self.done = threading.Event()
+        self.queue: Any = None  # the reservation queue's channel, kept open for the run's life
+        self.refusal = ""  # the box's refusal line (a framed run's channel stderr carries only
+        # those), which with exit 75 tells a reserved box from a script that exited 75
 
     def _new_stream(self) -> RunStream:
         """The run channel's reader (issue 14): output, and the pause notices in order with
@@ -96,6 +111,10 @@ class BoxRun:
         started = time.monotonic()
         try:
             self._run()
+        except Reserved as exc:  # refused before the upload was all taken
+            assert self.conn is not None
+            self.row.run_id = ""
+            self._reserved(reserved.ask_box(self.conn, self.refusal or str(exc)), str(exc))
         except LagerError as exc:
             self._unreachable(str(exc))
         except (OSError, EOFError) as exc:
@@ -105,6 +124,8 @@ class BoxRun:
             self.out.finish()
             self.out.write_json({**self.row.as_dict(), "fleet": self.shared.fleet_id})
             self.shared.board.ended(self.name)
+            if self.queue is not None:
+                _close_quietly(self.queue)  # the grant was for this run, which is over
             if self.conn is not None:
                 self.conn.close()
             self.done.set()
@@ -115,12 +136,15 @@ class BoxRun:
         with self.shared.forks:
             if self.shared.interrupted.is_set():
                 return  # Ctrl-C while it waited for its turn to connect: skipped
-            conn = self.conn = self.ctx.connect()
-            chan = conn.open(protocol.SUB_RUN)
-            try:
-                _send_upload(chan, self.request, self.name)
-            except OSError as exc:
-                raise ConnectionFailed(f"upload to box {self.name} failed: {exc}") from None
+            self.conn = self.ctx.connect()
+            if self.request.wait is None:
+                chan = self._upload()
+        if self.request.wait is not None:
+            # CI or --wait: this box's own place in its queue, holding no fork meanwhile.
+            if not self._wait_turn():
+                return
+            with self.shared.forks:
+                chan = self._upload()
         if self.request.detach:
             self._detached(chan)
             return
@@ -128,6 +152,9 @@ class BoxRun:
         self.row.state = "running"
         self.shared.board.started(self.name)
         status = self._follow()
+        if status == protocol.EXIT_RESERVED and self.refusal:
+            self._reserved_at_start()
+            return
         while status < 0 and not self.leaving:
             chan = self._reconnect()
             if chan is None:
@@ -137,9 +164,77 @@ class BoxRun:
             status = self._follow()
         self._settle(status)
 
+    def _upload(self) -> Any:
+        """Open the run channel and send the run, as one box does. A box that refuses the
+        run stops taking it: its status and line say why."""
+        assert self.conn is not None
+        chan = self.conn.open(protocol.SUB_RUN)
+        try:
+            _send_upload(chan, self.request, self.name)
+        except OSError as exc:
+            if chan.exit_status_ready():  # refused before it took all of the upload
+                self.refusal = read_all(chan)[1].strip()
+                raise refusal("run", self.refusal, chan.recv_exit_status()) from None
+            raise ConnectionFailed(f"upload to box {self.name} failed: {exc}") from None
+        return chan
+
+    # --- a box reserved by someone else (#18's shared boxes, ISSUE-NOTES 17) ---
+
+    def _wait_turn(self) -> bool:
+        """Stand in the box's queue; False when this box is not to run (given up, left)."""
+        assert self.conn is not None and self.request.wait is not None
+        self.row.state = recap.WAITING
+        say = self.shared.terminal.say
+        try:
+            self.request.ticket, self.queue = wait_turn(
+                self.conn, self.name, self.request.label, self.request.wait,
+                show=lambda line: say(f"{self.name}: {line}"), opened=self._queue_opened)
+        except Reserved as exc:
+            holder = reserved.of_details(exc.details, str(exc))
+            if holder is not None and str(exc).startswith("gave up"):
+                holder.reason += f" (gave up after waiting {self.request.wait:g}s)"
+            self._reserved(holder, str(exc))
+            return False
+        except ConnectionFailed:
+            if self.shared.interrupted.is_set():
+                self.row.state, self.row.reason = recap.SKIPPED, "left the box's queue (Ctrl-C)"
+                return False
+            raise
+        say(f"{self.name}: its turn came; starting")
+        return True
+
+    def _queue_opened(self, chan: Any) -> None:
+        self.queue = chan
+        if self.shared.interrupted.is_set():
+            chan.close()
+
+    def leave_queue(self) -> None:
+        """Ctrl-C: a box still waiting for its turn leaves the queue (the box sees it go)."""
+        if self.queue is not None and self.row.state == recap.WAITING:
+            _close_quietly(self.queue)
+
+    def _reserved_at_start(self) -> None:
+        """The box refused the run (exit 75 with its refusal line): a recap row naming the
+        holder, never a failed script."""
+        assert self.conn is not None
+        self.row.run_id = ""  # the hello named a run that the refusal never started
+        self._reserved(reserved.ask_box(self.conn, self.refusal), self.refusal)
+
+    def _reserved(self, holder: reserved.Holder | None, line: str) -> None:
+        self.row.state, self.row.exit = recap.RESERVED, recap.EXIT_RESERVED
+        if holder is None:
+            holder = reserved.Holder("", line.strip() or "reserved", [])
+        self.row.holder, self.row.reason, self.row.holds = holder.who, holder.reason, holder.holds
+        self.shared.terminal.say(f"{self.name}: {holder.reason}")
+
     def _detached(self, chan: Any) -> None:
         out, err = read_all(chan)
-        if chan.recv_exit_status() != 0:
+        status = chan.recv_exit_status()
+        if status == protocol.EXIT_RESERVED:
+            self.refusal = err.strip()
+            self._reserved_at_start()
+            return
+        if status != 0:
             raise LagerError(err.strip() or "the box refused the run")
         started = json.loads(out)
         self.row.run_id = str(started["id"])
@@ -175,13 +270,21 @@ class BoxRun:
                 self._show(self.stream.stdout_data(chan.recv(_CHUNK)))
                 took = True
             if chan.recv_stderr_ready():
-                self._show(self.stream.stderr_data(chan.recv_stderr(_CHUNK)))
+                data = chan.recv_stderr(_CHUNK)
+                if self.stream.framed:  # only the box's refusal lines come this way
+                    self.refusal = (self.refusal + data.decode("utf-8", "replace"))[-_LINE_MAX:]
+                else:
+                    self._show(self.stream.stderr_data(data))
                 took = True
             if took:
                 continue
             if chan.closed or (chan.eof_received and chan.exit_status_ready()):
                 self._show(self.stream.at_end())
-                return int(chan.recv_exit_status())
+                status = int(chan.recv_exit_status())
+                if self.refusal and status != protocol.EXIT_RESERVED:
+                    self._show([(2, self.refusal.encode())])  # another refusal: as it came
+                    self.refusal = ""
+                return status
             if self.leaving:
                 return -1
             select.select([chan], [], [], _IDLE_WAKE)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lager import protocol
-from lager.errors import LagerError, RemoteError, UsageError
+from lager.errors import LagerError, RemoteError, Reserved, UsageError
 
 from ..config import Config
 from ..context import exchange
 from ..fastpath import Call, parse_command
-from . import recap
+from . import recap, reserved
 from .output import Gathered, Terminal
 from .targets import Target, fold
 
@@ -28,6 +28,7 @@ class Outcome:
     value: Any = None
     error: str = ""
     unreachable: bool = False
+    holder: reserved.Holder | None = None  # refused (75): the box is someone else's now
 
 
 def each_box(config: Config, targets: list[Target], forks: int,
@@ -51,6 +52,11 @@ def each_box(config: Config, targets: list[Target], forks: int,
             return
         try:
             results[target.name] = Outcome(value=work(conn))
+        except Reserved as exc:
+            holder = reserved.of_details(exc.details, str(exc)) or reserved.Holder(
+                "", str(exc), [])
+            results[target.name] = Outcome(error=f"{holder.reason}; changes from other keys "
+                                                 "are refused", holder=holder)
         except LagerError as exc:
             results[target.name] = Outcome(error=str(exc), unreachable=exc.exit_code == 255)
         except (OSError, EOFError, ValueError) as exc:
@@ -68,15 +74,28 @@ def each_box(config: Config, targets: list[Target], forks: int,
 
 def ask(conn: Any, subsystem: str, line: str | None) -> str:
     out, err, status = exchange(conn, subsystem, line, None, timeout=60)
+    if status == protocol.EXIT_RESERVED:  # its stdout: the structured reason (who holds it)
+        raise Reserved(err.strip() or "the box is reserved", _details(out))
     if status != 0:
         raise RemoteError(err.strip() or f"{subsystem} failed with status {status}")
     return out
 
 
+def _details(out: str) -> dict[str, Any]:
+    for line in reversed(out.splitlines()):
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(found, dict) and "reserved" in found:
+            return found
+    return {}
+
+
 def report(terminal: Terminal, results: dict[str, Outcome], lines_of: Callable[[Any], list[str]],
            gather: bool) -> int:
     """Answers prefixed by box (or gathered); failures one line each on stderr. The exit code
-    follows the fleet's rule: a refused request 1, else an unreachable box 255, else 0."""
+    follows the fleet's rule (code_of)."""
     gathered = Gathered() if gather else None
     say_errors(terminal, results)
     for box, outcome in results.items():
@@ -100,23 +119,36 @@ def say_errors(terminal: Terminal, results: dict[str, Outcome]) -> None:
         if outcome.error:
             failures.setdefault((outcome.unreachable, outcome.error), []).append(box)
     for (unreachable, error), boxes in failures.items():
+        if error.startswith("reserved"):  # a reserved box: the line names its holder
+            terminal.say(f"{fold(boxes)}: {error}")
+            continue
         terminal.say(f"{fold(boxes)}: {'unreachable' if unreachable else 'error'}: {error}")
 
 
 def code_of(results: dict[str, Outcome]) -> int:
-    """As a fleet run's: a refused request 1, else an unreachable box 255, else 0."""
-    if any(o.error and not o.unreachable for o in results.values()):
+    """As a fleet run's: a failed request 1, else an unreachable box 255, else a box reserved
+    by someone else 75 (ISSUE-NOTES 17), else 0."""
+    if any(o.error and not o.unreachable and o.holder is None for o in results.values()):
         return 1
-    return recap.EXIT_UNREACHABLE if any(o.unreachable for o in results.values()) else 0
+    if any(o.unreachable for o in results.values()):
+        return recap.EXIT_UNREACHABLE
+    return recap.EXIT_RESERVED if any(o.holder for o in results.values()) else 0
 
 
 def print_json(terminal: Terminal, results: dict[str, Outcome]) -> int:
     """One object keyed by box (ISSUE-NOTES 15); a box that failed gets {"error": ...}."""
-    data = {box: (o.value if not o.error else {"error": o.error, "unreachable": o.unreachable})
+    data = {box: (o.value if not o.error else {"error": o.error, "unreachable": o.unreachable,
+                                               **_holder_fields(o)})
             for box, o in results.items()}
     terminal.write(1, (json.dumps(data) + "\n").encode())
     say_errors(terminal, results)
     return code_of(results)
+
+
+def _holder_fields(outcome: Outcome) -> dict[str, Any]:
+    if outcome.holder is None:
+        return {}
+    return {"holder": outcome.holder.who, "reserved": outcome.holder.holds}
 
 
 def short_command(config: Config, targets: list[Target], argv: list[str], forks: int,

@@ -149,6 +149,8 @@ class FleetRun:
 
     def _stop_step(self, step: int) -> None:
         self.shared.interrupted.set()
+        for box in self.boxes:
+            box.leave_queue()  # a box still waiting for its turn never starts
         if step < len(_STOP_STEPS):
             name = _STOP_STEPS[step].name
             self.terminal.say(f"lager: sent SIG{name} to every run; waiting for them to end "

@@ -32,6 +32,8 @@ def dispatch(ctx: click.Context, obj: LagerContext, kw: dict[str, Any], targets:
                          "--kill-all, --list")
     if kw["any_owner"] and not (kw["kill_all_runs"] or kw["continue_id"] == "all"):
         raise UsageError("--any-owner goes with --continue all or --kill-all")
+    if kw.get("wait") is not None and not kw["script"]:
+        raise UsageError("--wait goes with a SCRIPT")
     forks = kw["forks"]
     if kw["console_id"] or kw["reattach_id"]:
         raise UsageError("--console and --reattach take one run: give BOX:ID (no --box needed)")
@@ -95,6 +97,7 @@ def _continue(obj: LagerContext, value: str, any_owner: bool, forks: int,
 
 
 def _run(ctx: click.Context, obj: LagerContext, kw: dict[str, Any], fleet: Fleet) -> int:
+    from .. import reservation_wait
     from ..upload import build_upload
     from .boxrun import FleetRunRequest
     from .fanout import FleetOptions, fleet_env_ok, run_fleet
@@ -110,6 +113,9 @@ def _run(ctx: click.Context, obj: LagerContext, kw: dict[str, Any], fleet: Fleet
         env=environment, timeout=_parse_timeout(kw["timeout"]), detach=kw["detach"],
         stop_on_disconnect=_stop_on_disconnect(ctx, kw["stop_on_disconnect"], kw["detach"]),
         pause_on_failure=kw["pause_on_failure"], safe_state=kw["safe_state"],
+        # Shared boxes: each box's reservation taken as one box takes it (CI or --wait
+        # queues each box in its own queue; a laptop is refused at once: a `reserved` row).
+        label=reservation_wait.label(), wait=reservation_wait.wait_seconds(kw.get("wait")),
         fleet=new_fleet_id(obj.config))
     options = FleetOptions(forks=kw["forks"], gather=bool(kw["gather"]),
                            output_dir=kw["output_dir"], junit_xml=kw["junit_xml"],

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lager import protocol
@@ -11,7 +11,9 @@ from .targets import fold
 
 OK, FAILED, TIMEOUT, KILLED = "ok", "failed", "timeout", "killed"
 UNREACHABLE, LOST, SKIPPED, RESERVED = "unreachable", "lost", "skipped", "reserved"
+WAITING = "waiting"  # in the box's queue (--wait or CI=true); never a final state
 EXIT_UNREACHABLE = 255
+EXIT_RESERVED = protocol.EXIT_RESERVED
 _FAILED_STATES = (FAILED, TIMEOUT, KILLED)
 
 
@@ -23,8 +25,10 @@ class Row:
     seconds: float = 0.0
     pauses: int = 0
     run_id: str = ""
-    reason: str = ""  # unreachable or lost: why, and what to run
+    reason: str = ""  # unreachable, lost or reserved: why, and what to run
     group: str = ""
+    holder: str = ""  # reserved: who holds the box (`name (fingerprint) [label]`)
+    holds: list[dict[str, Any]] = field(default_factory=list)  # the box's records of it
 
     def settle(self, status: int) -> None:
         self.exit = status
@@ -43,12 +47,15 @@ class Row:
 
 def exit_code(rows: list[Row]) -> int:
     """0 when every box exits 0. Else, when a script failed: their shared code if all failed
-    boxes agree, else 1. Else, a box unreachable or lost: 255. One box: its own code."""
+    boxes agree, else 1. Else, a box unreachable or lost: 255. Else, a box reserved by
+    someone else: 75 (ISSUE-NOTES 17: "try later" only when nothing else went wrong)."""
     failed = {r.exit for r in rows if r.state in _FAILED_STATES}
     if failed:
         return failed.pop() if len(failed) == 1 else 1  # type: ignore[return-value]
     if any(r.state in (UNREACHABLE, LOST) for r in rows):
         return EXIT_UNREACHABLE
+    if any(r.state == RESERVED for r in rows):
+        return EXIT_RESERVED
     return 0
 
 
