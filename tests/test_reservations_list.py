@@ -6,24 +6,15 @@ from __future__ import annotations
 import json
 import select
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import Client, make_client, start_agent
+from conftest import Client
 from sshclients import openssh
-from test_reservations import Pair, fingerprint
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Pair]:
-    agent = start_agent(tmp_path / "state")
-    found = Pair(agent, make_client(tmp_path / "a", agent), make_client(tmp_path / "b", agent),
-                 tmp_path)
-    try:
-        yield found
-    finally:
-        found.agent.stop()
+from two_keys import (
+    Pair,
+    fingerprint,
+    pair_fixture,  # noqa: F401 (the fixture `pair`)
+)
 
 
 def add_entry(client: Client, name: str, port: int) -> None:

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import Client, LiveRun, make_client, start_agent, start_run, wait_for, write_script
+from conftest import Client, LiveRun, start_agent, start_run, wait_for, write_script
 from sshclients import openssh
-from test_reservations import Pair, env_of, fingerprint, hold_box, rows
+from two_keys import (
+    Pair,
+    env_of,
+    fingerprint,
+    hold_box,
+    pair_fixture,  # noqa: F401 (the fixture `pair`)
+    rows,
+)
 
 RESERVED = 75
 
@@ -39,16 +44,6 @@ except KeyboardInterrupt:
     sys.exit(3)
 """
 
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Pair]:
-    agent = start_agent(tmp_path / "state")
-    found = Pair(agent, make_client(tmp_path / "a", agent), make_client(tmp_path / "b", agent),
-                 tmp_path)
-    try:
-        yield found
-    finally:
-        found.agent.stop()
 
 
 def plain_attach(client: Client, run_id: str) -> subprocess.Popen[bytes]:

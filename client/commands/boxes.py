@@ -7,7 +7,7 @@ The real lager's spellings work too: `boxes add --name N --ip IP [--user U]` and
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 import sys
 import threading
@@ -180,8 +180,8 @@ def _status_of(obj: LagerContext, name: str) -> ReservationStatus:
     from ..ssh import BoxConnection
 
     found = obj.config.box(name)
-    box = dataclasses.replace(found, connect_timeout=min(found.connect_timeout or STATUS_TIMEOUT,
-                                                         STATUS_TIMEOUT))
+    box = copy.copy(found)  # Box is a plain record (client/config.py), not a dataclass
+    box.connect_timeout = min(found.connect_timeout or STATUS_TIMEOUT, STATUS_TIMEOUT)
     with BoxConnection(obj.config, box) as conn:
         out, err, code = exchange(conn, protocol.SUB_RESERVATION,
                                   StatusRequest().as_line(), None, timeout=STATUS_TIMEOUT)
