@@ -69,7 +69,14 @@ def exchange(conn: BoxConnection, subsystem: str, line: str | None,
              on_sent: Callable[[], None] | None = None) -> tuple[str, str, int]:
     """Send one request, read the whole answer. A channel that closes without an exit status
     means the connection died under it: ConnectionFailed, never a made-up status."""
-    chan = conn.open(subsystem, env=env, on_invoke=on_sent)
+    return answer(conn.open(subsystem, env=env, on_invoke=on_sent), conn.box.name, subsystem,
+                  line, timeout)
+
+
+def answer(chan: Any, box_name: str, subsystem: str, line: str | None,
+           timeout: float | None) -> tuple[str, str, int]:
+    """On a channel with its subsystem asked for: send the request line, read the whole answer,
+    close the channel."""
     try:
         chan.settimeout(timeout)
         if line is not None:
@@ -80,7 +87,7 @@ def exchange(conn: BoxConnection, subsystem: str, line: str | None,
     finally:
         chan.close()
     if status < 0:
-        raise ConnectionFailed(f"lost the connection to box {conn.box.name} before it "
+        raise ConnectionFailed(f"lost the connection to box {box_name} before it "
                                f"answered the {subsystem!r} request")
     return out, err, status
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import ConnectionFailed
 
+from .context import answer
 from .context import exchange as plain_exchange
-from .context import read_all
 
 if TYPE_CHECKING:
     from .ssh import BoxConnection
@@ -116,22 +116,14 @@ def exchange(conn: BoxConnection, subsystem: str, line: str | None,
     except Exception as exc:  # noqa: BLE001 - paramiko's or a socket's: nothing was sent
         raise ConnectionFailed(f"box {conn.box.name}: cannot open {subsystem!r}: "
                                f"{exc}") from None
+    if on_sent is not None:
+        on_sent()
     try:
-        chan.settimeout(timeout)
-        if on_sent is not None:
-            on_sent()
         _request_subsystem(chan, subsystem)
-        if line is not None:
-            chan.sendall((line + "\n").encode())
-        chan.shutdown_write()
-        out, err = read_all(chan)
-        status = chan.recv_exit_status()
-    finally:
+    except BaseException:
         chan.close()
-    if status < 0:
-        raise ConnectionFailed(f"lost the connection to box {conn.box.name} before it "
-                               f"answered the {subsystem!r} request")
-    return out, err, status
+        raise
+    return answer(chan, conn.box.name, subsystem, line, timeout)
 
 
 def prime_transport(transport: Any) -> None:
