@@ -103,8 +103,19 @@ def _parse(data: Any, source: str) -> tuple[dict[str, InstrumentSpec], dict[str,
     return instruments, nets
 
 
+_location_given: str | None = None
+
+
+def use_bench_location(path: str | Path | None) -> None:
+    """This process's bench file, given explicitly (the agent's own instrument commands: issue
+    14's "configuration is passed, not put in os.environ"); a script finds its bench through
+    LAGER_BENCH_CONFIG, which the agent sets for it."""
+    global _location_given
+    _location_given = None if path is None else str(path)
+
+
 def bench_location(path: str | Path | None = None) -> str:
-    location = path or os.environ.get(protocol.ENV_BENCH_CONFIG)
+    location = path or _location_given or os.environ.get(protocol.ENV_BENCH_CONFIG)
     if not location:
         raise BenchConfigError("no bench configured: run under `lager python`, or set "
                                f"{protocol.ENV_BENCH_CONFIG} to a bench file")

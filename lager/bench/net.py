@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NetError, NoSuchNetType, UnknownNet, WrongNetType
 from . import local_nets, saved_nets
-from .config import NetSpec, bench_location, load_bench
+from .config import NetSpec, bench_location, load_bench, use_bench_location
 
 if TYPE_CHECKING:
     from .protocols import Driver
 
 _bench: dict[str, NetSpec] | None = None
-_bench_given: str | None = None  # use_bench: the agent names its bench, scripts read the env
 _bench_seen: tuple[str, tuple[int, int, int] | None] | None = None
 _bench_lock = threading.Lock()
 
@@ -91,11 +90,12 @@ _ROLES = {"PowerSupply": "power-supply", "PowerSupply2Q": "power-supply-2q",
 def use_bench(path: str | os.PathLike[str]) -> dict[str, NetSpec]:
     """This process's bench, given explicitly (the agent's own instrument commands); a script
     finds its bench through LAGER_BENCH_CONFIG, which the agent sets."""
-    global _bench, _bench_given, _bench_seen
+    global _bench, _bench_seen
     location = os.fspath(path)
     specs = load_bench(location)
+    use_bench_location(location)
     with _bench_lock:
-        _bench, _bench_given = specs, location
+        _bench = specs
         _bench_seen = (location, saved_nets.signature(saved_nets.path_for(location)))
     return specs
 
@@ -105,7 +105,7 @@ def bench() -> dict[str, NetSpec]:
     agent's process, sees a net a script saved at its next Net.get)."""
     global _bench, _bench_seen
     with _bench_lock:
-        location = _bench_given or bench_location()
+        location = bench_location()
         seen = (location, saved_nets.signature(saved_nets.path_for(location)))
         if _bench is None or seen != _bench_seen:
             _bench, _bench_seen = load_bench(location), seen

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lager import protocol
-from lager.bench import claims, net
+from lager.bench import claims, config, net
 
 BENCH = """instruments:
   psu: {driver: rigol_dp821, resource: "TCPIP0::127.0.0.1::1::SOCKET"}
@@ -22,6 +22,7 @@ def test_given_dirs_win_over_the_env_and_need_none(tmp_path: Path,
     monkeypatch.delenv(protocol.ENV_BENCH_CONFIG, raising=False)
     monkeypatch.setattr(claims, "_dir_given", None)
     monkeypatch.setattr(net, "_bench", None)
+    monkeypatch.setattr(config, "_location_given", None)
     bench_file = tmp_path / "bench.yaml"
     bench_file.write_text(BENCH)
     claims.use_claims_dir(tmp_path / "claims")
