@@ -128,8 +128,14 @@ class StreamServer:
                 client.settimeout(None)
                 request = json.loads(raw) if kind == b"Q" else None
                 pty = request.get("pty") if isinstance(request, dict) else None
-                chan = self.current().open(str(request["subsystem"]),  # type: ignore[index]
-                                           pty=tuple(pty) if pty else None)  # type: ignore[arg-type]
+                conn = self.current()
+                chan = conn.open(str(request["subsystem"]),  # type: ignore[index]
+                                 pty=tuple(pty) if pty else None)  # type: ignore[arg-type]
+                if pty and getattr(conn, "pty_refused", False):
+                    # A `restrict` key: the client's own path says so and keeps its terminal
+                    # cooked (console_client.open_console); a relay here would go raw.
+                    chan.close()
+                    raise NotThroughKeeper("the box refused a terminal")
             except Exception as exc:  # noqa: BLE001 - told to the client, which goes another way
                 try:
                     _send(client, b"F", json.dumps({"error": str(exc)}).encode(), lock)

@@ -50,6 +50,7 @@ class _RunConnection:
     def __init__(self, box: Box, current: CurrentConnection) -> None:
         self.box = box
         self._current = current
+        self.pty_refused = False
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -65,7 +66,9 @@ class _RunConnection:
         conn = self._current()
         if conn is None or not conn.transport.is_active():
             raise ConnectionFailed("the connection of the run serving as keeper is down")
-        return conn.open(subsystem, env=env, pty=pty, on_invoke=on_invoke)
+        chan = conn.open(subsystem, env=env, pty=pty, on_invoke=on_invoke)
+        self.pty_refused = conn.pty_refused  # a `restrict` key (keeper_stream says so)
+        return chan
 
 
 class RunKeeper(mux.Keeper):
