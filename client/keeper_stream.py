@@ -7,17 +7,17 @@ also listens on a second socket beside it, STREAM_SUFFIX, with the same rules: 0
 0700 mux dir, the peer's uid checked, nothing when LAGER_MUX=0. On it, frames both ways
 (one type byte, a 4-byte length, the payload):
 
-  client -> keeper: Q {"subsystem", "line", "pty"} first; then D data, R [cols, rows], E (EOF)
-  keeper -> client: K once the console's channel is open, then O stdout, X stderr, S exit
-                    status; or F {"error"} instead of K when it could not be opened (the
-                    client then opens the console another way: nothing of its input is lost)
+  client -> keeper: Q StreamOpen first; then D data, R StreamResize, E (EOF)
+  keeper -> client: K once the console's channel is open, then O stdout, X stderr, S
+                    StreamExit; or F StreamRefused instead of K when it could not be opened
+                    (the client then opens the console another way: nothing of its input is
+                    lost). The typed payloads are lager.protocol.channel's.
 
 Opening a console twice does no harm (it only looks), so any failure before the console
 answered lets the client take the quick SSH client instead.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
@@ -25,6 +25,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from lager.protocol.channel import StreamExit, StreamOpen, StreamRefused, StreamResize
+from lager.protocol.codec import ProtocolError
 
 if TYPE_CHECKING:
     from .ssh import BoxConnection
@@ -34,6 +37,13 @@ _HEAD = struct.Struct(">cI")
 MAX_FRAME = 1 << 20
 CONNECT_TIMEOUT = 2.0
 OPEN_TIMEOUT = 15.0  # the keeper opening the console's channel (a busy box)
+
+
+def _refusal(payload: bytes) -> str:
+    try:
+        return StreamRefused.decode(payload).error
+    except ProtocolError as exc:
+        return str(exc)
 
 
 def stream_path(keeper_path: Path) -> Path:
@@ -126,10 +136,12 @@ class StreamServer:
                 client.settimeout(CONNECT_TIMEOUT)
                 kind, raw = _recv_frame(client)
                 client.settimeout(None)
-                request = json.loads(raw) if kind == b"Q" else None
-                pty = request.get("pty") if isinstance(request, dict) else None
+                if kind != b"Q":
+                    raise NotThroughKeeper("a stream starts with its request")
+                request = StreamOpen.decode(raw)
+                pty = request.pty
                 conn = self.current()
-                chan = conn.open(str(request["subsystem"]),  # type: ignore[index]
+                chan = conn.open(request.subsystem,
                                  pty=tuple(pty) if pty else None)  # type: ignore[arg-type]
                 if pty and getattr(conn, "pty_refused", False):
                     # A `restrict` key: the client's own path says so and keeps its terminal
@@ -138,23 +150,23 @@ class StreamServer:
                     raise NotThroughKeeper("the box refused a terminal")
             except Exception as exc:  # noqa: BLE001 - told to the client, which goes another way
                 try:
-                    _send(client, b"F", json.dumps({"error": str(exc)}).encode(), lock)
+                    _send(client, b"F", StreamRefused(error=str(exc)).encode(), lock)
                 except OSError:
                     pass
                 return
             try:
                 _send(client, b"K", b"", lock)
-                self._relay(client, chan, request, lock)  # type: ignore[arg-type]
+                self._relay(client, chan, request, lock)
             except OSError:
                 pass  # the client went away
             finally:
                 chan.close()
 
     @staticmethod
-    def _relay(client: socket.socket, chan: Any, request: dict[str, Any],
+    def _relay(client: socket.socket, chan: Any, request: StreamOpen,
                lock: threading.Lock) -> None:
-        if request.get("line") is not None:
-            chan.sendall((str(request["line"]) + "\n").encode())
+        if request.line is not None:
+            chan.sendall((request.line + "\n").encode())
 
         def pump(read: Callable[[int], bytes], kind: bytes) -> None:
             try:
@@ -175,11 +187,11 @@ class StreamServer:
                     if kind == b"D":
                         chan.sendall(payload)
                     elif kind == b"R":
-                        cols, rows = json.loads(payload)
-                        chan.resize_pty(width=int(cols), height=int(rows))
+                        size = StreamResize.decode(payload)
+                        chan.resize_pty(width=size.cols, height=size.rows)
                     elif kind == b"E":
                         chan.shutdown_write()
-            except (OSError, EOFError, ValueError, TypeError):
+            except (OSError, EOFError, ProtocolError):
                 chan.close()  # the client went away: so does its console
 
         threading.Thread(target=from_client, daemon=True).start()
@@ -187,7 +199,7 @@ class StreamServer:
         err.join()
         status = chan.recv_exit_status()
         try:
-            _send(client, b"S", json.dumps(status).encode(), lock)
+            _send(client, b"S", StreamExit(status=status).encode(), lock)
         except OSError:
             pass
 
@@ -219,11 +231,11 @@ class KeeperChannel:
         elif kind == b"X":
             self.err += payload
         elif kind == b"S":
-            self.exit_status = int(json.loads(payload))
+            self.exit_status = StreamExit.decode(payload).status
             self.ended = True
         elif kind == b"F":
             self.ended = True
-            raise NotThroughKeeper(json.loads(payload).get("error", ""))
+            raise NotThroughKeeper(StreamRefused.decode(payload).error)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -267,7 +279,7 @@ class KeeperChannel:
         _send(self.sock, b"E", b"", self.lock)
 
     def resize_pty(self, width: int, height: int) -> None:
-        _send(self.sock, b"R", json.dumps([width, height]).encode(), self.lock)
+        _send(self.sock, b"R", StreamResize(cols=width, rows=height).encode(), self.lock)
 
     def close(self) -> None:
         self.sock.close()
@@ -284,8 +296,8 @@ def open_console(keeper_path: Path, run_id: str, subsystem: str,
     try:
         sock.connect(str(path))
         chan = KeeperChannel(sock)
-        _send(sock, b"Q", json.dumps({"subsystem": subsystem, "line": run_id,
-                                      "pty": list(pty) if pty else None}).encode(), chan.lock)
+        _send(sock, b"Q", StreamOpen(subsystem=subsystem, line=run_id,
+                                     pty=list(pty) if pty else None).encode(), chan.lock)
         sock.settimeout(OPEN_TIMEOUT)
         kind, payload = _recv_frame(sock)  # K, or F: before any input of ours is taken
     except (OSError, EOFError) as exc:
@@ -293,7 +305,7 @@ def open_console(keeper_path: Path, run_id: str, subsystem: str,
         raise NotThroughKeeper(str(exc) or "the keeper went away") from None
     if kind != b"K":
         sock.close()
-        raise NotThroughKeeper(payload.decode("utf-8", "replace"))
+        raise NotThroughKeeper(_refusal(payload))
     sock.settimeout(None)
     return chan
 

@@ -140,6 +140,42 @@ class KeeperRequest(Message):
 
 
 @dataclass
+class StreamOpen(Message):
+    """client -> its keeper's stream socket (client/keeper_stream.py): open a console channel;
+    the frames that follow carry its bytes."""
+
+    WHAT = "keeper stream request"
+    subsystem: str
+    line: str | None = None
+    pty: list[Any] | None = None  # [TERM, cols, rows]
+
+
+@dataclass
+class StreamRefused(Message):
+    """keeper -> client, instead of the open channel: why not (the client goes another way)."""
+
+    WHAT = "keeper stream refusal"
+    error: str = ""
+
+
+@dataclass
+class StreamResize(Message):
+    """client -> keeper: the terminal's new size, for the console's PTY."""
+
+    WHAT = "window size"
+    cols: int
+    rows: int
+
+
+@dataclass
+class StreamExit(Message):
+    """keeper -> client: the console channel's exit status, its last frame."""
+
+    WHAT = "console exit"
+    status: int
+
+
+@dataclass
 class KeeperReply(Message):
     """The box's answer (status >= 0), or why there is none and whether the request went out
     (`delivered`: False means the client may safely go direct)."""
