@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import socket
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from lager import protocol
 from lager.errors import LagerError
 
 from .monitor.loop import SOCKET_NAME, STATUS_FILE, WINDOW
+from .monitor_build import monitor_program
 
 RUN_FILE = "run.json"
 START_TIMEOUT = 30.0
@@ -38,10 +38,11 @@ class MonitorLink:
         """Start a monitor for a new run; returns the link and the monitor's hello."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         errors = open(monitor_dir / "monitor.err", "ab")  # noqa: SIM115 - the child keeps it
+        executable, head = monitor_program()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "box_agent.monitor", str(theirs.fileno()),
-                str(monitor_dir), str(workdir), identity, "--", *argv,
+                *head, str(theirs.fileno()), str(monitor_dir), str(workdir), identity, "--",
+                *argv, executable=executable,
                 env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=errors, start_new_session=True, pass_fds=(theirs.fileno(),))
         except OSError as exc:

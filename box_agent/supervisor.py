@@ -16,6 +16,7 @@ from lager.errors import AmbiguousRunId, LagerError, RunNotFound
 
 from . import safe_state
 from .breakpoints import BreakpointLink
+from .monitor_build import monitor_program
 from .monitor_link import RUN_FILE, STATUS_FILE, WINDOW, MonitorLink, read_json, write_json
 from .output_log import OutputLog, Viewer
 from .privsep import RunIdentities, separation_off_reason
@@ -39,6 +40,7 @@ class Supervisor:
         self.safe_notes: dict[str, str | None] = {}  # run id -> what the safe state did
         self.identities: RunIdentities | None = None
         self.closing = False
+        monitor_program()  # built now, if it must be, rather than while a client waits
         if run_as:
             self.identities = RunIdentities(run_as, run_groups)
             shared = [Path(base_env[k]) for k in (protocol.ENV_BENCH_CONFIG,) if k in base_env]

@@ -28,3 +28,6 @@ fi
   | grep -v -E "^(WARNING: Location|  )" || true
 .venv/bin/python -c "import lager, box_agent, client, paramiko, asyncssh, pyvisa_sim" \
   || { echo "setup: the install failed" >&2; exit 1; }
+# The per-run monitor in C (box_agent/monitor/monitor.c): ~0.2 MiB a run, not ~8 in Python.
+.venv/bin/python -m box_agent.monitor_build >/dev/null \
+  || echo "setup: runs will be monitored in Python (no C compiler?)" >&2
