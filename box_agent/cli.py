@@ -162,7 +162,8 @@ async def _serve(state: StateDir, how: Serving) -> None:
         supervisor.closing = True  # the successor owns the runs now
         stop.set()
 
-    point = HandoverPoint(state.root, agent.listening, handed_over)
+    point = HandoverPoint(state.root, agent.listening, handed_over,
+                          before_handing=supervisor.hold_for_viewers)
     await stop.wait()
     point.close()
     agent.close()

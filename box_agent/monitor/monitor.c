@@ -42,6 +42,9 @@
 #define SWEEP_GRACE_MS 500
 #define SCAN_EVERY_MS 50
 #define LINGER_MS 120000
+/* When the agent goes, the last window stands this long before the script may log freely: a
+ * graceful restart's next agent takes the run back sooner, with a hold for its client. */
+#define AGENTLESS_GRACE_MS 5000
 #define MSG_MAX 65536
 #define MAX_FDS 4
 #define STDOUT_STREAM 1
@@ -61,6 +64,7 @@ static long long window_until = WINDOW;
 static int window_unlimited = 0;
 static int outstanding = 0;
 static long long acked_end = 0;
+static long long agentless_deadline = -1; /* when the window lapses with no agent */
 
 /* the script's current pause, verbatim, for a new agent */
 static char *pause_body = NULL;
@@ -271,7 +275,9 @@ static void agent_gone(void) {
     if (agent >= 0)
         close(agent);
     agent = -1;
-    window_unlimited = 1; /* nobody to wait for: the log's own limit bounds the disk */
+    /* Nobody to wait for (after the grace): the log's own limit bounds the disk. */
+    if (!window_unlimited)
+        agentless_deadline = now_ms() + AGENTLESS_GRACE_MS;
 }
 
 static void tell_iov(struct iovec *iov, int n) {
@@ -711,8 +717,12 @@ static void from_agent(void) {
     close_fds(fds, nfds);
 }
 
-static void from_script(void) {
+static void from_script(short revents) {
     ssize_t got = recv(script_link, inbuf, MSG_MAX, 0);
+    if (got == 0 && !(revents & (POLLHUP | POLLERR)))
+        return; /* an empty datagram, not the end of the link */
+    if (got < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
     if (got <= 0) {
         close(script_link);
         script_link = -1;
@@ -748,6 +758,7 @@ static void accept_agent(void) {
     if (agent >= 0)
         close(agent); /* a new agent (a restart, or --replace) takes over */
     agent = conn;
+    agentless_deadline = -1;
     hello();
 }
 
@@ -777,6 +788,10 @@ static void poll_once(void) {
         i_link = n;
         fds[n++] = (struct pollfd){script_link, POLLIN, 0};
     }
+    if (agent < 0 && agentless_deadline >= 0 && now_ms() >= agentless_deadline) {
+        window_unlimited = 1;
+        agentless_deadline = -1;
+    }
     if (window_unlimited || log_end < window_until) {
         for (int s = STDOUT_STREAM; s <= STDERR_STREAM; s++)
             if (pipe_fd[s] >= 0) {
@@ -789,6 +804,11 @@ static void poll_once(void) {
         long long deadline = sweep_at >= 0 ? sweep_at : now_ms() + SCAN_EVERY_MS;
         long long left = deadline - now_ms();
         timeout = left < 0 ? 0 : (int)left;
+    }
+    if (agentless_deadline >= 0) {
+        long long left = agentless_deadline - now_ms();
+        if (timeout < 0 || left < timeout)
+            timeout = left < 0 ? 0 : (int)left;
     }
     if (poll(fds, n, timeout) < 0 && errno != EINTR)
         return;
@@ -803,7 +823,7 @@ static void poll_once(void) {
     if (i_agent >= 0 && agent >= 0 && fds[i_agent].revents)
         from_agent();
     if (i_link >= 0 && script_link >= 0 && fds[i_link].revents)
-        from_script();
+        from_script(fds[i_link].revents);
     for (int s = STDOUT_STREAM; s <= STDERR_STREAM; s++)
         if (i_pipe[s] >= 0 && fds[i_pipe[s]].revents)
             drain(s);
