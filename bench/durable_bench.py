@@ -276,14 +276,14 @@ class CuttableProxy:
                 pass
 
     def cut(self) -> None:
-        self.listener.close()
+        # shutdown() first: a thread blocked in accept() or recv() keeps a closed socket open.
+        for s in [self.listener, *self.conns]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
         with self.lock:
-            for s in self.conns:
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
-                    s.close()  # a reset, as a dead route ends in
-                except OSError:
-                    pass
             self.conns = []
 
     def restore(self) -> None:
