@@ -165,7 +165,8 @@ class Monitor:
         deadline = min((d for d in (self.script.next_deadline(), self.agentless_until)
                         if d is not None), default=None)
         timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-        ready = {fd for fd, _ in poller.poll(timeout)}
+        events = dict(poller.poll(timeout))
+        ready = set(events)
         if self.wake_r in ready:
             os.read(self.wake_r, 4096)
         self.script.reap()
@@ -174,7 +175,8 @@ class Monitor:
         if self.agent is not None and self.agent.fileno() in ready:
             self._from_agent()
         if self.link is not None and self.link.fileno() in ready:
-            self._from_script()
+            self._from_script(bool(events[self.link.fileno()] & (select.POLLHUP |
+                                                                  select.POLLERR)))
         for fd in [fd for fd in self.pipes if fd in ready]:
             self._drain(fd)
         self._notify()
@@ -269,12 +271,14 @@ class Monitor:
 
     # -- the script's link ---------------------------------------------------------------
 
-    def _from_script(self) -> None:
+    def _from_script(self, hung_up: bool) -> None:
         assert self.link is not None
         try:
             data = self.link.recv(65536)
         except OSError:
             data = b""
+        if not data and not hung_up:
+            return  # an empty datagram, not the end of the link
         if not data:
             self.link.close()
             self.link = None
