@@ -165,6 +165,7 @@ async def _serve(state: StateDir, how: Serving) -> None:
     point = HandoverPoint(state.root, agent.listening, handed_over,
                           before_handing=supervisor.hold_for_viewers)
     await stop.wait()
+    supervisor.hold_for_viewers()  # while the clients are still attached (SIGTERM)
     point.close()
     agent.close()
     await agent.wait_closed()

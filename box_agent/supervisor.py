@@ -293,6 +293,8 @@ class Supervisor:
     def hold_for_viewers(self) -> None:
         """Before this agent lets its runs go gracefully (SIGTERM, --replace): each run with a
         client attached is held at that client's offset for the next agent (HOLD_FOR_VIEWERS)."""
+        if self.closing:  # handed over: the holds were written before, and may be taken
+            return
         until = time.time() + HOLD_FOR_VIEWERS
         for run in self.runs.values():
             if not run.done.is_set() and run.log.viewers:
@@ -335,8 +337,7 @@ class Supervisor:
     async def shutdown(self) -> None:
         """The agent is going (SIGTERM, an upgrade): runs stay with their monitors, and the
         next agent takes them back. Only our ends of their sockets close."""
-        if not self.closing:  # a handover has written the holds already, before it handed over
-            self.hold_for_viewers()
+        self.hold_for_viewers()
         self.closing = True
         for run in self.runs.values():
             if run.serve_task is not None:
