@@ -1,10 +1,10 @@
-"""Which program monitors a run: the C monitor (box_agent/monitor/monitor.c), built once per
-version of its source, or the Python one in box_agent/monitor/ where no C compiler was ever
+"""Which program monitors a run: the C monitor (box_agent/monitor/*.c), built once per
+version of its sources, or the Python one in box_agent/monitor/ where no C compiler was ever
 available.
 
 Both speak the same protocol and keep the same files; the C one exists for memory (issue 11:
 a paused run may cost at most 2 MiB more than a script alone, and a Python monitor is a whole
-interpreter, ~8 MiB). The binary's name carries a digest of its source, so an upgraded agent
+interpreter, ~8 MiB). The binary's name carries a digest of its sources, so an upgraded agent
 never starts an old build, and monitors of an older build keep running unharmed.
 
 `python -m box_agent.monitor_build` builds it (scripts/setup.sh, the box image); an agent that
@@ -24,7 +24,7 @@ from pathlib import Path
 
 log = logging.getLogger("lager-box.monitor")
 
-SOURCE = Path(__file__).parent / "monitor" / "monitor.c"
+SOURCE_DIR = Path(__file__).parent / "monitor"
 # Shown in `ps` and matched by tests and tools that look for a run's monitor.
 PROCESS_NAME = "box_agent.monitor"
 # Set to 1 to run monitors in Python even where the C one is built (a comparison, a debug).
@@ -32,9 +32,15 @@ ENV_PYTHON_MONITOR = "LAGER_BOX_PYTHON_MONITOR"
 _CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11"]
 
 
+def sources() -> list[Path]:
+    return sorted(SOURCE_DIR.glob("*.c"))
+
+
 def binary_path() -> Path:
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(_CFLAGS).encode()).hexdigest()[:12]
-    return Path(sys.prefix) / "libexec" / f"lager-box-monitor-{digest}"
+    digest = hashlib.sha256(" ".join(_CFLAGS).encode())
+    for path in [*sources(), SOURCE_DIR / "monitor.h"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return Path(sys.prefix) / "libexec" / f"lager-box-monitor-{digest.hexdigest()[:12]}"
 
 
 def build(compiler: str | None = None) -> Path:
@@ -50,8 +56,8 @@ def build(compiler: str | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-")
     os.close(fd)
     try:
-        done = subprocess.run([cc, *_CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run([cc, *_CFLAGS, "-o", tmp, *map(str, sources())],
+                              capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise OSError(f"{cc} failed: {done.stderr.strip()[:2000]}")
         os.chmod(tmp, 0o755)
