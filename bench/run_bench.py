@@ -11,6 +11,7 @@ the targets (issue 13) are printed beside the ratios.
 - "second terminal": a `lager python` run is attached in one terminal and `--continue` comes
   from another that has no keeper of its own (any keeper process is stopped before each call).
 - The slow link is bench/delay_proxy.py, which delays each direction (25 ms: a 50 ms RTT).
+- lager's modules are compiled first (compileall), as pip does at install time.
 - CPU per MB: the client's CPU (lager, or ssh) and the box's (agent plus the run's monitor, or
   sshd and its session processes), each without the script's own CPU.
 
@@ -41,6 +42,7 @@ BIN = Path(sys.executable).parent
 LAGER, LAGER_BOX = str(BIN / "lager"), str(BIN / "lager-box")
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 PROXY = str(Path(__file__).resolve().parent / "delay_proxy.py")
+PACKAGES = [str(Path(__file__).resolve().parent.parent / d) for d in ("client", "lager", "box_agent")]
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE", "CIRCLECI")
 TICK = os.sysconf("SC_CLK_TCK")
 GROUPS = ("second", "first", "slow", "stream", "firstbyte", "console", "imports")
@@ -152,6 +154,11 @@ class Bench:
     two boxes: `bench` (direct) and `slow` (through the proxy)."""
 
     def __init__(self, root: Path, rtt_ms: float) -> None:
+        # lager as installed: pip compiles a package's modules at install time. Without that
+        # (an editable install under PYTHONDONTWRITEBYTECODE, as on the shared dev machine)
+        # every call compiles them again, about a quarter of a short request's CPU.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", *PACKAGES], check=True,
+                       capture_output=True)
         self.root = root
         self.rtt_ms = rtt_ms
         self.rows: list[Row] = []
@@ -238,11 +245,16 @@ class Bench:
                 sock.unlink(missing_ok=True)
 
     def warm_keeper(self, box: str) -> None:
-        """A keeper for `box`, up and answering."""
+        """A keeper for `box`, up and answering: a keeper process, or an attached run of
+        this bench's serving as one (issue 13)."""
+        from client import mux
+        from client.config import Config
+
+        config = Config(self.laptop)
+        path = mux.socket_path(config, config.box(box))
         self.lager_ok("python", "--list", "--box", box, mux=True)
         for _ in range(1000):
-            if _pids_with("client.mux", str(self.laptop)) and any(
-                    _answers(s) for s in (self.laptop / "mux").glob("*.sock")):
+            if _answers(path):
                 return
             time.sleep(0.01)
         raise RuntimeError("no keeper came up")
@@ -583,11 +595,17 @@ def print_table(rows: list[Row]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="lager vs OpenSSH, one table")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 50 MB streams")
-    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS))
+    parser.add_argument("--only", nargs="+", choices=(*GROUPS, "fleet"), default=list(GROUPS))
     parser.add_argument("--rtt-ms", type=float, default=50.0, help="the slow link's RTT")
     parser.add_argument("--repeat", type=int, default=0, help="calls per row and client")
     args = parser.parse_args()
     n = args.repeat or (5 if args.quick else 10)
+    if "fleet" in args.only:  # issue 18, opt-in (50 agents): its own table, bench/fleet_bench.py
+        subprocess.run([sys.executable, str(Path(__file__).with_name("fleet_bench.py")),
+                        "--rounds", "1" if args.quick else "3"], check=True)
+        args.only.remove("fleet")
+        if not args.only:
+            return
     root = Path(tempfile.mkdtemp(prefix="lager-bench-"))
     b = Bench(root, args.rtt_ms)
     steps: dict[str, Callable[[], None]] = {

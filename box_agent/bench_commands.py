@@ -5,9 +5,8 @@ an instrument a script holds answers busy here too, and a free one just works. W
 may do, and the type of its value, is the kind's declaration (lager/bench/kinds); this module
 only checks a request against it and runs it.
 
-Request: {"command": KIND, "net": NAME, "action": VERB, "value": NUMBER | null,
-          "word": WORD | null, "options": {"ovp": NUMBER, ...} | null}
-(a word travels apart from "value" because the nets subsystem admits only numbers there).
+Request: lager.protocol.channel.InstrumentRequest (command KIND, net, action VERB, value or
+word, options).
 Answer: the net's state, plus what the verb adds (`models`), plus "net".
 """
 from __future__ import annotations
@@ -18,6 +17,7 @@ from lager.bench import claims, kinds
 from lager.bench.kinds.spec import WORD
 from lager.bench.net import Net, bench
 from lager.errors import LagerError
+from lager.protocol.channel import InstrumentRequest
 
 
 def list_nets() -> list[dict[str, Any]]:
@@ -30,24 +30,44 @@ def list_nets() -> list[dict[str, Any]]:
     return rows
 
 
-def execute(request: dict[str, Any]) -> Any:
-    command = request.get("command")
+# Verbs that take no value and still only read (the rest of those act: enable, clear-ovp...).
+_READING_VERBS = frozenset({"models"})
+
+
+def changes(request: InstrumentRequest) -> bool:
+    """Whether a request would change the bench, for the box's reservation: a verb without a
+    value that only answers, or a verb whose value was left out (a read), does not. A request
+    that names no known verb is left to `execute` to refuse."""
+    command = request.command
+    kind = kinds.by_command(command) if isinstance(command, str) else None
+    if kind is None:
+        return False
+    verb = kind.verb(request.action or kind.default_verb)
+    if verb is None or verb.run is None:
+        return False
+    if verb.takes is None:
+        return verb.name not in _READING_VERBS
+    return request.value is not None or request.word is not None or bool(request.options)
+
+
+def execute(request: InstrumentRequest) -> Any:
+    command = request.command
     if command == "nets":
         return list_nets()
     kind = kinds.by_command(command) if isinstance(command, str) else None
     if kind is None:
         raise LagerError(f"unknown instrument command {str(command)[:40]!r}")
-    action = request.get("action") or kind.default_verb
+    action = request.action or kind.default_verb
     verb = kind.verb(action)
     if verb is None:
         raise LagerError(f"lager {kind.name} has no action {str(action)[:40]!r}; "
                          f"use one of: {', '.join(v.name for v in kind.verbs)}")
-    raw = request.get("word") if verb.takes == WORD else request.get("value")
-    if verb.takes != WORD and request.get("word") is not None:
+    raw = request.word if verb.takes == WORD else request.value
+    if verb.takes != WORD and request.word is not None:
         raise LagerError(f"lager {kind.name} {verb.name} takes no word")
     value = verb.check_value(raw)
-    options = verb.check_options(request.get("options"), kind)
-    name = str(request.get("net", ""))
+    options = verb.check_options(request.options, kind)
+    name = request.net or ""
     with Net.get(name, type=kind.net_type) as net:
         extra = verb.run(net, value, options) if verb.run is not None else None
         return {"net": name, **kind.snapshot(net), **(extra or {})}

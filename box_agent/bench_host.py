@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from lager import protocol
-from lager.bench.config import load_bench
+from lager.bench import claims, saved_nets
+from lager.bench.net import use_bench
 from lager.errors import LagerError
 
 log = logging.getLogger("lager-box.bench")
@@ -40,10 +40,13 @@ class BenchHost:
                 text = text.replace("{" + device + "}", str(port))
             bench_file.write_text(text)
         host = cls(bench_file.resolve(), claims_dir, sim)
-        # The agent's own instrument commands use the same bench and claims as scripts do.
-        os.environ.update(host.script_env())
+        # The agent's own instrument commands use the same bench and claims as scripts do:
+        # given to lager.bench here, and to scripts in their env (script_env).
+        host.saved_nets_path().parent.mkdir(mode=0o755, exist_ok=True)
+        claims.use_claims_dir(claims_dir)
+        saved_nets.use_saved_nets(host.saved_nets_path())
         try:
-            load_bench(host.config_path)
+            use_bench(host.config_path)
         except LagerError:
             await host.stop()
             raise
@@ -53,7 +56,13 @@ class BenchHost:
 
     def script_env(self) -> dict[str, str]:
         return {protocol.ENV_CLAIMS_DIR: str(self.claims_dir),
-                protocol.ENV_BENCH_CONFIG: str(self.config_path)}
+                protocol.ENV_BENCH_CONFIG: str(self.config_path),
+                protocol.ENV_SAVED_NETS: str(self.saved_nets_path())}
+
+    def saved_nets_path(self) -> Path:
+        """The nets scripts save (Net.save_local_net): in a dir of their own in the state dir,
+        the one place of it every run may write (box_agent/privsep.py)."""
+        return self.claims_dir.parent / "saved-nets" / protocol.SAVED_NETS_FILE
 
     async def stop(self) -> None:
         """The agent is going: the simulated bench stays, for the runs that outlive us."""

@@ -17,6 +17,15 @@ from typing import Any
 
 from lager import protocol
 from lager.errors import LagerError, NotPaused
+from lager.protocol.events import PauseNotice, ResumeNotice
+from lager.protocol.link import (
+    BannerAt,
+    ConsoleMsg,
+    PauseMsg,
+    ResumedMsg,
+    ResumeMsg,
+    decode_from_script,
+)
 
 log = logging.getLogger("lager-box.breakpoints")
 
@@ -32,6 +41,10 @@ class Pause:
     started: float  # monotonic
     started_at: float  # wall clock, for --list
     timer: asyncio.TimerHandle | None = None
+    on_timeout: str = "resume"
+    kind: str = "pause"
+    banner: str | None = None
+    banner_at: BannerAt | None = None  # where the monitor put the banner on stderr
 
     def remaining(self) -> float | None:
         if self.timeout <= 0:
@@ -43,8 +56,19 @@ class Pause:
                 "timeout": self.timeout, "remaining": self.remaining(),
                 "console": self.console, "paused_at": self.started_at}
 
+    def notice(self, run_id: str) -> PauseNotice:
+        remaining = self.remaining()
+        return PauseNotice(run_id=run_id, seq=self.seq, file=self.file, line=self.line,
+                           label=self.label, kind=self.kind, console=self.console,
+                           timeout=self.timeout,
+                           deadline=None if self.timeout <= 0 else
+                           self.started_at + self.timeout,
+                           remaining=remaining, on_timeout=self.on_timeout,
+                           banner=self.banner, banner_at=self.banner_at)
+
 
 SendToScript = Callable[[dict[str, Any], Sequence[int]], None]
+Notice = PauseNotice | ResumeNotice
 
 
 class BreakpointLink:
@@ -56,26 +80,32 @@ class BreakpointLink:
         self.resumed_seq = 0  # the highest pause number resumed so far
         self._closed = False
 
-    def handle(self, msg: dict[str, Any], paused_at: float) -> None:
-        """A message from the script. `paused_at` (wall clock) lets a pause that began under
-        an earlier agent keep its auto-resume deadline."""
+    def handle(self, body: dict[str, Any] | PauseMsg, paused_at: float,
+               banner_at: BannerAt | None = None) -> Notice | None:
+        """A message from the script; returns the notice for the run's clients. `paused_at`
+        (wall clock) lets a pause that began under an earlier agent keep its deadline."""
         try:
-            self._register(msg, paused_at)
-        except (ValueError, KeyError, TypeError) as exc:
+            msg = body if isinstance(body, PauseMsg) else decode_from_script(body)
+        except LagerError as exc:
             log.warning("run %s sent a bad breakpoint message: %s", self.run_id, exc)
+            return None
+        if isinstance(msg, ResumedMsg):
+            return ResumeNotice(run_id=self.run_id, seq=msg.seq, how=msg.how, by=msg.by,
+                                banner=msg.banner, banner_at=banner_at)
+        return self._register(msg, paused_at, banner_at).notice(self.run_id)
 
-    def _register(self, msg: dict[str, Any], paused_at: float) -> None:
-        if msg.get("op") != "pause":
-            raise ValueError(f"unknown op {msg.get('op')!r}")
-        timeout = float(msg["timeout"])
+    def _register(self, msg: PauseMsg, paused_at: float, banner_at: BannerAt | None) -> Pause:
+        timeout = msg.timeout
         age = max(0.0, time.time() - paused_at) if paused_at else 0.0
-        pause = Pause(seq=int(msg["seq"]), label=msg.get("label"), file=str(msg["file"]),
-                      line=int(msg["line"]), timeout=timeout, console=bool(msg["console"]),
-                      started=time.monotonic() - age, started_at=paused_at or time.time())
+        pause = Pause(seq=msg.seq, label=msg.label, file=msg.file, line=msg.line,
+                      timeout=timeout, console=msg.console, started=time.monotonic() - age,
+                      started_at=paused_at or time.time(), on_timeout=msg.on_timeout,
+                      kind=msg.kind, banner=msg.banner, banner_at=banner_at)
         if timeout > 0:
             pause.timer = asyncio.get_running_loop().call_later(
                 max(0.0, timeout - age), self._auto_resume, pause.seq)
         self.pause = pause
+        return pause
 
     def script_closed(self) -> None:
         """The script closed its end (it is exiting): no pause can be current."""
@@ -104,7 +134,7 @@ class BreakpointLink:
                             "file": pause.file, "line": pause.line}
         log.info("run %s resumed (%s) by %s at %s:%s", self.run_id, how, by or "-",
                  pause.file, pause.line)
-        self._send({"op": "resume", "seq": pause.seq, "how": how, "after": pause.timeout})
+        self._send(ResumeMsg(seq=pause.seq, how=how, after=pause.timeout, by=by).to_dict())
         return pause
 
     def open_console(self, pty: bool, cols: int, rows: int) -> socket.socket:
@@ -119,8 +149,8 @@ class BreakpointLink:
                 "without a console; pause it with interactive=True to get one")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._send_raw({"op": "console", "seq": pause.seq, "pty": pty, "cols": cols,
-                            "rows": rows}, [theirs.fileno()])
+            self._send_raw(ConsoleMsg(seq=pause.seq, pty=pty, cols=cols, rows=rows).to_dict(),
+                           [theirs.fileno()])
         finally:
             theirs.close()
         return ours

@@ -65,11 +65,15 @@ def main() -> None:
 @click.option("--replace", is_flag=True,
               help="take over from the agent running on this state dir with no gap: its "
                    "listening socket, its runs and the bench (an upgrade)")
+@click.option("--reservations", type=click.Choice(["on", "off"]), default="on",
+              show_default=True,
+              help="shared boxes: a run or a lock reserves the box for its key's identity; "
+                   "off lets every key change the bench and start runs at any time")
 @click.option("-v", "--verbose", is_flag=True)
 def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
           run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
           per_source_max_startups: int, max_auth_tries: int, host_cert: Path | None,
-          replace: bool, verbose: bool) -> None:
+          replace: bool, reservations: str, verbose: bool) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
     try:
@@ -89,7 +93,8 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     _raise_fd_limit()
     try:
         asyncio.run(_serve(StateDir(state_dir), Serving(
-            host, port, bench_file, name, limits, run_as, groups, host_cert, replace)))
+            host, port, bench_file, name, limits, run_as, groups, host_cert, replace,
+            reservations == "on")))
     except LagerError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -121,11 +126,13 @@ class Serving:
     run_groups: list[str]
     host_cert: Path | None
     replace: bool
+    reservations: bool = True
 
 
 async def _serve(state: StateDir, how: Serving) -> None:
     from .bench_host import BenchHost
     from .handover import HandoverPoint, take_over
+    from .reservations import Reservations
     from .runs import Supervisor
     from .server import Agent, host_keys
 
@@ -143,7 +150,10 @@ async def _serve(state: StateDir, how: Serving) -> None:
     if adopted:
         logging.getLogger("lager-box").warning("took back %d run(s) from an earlier agent",
                                                adopted)
-    agent = Agent(state, supervisor, how.limits, how.host_cert)
+    book = Reservations(state.root, supervisor, enabled=how.reservations)
+    book.expect_adopted()  # runs still being reached hold the box from their records
+    supervisor.on_end = book.run_ended
+    agent = Agent(state, supervisor, how.limits, how.host_cert, book)
     try:
         bound_host, bound_port = await agent.listen(how.host, how.port, handed)
     except OSError as exc:

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lager import protocol
 from lager.errors import LagerError
+from lager.protocol.codec import Message, ProtocolError
+from lager.protocol.link import MonitorFailed, MonitorHello, decode_from_monitor
 
 from .monitor.loop import SOCKET_NAME, STATUS_FILE, WINDOW
 from .monitor_build import monitor_program
@@ -34,7 +35,7 @@ class MonitorLink:
 
     @classmethod
     async def spawn(cls, monitor_dir: Path, workdir: Path, identity: str, argv: Sequence[str],
-                    env: dict[str, str]) -> tuple[MonitorLink, dict[str, Any]]:
+                    env: dict[str, str]) -> tuple[MonitorLink, MonitorHello]:
         """Start a monitor for a new run; returns the link and the monitor's hello."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         errors = open(monitor_dir / "monitor.err", "ab")  # noqa: SIM115 - the child keeps it
@@ -59,12 +60,13 @@ class MonitorLink:
             hello = await asyncio.wait_for(link.receive(), START_TIMEOUT)
         except TimeoutError:
             hello = None
-        if hello is None or hello.get("op") != "hello":
+        if not isinstance(hello, MonitorHello):
             link.close()
             if proc.returncode is None:
                 proc.kill()
-            reason = hello.get("error") if hello else "its monitor did not answer"
-            raise LagerError(str(reason or "cannot start the script"))
+            reason = hello.error if isinstance(hello, MonitorFailed) else \
+                "its monitor did not answer"
+            raise LagerError(reason or "cannot start the script")
         return link, hello
 
     @classmethod
@@ -82,7 +84,7 @@ class MonitorLink:
             os.close(dirfd)
         return cls(sock)
 
-    async def receive(self) -> dict[str, Any] | None:
+    async def receive(self) -> Message | None:
         """The next message; None when the monitor is gone."""
         loop = asyncio.get_running_loop()
         while True:
@@ -93,14 +95,14 @@ class MonitorLink:
             if not data:
                 return None
             try:
-                return protocol.decode_msg(data)
-            except ValueError:
+                return decode_from_monitor(data)
+            except ProtocolError:
                 continue  # only our monitor writes here; skip what we cannot read
 
-    def send(self, msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    def send(self, msg: Message, fds: Sequence[int] = ()) -> None:
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         try:
-            self.sock.sendmsg([protocol.encode_msg(msg)], anc)
+            self.sock.sendmsg([msg.encode()], anc)
         except OSError:
             pass  # the monitor is gone; its run's end is on its way through receive()
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from lager.protocol.codec import Message
+
 from .runlog import STDERR, STDOUT, LogReader
 
 __all__ = ["STDERR", "STDOUT", "OutputLog", "Viewer"]
@@ -19,6 +21,9 @@ __all__ = ["STDERR", "STDOUT", "OutputLog", "Viewer"]
 
 class Viewer(Protocol):
     async def output(self, stream: int, data: bytes) -> None: ...
+
+    async def event(self, event: Message) -> None:
+        """A pause or resume notice, in order with the output (viewers that asked for them)."""
 
 
 class OutputLog:
@@ -41,6 +46,14 @@ class OutputLog:
                     except (OSError, EOFError, ConnectionError):
                         # A viewer whose channel died stops receiving; the run goes on.
                         self.detach(viewer)
+
+    async def announce(self, event: Message) -> None:
+        """An event for every attached viewer, between the output before and after it."""
+        for viewer in list(self.viewers):
+            try:
+                await viewer.event(event)
+            except (OSError, EOFError, ConnectionError):
+                self.detach(viewer)
 
     def attach(self, viewer: Viewer, with_backlog: bool) -> tuple[Iterator[tuple[int, bytes]],
                                                                    int]:

@@ -97,6 +97,17 @@ class RunIdentities:
         for path in readable:
             os.chmod(path, 0o644)
 
+    def share_dir(self, path: Path) -> None:
+        """A dir every run may change (the saved nets): the runs' group may create and replace
+        files in it (not sticky: a save replaces another run's file), nobody else may."""
+        path.mkdir(mode=0o770, exist_ok=True)
+        os.chown(path, 0, self.gid)
+        os.chmod(path, 0o2770)
+        for entry in path.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                os.chown(entry, 0, self.gid)
+                os.chmod(entry, 0o644)
+
 
 def _group_id(name: str) -> int:
     try:
@@ -117,7 +128,7 @@ def _check_can_switch(gid: int) -> None:
     the dropped identity can still start Python and import lager."""
     import lager
 
-    needed = (sys.executable, str(Path(lager.__file__).parent / "protocol.py"))
+    needed = (sys.executable, lager.__file__)
     pid = os.fork()
     if pid == 0:
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from lager import protocol
 from lager.errors import NotPaused
+from lager.protocol.link import SignalScript
 
 from .breakpoints import BreakpointLink
 from .monitor_link import MonitorLink
@@ -34,12 +35,20 @@ class Caller:
     user: str
     key_comment: str
     fingerprint: str
+    # Who holds reservations (box_agent/reservations.py): `key:FINGERPRINT`, or for a
+    # certificate `cert:KEY_ID:PRINCIPAL`. Set by the server from the login, never by a client.
+    identity: str = ""
 
     def describe(self) -> str:
         return f"{self.key_comment or self.user} ({self.fingerprint})"
 
     def as_dict(self) -> dict[str, str]:
-        return {"user": self.user, "key": self.key_comment, "fingerprint": self.fingerprint}
+        return {"user": self.user, "key": self.key_comment, "fingerprint": self.fingerprint,
+                "identity": self.holder()}
+
+    def holder(self) -> str:
+        """The identity reservations compare (a run recorded before it existed: its key)."""
+        return self.identity or f"key:{self.fingerprint}"
 
 
 @dataclass
@@ -55,6 +64,8 @@ class RunSpec:
     # When the agent puts the run's nets in their safe state (box_agent/safe_state.py).
     safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     pause_on_failure: bool = False  # --pause-on-failure (the script gets it as an env switch)
+    label: str = ""  # the client's word for who it is (CI job, user@host): shown, never trusted
+    fleet: str = ""  # the fleet id (`f-3c9a`) of a fan-out that started it (issue 18)
 
 
 @dataclass
@@ -102,6 +113,8 @@ class Run:
             "started_at": self.started_at,
             "detached": self.spec.detach,
             "client_ref": self.spec.client_ref,
+            "label": self.spec.label,  # the client's words (CI job, user@host); not trusted
+            "fleet": self.spec.fleet,
             "pid": self.script_pid,
         }
 
@@ -129,7 +142,7 @@ class Run:
     def signal_group(self, sig: int) -> None:
         """Signal the script's group and everything else it started, through its monitor."""
         if self.monitor is not None and not self.done.is_set():
-            self.monitor.send({"op": "signal", "sig": int(sig)})
+            self.monitor.send(SignalScript(sig=int(sig)))
 
     def stop(self, reason: str) -> asyncio.Task[None]:
         """The gentle stop: SIGINT, grace, SIGTERM, SIGKILL. Idempotent."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import traceback
@@ -11,10 +12,11 @@ from typing import Any, cast
 import asyncssh
 
 from lager import protocol
-from lager.errors import LagerError
+from lager.errors import LagerError, Reserved
 
 from .authkeys import CERT_TYPE_HOST, Login, SSHOpenSSHCertificate
 from .preauth import Gate, Limits, Listener, Pending, Throttle, source_of
+from .reservations import Reservations
 from .runs import Caller, Supervisor
 from .state import StateDir
 from .subsystems import HANDLERS, SUBSYSTEMS, Context, fail
@@ -102,8 +104,10 @@ class BoxSSHServer(asyncssh.SSHServer):
         match = self.login.match if self.login else None
         if match is None:
             return Caller(self.user, "", "")
-        name = f"certificate {match.cert_id!r}" if match.cert_id is not None else match.comment
-        return Caller(self.user, name, match.fingerprint)
+        if match.cert_id is not None:  # the key id and the principal the login was for
+            return Caller(self.user, f"certificate {match.cert_id!r}", match.fingerprint,
+                          f"cert:{match.cert_id}:{self.user}")
+        return Caller(self.user, match.comment, match.fingerprint, f"key:{match.fingerprint}")
 
 
 def host_keys(state: StateDir, host_cert: Path | None) -> \
@@ -156,8 +160,10 @@ def _bind(host: str, port: int) -> list[socket.socket]:
 
 class Agent:
     def __init__(self, state: StateDir, supervisor: Supervisor,
-                 limits: Limits | None = None, host_cert: Path | None = None) -> None:
+                 limits: Limits | None = None, host_cert: Path | None = None,
+                 reservations: Reservations | None = None) -> None:
         self.state = state
+        self.reservations = reservations or Reservations(state.root, supervisor, enabled=False)
         self.host_cert = host_cert
         self.supervisor = supervisor
         self.limits = limits or Limits()
@@ -222,13 +228,21 @@ class Agent:
             owner = conn.get_owner()
             assert isinstance(owner, BoxSSHServer)
             env = _channel_env(process)
-            ctx = Context(process, self.supervisor, owner.caller(), env)
+            ctx = Context(process, self.supervisor, owner.caller(), env, self.reservations)
             handler = HANDLERS.get(name or "")
             if handler is None:
                 what = f"subsystem {name!r}" if name else "a shell or command"
                 raise LagerError(f"lager-box does not offer {what[:200]}; subsystems: "
                                  + ", ".join(SUBSYSTEMS))
             await handler(ctx)
+        except Reserved as exc:
+            self.throttle.event(logging.INFO, "refused requests", "refused %r request: %s",
+                                (name or "shell")[:40], _one_line(str(exc))[:300])
+            if name != protocol.SUB_RUN and not process.is_closing():
+                # The structured reason, for programs (the fleet); a run's stdout is the
+                # script's, so there the exit status and the line say it.
+                process.stdout.write((json.dumps(exc.details) + "\n").encode())
+            fail(process, str(exc), protocol.EXIT_RESERVED)
         except LagerError as exc:
             self.throttle.event(logging.INFO, "refused requests", "refused %r request: %s",
                                 (name or "shell")[:40], _one_line(str(exc))[:300])

@@ -7,12 +7,21 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lager import protocol
 from lager.errors import AmbiguousRunId, LagerError, RunNotFound
+from lager.protocol.link import (
+    FromScript,
+    LinkClosed,
+    MonitorExit,
+    MonitorHello,
+    MonitorOutput,
+    ToScript,
+    Window,
+)
 
 from . import safe_state
 from .breakpoints import BreakpointLink
@@ -46,6 +55,7 @@ class Supervisor:
         self.safe_notes: dict[str, str | None] = {}  # run id -> what the safe state did
         self.identities: RunIdentities | None = None
         self.closing = False
+        self.on_end: Callable[[Run], None] | None = None  # told once a run has fully ended
         self.holds: dict[str, int] = {}  # run id -> log offset its output is held at
         monitor_program()  # built now, if it must be, rather than while a client waits
         if run_as:
@@ -53,6 +63,8 @@ class Supervisor:
             shared = [Path(base_env[k]) for k in (protocol.ENV_BENCH_CONFIG,) if k in base_env]
             claims = Path(base_env.get(protocol.ENV_CLAIMS_DIR) or runs_dir.parent / "claims")
             self.identities.open_up(runs_dir.parent, runs_dir, claims, shared)
+            if protocol.ENV_SAVED_NETS in base_env:  # Net.save_local_net: every run writes it
+                self.identities.share_dir(Path(base_env[protocol.ENV_SAVED_NETS]).parent)
         else:
             log.warning("%s", separation_off_reason())
 
@@ -120,11 +132,11 @@ class Supervisor:
         log.info("run %s started by %s: %s", run_id, caller.describe(), spec.display_name)
         return run
 
-    def _track(self, run: Run, hello: dict[str, Any]) -> None:
+    def _track(self, run: Run, hello: MonitorHello) -> None:
         assert run.monitor is not None
         monitor = run.monitor
         run.link = BreakpointLink(run.id, lambda body, fds: monitor.send(
-            {"op": "to_script", "body": body}, fds))
+            ToScript(body=body), fds))
         self._on_hello(run, hello)
         self.runs[run.id] = run
         self._prune()
@@ -133,13 +145,13 @@ class Supervisor:
             left = run.spec.timeout - (time.time() - run.started_at)
             asyncio.get_running_loop().call_later(max(0.0, left), self._time_out, run)
 
-    def _on_hello(self, run: Run, hello: dict[str, Any]) -> None:
+    def _on_hello(self, run: Run, hello: MonitorHello) -> None:
         assert run.link is not None and run.monitor is not None
-        run.script_pid = int(hello["pid"])
-        run.log.end = max(run.log.end, int(hello.get("end") or 0))
-        if hello.get("pause"):
-            run.link.handle(hello["pause"], float(hello.get("paused_at") or 0))
-        run.monitor.send({"op": "window", "until": self._window(run), "seen": run.log.end})
+        run.script_pid = hello.pid
+        run.log.end = max(run.log.end, hello.end)
+        if hello.pause is not None:
+            run.link.handle(hello.pause, hello.paused_at, hello.banner_at)
+        run.monitor.send(Window(until=self._window(run), seen=run.log.end))
 
     def _window(self, run: Run) -> int:
         """How far the monitor may log: WINDOW past what the viewers have, or past where a
@@ -182,18 +194,19 @@ class Supervisor:
             msg = await run.monitor.receive()
             if msg is None:
                 return None
-            op = msg.get("op")
-            if op == "output":
-                await run.log.feed_to(int(msg["end"]))
-                run.monitor.send({"op": "window", "until": self._window(run),
-                                  "seen": run.log.end})
-            elif op == "script":
-                run.link.handle(msg["body"], float(msg.get("at") or time.time()))
-            elif op == "link_closed":
+            if isinstance(msg, MonitorOutput):
+                await run.log.feed_to(msg.end)
+                run.monitor.send(Window(until=self._window(run), seen=run.log.end))
+            elif isinstance(msg, FromScript):
+                notice = run.link.handle(msg.body, msg.at or time.time(), msg.banner_at)
+                if notice is not None:
+                    # Before the banner's bytes: the monitor tells us of them only after this.
+                    await run.log.announce(notice)
+            elif isinstance(msg, LinkClosed):
                 run.link.script_closed()
-            elif op == "exit":
-                await run.log.feed_to(int(msg["end"]))
-                return int(msg["status"])
+            elif isinstance(msg, MonitorExit):
+                await run.log.feed_to(msg.end)
+                return msg.status
 
     def _recorded_status(self, run: Run) -> int | None:
         """The monitor went without a word: it may have written its status."""
@@ -225,6 +238,8 @@ class Supervisor:
             protocol.EXIT_TIMED_OUT if run.timed_out else status)
         self._release(run)
         run.done.set()
+        if self.on_end is not None:  # last, after the safe state (ISSUE-NOTES 3)
+            self.on_end(run)
         note = self.safe_state_note(run.id)
         log.info("run %s %s%s%s", run.id,
                  "lost its monitor; its exit code is unknown" if run.lost
@@ -281,7 +296,7 @@ class Supervisor:
     async def _adopt_live(self, run: Run) -> None:
         assert run.monitor is not None
         hello = await run.monitor.receive()
-        if hello is None or hello.get("op") != "hello":
+        if not isinstance(hello, MonitorHello):
             self.runs[run.id] = run
             await self._end(run, None)
             return
@@ -316,7 +331,7 @@ class Supervisor:
             await asyncio.sleep(0.05)
         self.holds.pop(run.id, None)
         if run.monitor is not None:
-            run.monitor.send({"op": "window", "until": self._window(run), "seen": run.log.end})
+            run.monitor.send(Window(until=self._window(run), seen=run.log.end))
 
     # -- housekeeping ----------------------------------------------------------------------
 

@@ -119,9 +119,12 @@ def cli(ctx: click.Context, debug: bool, box: str | None, ssh_config: str | None
 
 def _register() -> None:
     from .commands import boxes, python
+    from .fleet import config_commands  # lager groups, boxes import (issue 18)
 
     cli.add_command(boxes.boxes)
     cli.add_command(python.python)
+    cli.add_command(config_commands.groups)
+    boxes.boxes.add_command(config_commands.import_)
 
 
 _register()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 from lager.errors import LagerError, UnknownBox, UsageError
 
@@ -34,7 +34,61 @@ class UnknownBoxName(UnknownBox, UsageError):
     """A --box that is neither a lager box nor a host: a usage error, exit 2 (ISSUE-NOTES 13)."""
 
 
-@dataclass
+# A plain record instead of @dataclass: importing dataclasses (inspect, ast, dis, tokenize)
+# was a fifth of the instructions of a short request through the keeper (issue 13), and every
+# command reads a Box. Type checkers see it as a dataclass (dataclass_transform).
+_T = TypeVar("_T")
+
+
+class _Factory:
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], _T]) -> _T:
+    return _Factory(default_factory)  # type: ignore[return-value]
+
+
+@dataclass_transform(field_specifiers=(field,))
+def _record(cls: type[_T]) -> type[_T]:
+    names = tuple(cls.__annotations__)
+    defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__}() takes at most {len(names)} arguments")
+        given = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in names or key in given:
+                raise TypeError(f"{cls.__name__}() got an unexpected or repeated {key!r}")
+            given[key] = value
+        for name in names:
+            if name in given:
+                value = given[name]
+            elif name in defaults:
+                value = defaults[name]
+                value = value.make() if isinstance(value, _Factory) else value
+            else:
+                raise TypeError(f"{cls.__name__}() needs {name!r}")
+            setattr(self, name, value)
+
+    def __eq__(self: Any, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in names)
+
+    def __repr__(self: Any) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
+        return f"{cls.__name__}({inner})"
+
+    cls.__init__ = __init__  # type: ignore[misc, method-assign]
+    cls.__eq__ = __eq__  # type: ignore[method-assign, assignment]
+    cls.__repr__ = __repr__  # type: ignore[method-assign, assignment]
+    cls.__hash__ = None  # type: ignore[assignment]  # as a dataclass: mutable, so unhashable
+    return cls
+
+
+@_record
 class Box:
     """A box, or one OpenSSH jump host on the way to it (`hop`).
 
@@ -90,16 +144,16 @@ class Box:
         without the newer fields can still read it."""
         out: dict[str, Any] = {}
         defaults = Box("", "")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("name", "host") or value != getattr(defaults, f.name):
-                out[f.name] = [j.to_dict() for j in value] if f.name == "jumps" else value
+        for name in self.__annotations__:
+            value = getattr(self, name)
+            if name in ("name", "host") or value != getattr(defaults, name):
+                out[name] = [j.to_dict() for j in value] if name == "jumps" else value
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Box:
         # Fields a newer lager added are skipped, so an older one still reads the file.
-        known = {f.name for f in fields(cls)}
+        known = set(cls.__annotations__)
         values = {k: v for k, v in raw.items() if k in known}
         values["jumps"] = [cls.from_dict(j) for j in values.get("jumps", [])]
         return cls(**values)
@@ -143,10 +197,9 @@ def connect_timeout(box: Box) -> float:
 def _entry(box: Box) -> dict[str, object]:
     # Unset optional fields stay out of the file, so a lager without them can still read it.
     # What ssh_config says is read afresh at each use, never stored with the box.
-    entry = asdict(box)
     stored = ("name", "host", "port", "user", "identity", "connect_timeout", "ssh")
-    return {k: entry[k] for k in stored if k in ("name", "host", "port", "user")
-            or entry[k] is not None}
+    return {k: getattr(box, k) for k in stored if k in ("name", "host", "port", "user")
+            or getattr(box, k) is not None}
 
 
 class Config:
@@ -202,12 +255,12 @@ class Config:
     def cached_box(self, name: str, boxes: dict[str, Box] | None = None) -> Box | None:
         """The box for NAME without reading ssh_config or importing paramiko: a lager box, or a
         resolution cached while the ssh_config files are unchanged. None: resolve it anew."""
-        from . import sshconfig
-
         boxes = self.boxes() if boxes is None else boxes
         stored = boxes.get(name)
         if stored is not None and not stored.ssh:
             return stored
+        from . import sshconfig  # only for a box reached the ssh way (its import costs)
+
         target = stored.ssh if stored is not None and stored.ssh else name
         entry = self._resolutions().get(target)
         if not isinstance(entry, dict) or not sshconfig.fresh(entry.get("stamp")):

@@ -41,6 +41,14 @@ def open_console(obj: LagerContext, run_id: str) -> int:
     interactive = _interactive()
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_CONSOLE, pty=_pty(interactive))
+        if interactive and conn.pty_refused:
+            # A `restrict` or `no-pty` key: the console runs line by line, so the terminal
+            # stays as it is (raw mode with no PTY on the box would echo nothing).
+            sys.stderr.write(f"lager: box {conn.box.name} refused a terminal for this key "
+                             "(restrict or no-pty in its authorized_keys); the console runs "
+                             "without line editing\n")
+            sys.stderr.flush()
+            interactive = False
         chan.sendall((run_id + "\n").encode())
         return _session(chan, interactive)
 
@@ -74,12 +82,9 @@ def _session(chan: Any, interactive: bool) -> int:
 
 
 def _drain_stderr(chan: Any) -> str:
-    err = bytearray()
-    while True:
-        data = chan.recv_stderr(65536)
-        if not data:
-            return err.decode("utf-8", "replace")
-        err += data
+    from .chan_io import read_to_end
+
+    return read_to_end(chan.recv_stderr).decode("utf-8", "replace")
 
 
 def _relay_pipe(chan: Any) -> bool:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from lager.errors import ConnectionFailed, RemoteError
+from lager.errors import ConnectionFailed, refusal
 
 from .config import Box, Config
 
@@ -57,7 +57,7 @@ class LagerContext:
                 mux.spawn(self.config, box)
         out, err, status = answer
         if status != 0:
-            raise RemoteError(err.strip() or f"{subsystem} failed with status {status}")
+            raise refusal(subsystem, err, status)
         return out
 
     def request_json(self, subsystem: str, line: str | None = None) -> Any:
@@ -86,17 +86,9 @@ def exchange(conn: BoxConnection, subsystem: str, line: str | None,
 
 
 def read_all(chan: Any) -> tuple[str, str]:
-    out, err = bytearray(), bytearray()
-    while True:
-        data = chan.recv(65536)
-        if not data:
-            break
-        out += data
-    while True:
-        data = chan.recv_stderr(65536)
-        if not data:
-            break
-        err += data
+    from .chan_io import read_to_end
+
+    out, err = read_to_end(chan.recv), read_to_end(chan.recv_stderr)
     return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 

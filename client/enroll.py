@@ -18,7 +18,7 @@ from typing import Any
 from lager.errors import AuthFailed, HostKeyChanged, UsageError
 
 from .config import Box, Config, valid_name
-from .known_hosts import HostKeyPolicy, Presented, Verdict, fingerprint
+from .known_hosts import HostKeyPolicy, Presented, Verdict, fingerprint, key_changed
 
 
 class FirstUse(HostKeyPolicy):
@@ -50,9 +50,8 @@ class FirstUse(HostKeyPolicy):
             self.pins.append((node, shown))
             return
         if verdict.status == Verdict.CHANGED and ours:
-            raise HostKeyChanged(
-                f"HOST KEY CHANGED for {node.label}: it now shows {fingerprint(shown.blob)}. "
-                "If it was reinstalled on purpose, run this again with --repin")
+            raise HostKeyChanged(key_changed(node.label, fingerprint(shown.blob),
+                                             "run this again with --repin"))
         super().refuse(node, shown, verdict)
 
 

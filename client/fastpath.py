@@ -160,7 +160,9 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
         from .instrument_views import nets_table
 
         as_json = "--json" in scanned[0]
-        return Call(protocol.SUB_NETS, json.dumps({"command": "nets"}), _box_of(scanned[0]),
+        from lager.protocol.channel import InstrumentRequest
+
+        return Call(protocol.SUB_NETS, InstrumentRequest.ours(command="nets"), _box_of(scanned[0]),
                     lambda out: [json.dumps(json.loads(out))] if as_json
                     else nets_table(json.loads(out)), resend_safe=True)
     from lager.bench import kinds
@@ -176,7 +178,9 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
     if not positional:
         if "--yes" in opts:
             return None  # click accepts it here too; nothing to gain
-        return Call(protocol.SUB_NETS, json.dumps({"command": "nets"}), _box_of(opts),
+        from lager.protocol.channel import InstrumentRequest
+
+        return Call(protocol.SUB_NETS, InstrumentRequest.ours(command="nets"), _box_of(opts),
                     lambda out: [json.dumps(rows) if as_json else "\n".join(
                         views.kind_table(kind, rows))
                         for rows in [views.kind_rows(kind, json.loads(out))]],
@@ -201,7 +205,9 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
     elif checked is not None:
         request["value"] = checked
     reading = checked is None
-    return Call(protocol.SUB_NETS, json.dumps(request), _box_of(opts), lambda out: [
+    from lager.protocol.channel import InstrumentRequest
+
+    return Call(protocol.SUB_NETS, InstrumentRequest.ours(**request), _box_of(opts), lambda out: [
         json.dumps(answer) if as_json else views.show_answer(kind, verb, reading, answer)
         for answer in [json.loads(out)]])
 
@@ -224,6 +230,10 @@ def try_fast(argv: list[str]) -> int | None:
     call = parse_command(argv)
     if call is None or not call.box:
         return None
+    from .fleet.route import is_set_syntax
+
+    if is_set_syntax(call.box):
+        return None  # a set is the fleet's (client/entry.py routes it there)
     from lager.errors import LagerError
 
     from . import mux
@@ -248,6 +258,8 @@ def try_fast(argv: list[str]) -> int | None:
             answer = _direct(config, box, call)
             if answer is None:
                 return None
+            if mux.fallback_notice:  # the keeper had it and failed; the direct way answered
+                sys.stderr.write(f"lager: {mux.fallback_notice}\n")
             if mux.enabled():
                 sys.stdout.flush()
                 mux.spawn(config, box)
@@ -273,6 +285,14 @@ def _direct(config: Any, box: Any, call: Call) -> tuple[str, str, int] | None:
 
 
 def _console(config: Any, box: Any, run_id: str) -> int | None:
+    from . import mux
+
+    if mux.enabled():  # through the keeper (or a run serving as one): no handshake
+        from .keeper_stream import keeper_console
+
+        code = keeper_console(mux.socket_path(config, box), run_id)
+        if code is not None:
+            return code
     from .console_client import quick_console
     from .quick_ssh import Unsupported
 
@@ -284,9 +304,9 @@ def _console(config: Any, box: Any, run_id: str) -> int | None:
 
 def _show(call: Call, out: str, err: str, status: int) -> int | None:
     if status != 0:
-        from lager.errors import RemoteError
+        from lager.errors import refusal
 
-        exc = RemoteError(err.strip() or f"{call.subsystem} failed with status {status}")
+        exc = refusal(call.subsystem, err, status)
         sys.stderr.write(f"Error: {exc}\n")
         return exc.exit_code
     try:

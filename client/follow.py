@@ -17,11 +17,14 @@ A lost connection is not the run's end (issue 11): with a `reconnect` function, 
 says so in one line and reconnects with backoff, for up to RECONNECT_FOR seconds, going on at
 the byte where each stream stopped. Enter typed meanwhile is delivered once the link is back.
 Ctrl-C while it waits stops waiting (130); giving up says how to reattach.
+
+Events (v2): the follower asks the box for the framed form (client/run_stream.py). The pause
+and resume notices draw the countdown, and reach the caller through `on_event`, in order with
+the output; `show_banners=False` leaves the banners' bytes out of what is shown.
 """
 from __future__ import annotations
 
 import gc
-import json
 import os
 import select
 import signal
@@ -30,11 +33,15 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, BinaryIO
 
 from lager.errors import ConnectionFailed
+from lager.protocol.channel import Enter, Signal, Stop
+from lager.protocol.codec import Message
+from lager.protocol.events import Event
 
 from . import EXIT_INTERRUPTED
+from .run_stream import OnEvent, Piece, RunStream
 from .terminal_out import RunOutput
 
 # Take all that paramiko holds at once: its buffer is an array that a partial read shifts down
@@ -52,9 +59,9 @@ _STOP_STEPS = (
 )
 
 
-def _send(chan: Any, msg: dict[str, str]) -> None:
+def _send(chan: Any, msg: Message) -> None:
     try:
-        chan.sendall((json.dumps(msg) + "\n").encode())
+        chan.sendall(msg.encode())
     except OSError:
         pass  # the channel is gone; the loop sees it close and says so
 
@@ -82,11 +89,30 @@ def _drain_pipe(fd: int) -> None:
 
 
 class Follower:
+    """Follows one run channel to the run's end.
+
+    events: the channel was asked for the framed form (run header `events`, or an attach
+    with LAGER_PROTOCOL=2; `reconnect` must ask for it too). on_event: called on the
+    follower's thread with each Hello, PauseNotice and ResumeNotice, in order with the
+    output; after a reconnect, Hello and the current PauseNotice (same seq) come again.
+    show_banners=False: the banners' bytes are not shown (a fleet's live view
+    draws its own line; the notice carries the banner's text). stdout/stderr: where the
+    output goes (default: this process's). read_stdin=False: Enter is not read from stdin.
+    """
+
     def __init__(self, chan: Any, box_name: str, stops_run: bool, leave_hint: str = "",
-                 reconnect: Reconnect | None = None) -> None:
+                 reconnect: Reconnect | None = None, *, events: bool = True,
+                 on_event: OnEvent | None = None, show_banners: bool = True,
+                 stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+                 read_stdin: bool = True) -> None:
         self.chan = chan
         self.reconnect = reconnect
         self.received = {1: 0, 2: 0}  # bytes of each stream taken from the box
+        self.events = events
+        self.on_event = on_event
+        self.show_banners = show_banners
+        self._noted_old_box = False
+        self.read_stdin = read_stdin
         self.enters = 0  # Enter presses typed while the link was down, sent once it is back
         self._sent_enters: list[float] = []  # when each Enter went out on the current link
         self._heard_at = time.monotonic()  # when the box last sent us anything
@@ -102,7 +128,16 @@ class Follower:
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
-        self.out = RunOutput(wake=lambda: _poke(self._wake_w))
+        self.out = RunOutput(stdout, stderr, wake=lambda: _poke(self._wake_w))
+        self.stream = self._new_stream()
+
+    def _new_stream(self) -> RunStream:
+        return RunStream(self.events, self.show_banners, received=self.received)
+
+    def _event(self, event: Event) -> None:
+        self.out.event(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     @property
     def left(self) -> bool:
@@ -130,7 +165,7 @@ class Follower:
                     if self.chan.closed:
                         self.enters += 1
                     else:
-                        _send(self.chan, {"op": "enter"})
+                        _send(self.chan, Enter())
                         self._sent_enters.append(time.monotonic())
 
     def _reconnect(self) -> bool:
@@ -159,8 +194,9 @@ class Follower:
                 # again. One the box did take would have brought "=== resumed" back first.
                 unheard = sum(1 for t in self._sent_enters if t > self._heard_at)
                 self.chan = chan
+                self.stream = self._new_stream()
                 for _ in range(self.enters + unheard):
-                    _send(chan, {"op": "enter"})
+                    _send(chan, Enter())
                 self.enters = 0
                 self._sent_enters = []
             self.out.notice(f"reconnected to {self.box_name}")
@@ -171,7 +207,7 @@ class Follower:
         # What is loaded now (paramiko, click, crypto) lives as long as we do: out of the
         # collector's way, so its full passes while output streams don't walk all of it.
         gc.freeze()
-        if sys.stdin is not None and not sys.stdin.closed:
+        if self.read_stdin and sys.stdin is not None and not sys.stdin.closed:
             threading.Thread(target=self._forward_enter, args=(sys.stdin.fileno(),),
                              daemon=True, name="lager-enter").start()
         caught = (signal.SIGINT, signal.SIGTERM) if self.stops_run else (signal.SIGINT,)
@@ -218,6 +254,7 @@ class Follower:
             buffered = chan.recv_ready() or chan.recv_stderr_ready()
             at_end = chan.eof_received or chan.closed
             if at_end and not buffered and chan.exit_status_ready():
+                self._show(self.stream.at_end())
                 return int(chan.recv_exit_status())
             # While the queue is full we stop reading, and the box's window closes: that is
             # the backpressure. After a stop we read on (and drop what the reader can't take)
@@ -242,7 +279,7 @@ class Follower:
                 if self.stops_run:
                     # Runs outlive their clients; this one was asked to stop, so the box
                     # finishes the job itself (SIGINT, SIGTERM, SIGKILL) once we are gone.
-                    _send(self.chan, {"op": "stop"})
+                    _send(self.chan, Stop())
                 self.out.lossy()
                 self.out.notice(
                     "left the run; the box stops it now that no client is left" if self.stops_run
@@ -254,7 +291,7 @@ class Follower:
     def _stop_step(self, step: int, text: str) -> None:
         self._stopping = True
         self.out.lossy()
-        _send(self.chan, {"op": "signal", "name": _STOP_STEPS[step][0]})
+        _send(self.chan, Signal(name=_STOP_STEPS[step][0]))
         self.out.notice(text)
 
     def _drain(self) -> None:
@@ -266,14 +303,23 @@ class Follower:
                     (chan.recv_stderr_ready() or chan.recv_ready())):
                 return
             self._heard_at = time.monotonic()
-            if chan.recv_stderr_ready():
-                data = chan.recv_stderr(_CHUNK)
-                self.received[2] += len(data)
-                self.out.write(2, data)
+            # stdout first: a box's hello comes before anything it writes on stderr.
             if chan.recv_ready():
-                data = chan.recv(_CHUNK)
-                self.received[1] += len(data)
-                self.out.write(1, data)
+                self._show(self.stream.stdout_data(chan.recv(_CHUNK)))
+            if chan.recv_stderr_ready():
+                self._show(self.stream.stderr_data(chan.recv_stderr(_CHUNK)))
+
+    def _show(self, pieces: list[Piece]) -> None:
+        if not self._noted_old_box:
+            note = self.stream.older_box_note(self.box_name)
+            if note:
+                self._noted_old_box = True
+                self.out.notice(note)
+        for stream, data in pieces:
+            if isinstance(data, bytes):
+                self.out.write(stream, data)
+            else:
+                self._event(data)
 
     def _flush(self) -> None:
         """Let the writers finish: all of it after a normal end, a bounded wait after a stop

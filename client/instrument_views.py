@@ -5,10 +5,12 @@ click commands (client/commands/instruments.py) print without loading click.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lager import protocol
-from lager.bench.kinds.spec import Kind, Verb
+
+if TYPE_CHECKING:  # `lager nets` needs no kind: the registry loads only for a kind's command
+    from lager.bench.kinds.spec import Kind, Verb
 
 
 def show_answer(kind: Kind, verb: Verb, reading: bool, answer: dict[str, Any]) -> str:

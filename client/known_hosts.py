@@ -50,6 +50,13 @@ def fingerprint(key_bytes: bytes) -> str:
     return f"SHA256:{digest}"
 
 
+def key_changed(label: str, seen: str, fix: str, pinned: str = "") -> str:
+    """The one "HOST KEY CHANGED" line (connecting and `lager boxes add` both say it)."""
+    was = f"pinned {pinned}, " if pinned else ""
+    return (f"HOST KEY CHANGED for {label}: {was}it now shows {seen}. Refusing to connect. "
+            f"If it was reinstalled on purpose, {fix}")
+
+
 def host_name(host: str, port: int) -> str:
     """The name a known_hosts line uses: `host` on port 22, else `[host]:port`."""
     return host if port == 22 else f"[{host}]:{port}"
@@ -276,7 +283,6 @@ class HostKeyPolicy:
             else:
                 fix = f"remove the old key with `ssh-keygen -R '{node.known_hosts_name}' " \
                       f"-f {entry.path}`"
-            raise HostKeyChanged(
-                f"HOST KEY CHANGED for {node.label}: pinned {was} ({entry.where}), it now "
-                f"shows {seen}. Refusing to connect. If it was reinstalled, {fix}")
+            raise HostKeyChanged(key_changed(node.label, seen, fix,
+                                             pinned=f"{was} ({entry.where})"))
         raise HostKeyChanged(f"{node.label} refused: {verdict.detail} (it shows {seen})")

@@ -30,10 +30,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed
+from lager.protocol.channel import KeeperReply, KeeperRequest
+from lager.protocol.codec import ProtocolError
 
 from .config import Box, Config, parse_seconds
 
@@ -81,6 +82,11 @@ def _unsure(box_name: str, subsystem: str, why: str) -> ConnectionFailed:
         "not sent again: check with `lager python --list`")
 
 
+# Why the last request() went direct after the keeper had it: one line for the caller to show
+# once the direct answer is in (a direct failure is its own one line, without this).
+fallback_notice: str | None = None
+
+
 def request(path: Path, box_name: str, subsystem: str, line: str | None,
             env: dict[str, str] | None) -> tuple[str, str, int] | None:
     """The box's answer through the keeper, or None when the caller should go direct.
@@ -90,6 +96,8 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     Otherwise an unanswered request raises ConnectionFailed (exit 255) instead of being
     re-sent: the keeper may already have forwarded it.
     """
+    global fallback_notice
+    fallback_notice = None
     if not path.exists():
         return None
     resend_safe = subsystem in RESEND_SAFE
@@ -99,32 +107,38 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     try:
         try:
             sock.connect(str(path))
-            sock.sendall(json.dumps({"subsystem": subsystem, "line": line, "env": env}).encode()
-                         + b"\n")
+            sock.sendall(KeeperRequest(subsystem=subsystem, line=line, env=env,
+                                       v=protocol.PROTOCOL_VERSION).encode())
             # Until this EOF the keeper acts on nothing: a request cut short is never sent.
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             return None
         sock.settimeout(deadline)
+        reply: KeeperReply | None
         try:
-            reply = json.loads(_recv_all(sock) or b"null")
+            reply = KeeperReply.decode(_recv_all(sock) or b"null")
         except TimeoutError:
             if resend_safe:
                 return None
             raise _unsure(box_name, subsystem,
                           f"no answer from the connection keeper within {deadline:g}s") \
                 from None
-        except (OSError, ValueError):
+        except (OSError, ProtocolError):
             reply = None
     finally:
         sock.close()
-    if isinstance(reply, dict) and isinstance(reply.get("status"), int) and reply["status"] >= 0:
-        return str(reply.get("out", "")), str(reply.get("err", "")), reply["status"]
-    if isinstance(reply, dict) and reply.get("delivered") is False:
+    if reply is not None and reply.status >= 0:
+        return reply.out, reply.err, reply.status
+    if reply is not None and reply.delivered is False:
+        # Never sent, so going direct is safe.
+        fallback_notice = (f"the connection keeper could not reach box {box_name} "
+                           f"({reply.error or 'no connection'}); connected directly")
         return None
+    why = reply.error if reply is not None else None
     if resend_safe:
+        fallback_notice = (f"the connection keeper lost its answer from box {box_name} "
+                           f"({why or 'it went away'}); asked directly")
         return None
-    why = reply.get("error") if isinstance(reply, dict) else None
     raise _unsure(box_name, subsystem, f"the connection keeper lost its answer "
                   f"({why or 'it went away'})")
 
@@ -179,13 +193,13 @@ class Keeper:
                 return  # a request cut short is never forwarded
             reply = self._forward(raw)
             try:
-                client.sendall(json.dumps(reply).encode())
+                client.sendall(reply.encode())
             except OSError:
                 pass  # the client gave up waiting; it never re-sends what may have gone out
 
-    def _forward(self, raw: bytes) -> dict[str, Any]:
+    def _forward(self, raw: bytes) -> KeeperReply:
         """The box's answer, or an error that says whether the request went out at all."""
-        from .context import exchange
+        from .keeper_channels import exchange
 
         sent = False
 
@@ -193,14 +207,19 @@ class Keeper:
             nonlocal sent
             sent = True
 
+        v = protocol.PROTOCOL_VERSION
         try:
-            req: dict[str, Any] = json.loads(raw)
-            out, err, status = exchange(self.conn, req["subsystem"], req.get("line"),
-                                        req.get("env"), timeout=KEEPER_EXCHANGE_TIMEOUT,
-                                        on_sent=mark_sent)
+            req = KeeperRequest.decode(raw)
+            if req.v > v:
+                # A newer lager found a keeper an older one left: it goes direct (and starts
+                # a keeper of its own version once this one has gone idle).
+                return KeeperReply(error=f"this connection keeper speaks protocol {v}, the "
+                                   f"client {req.v}", delivered=False, v=v)
+            out, err, status = exchange(self.conn, req.subsystem, req.line, req.env,
+                                        timeout=KEEPER_EXCHANGE_TIMEOUT, on_sent=mark_sent)
         except Exception as exc:  # noqa: BLE001 - reported to the client, which decides
-            return {"error": str(exc) or type(exc).__name__, "delivered": sent}
-        return {"out": out, "err": err, "status": status}
+            return KeeperReply(error=str(exc) or type(exc).__name__, delivered=sent, v=v)
+        return KeeperReply(out=out, err=err, status=status, v=v)
 
     def _handle(self, client: socket.socket) -> None:
         with self.lock:
@@ -226,6 +245,11 @@ class Keeper:
         server.settimeout(5.0)
         os.replace(tmp, self.path)  # atomic: a request never sees a half-made socket
         inode = os.stat(self.path).st_ino
+        from .keeper_channels import prime
+        from .keeper_stream import StreamServer
+
+        prime(self.conn)  # a channel opened ahead: the first request is one round trip too
+        streams = StreamServer(self.path, lambda: self.conn).start()  # consoles (issue 13)
         try:
             while self.conn.transport.is_active():
                 with self.lock:
@@ -239,6 +263,7 @@ class Keeper:
                     continue
                 threading.Thread(target=self._handle, args=(client,), daemon=True).start()
         finally:
+            streams.stop()
             server.close()
             try:
                 if os.stat(self.path).st_ino == inode:  # not a newer keeper's socket
@@ -254,6 +279,8 @@ def main() -> None:
     config = Config()
     try:
         box = config.box(sys.argv[1])
+        if _answers(socket_path(config, box)):
+            return  # a keeper (or an attached run) serves already: no login for nothing
         keeper = Keeper(config, box)
     except LagerError:
         sys.exit(1)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from lager.errors import ConnectionFailed
 
+from . import quick_keys
 from . import quick_ssh as q
 from .config import Box, Config, connect_timeout
 
@@ -93,6 +94,10 @@ class QuickChannel:
         self.transport.flush()
         while self.replies and not self.closed:
             self._dispatch(self.transport.read_packet())
+        if self.refused == ["pty-req"]:
+            # A `restrict` or `no-pty` key: the full path opens the channel again without a
+            # terminal and says so (client/console_client.py).
+            raise q.Unsupported("the box refused a terminal")
         if self.refused:
             raise ConnectionFailed(f"box {self.name} refused the {', '.join(self.refused)} "
                                    "request")
@@ -256,8 +261,8 @@ def open_channel(config: Config, box: Box, subsystem: str, *, first: str | None 
     """
     if not usable(box):
         raise q.Unsupported("the box is reached through ssh_config's proxies or certificates")
-    key, public_blob = q.load_ed25519(config.identity_path(box))
-    pinned = q.pinned_blob(config.pinned_line(box))
+    key, public_blob = quick_keys.load_ed25519(config.identity_path(box))
+    pinned = quick_keys.pinned_blob(config.pinned_line(box))
     timeout = connect_timeout(box)
     started = time.monotonic()
     try:

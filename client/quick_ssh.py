@@ -20,13 +20,11 @@ caller takes the full paramiko path, which does the same thing or says precisely
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import socket
 import struct
 import threading
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -39,6 +37,11 @@ HOST_KEY = b"ssh-ed25519"
 CIPHER = b"aes128-gcm@openssh.com"
 STRICT_C, STRICT_S = b"kex-strict-c-v00@openssh.com", b"kex-strict-s-v00@openssh.com"
 MAX_PACKET = 1 << 20  # the largest packet we accept; a box sends at most 256 KiB of data
+MAX_BEFORE_VERSION = 8192  # other lines a server may send before its version (RFC 4253 4.2)
+# AsyncSSH (the lager agent) uses a client's guessed key-exchange packet whenever the method
+# negotiated is the client's first choice; RFC 4253 7 (and OpenSSH) only when both sides list
+# the same method first. See Transport._guess_used.
+GUESS_TAKEN_BY = (b"SSH-2.0-AsyncSSH_",)
 
 # Message numbers (RFC 4250).
 DISCONNECT, IGNORE, UNIMPLEMENTED, DEBUG = 1, 2, 3, 4
@@ -55,6 +58,13 @@ class Unsupported(Exception):
 
 class Lost(ConnectionError):
     """The connection broke, or the box broke the protocol."""
+
+
+def printable(text: bytes, limit: int = 200) -> str:
+    """What a box says, fit for one line of our stderr: no control characters (a hostile box
+    must not drive the terminal with escape sequences), and not a page long."""
+    decoded = text.decode("utf-8", "replace")[:limit]
+    return "".join(c if c.isprintable() else "?" for c in decoded)
 
 
 # --- wire encoding ---
@@ -105,57 +115,7 @@ class Reader:
         return raw.split(b",") if raw else []
 
 
-# --- keys ---
-
-def load_ed25519(path: Path) -> tuple[Ed25519PrivateKey, bytes]:
-    """An unencrypted OpenSSH ed25519 private key and its public blob; Unsupported otherwise
-    (an encrypted key, or another type, goes the full way, which can ask or explain)."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Unsupported(f"identity {path}: {exc}") from None
-    begin, end = "-----BEGIN OPENSSH PRIVATE KEY-----", "-----END OPENSSH PRIVATE KEY-----"
-    if begin not in text or end not in text:
-        raise Unsupported("not an OpenSSH private key")
-    try:
-        raw = base64.b64decode("".join(text.split(begin, 1)[1].split(end, 1)[0].split()))
-    except ValueError:
-        raise Unsupported("unreadable private key") from None
-    magic = b"openssh-key-v1\0"
-    if not raw.startswith(magic):
-        raise Unsupported("not an openssh-key-v1 key")
-    try:
-        r = Reader(raw, len(magic))
-        if r.string() != b"none" or r.string() != b"none":
-            raise Unsupported("encrypted private key")
-        r.string()  # kdf options
-        if r.u32() != 1:
-            raise Unsupported("more than one key in the file")
-        public_blob = r.string()
-        private = Reader(r.string())
-        if private.u32() != private.u32():
-            raise Unsupported("damaged private key")
-        if private.string() != HOST_KEY:
-            raise Unsupported("not an ed25519 key")
-        private.string()  # the public key again
-        secret = private.string()
-    except Lost:
-        raise Unsupported("damaged private key") from None
-    if len(secret) != 64:
-        raise Unsupported("damaged private key")
-    return Ed25519PrivateKey.from_private_bytes(secret[:32]), public_blob
-
-
-def pinned_blob(pinned_line: str | None) -> bytes:
-    """The host key blob lager pinned for the box; only a plain ed25519 pin is ours to check."""
-    parts = (pinned_line or "").split()
-    if len(parts) < 3 or parts[1] != HOST_KEY.decode():
-        raise Unsupported("no plain ed25519 pin for this box")
-    try:
-        return base64.b64decode(parts[2])
-    except ValueError:
-        raise Unsupported("unreadable pin") from None
-
+# --- the host key ---
 
 def _verify_host(blob: bytes, pinned: bytes, signature: bytes, exchange_hash: bytes) -> None:
     if blob != pinned:
@@ -205,6 +165,10 @@ class Transport:
         self.session_id = b""
         self.strict = False
         self.server_version = b""
+        # Until the first NEWKEYS: strict kex (OpenSSH's PROTOCOL, the Terrapin fix) allows no
+        # IGNORE, DEBUG or UNIMPLEMENTED there, and the box's KEXINIT must come first.
+        self.first_kex = True
+        self.skipped_in_first_kex = 0
 
     # --- packets ---
 
@@ -264,9 +228,11 @@ class Transport:
         while True:
             self._fill(4)
             (length,) = struct.unpack_from(">I", self.inbuf)
-            if not 5 <= length <= MAX_PACKET:
-                raise Lost(f"bad packet length {length}")
             keys = self.recv_keys
+            # RFC 4253 6 and RFC 5647 7.2: whole cipher blocks (GCM leaves the length out).
+            whole_blocks = length % 16 == 0 if keys else (4 + length) % 8 == 0
+            if not 5 <= length <= MAX_PACKET or not whole_blocks:
+                raise Lost(f"bad packet length {length}")
             total = 4 + length + (16 if keys else 0)
             self._fill(total)
             raw = bytes(self.inbuf[:total])
@@ -280,13 +246,19 @@ class Transport:
                     raise Lost("a packet failed its integrity check") from None
             self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
             pad = body[0]
+            if pad < 4:
+                raise Lost("bad packet padding")
             payload = body[1:len(body) - pad]
             if not payload:
                 raise Lost("empty packet")
             if payload[0] in (IGNORE, DEBUG, UNIMPLEMENTED):
+                if self.first_kex:
+                    self.skipped_in_first_kex += 1
+                    if self.strict:
+                        raise Lost("the box broke strict key exchange")
                 continue
             if payload[0] == DISCONNECT:
-                reason = Reader(payload, 5).string().decode("utf-8", "replace")
+                reason = printable(Reader(payload, 5).string())
                 raise Lost(f"the box disconnected: {reason}")
             return payload
 
@@ -324,16 +296,18 @@ class Transport:
                 raise Unsupported(f"unexpected message {kind} during auth")
 
     def _read_version(self) -> bytes:
+        skipped = 0
         while True:
             self._fill(1)
             end = self.inbuf.find(b"\n")
-            if end < 0:
-                if len(self.inbuf) > 8192:
+            if end < 0 or skipped + end > MAX_BEFORE_VERSION:
+                if skipped + len(self.inbuf) > MAX_BEFORE_VERSION:
                     raise Unsupported("no SSH version line")
                 self._fill(len(self.inbuf) + 1)
                 continue
             line = bytes(self.inbuf[:end]).rstrip(b"\r")
             del self.inbuf[:end + 1]
+            skipped += end + 1
             if line.startswith(b"SSH-"):
                 if not line.startswith(b"SSH-2.0-"):
                     raise Unsupported("not SSH 2")
@@ -355,6 +329,11 @@ class Transport:
                 raise Unsupported("the box did not start the key exchange")
             first_kex = not self.session_id
             self._check_algorithms(theirs, first_kex)
+            if not self._guess_used(theirs, version):
+                # The box drops our guessed ECDH_INIT and waits for another: take the way
+                # that does not guess (mid-session, there is none: the connection is lost).
+                why = "the box would ignore the key-exchange guess"
+                raise Unsupported(why) if first_kex else Lost(why)
             reply = self.read_packet()
             if reply[0] != KEX_ECDH_REPLY:
                 raise Unsupported("unexpected key exchange reply")
@@ -380,6 +359,7 @@ class Transport:
             self.recv_keys = self._derive(k, digest, b"B", b"D")
             if self.strict:
                 self.recv_seq = 0
+            self.first_kex = False
             return version
 
     def _check_algorithms(self, theirs: bytes, first_kex: bool) -> None:
@@ -390,6 +370,18 @@ class Transport:
             raise Unsupported("the box offers none of the quick client's algorithms")
         if first_kex:
             self.strict = STRICT_S in kex
+            if self.strict and self.skipped_in_first_kex:
+                raise Lost("the box broke strict key exchange")
+
+    @staticmethod
+    def _guess_used(theirs: bytes, version: bytes) -> bool:
+        """Whether the box takes the ECDH_INIT we sent before seeing its KEXINIT. RFC 4253 7:
+        when both first-listed kex and host key algorithms match ours. AsyncSSH also when it
+        negotiated our first choice, which it did if we got here."""
+        r = Reader(theirs, 17)
+        kex, host_keys = r.names(), r.names()
+        rfc_match = kex[:1] == [KEX] and host_keys[:1] == [HOST_KEY]
+        return rfc_match or version.startswith(GUESS_TAKEN_BY)
 
     def _derive(self, k: bytes, digest: bytes, iv_letter: bytes, key_letter: bytes) -> _Keys:
         def material(letter: bytes) -> bytes:

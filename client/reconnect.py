@@ -13,9 +13,16 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import ConnectionFailed, LagerError
 
+from .chan_io import read_to_end
+
 if TYPE_CHECKING:
     from .context import LagerContext
     from .ssh import BoxConnection
+
+
+# An attach channel's env that asks for the framed form with events (its first line keeps the
+# form OpenSSH users type).
+EVENTS_ENV = {protocol.ENV_PROTOCOL: str(protocol.PROTOCOL_VERSION)}
 
 
 def new_client_ref() -> str:
@@ -42,7 +49,7 @@ class Reattacher:
             raise ConnectionFailed(str(exc) or type(exc).__name__) from None
         try:
             run_id = self.run_id or self._find(conn)
-            chan = conn.open(protocol.SUB_ATTACH)
+            chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
             chan.sendall(f"{run_id} {stdout_bytes} {stderr_bytes}\n".encode())
         except Exception as exc:  # a box that is still going away: a retry
             conn.close()
@@ -68,7 +75,7 @@ class Reattacher:
     def _find(self, conn: BoxConnection) -> str:
         chan = conn.open(protocol.SUB_LIST)
         chan.shutdown_write()
-        data = b"".join(iter(lambda: chan.recv(65536), b""))
+        data = read_to_end(chan.recv)
         for row in json.loads(data or b"[]"):
             if self.client_ref and row.get("client_ref") == self.client_ref:
                 self.run_id = str(row["id"])

@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import click
 
 from lager import protocol
-from lager.errors import ConnectionFailed, RemoteError
+from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
+from lager.protocol.channel import FileEntry, RunHeader
 
 from .context import LagerContext, read_all
 from .follow import Follower
-from .reconnect import Reattacher, new_client_ref
+from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
+from .run_stream import OnEvent
 from .upload import Upload
+
+if TYPE_CHECKING:
+    from .ssh import BoxConnection
 
 _CHUNK = 256 * 1024
 
@@ -33,14 +39,21 @@ class RunRequest:
     pause_on_failure: bool = False
     safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     downloads: list[str] = field(default_factory=list)  # fetched once the run has ended
+    # Shared boxes: who is asking, in words (shown by the box, never trusted); how long to
+    # queue for a reserved box (None: refused at once); the queue's grant once it came.
+    label: str = ""
+    wait: float | None = None
+    ticket: str | None = None
 
     def header(self, box_name: str) -> bytes:
-        head = {"script": self.upload.display_name, "main": self.upload.main,
-                "args": self.args, "env": self.env, "timeout": self.timeout,
-                "detach": self.detach, "box": box_name, "files": self.upload.header_files(),
-                "stop_on_disconnect": self.stop_on_disconnect, "client_ref": self.client_ref,
-                "pause_on_failure": self.pause_on_failure, "safe_state": self.safe_state}
-        return (json.dumps(head) + "\n").encode()
+        return RunHeader(
+            script=self.upload.display_name, main=self.upload.main, args=self.args,
+            env=self.env, timeout=self.timeout, detach=self.detach, box=box_name,
+            files=[FileEntry.from_dict(f) for f in self.upload.header_files()],
+            stop_on_disconnect=self.stop_on_disconnect, client_ref=self.client_ref,
+            pause_on_failure=self.pause_on_failure, safe_state=self.safe_state,
+            v=protocol.PROTOCOL_VERSION, events=not self.detach, label=self.label,
+            ticket=self.ticket).encode()
 
 
 def _send_upload(chan: object, request: RunRequest, box_name: str) -> None:
@@ -56,46 +69,77 @@ def _commands_hint(box: str, run_id: str) -> str:
             f"kill:     lager python --kill {run_id} --box {box}")
 
 
-def run_script(obj: LagerContext, request: RunRequest) -> int:
+def run_script(obj: LagerContext, request: RunRequest, *, on_event: OnEvent | None = None,
+               show_banners: bool = True) -> int:
+    """Run and follow a script; on_event and show_banners go to the Follower (its docs)."""
     box = obj.box()
     with obj.connect() as conn:
-        chan = conn.open(protocol.SUB_RUN)
+        queue = None
+        if request.wait is not None:  # CI or --wait: stand in the box's queue first
+            from .reservation_wait import wait_turn
+
+            request.ticket, queue = wait_turn(conn, box.name, request.label, request.wait)
         try:
-            _send_upload(chan, request, box.name)
-        except OSError as exc:
-            raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
-        if request.detach:
-            out, err = read_all(chan)
-            if chan.recv_exit_status() != 0:
-                raise RemoteError(err.strip() or "the box refused the run")
-            for line in err.splitlines():
-                click.echo(line, err=True)
-            started = json.loads(out)
-            click.echo(f"started run {started['id']} (detached)")
-            click.echo(_commands_hint(box.name, started["short_id"]))
-            return 0
-        again = Reattacher(obj, client_ref=request.client_ref)
-        follower = Follower(chan, box.name, stops_run=True, reconnect=again)
-        try:
-            status = follower.run()
-            if request.downloads and not follower.left:
-                _download(obj, again.run_id_now(), request.downloads)
-            return status
+            return _start(obj, conn, request, on_event, show_banners)
         finally:
-            again.close()
+            if queue is not None:
+                queue.close()
 
 
-def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None) -> int:
+def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
+           on_event: OnEvent | None, show_banners: bool) -> int:
+    box = obj.box()
+    chan = conn.open(protocol.SUB_RUN)
+    try:
+        _send_upload(chan, request, box.name)
+    except OSError as exc:
+        if chan.exit_status_ready():  # the box refused the run before taking all of it
+            raise refusal("run", read_all(chan)[1], chan.recv_exit_status()) from None
+        raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
+    if request.detach:
+        out, err = read_all(chan)
+        status = chan.recv_exit_status()
+        if status == protocol.EXIT_RESERVED:
+            raise Reserved(err.strip() or "the box is reserved")
+        if status != 0:
+            raise RemoteError(err.strip() or "the box refused the run")
+        for line in err.splitlines():
+            click.echo(line, err=True)
+        started = json.loads(out)
+        click.echo(f"started run {started['id']} (detached)")
+        click.echo(_commands_hint(box.name, started["short_id"]))
+        return 0
+    again = Reattacher(obj, client_ref=request.client_ref)
+    follower = Follower(chan, box.name, stops_run=True, reconnect=again,
+                        on_event=on_event, show_banners=show_banners)
+    from . import run_keeper  # issue 13: this run serves the other terminals' requests
+    serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn)
+    try:
+        status = follower.run()
+        if request.downloads and not follower.left:
+            _download(obj, again.run_id_now(), request.downloads)
+        return status
+    finally:
+        run_keeper.stop(serving)
+        again.close()
+
+
+def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None, *,
+             on_event: OnEvent | None = None, show_banners: bool = True) -> int:
     box = obj.box()
     with obj.connect() as conn:
-        chan = conn.open(protocol.SUB_ATTACH)
+        chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)
-        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again)
+        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again,
+                            on_event=on_event, show_banners=show_banners)
+        from . import run_keeper  # issue 13: this run serves the other terminals' requests
+        serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn)
         try:
             status = follower.run()
         finally:
+            run_keeper.stop(serving)
             again.close()
     if downloads and not follower.left:
         _download(obj, run_id, downloads)

@@ -35,7 +35,8 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started_at"]))
         who = row["started_by"]
         owner = f"{who.get('key') or who.get('user')} {who.get('fingerprint')}"
-        extra = describe_resume(row)
+        extra = "; ".join(x for x in (f"fleet {row['fleet']}" if row.get("fleet") else "",
+                                      describe_resume(row)) if x)
         lines.append(f"{row['short_id']:<8} {row['script']:<20} {describe_state(row):<48} "
                      f"{owner}  {started}" + (f"  ({extra})" if extra else ""))
     return "\n".join(lines)

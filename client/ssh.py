@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .identities import Offer
 
 # Throughput depends on packet size and cipher (DESIGN.md): 256 KiB packets, AES-GCM first.
-MAX_PACKET, WINDOW = protocol.MAX_PACKET, protocol.WINDOW  # one figure for both ends
+MAX_PACKET = protocol.MAX_PACKET  # one figure for both ends
+WINDOW = protocol.CLIENT_WINDOW  # what we take in; the box's own window is protocol.WINDOW
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 # Boxes (and sshd) cut a connection off after six refused keys; offering more only gets it cut.
 MAX_AUTH_TRIES = 6
@@ -142,6 +143,30 @@ def _transport_class() -> Any:
         certificate)."""
 
         certs_first = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._service_accepted = threading.Event()
+            super().__init__(*args, **kwargs)
+
+        def _parse_service_accept(self, m: Any) -> None:
+            super()._parse_service_accept(m)
+            self._service_accepted.set()
+
+        def ensure_session(self) -> None:
+            """paramiko asks for ssh-userauth, then polls for the answer in 0.1 s sleeps: every
+            full connection waited up to 100 ms for an answer that took a round trip (issue
+            13). The same request, woken by the answer itself."""
+            if self.active and self.initial_kex_done and not self._service_userauth_accepted:
+                m = paramiko.Message()
+                m.add_byte(paramiko.common.cMSG_SERVICE_REQUEST)
+                m.add_string("ssh-userauth")
+                self._send_message(m)
+                while not self._service_accepted.wait(0.1) and self.active:
+                    pass
+                if self._service_userauth_accepted:
+                    self.auth_handler = self.get_auth_handler()
+                    return
+            super().ensure_session()  # says what is wrong (a transport that is gone)
 
         def get_auth_handler(self) -> Any:
             return AuthHandler(self)

@@ -7,12 +7,12 @@ queue is full, which is what backpressures the box), except after Ctrl-C: from t
 reader cannot take is dropped and counted, as a terminal flushes its output queue on ^C.
 
 The countdown is one status line under the banner, redrawn in place once a second; it is only
-drawn when stderr is a terminal, never into pipes or CI logs.
+drawn when stderr is a terminal, never into pipes or CI logs. Its deadline comes from the box's
+pause notice (`event`), never from the banner's text.
 """
 from __future__ import annotations
 
 import os
-import re
 import select
 import sys
 import threading
@@ -21,8 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
-_BANNER_TIMEOUT = re.compile(rb"^    auto-resume in ([0-9.e+]+)s$", re.M)
-_RESUMED = re.compile(rb"^=== (resumed|auto-resumed after)", re.M)
+from lager.protocol.events import Event, PauseNotice, ResumeNotice
 
 HIGH_WATER = 1 << 20  # bytes queued on a stream above which the loop stops reading the box
 # After Ctrl-C, bytes kept for a reader that is not keeping up; stderr (the script's last words,
@@ -105,6 +104,13 @@ class RunOutput:
             target.queued += len(data)
             self._more.notify_all()
 
+    def event(self, event: Event) -> None:
+        """A pause notice starts the countdown (when it has a deadline); a resume ends it."""
+        if isinstance(event, PauseNotice):
+            self._deadline = event.deadline_monotonic()
+        elif isinstance(event, ResumeNotice):
+            self._deadline = None
+
     def notice(self, text: str) -> None:
         """A line from lager itself: never dropped."""
         self.write(2, f"lager: {text}\n".encode(), keep=True)
@@ -177,15 +183,6 @@ class RunOutput:
             self._clear_status()
             write_all(stream.out, data)
             self._at_line_start = data.endswith(b"\n")
-            if stream.number == 2 and self.countdown:
-                self._watch(data)
-
-    def _watch(self, data: bytes) -> None:
-        if _RESUMED.search(data):
-            self._deadline = None
-        match = _BANNER_TIMEOUT.search(data)
-        if match:
-            self._deadline = time.monotonic() + float(match.group(1))
 
     def _clear_status(self) -> None:
         if self._status_shown:

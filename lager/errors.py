@@ -2,6 +2,8 @@
 the CLI prints its message as one line (a traceback only with --debug)."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class LagerError(Exception):
     exit_code = 1
@@ -43,6 +45,24 @@ class NotPaused(LagerError):
 
 class RemoteError(LagerError):
     """The box refused a request and said why (the message is the box's one line)."""
+
+
+class Reserved(RemoteError):
+    """The box is reserved by another identity: its own exit code (75, EX_TEMPFAIL), so CI and
+    the fleet tell "try later" from a failure."""
+
+    exit_code = 75
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}  # who holds the box, for programs (the fleet)
+
+
+def refusal(what: str, err: str, status: int) -> RemoteError:
+    """A box's refusal (its stderr line and exit status) as the error to raise."""
+    if status == Reserved.exit_code:
+        return Reserved(err.strip() or "the box is reserved")
+    return RemoteError(err.strip() or f"{what} failed with status {status}")
 
 
 class NetError(LagerError):

@@ -464,7 +464,9 @@ pause("one", timeout=0)
 pause("two", timeout=0)
 print("done", flush=True)
 """)
+    laptop.env["LAGER_MUX"] = "0"  # the run does not serve as keeper: a keeper process does
     run = start_run(laptop, script)
+    del laptop.env["LAGER_MUX"]
     ident = run.banner_id()
     assert laptop.run("python", "--list").returncode == 0  # leaves a keeper behind
     wait_for(lambda: list((laptop.config_dir / "mux").glob("*.sock")), 20,

@@ -713,31 +713,38 @@ def test_stop_on_disconnect_reaches_the_run_header(tmp_path: Path,
     assert header(["-d", str(script)])["stop_on_disconnect"] is False  # a detached run: never
 
 
-def test_kill_all_stops_only_your_runs(box: Client, tmp_path: Path) -> None:
-    other = make_client(tmp_path / "other-laptop", box.agent)
-    sleeper = write_script(tmp_path, "sleeper.py", "import time\ntime.sleep(120)\n")
-    mine = box.run("python", "-d", str(sleeper)).stdout.split()[2]
-    theirs = other.run("python", "-d", str(sleeper)).stdout.split()[2]
+def test_kill_all_stops_only_your_runs(tmp_path: Path) -> None:
+    # Two keys' runs at once need a box without reservations (#19): with them, the box
+    # refuses the second key's run while the first one's lives.
+    agent = start_agent(tmp_path / "state", "--reservations", "off")
+    try:
+        box = make_client(tmp_path / "laptop", agent)
+        other = make_client(tmp_path / "other-laptop", box.agent)
+        sleeper = write_script(tmp_path, "sleeper.py", "import time\ntime.sleep(120)\n")
+        mine = box.run("python", "-d", str(sleeper)).stdout.split()[2]
+        theirs = other.run("python", "-d", str(sleeper)).stdout.split()[2]
 
-    def state(run_id: str) -> str:
-        rows = json.loads(box.run("python", "--list", "--json").stdout)
-        return next(r["state"] for r in rows if r["id"] == run_id)
+        def state(run_id: str) -> str:
+            rows = json.loads(box.run("python", "--list", "--json").stdout)
+            return next(r["state"] for r in rows if r["id"] == run_id)
 
-    code, text = _on_a_terminal(box, ["python", "--kill-all"], b"n\n")
-    assert code == 1 and "Stop these 1 run(s)" in text and state(mine) == "running"
-    killed = box.run("python", "--kill-all", "--yes")
-    assert killed.returncode == 0 and killed.stdout.startswith(f"stopping run {mine[:4]}")
-    assert "1 run of other keys left alone; --any-owner stops them too" in killed.stderr
-    wait_for(lambda: state(mine) == "exited", what="my run to stop")
-    assert state(theirs) == "running"
-    assert box.run("python", "--kill-all").stdout.startswith("no runs of yours to stop")
-    everyone = json.loads(box.run("python", "--kill-all", "--any-owner", "--yes",
-                                  "--json").stdout)
-    assert [r["id"] for r in everyone] == [theirs] and everyone[0]["ok"] is True
-    wait_for(lambda: state(theirs) == "exited", what="their run to stop")
-    rows = {r["id"]: r for r in json.loads(box.run("python", "--list", "--json").stdout)}
-    assert rows[mine]["exit_code"] == rows[theirs]["exit_code"] == 130  # SIGINT, as --kill
+        code, text = _on_a_terminal(box, ["python", "--kill-all"], b"n\n")
+        assert code == 1 and "Stop these 1 run(s)" in text and state(mine) == "running"
+        killed = box.run("python", "--kill-all", "--yes")
+        assert killed.returncode == 0 and killed.stdout.startswith(f"stopping run {mine[:4]}")
+        assert "1 run of other keys left alone; --any-owner stops them too" in killed.stderr
+        wait_for(lambda: state(mine) == "exited", what="my run to stop")
+        assert state(theirs) == "running"
+        assert box.run("python", "--kill-all").stdout.startswith("no runs of yours to stop")
+        everyone = json.loads(box.run("python", "--kill-all", "--any-owner", "--yes",
+                                      "--json").stdout)
+        assert [r["id"] for r in everyone] == [theirs] and everyone[0]["ok"] is True
+        wait_for(lambda: state(theirs) == "exited", what="their run to stop")
+        rows = {r["id"]: r for r in json.loads(box.run("python", "--list", "--json").stdout)}
+        assert rows[mine]["exit_code"] == rows[theirs]["exit_code"] == 130  # SIGINT, as --kill
 
+    finally:
+        agent.stop()
 
 def test_boxes_add_and_delete_real_spellings(box: Client) -> None:
     added = box.run("boxes", "add", "--name", "again", "--ip", box.agent.host, "--port",

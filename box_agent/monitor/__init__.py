@@ -21,10 +21,11 @@ script's env, cwd anywhere. IDENTITY is `UID:GID:GROUP,...` to drop to (box_agen
 or `-`. MONITOR_DIR (0700, the agent's) holds the log, `status.json` once the script has exited,
 and `sock`, where a new agent connects.
 
-Messages (one JSON object per SOCK_SEQPACKET datagram, `lager.protocol`):
-- monitor -> agent: hello {pid, end, pause, paused_at} on every connection; output {end};
-  script {body, at} (a message from the script's link); link_closed; exit {status, end};
-  failed {error} (the script could not start).
+Messages (one JSON object per SOCK_SEQPACKET datagram, typed in `lager.protocol.link`):
+- monitor -> agent: hello {pid, end, pause, paused_at, banner_at} on every connection; output
+  {end}; script {body, at, banner_at} (a message from the script's link); link_closed; exit
+  {status, end}; failed {error} (the script could not start).
 - agent -> monitor: signal {sig}; window {until: offset or null}; to_script {body} with any
   file descriptors (a console's socket) as SCM_RIGHTS.
+- monitor -> script: placed {seq}, once it has put the banner the script sent on stderr.
 """

@@ -10,9 +10,26 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 from lager import protocol
+from lager.protocol.codec import Message, ProtocolError
+from lager.protocol.link import (
+    BannerAt,
+    BannerPlaced,
+    FromScript,
+    LinkClosed,
+    MonitorExit,
+    MonitorFailed,
+    MonitorHello,
+    MonitorOutput,
+    PauseMsg,
+    ResumedMsg,
+    SignalScript,
+    ToScript,
+    Window,
+    decode_from_agent,
+    decode_from_script,
+)
 
 from ..runlog import STDERR, STDOUT, LogWriter
 from .process import IGNORED, PR_SET_CHILD_SUBREAPER, ScriptProcess, prctl
@@ -48,8 +65,9 @@ class Monitor:
         self.agentless_until: float | None = None  # when the window lapses with no agent
         self.outstanding = False  # an `output` sent that no `window` has answered yet
         self.acked_end = 0  # the log offset the agent has taken in
-        self.pause: dict[str, Any] | None = None  # the script's current pause, for a new agent
+        self.pause: PauseMsg | None = None  # the script's current pause, for a new agent
         self.paused_at = 0.0
+        self.banner_at: BannerAt | None = None  # where its banner lies in the run's stderr
         self.pipes: dict[int, int] = {}  # read end -> stream
         self.wake_r, self.wake_w = os.pipe()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -85,7 +103,7 @@ class Monitor:
             self.script = ScriptProcess(self.argv, env, [script_link.fileno(), err_copy],
                                         out_w, err_w, self.identity, self.workdir)
         except OSError as exc:
-            self._tell({"op": "failed", "error": f"cannot start the script: {exc}"})
+            self._tell(MonitorFailed(error=f"cannot start the script: {exc}"))
             raise SystemExit(127) from None
         finally:
             for fd in (out_w, err_w, err_copy):
@@ -97,8 +115,8 @@ class Monitor:
     def _hello(self) -> None:
         assert self.script is not None
         self.outstanding, self.acked_end = False, self.log.end
-        self._tell({"op": "hello", "pid": self.script.pid, "end": self.log.end,
-                    "pause": self.pause, "paused_at": self.paused_at})
+        self._tell(MonitorHello(pid=self.script.pid, end=self.log.end, pause=self.pause,
+                                paused_at=self.paused_at, banner_at=self.banner_at))
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -112,7 +130,7 @@ class Monitor:
         _write_atomically(self.monitor_dir / STATUS_FILE,
                           json.dumps({"status": status, "ended_at": time.time(),
                                       "end": self.log.end}))
-        self._tell({"op": "exit", "status": status, "end": self.log.end})
+        self._tell(MonitorExit(status=status, end=self.log.end))
         self._linger()
         return status
 
@@ -187,7 +205,7 @@ class Monitor:
         script cannot fill the agent's socket, and a slow agent never blocks us."""
         if self.agent is not None and not self.outstanding and self.log.end > self.acked_end:
             self.outstanding = True
-            self._tell({"op": "output", "end": self.log.end})
+            self._tell(MonitorOutput(end=self.log.end))
 
     def _drain(self, fd: int) -> bool:
         try:
@@ -225,29 +243,27 @@ class Monitor:
             self._agent_gone()
             return
         try:
-            msg = protocol.decode_msg(data)
-            self._agent_says(msg, fds)
-        except (ValueError, KeyError, TypeError):
+            self._agent_says(decode_from_agent(data), fds)
+        except (ProtocolError, ValueError):
             pass  # only an agent reaches this socket; what we don't know changes nothing
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _agent_says(self, msg: dict[str, Any], fds: list[int]) -> None:
-        op = msg.get("op")
-        if op == "signal" and self.script is not None:
-            self.script.signal(signal.Signals(int(msg["sig"])))
-        elif op == "window":  # also the answer to our last `output`
-            until = msg.get("until")
-            self.window = None if until is None else int(until)
-            self.acked_end = max(self.acked_end, int(msg.get("seen", self.acked_end)))
+    def _agent_says(self, msg: Message, fds: list[int]) -> None:
+        if isinstance(msg, SignalScript) and self.script is not None:
+            self.script.signal(signal.Signals(msg.sig))
+        elif isinstance(msg, Window):  # also the answer to our last `output`
+            self.window = msg.until
+            self.acked_end = max(self.acked_end, msg.seen if msg.seen is not None
+                                 else self.acked_end)
             self.outstanding = False
-        elif op == "to_script" and self.link is not None:
-            body = msg["body"]
-            if body.get("op") == "resume" and self.pause and body.get("seq") == self.pause["seq"]:
-                self.pause = None
+        elif isinstance(msg, ToScript) and self.link is not None:
+            body = msg.body
+            if body.get("op") == "resume" and self.pause and body.get("seq") == self.pause.seq:
+                self.pause, self.banner_at = None, None
             try:
-                self.link.sendmsg([protocol.encode_msg(body)],
+                self.link.sendmsg([ToScript.encode_body(body)],
                                   [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                     array.array("i", fds))] if fds else [])
             except OSError:
@@ -261,11 +277,11 @@ class Monitor:
         if self.window is not None:  # nobody to wait for, after the grace: the log's own
             self.agentless_until = time.monotonic() + AGENTLESS_GRACE  # limit bounds the disk
 
-    def _tell(self, msg: dict[str, Any]) -> None:
+    def _tell(self, msg: Message) -> None:
         if self.agent is None:
             return
         try:
-            self.agent.send(protocol.encode_msg(msg))
+            self.agent.send(msg.encode())
         except OSError:
             self._agent_gone()
 
@@ -282,16 +298,42 @@ class Monitor:
         if not data:
             self.link.close()
             self.link = None
-            self.pause = None
-            self._tell({"op": "link_closed"})
+            self.pause, self.banner_at = None, None
+            self._tell(LinkClosed())
             return
         try:
-            body = protocol.decode_msg(data)
-        except ValueError:
+            body = decode_from_script(data)
+        except ProtocolError:
             return
-        if body.get("op") == "pause":
-            self.pause, self.paused_at = body, time.time()
-        self._tell({"op": "script", "body": body, "at": self.paused_at})
+        banner_at = self._put_banner(body.banner) if body.banner else None
+        if body.banner:
+            try:
+                self.link.send(BannerPlaced(seq=body.seq).encode())
+            except OSError:
+                pass  # the script is gone; its exit is on its way
+        if isinstance(body, PauseMsg):
+            self.pause, self.paused_at, self.banner_at = body, time.time(), banner_at
+        elif isinstance(body, ResumedMsg) and self.pause and self.pause.seq == body.seq:
+            self.pause, self.banner_at = None, None
+        self._tell(FromScript(body=body.to_dict(), at=self.paused_at, banner_at=banner_at))
+
+    def _put_banner(self, text: str) -> BannerAt | None:
+        """The script's banner on its stderr, after everything it wrote before sending it
+        (already in our pipes: a pipe write is done when it returns). Returns its range."""
+        for fd in list(self.pipes):
+            # Non-blocking from now on: the loop's poll result, taken before this drain, may
+            # still call a pipe ready that we have just emptied (_drain takes EAGAIN).
+            os.set_blocking(fd, False)
+            for _ in range(4):  # bounded: a thread that never stops printing can't hold us
+                if not self._drain(fd):
+                    break
+        data = text.encode("utf-8", "replace")
+        start = self.log.totals[STDERR]
+        try:
+            self.log.append(STDERR, data)
+        except OSError:
+            return None  # a full disk loses the banner as it would the script's own line
+        return [start, start + len(data)]
 
 
 def _fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:

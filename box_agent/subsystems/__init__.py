@@ -10,6 +10,7 @@ from .console import handle_console
 from .control import handle_continue, handle_kill, handle_list
 from .files import handle_download
 from .nets import handle_nets
+from .reservation import handle_reservation
 from .run import handle_attach, handle_run
 
 Handler = Callable[[Context], Awaitable[None]]
@@ -23,6 +24,7 @@ HANDLERS: dict[str, Handler] = {
     protocol.SUB_LIST: handle_list,
     protocol.SUB_NETS: handle_nets,
     protocol.SUB_DOWNLOAD: handle_download,
+    protocol.SUB_RESERVATION: handle_reservation,
 }
 # The one list of subsystems: what the handlers serve.
 SUBSYSTEMS = tuple(HANDLERS)

@@ -12,11 +12,26 @@ import asyncssh
 
 from lager import protocol
 from lager.errors import LagerError
+from lager.protocol.events import NOTICE, record
 
+from ..reservations import Reservations
 from ..runs import Caller, Run, Supervisor
 
 log = logging.getLogger("lager-box.subsystems")
 _LINE_END = re.compile(rb"\r\n|\n|\r")
+
+
+@dataclass(frozen=True)
+class WindowChange:
+    cols: int
+    rows: int
+
+
+class Interrupt:
+    """A break or a signal from the client: Ctrl-C, whichever way the client sent it."""
+
+
+INTERRUPT = Interrupt()
 
 
 @dataclass
@@ -25,7 +40,9 @@ class Context:
     supervisor: Supervisor
     caller: Caller
     env: dict[str, str]  # whitelisted channel env
+    reservations: Reservations  # asked before every change and every new run
     pending: bytes = b""  # read past the end of a line; the next read returns it first
+    framed: bool = False  # a run channel in the framed form: notices go as records too
 
     def write_line(self, text: str) -> None:
         self.process.stdout.write((text + "\n").encode())
@@ -35,19 +52,34 @@ class Context:
 
     def notice(self, text: str) -> None:
         """A line from lager itself (not the script) on the channel's stderr."""
-        self.process.stderr.write(f"lager: {text}\n".encode())
+        data = f"lager: {text}\n".encode()
+        if self.framed:
+            self.process.stdout.write(record(NOTICE, data) + data)
+        else:
+            self.process.stderr.write(data)
 
-    async def read(self, size: int) -> bytes:
-        """Up to size bytes of the channel's stdin, b"" at EOF."""
+    async def read_input(self, size: int) -> bytes | WindowChange | Interrupt:
+        """The one reader of a channel's stdin: up to size bytes (b"" at EOF), or what the
+        client did instead of sending data: a window change, or a break or signal (Ctrl-C,
+        however the client sent it). asyncssh raises those from read(); unhandled, a window
+        change would drop the whole connection."""
         if self.pending:
             data, self.pending = self.pending[:size], self.pending[size:]
             return data
+        try:
+            return await self.process.stdin.read(size)
+        except asyncssh.TerminalSizeChanged as change:
+            return WindowChange(change.width, change.height)
+        except (asyncssh.BreakReceived, asyncssh.SignalReceived):
+            return INTERRUPT
+
+    async def read(self, size: int) -> bytes:
+        """Up to size bytes of the channel's stdin, b"" at EOF. A request being read has no
+        console to interrupt or to size yet: those are passed over."""
         while True:
-            try:
-                return await self.process.stdin.read(size)
-            except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived,
-                    asyncssh.SignalReceived):
-                continue
+            got = await self.read_input(size)
+            if isinstance(got, bytes):
+                return got
 
     async def read_line(self, limit: int, what: str) -> bytes:
         """Read one line (ended by LF, or CR from a terminal) without ever buffering more

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncssh
-
 from lager.console import wire
 
-from .common import Context
+from .common import Context, Interrupt, WindowChange
 
 
 async def handle_console(ctx: Context) -> None:
     run = await ctx.run_from_request()
     link = run.paused_link()
+    ctx.reservations.operated(ctx.caller, "console", run)
     pty = ctx.process.get_terminal_type() is not None
     cols, rows = wire.clamp_size(*ctx.process.get_terminal_size()[:2]) if pty else \
         (wire.DEFAULT_COLS, wire.DEFAULT_ROWS)
@@ -27,25 +26,21 @@ async def handle_console(ctx: Context) -> None:
         writer.write(wire.window(cols, rows))
 
     async def upstream() -> None:
-        """Client keystrokes to the console; EOF from the client becomes EOF to the console."""
+        """Client keystrokes to the console; EOF from the client becomes EOF to the console.
+        Lines sent right behind the id line come first (the reader holds them)."""
         try:
-            if ctx.pending:  # lines sent right behind the id line
-                writer.write(wire.data(ctx.pending))
-                ctx.pending = b""
             while await relay_one():
                 await writer.drain()
         except (ConnectionError, OSError):
             return  # the script closed the console (resume, exit()): downstream ends it
 
     async def relay_one() -> bool:
-        try:
-            data = await ctx.process.stdin.read(65536)
-        except asyncssh.TerminalSizeChanged as change:
-            # Unhandled, asyncssh would drop the whole connection.
-            writer.write(wire.window(change.width, change.height))
+        data = await ctx.read_input(65536)
+        if isinstance(data, WindowChange):
+            writer.write(wire.window(data.cols, data.rows))
             return True
-        except (asyncssh.BreakReceived, asyncssh.SignalReceived):
-            writer.write(wire.interrupt())  # a break or a signal from the client: Ctrl-C
+        if isinstance(data, Interrupt):
+            writer.write(wire.interrupt())
             return True
         if not data:
             if writer.can_write_eof():

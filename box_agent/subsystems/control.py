@@ -30,6 +30,7 @@ async def handle_continue(ctx: Context) -> None:
     if seq is not None and current.seq != seq:
         raise LagerError(f"run {protocol.short_id(run.id)} is at pause {current.seq}, "
                          f"not {seq}: pause {seq} has not been reached")
+    ctx.reservations.operated(ctx.caller, "continue", run)
     pause = run.paused_link().resume("continue", ctx.caller.describe())
     label = f' "{pause.label}"' if pause.label else ""
     ctx.write_line(f"resumed run {protocol.short_id(run.id)} at breakpoint{label} "
@@ -62,6 +63,7 @@ async def handle_kill(ctx: Context) -> None:
     if run.done.is_set():
         raise LagerError(f"run {protocol.short_id(run.id)} already exited "
                          f"with code {run.exit_status}")
+    ctx.reservations.operated(ctx.caller, "kill", run)
     if len(words) == 2:
         sig = _parse_signal(words[1])
         run.signal_group(sig)

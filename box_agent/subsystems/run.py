@@ -1,15 +1,15 @@
 """`run` starts a script and streams it; `attach` (--reattach) joins a run already going.
 
-Channel protocol of `run`: one JSON header line (see `parse_header`), then the bytes of each
-file it lists, in order. After that the client may send JSON control lines: {"op": "enter"}
-(resume a pause, counted only while paused) and {"op": "signal", "name": "INT"}.
-Script stdout is the channel's stdout, script stderr its stderr, the exit code its exit status.
+Channel protocol of `run` (lager.protocol.channel): one RunHeader line, then the bytes of each
+file it lists, in order. After that the client may send control lines: Enter (resume a pause,
+counted only while paused), Signal (INT, TERM) and Stop.
+Script stdout is the channel's stdout, script stderr its stderr, the exit code its exit status;
+a client that asks for events gets both as framed records instead (lager.protocol.events).
 """
 from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import shutil
 import signal
 from pathlib import Path, PurePosixPath
@@ -19,8 +19,21 @@ import asyncssh
 
 from lager import protocol
 from lager.errors import LagerError
+from lager.protocol import version
+from lager.protocol.channel import (
+    Enter,
+    FileEntry,
+    RunHeader,
+    Signal,
+    Stop,
+    decode_control,
+    parse_attach,
+)
+from lager.protocol.codec import Message, load_object
+from lager.protocol.events import Hello, event_record, record
 
 from ..output_log import STDOUT
+from ..reservations import MAX_LABEL, RUN, clean_text
 from ..runs import Run, RunSpec
 from .common import Context, watch
 
@@ -35,20 +48,41 @@ WRITE_PIECE = protocol.MAX_PACKET
 
 
 class ChannelViewer:
-    """Writes a run's output to one SSH channel, waiting for it to drain (backpressure)."""
+    """Writes a run's output to one SSH channel, waiting for it to drain (backpressure).
 
-    def __init__(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    Framed (the client asked for events): every stream goes to the channel's stdout as
+    records, and events go between them; otherwise stdout and stderr as they are, no events.
+    """
+
+    def __init__(self, process: asyncssh.SSHServerProcess[bytes], framed: bool = False) -> None:
         self.process = process
+        self.framed = framed
         self.lock = asyncio.Lock()  # held while the backlog is written, so live output waits
 
     async def output(self, stream: int, data: bytes) -> None:
         async with self.lock:
             await self.write_unlocked(stream, data)
 
+    async def event(self, event: Message) -> None:
+        if self.framed:
+            async with self.lock:
+                await self.event_unlocked(event)
+
+    async def event_unlocked(self, event: Message) -> None:
+        if self.framed:
+            if self.process.is_closing():
+                raise ConnectionError("channel closed")
+            self.process.stdout.write(event_record(event))
+            await self.process.stdout.drain()
+
     async def write_unlocked(self, stream: int, data: bytes) -> None:
         if self.process.is_closing():
             raise ConnectionError("channel closed")
-        target = self.process.stdout if stream == STDOUT else self.process.stderr
+        if self.framed:
+            self.process.stdout.write(record(stream, data))
+            target = self.process.stdout
+        else:
+            target = self.process.stderr if stream != STDOUT else self.process.stdout
         # In pieces of at most one packet: asyncssh copies what it is given and sends a longer
         # buffer by slicing a packet off its front and shifting the rest down, which for the
         # monitor's 1 MiB records cost more than encrypting them.
@@ -86,24 +120,16 @@ def _safe_relpath(path: Any) -> str:
     return str(pure)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _parse_files(entries: Any) -> list[tuple[str, int, int]]:
-    if not isinstance(entries, list):
-        raise LagerError("malformed run request: files must be a list")
+def _parse_files(entries: list[FileEntry]) -> list[tuple[str, int, int]]:
     if len(entries) > MAX_FILES:
         raise LagerError(f"upload has more than {MAX_FILES} files")
     files = []
     for entry in entries:
-        if not isinstance(entry, dict) or not _is_int(entry.get("size")) \
-                or not 0 <= entry["size"] <= MAX_UPLOAD:
+        if not 0 <= entry.size <= MAX_UPLOAD:
             raise LagerError("malformed run request: bad file entry")
-        mode = entry.get("mode", 0o644)
-        if not _is_int(mode) or not 0 <= mode <= 0o7777:
+        if not 0 <= entry.mode <= 0o7777:
             raise LagerError("malformed run request: a file mode must be an integer permission")
-        files.append((_safe_relpath(entry.get("path")), entry["size"], mode & 0o755))
+        files.append((_safe_relpath(entry.path), entry.size, entry.mode & 0o755))
     # Two entries for one path would silently lose one file; a file that is also another's
     # directory cannot be stored at all.
     paths = [path for path, _, _ in files]
@@ -120,16 +146,6 @@ def _parse_files(entries: Any) -> list[tuple[str, int, int]]:
     return files
 
 
-def _parse_json_line(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        head = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-        head = None
-    if not isinstance(head, dict):
-        raise LagerError(f"malformed {what}: the first line must be a JSON object")
-    return head
-
-
 def _client_ref(value: Any) -> str:
     if value is None:
         return ""
@@ -138,45 +154,54 @@ def _client_ref(value: Any) -> str:
     return value
 
 
-def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[str]]:
+def _fleet(value: str | None) -> str:
+    if value is None:
+        return ""
+    if not protocol.valid_fleet_id(value):
+        raise LagerError("malformed run request: fleet must be a fleet id such as f-3c9a")
+    return value
+
+
+def read_header(raw: bytes) -> RunHeader:
+    """The run request, typed; a client too old for this box is told so in one line."""
+    body = load_object(raw, RunHeader.WHAT)
+    refusal = version.client_refusal(version.version_of(body))
+    if refusal:
+        raise LagerError(refusal)
+    return RunHeader.from_dict(body)
+
+
+def parse_header(head: RunHeader) -> tuple[RunSpec, list[tuple[str, int, int]], list[str]]:
     """Validate the run request; returns the spec, the files to receive, and warnings."""
-    head = _parse_json_line(raw, "run request")
-    files = _parse_files(head.get("files", []))
+    files = _parse_files(head.files)
     if sum(size for _, size, _ in files) > MAX_UPLOAD:
         raise LagerError(f"upload larger than {MAX_UPLOAD // 2**20} MiB")
-    main = _safe_relpath(head.get("main"))
+    main = _safe_relpath(head.main)
     if main not in {path for path, _, _ in files}:
         raise LagerError(f"malformed run request: {main[:100]!r} is not among the uploaded files")
-    args, env = head.get("args", []), head.get("env", {})
-    if not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
-        raise LagerError("malformed run request: args must be strings")
+    args, env = head.args, head.env
     for arg in args:
         _no_nul(arg, "an argument")
-    if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values())):
-        raise LagerError("malformed run request: env values must be strings")
     for name, value in env.items():
         if not protocol.valid_env_name(name):
             raise LagerError(f"invalid --env name {name[:100]!r}")
         _no_nul(value, f"--env {name}")
-    timeout = head.get("timeout", 0)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0 \
-            or timeout != timeout:
+    timeout = head.timeout
+    if timeout < 0:
         raise LagerError("--timeout must be a number of seconds, 0 or more")
     warnings = []
     if timeout > protocol.MAX_RUN_TIMEOUT:
         warnings.append(f"warning: --timeout {timeout:g}s is capped at "
                         f"{protocol.MAX_RUN_TIMEOUT:g}s on this box")
         timeout = protocol.MAX_RUN_TIMEOUT
-    display, box = head.get("script"), head.get("box")
-    if display is not None and not isinstance(display, str):
-        raise LagerError("malformed run request: script must be a string")
+    display, box = head.script, head.box
     display = _no_nul(display or main, "the script name")
-    if isinstance(box, str) and box:
+    if box:
         env = {protocol.ENV_BOX_NAME: _no_nul(box, "the box name"), **env}
-    safe = head.get("safe_state", protocol.SAFE_STATE_ON_FAILURE)
+    safe = head.safe_state
     if safe not in protocol.SAFE_STATE_CHOICES:
         raise LagerError(f"--safe-state must be one of {', '.join(protocol.SAFE_STATE_CHOICES)}")
-    pause_on_failure = head.get("pause_on_failure") is True
+    pause_on_failure = head.pause_on_failure
     if pause_on_failure:  # the flag wins over an --env of the same switch
         env = {**env, protocol.ENV_PAUSE_ON_FAILURE: "1"}
     if protocol.switched_on(env.get(protocol.ENV_PAUSE_ON_FAILURE)):
@@ -184,10 +209,11 @@ def parse_header(raw: bytes) -> tuple[RunSpec, list[tuple[str, int, int]], list[
         env[protocol.PYTEST_PLUGINS_ENV] = protocol.with_pytest_plugin(
             env.get(protocol.PYTEST_PLUGINS_ENV))
     spec = RunSpec(display_name=display, main=main, args=args, env=env,
-                   timeout=float(timeout), detach=bool(head.get("detach")),
-                   stop_on_disconnect=head.get("stop_on_disconnect") is True,
-                   client_ref=_client_ref(head.get("client_ref")), safe_state=safe,
-                   pause_on_failure=pause_on_failure)
+                   label=clean_text(head.label, MAX_LABEL, "label"),
+                   timeout=timeout, detach=head.detach,
+                   stop_on_disconnect=head.stop_on_disconnect,
+                   client_ref=_client_ref(head.client_ref), safe_state=safe,
+                   pause_on_failure=pause_on_failure, fleet=_fleet(head.fleet))
     return spec, files, warnings
 
 
@@ -229,18 +255,17 @@ async def _control_loop(ctx: Context, run: Run) -> None:
                 return
             continue
         try:
-            msg = protocol.decode_msg(line)
-        except (ValueError, RecursionError):
+            msg = decode_control(line)
+        except LagerError:
             continue  # a control line the client cannot have meant: ignored, like a stray key
-        op, name = msg.get("op"), msg.get("name")
-        if op == "enter" and run.link and run.link.pause is not None:
+        if isinstance(msg, Enter) and run.link and run.link.pause is not None:
             # Only an Enter that arrives while paused resumes; an early one is dropped.
             run.link.resume("enter", ctx.caller.describe())
-        elif op == "signal" and isinstance(name, str) and name in _SIGNALS_FROM_CLIENT:
+        elif isinstance(msg, Signal) and msg.name in _SIGNALS_FROM_CLIENT:
             # A Ctrl-C is a stop even when the script catches it and exits 0 (safe state).
             run.stop_reason = run.stop_reason or f"Ctrl-C by {ctx.caller.describe()}"
-            run.signal_group(_SIGNALS_FROM_CLIENT[name])
-        elif op == "stop":  # the box's own gentle stop, carried on without the client
+            run.signal_group(_SIGNALS_FROM_CLIENT[msg.name])
+        elif isinstance(msg, Stop):  # the box's own gentle stop, carried on without the client
             run.stop(f"stopped by {ctx.caller.describe()}")
 
 
@@ -274,20 +299,44 @@ async def _finish(ctx: Context, run: Run) -> None:
     ctx.process.exit(run.exit_status if run.exit_status is not None else 1)
 
 
+def _ticket(head: RunHeader) -> str | None:
+    """A queue grant (the `reservation` subsystem's), when the client waited for its turn."""
+    ticket = head.ticket
+    if ticket is not None and (not ticket.isalnum() or len(ticket) > 64):
+        raise LagerError("malformed run request: ticket must be the queue's grant")
+    return ticket
+
+
 async def handle_run(ctx: Context) -> None:
     raw = await ctx.read_line(MAX_HEADER, "the run request")
-    spec, files, warnings = parse_header(raw)
+    head = read_header(raw)
+    spec, files, warnings = parse_header(head)
+    ticket = _ticket(head)
+    framed = head.events and not spec.detach
     try:
         run_id, workdir = ctx.supervisor.new_workdir()
     except OSError as exc:
         raise _storage_error(exc) from None
-    viewer = None if spec.detach else ChannelViewer(ctx.process)
+    viewer = None if spec.detach else ChannelViewer(ctx.process, framed=framed)
+    ctx.framed = framed
+    if viewer is not None:
+        # First, before any notice: a client that sees no hello speaks to an older box.
+        await viewer.event_unlocked(Hello(v=protocol.PROTOCOL_VERSION, run_id=run_id))
     try:
+        if ticket is None:  # a refused run is refused before its upload (asked again at start)
+            ctx.reservations.check(ctx.caller, RUN)
         await _receive_files(ctx, workdir, files)
         for warning in warnings:
             ctx.notice(warning)
-        # Attach before the process exists so not one byte of its output can be missed.
-        run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller, viewer=viewer)
+        # The box's reservation: held for the run from here to its end (box_agent/reservations.py).
+        hold = ctx.reservations.begin_run(ctx.caller, spec.label, ticket)
+        try:
+            # Attach before the process exists so not one byte of its output can be missed.
+            run = await ctx.supervisor.start(run_id, workdir, spec, ctx.caller, viewer=viewer)
+        except BaseException:
+            ctx.reservations.run_failed(hold)
+            raise
+        ctx.reservations.run_started(hold)
     except BaseException:
         # A refused run leaves nothing behind: neither its dir nor its monitor's.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -304,25 +353,35 @@ async def handle_run(ctx: Context) -> None:
     # Otherwise the run goes on: only an explicit stop ends it (Ctrl-C, --kill, --timeout).
 
 
-def _parse_attach(query: str) -> tuple[str, tuple[int, int] | None]:
-    """`ID`, or `ID STDOUT_BYTES STDERR_BYTES` from a client that goes on where it stopped."""
-    words = query.split()
-    if len(words) == 3 and all(w.isdigit() and len(w) < 19 for w in words[1:]):
-        return words[0], (int(words[1]), int(words[2]))
-    if len(words) > 1:
-        raise LagerError("attach wants one line: ID [STDOUT_BYTES STDERR_BYTES]")
-    return query, None
+def _attach_version(ctx: Context) -> int:
+    """The version an attach client speaks: LAGER_PROTOCOL in its channel env (its first line
+    keeps the form OpenSSH users type), 1 without it."""
+    raw = ctx.env.get(protocol.ENV_PROTOCOL, "1").strip()
+    if not raw.isdigit() or len(raw) > 9:
+        raise LagerError(f"{protocol.ENV_PROTOCOL} must be a protocol version (1, 2, ...)")
+    found = version.version_of({"v": int(raw)})
+    refusal = version.client_refusal(found)
+    if refusal:
+        raise LagerError(refusal)
+    return found
 
 
 async def handle_attach(ctx: Context) -> None:
-    query, have = _parse_attach(await ctx.request_query())
-    run = ctx.supervisor.find(query)
-    viewer = ChannelViewer(ctx.process)
+    speaks = _attach_version(ctx)
+    request = parse_attach(await ctx.request_query())
+    run = ctx.supervisor.find(request.id)
+    ctx.reservations.operated(ctx.caller, "reattach", run)
+    viewer = ChannelViewer(ctx.process, framed=speaks >= 2)
+    ctx.framed = viewer.framed
     async with viewer.lock:
-        if have is None:
+        await viewer.event_unlocked(Hello(v=protocol.PROTOCOL_VERSION, run_id=run.id))
+        if run.link is not None and run.link.pause is not None and not run.done.is_set():
+            # A client attaching to a paused run learns the pause before the backlog.
+            await viewer.event_unlocked(run.link.pause.notice(run.id))
+        if request.have is None:
             backlog, dropped = run.log.attach(viewer, with_backlog=True)
         else:
-            backlog, dropped = run.log.attach_at(viewer, *have)
+            backlog, dropped = run.log.attach_at(viewer, *request.have)
         if dropped:
             ctx.notice(f"[{dropped} bytes of earlier output were dropped from the box's log]")
         for stream, data in backlog:

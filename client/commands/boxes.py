@@ -1,4 +1,5 @@
-"""`lager boxes add|list|remove`: the boxes this laptop knows and their pinned host keys.
+"""`lager boxes add|list|remove`: the boxes this laptop knows and their pinned host keys;
+`lager boxes lock|unlock|status --box B`: the box's reservation, which the box keeps.
 
 The real lager's spellings work too: `boxes add --name N --ip IP [--user U]` and
 `boxes delete --name N`.
@@ -7,13 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from typing import Any
 
 import click
 
 from lager.errors import LagerError, UsageError
 
 from ..config import DEFAULT_CONNECT_TIMEOUT, ENV_CONNECT_TIMEOUT, parse_seconds
-from ..context import LagerContext, pass_ctx
+from ..context import LagerContext, box_option, pass_ctx
+from ..fleet.config_commands import group_option
 
 
 @click.group(invoke_without_command=True)
@@ -36,6 +40,7 @@ def _name(name: str | None, name_opt: str | None) -> str:
 
 @boxes.command("add")
 @click.argument("name", required=False)
+@group_option
 @click.option("--name", "name_opt", metavar="NAME", help="the box's name (the real lager's "
               "spelling of NAME)")
 @click.option("--host", "--ip", "host", metavar="HOST",
@@ -58,17 +63,22 @@ def _name(name: str | None, name_opt: str | None) -> str:
 @pass_ctx
 def add(obj: LagerContext, name: str | None, name_opt: str | None, host: str | None,
         ssh: str | None, port: int | None, user: str | None, identity: str | None,
-        repin: bool, yes: bool, connect_timeout: str | None) -> None:
+        repin: bool, yes: bool, connect_timeout: str | None, groups: tuple[str, ...]) -> None:
     """Connect once to NAME, pin its host key, and check that our key is authorized."""
     from ..enroll import add_box
+    from ..fleet.groups import check_group_name, set_box_groups
 
     name = _name(name, name_opt)
     if not host and not ssh:
         raise UsageError("give the box's address: --host HOST (or --ip IP), or an ssh_config "
                          "Host: --ssh HOST")
     timeout = parse_seconds(connect_timeout, "--connect-timeout") if connect_timeout else None
+    for group in groups:
+        check_group_name(group)
     add_box(obj.config, name, host=host, ssh=ssh, port=port, user=user, identity=identity,
             connect_timeout=timeout, repin=repin, echo=click.echo)
+    if groups:
+        set_box_groups(obj.config, name, list(groups))
 
 
 @boxes.command("list")
@@ -103,7 +113,85 @@ def remove(obj: LagerContext, name: str | None, name_opt: str | None, yes: bool)
             not click.confirm(f"Delete box {name} and its pinned host key?", default=False):
         raise LagerError(f"{name} kept (--yes skips the question)")
     obj.config.remove_box(name)
+    from ..fleet.groups import forget_box
+
+    forget_box(obj.config, name)
     click.echo(f"removed {name}")
 
 
 boxes.add_command(remove, "delete")
+
+
+# -- shared boxes: the box keeps the reservation; these only ask it (box_agent/reservations.py)
+
+def _reservation(obj: LagerContext, **request: Any) -> Any:
+    from lager import protocol
+
+    return obj.request_json(protocol.SUB_RESERVATION, json.dumps(request))
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+
+
+def _who(hold: dict[str, Any]) -> str:
+    shown = f"{hold['name']} ({hold['fingerprint']})" if hold.get("fingerprint") \
+        else str(hold.get("name"))
+    return shown + (f" [{hold['label']}]" if hold.get("label") else "")
+
+
+@boxes.command("lock")
+@box_option
+@click.option("--reason", default="", metavar="TEXT", help="why, shown to whoever is refused")
+@pass_ctx
+def lock(obj: LagerContext, reason: str) -> None:
+    """Reserve the box for your key until `lager boxes unlock` (it survives box restarts)."""
+    from ..reservation_wait import label
+
+    hold = _reservation(obj, op="lock", label=label(), reason=reason)["locked"]
+    click.echo(f"locked box {obj.box().name} for {_who(hold)} since {_when(hold['since'])}")
+
+
+@boxes.command("unlock")
+@box_option
+@click.option("--force", is_flag=True,
+              help="take away another key's lock (recorded in the box's audit)")
+@pass_ctx
+def unlock(obj: LagerContext, force: bool) -> None:
+    """Release your lock on the box (or, with --force, anyone's)."""
+    click.echo(f"box {obj.box().name}: {_reservation(obj, op='unlock', force=force)['message']}")
+
+
+@boxes.command("status")
+@box_option
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(obj: LagerContext, as_json: bool) -> None:
+    """Who holds the box, since when and why; its runs and pauses; the queue."""
+    from ..run_views import format_runs
+
+    answer = _reservation(obj, op="status")
+    if as_json:
+        click.echo(json.dumps(answer))
+        return
+    name = obj.box().name
+    if not answer["enabled"]:
+        click.echo(f"box {name}: reservations are off (lager-box serve --reservations off)")
+    elif not answer["holds"]:
+        click.echo(f"box {name}: free")
+    for hold in answer["holds"]:
+        what = {"lock": "locked", "starting": "starting a run"}.get(hold["kind"], "running")
+        detail = f" run {hold['run_id'][:4]}\u2026{hold['run_id'][-2:]} ({hold['script']})" \
+            if hold["kind"] == "run" else ""
+        reason = f", reason: {hold['reason']}" if hold.get("reason") else ""
+        click.echo(f"box {name}: {what}{detail} by {_who(hold)} since "
+                   f"{_when(hold['since'])}{reason}")
+    if answer["runs"]:
+        click.echo(format_runs(answer["runs"]))
+    for place, waiter in enumerate(answer["queue"], 1):
+        label = f" [{waiter['label']}]" if waiter.get("label") else ""
+        click.echo(f"queue {place}: {waiter['name']}{label} waiting since "
+                   f"{_when(waiter['since'])}")
+    for forced in answer.get("forced_unlocks", []):
+        click.echo(f"forced unlock at {_when(forced['at'])} by {forced['by_name']} "
+                   f"({forced['by']}) of {_who(forced['lock'])}'s lock")

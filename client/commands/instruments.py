@@ -13,6 +13,7 @@ from lager import protocol
 from lager.bench import kinds
 from lager.bench.kinds.spec import NUMBER, WORD, Kind, Verb, number
 from lager.errors import LagerError
+from lager.protocol.channel import InstrumentRequest
 
 from ..context import LagerContext, box_option, pass_ctx
 
@@ -20,7 +21,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
 
 def _request(obj: LagerContext, **request: Any) -> Any:
-    return obj.request_json(protocol.SUB_NETS, json.dumps(request))
+    return obj.request_json(protocol.SUB_NETS, InstrumentRequest.ours(**request))
 
 
 def _confirm(verb: Verb, yes: bool) -> None:

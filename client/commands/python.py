@@ -131,6 +131,10 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
               default=protocol.SAFE_STATE_ON_FAILURE, show_default=True,
               help="when the box puts the run's nets in their safe state: after any end but a "
                    "clean exit, or always")
+@click.option("--wait", "wait", metavar="SECONDS", default=None,
+              help="if another key holds the box, queue for it up to SECONDS (default under "
+                   "CI=true: $LAGER_LOCK_WAIT, else 1800); without it a laptop is refused at "
+                   "once (exit 75)")
 @click.option("-p", "--port", "ports", multiple=True, metavar="PORT",
               help="port forwarding (the real lager's); this box offers none: refused")
 @click.option("--continue", "continue_id", metavar="ID", help="resume a paused run")
@@ -149,7 +153,7 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
 def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: tuple[str, ...],
            passenv: tuple[str, ...], timeout: str, detach: bool, stop_on_disconnect: bool,
            downloads: tuple[str, ...], add_files: tuple[str, ...], pause_on_failure: bool,
-           safe_state: str, ports: tuple[str, ...], continue_id: str | None,
+           safe_state: str, wait: str | None, ports: tuple[str, ...], continue_id: str | None,
            console_id: str | None, reattach_id: str | None, kill_id: str | None,
            kill_all_runs: bool, any_owner: bool, yes: bool, signal_name: str | None,
            list_runs: bool, as_json: bool) -> None:
@@ -173,6 +177,8 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
         raise UsageError("--download goes with a SCRIPT or --reattach")
     if downloads and detach:
         raise UsageError("--download waits for the run's end; it cannot go with --detach")
+    if wait is not None and not script:
+        raise UsageError("--wait goes with a SCRIPT")
     if (any_owner or yes) and not kill_all_runs:
         raise UsageError(f"{'--any-owner' if any_owner else '--yes'} goes with --kill-all")
     if continue_id is not None:
@@ -194,6 +200,7 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
 
         raise SystemExit(reattach(obj, _id_arg(reattach_id), list(downloads)))
     elif script:
+        from .. import reservation_wait
         from ..run_client import RunRequest, run_script
         from ..upload import build_upload
 
@@ -203,7 +210,8 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
                              stop_on_disconnect=_stop_on_disconnect(ctx, stop_on_disconnect,
                                                                     detach),
                              pause_on_failure=pause_on_failure, safe_state=safe_state,
-                             downloads=list(downloads))
+                             downloads=list(downloads), label=reservation_wait.label(),
+                             wait=reservation_wait.wait_seconds(wait))
         raise SystemExit(run_script(obj, request))
     else:
         raise UsageError("nothing to do: give a SCRIPT to run, or --list (see --help)")

@@ -30,8 +30,18 @@ _ever: dict[str, str] = {}  # every net this process has claimed -> its resource
 _LEDGER_PREFIX, _LEDGER_SUFFIX = "run-", ".nets"
 
 
+_dir_given: Path | None = None  # the agent's own (use_claims_dir); scripts read their env
+
+
+def use_claims_dir(path: Path) -> None:
+    """Where this process keeps its claims, given explicitly: the agent's own instrument
+    commands use it. A script learns it from LAGER_CLAIMS_DIR, which the agent sets."""
+    global _dir_given
+    _dir_given = path
+
+
 def claims_dir() -> Path:
-    configured = os.environ.get(protocol.ENV_CLAIMS_DIR)
+    configured = _dir_given or os.environ.get(protocol.ENV_CLAIMS_DIR)
     path = Path(configured) if configured else \
         Path(tempfile.gettempdir()) / f"lager-claims-{os.getuid()}"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)

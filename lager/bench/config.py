@@ -8,7 +8,8 @@ nets:
 ```
 `safe:` is the net's safe state (lager/bench/kinds/safe.py): what the agent puts it in when a
 run that claimed it ends badly. A script run by `lager python` finds the bench through
-LAGER_BENCH_CONFIG, which the agent sets.
+LAGER_BENCH_CONFIG, which the agent sets. The nets scripts save (Net.save_local_net, the real
+lager's local nets file) are added to the bench file's by lager/bench/saved_nets.py.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class NetSpec:
     instrument: InstrumentSpec
     channel: int | None = None
     safe: SafeState | None = None  # None: the bench file declares none; (): `safe: none`
+    saved: bool = False  # a net a script saved (saved_nets.json), not one of the bench file's
 
 
 def _kind(value: Any) -> str | None:
@@ -55,6 +57,10 @@ def _kind(value: Any) -> str | None:
 
 
 def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
+    return _parse(data, source)[1]
+
+
+def parse_instruments(data: Any, source: str) -> dict[str, InstrumentSpec]:
     if not isinstance(data, dict) or not isinstance(data.get("nets"), dict) \
             or not isinstance(data.get("instruments"), dict):
         raise BenchConfigError(f"{source}: needs 'instruments' and 'nets' mappings")
@@ -65,6 +71,11 @@ def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
         instruments[name] = InstrumentSpec(str(name), str(entry["driver"]),
                                            str(entry["resource"]),
                                            int(entry.get("timeout_ms", 2000)))
+    return instruments
+
+
+def _parse(data: Any, source: str) -> tuple[dict[str, InstrumentSpec], dict[str, NetSpec]]:
+    instruments = parse_instruments(data, source)
     from .kinds import KINDS
     from .kinds.safe import parse_safe
 
@@ -89,16 +100,34 @@ def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
             if "safe" in entry else None
         nets[str(name)] = NetSpec(str(name), kind, instrument,
                                   int(channel) if channel is not None else None, safe)
-    return nets
+    return instruments, nets
 
 
-def load_bench(path: str | Path | None = None) -> dict[str, NetSpec]:
-    import yaml
-
+def bench_location(path: str | Path | None = None) -> str:
     location = path or os.environ.get(protocol.ENV_BENCH_CONFIG)
     if not location:
         raise BenchConfigError("no bench configured: run under `lager python`, or set "
                                f"{protocol.ENV_BENCH_CONFIG} to a bench file")
+    return str(location)
+
+
+def load_bench(path: str | Path | None = None, *, with_saved: bool = True
+               ) -> dict[str, NetSpec]:
+    """The bench file's nets, then the nets scripts saved that are usable on it (a saved
+    net that is not usable is passed over here; Net.get of it says why)."""
+    instruments, nets = load_bench_file(path)
+    if not with_saved:
+        return nets
+    from . import saved_nets
+
+    return {**nets, **saved_nets.usable(bench_location(path), instruments, nets)}
+
+
+def load_bench_file(path: str | Path | None = None
+                    ) -> tuple[dict[str, InstrumentSpec], dict[str, NetSpec]]:
+    import yaml
+
+    location = bench_location(path)
     try:
         text = Path(location).read_text()
     except OSError as exc:
@@ -107,4 +136,4 @@ def load_bench(path: str | Path | None = None) -> dict[str, NetSpec]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise BenchConfigError(f"bench config {location} is not valid YAML: {exc}") from None
-    return parse_bench(data, str(location))
+    return _parse(data, str(location))

@@ -10,18 +10,22 @@ import atexit
 import enum
 import inspect
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NetError, NoSuchNetType, UnknownNet, WrongNetType
-from .config import NetSpec, load_bench
+from . import local_nets, saved_nets
+from .config import NetSpec, bench_location, load_bench
 
 if TYPE_CHECKING:
     from .protocols import Driver
 
 _bench: dict[str, NetSpec] | None = None
+_bench_given: str | None = None  # use_bench: the agent names its bench, scripts read the env
+_bench_seen: tuple[str, tuple[int, int, int] | None] | None = None
 _bench_lock = threading.Lock()
 
 Hook = Callable[..., Any]
@@ -84,11 +88,27 @@ _ROLES = {"PowerSupply": "power-supply", "PowerSupply2Q": "power-supply-2q",
           "WattMeter": "watt-meter", "EnergyAnalyzer": "energy-analyzer"}
 
 
-def bench() -> dict[str, NetSpec]:
-    global _bench
+def use_bench(path: str | os.PathLike[str]) -> dict[str, NetSpec]:
+    """This process's bench, given explicitly (the agent's own instrument commands); a script
+    finds its bench through LAGER_BENCH_CONFIG, which the agent sets."""
+    global _bench, _bench_given, _bench_seen
+    location = os.fspath(path)
+    specs = load_bench(location)
     with _bench_lock:
-        if _bench is None:
-            _bench = load_bench()
+        _bench, _bench_given = specs, location
+        _bench_seen = (location, saved_nets.signature(saved_nets.path_for(location)))
+    return specs
+
+
+def bench() -> dict[str, NetSpec]:
+    """The bench's nets; read again when the saved nets file changes (another run, or the
+    agent's process, sees a net a script saved at its next Net.get)."""
+    global _bench, _bench_seen
+    with _bench_lock:
+        location = _bench_given or bench_location()
+        seen = (location, saved_nets.signature(saved_nets.path_for(location)))
+        if _bench is None or seen != _bench_seen:
+            _bench, _bench_seen = load_bench(location), seen
         return _bench
 
 
@@ -120,7 +140,9 @@ class Net:
         specs = bench()
         spec = specs.get(name)
         if spec is None:
-            raise UnknownNet(f"no net {name!r} on this bench; nets: {', '.join(sorted(specs))}")
+            why = saved_nets.why_not(name, bench_location())
+            raise UnknownNet(why or f"no net {name!r} on this bench; nets: "
+                             f"{', '.join(sorted(specs))}")
         found = NetType.parse(spec.kind)
         if wanted is not None and wanted is not found:
             raise WrongNetType(f"{name} is {found.article} {found.value} net, "
@@ -143,13 +165,52 @@ class Net:
                 raise
         return net
 
+    # The real lager's "Manage Net Configuration" (lager/bench/local_nets.py).
     @staticmethod
     def list_saved() -> list[dict[str, Any]]:
-        """The bench's nets as the real lager lists them: name, role, instrument, channel."""
-        return [{"name": spec.name, "role": NetType.parse(spec.kind).role,
-                 "type": NetType.parse(spec.kind).name, "instrument": spec.instrument.driver,
-                 "channel": spec.channel, "address": spec.instrument.resource}
-                for spec in bench().values()]
+        """The box's nets as the real lager lists them: name, role, instrument, channel,
+        address (and `type`, and `source`: `bench-file` or `saved`)."""
+        return local_nets.local_nets()
+
+    @staticmethod
+    def get_local_nets() -> list[dict[str, Any]]:
+        return local_nets.local_nets()
+
+    @staticmethod
+    def list_all_from_env() -> list[dict[str, Any]]:
+        return local_nets.list_all_from_env()
+
+    @staticmethod
+    def save_local_net(data: dict[str, Any]) -> None:
+        """Save a net (name, role, instrument, channel, address) on the box for every run."""
+        local_nets.save_local_net(data)
+
+    @staticmethod
+    def save_local_nets(nets: list[dict[str, Any]]) -> None:
+        local_nets.save_local_nets(nets)
+
+    @staticmethod
+    def delete_local_net(name: str, role: str | None = None) -> bool:
+        return local_nets.delete_local_net(name, role)
+
+    @staticmethod
+    def delete_all_local_nets() -> bool:
+        return local_nets.delete_all_local_nets()
+
+    @staticmethod
+    def rename_local_net(old_name: str, new_name: str) -> bool:
+        return local_nets.rename_local_net(old_name, new_name)
+
+    @staticmethod
+    def filter_nets(all_nets: list[dict[str, Any]], name: str,
+                    role: str | None = None) -> list[dict[str, Any]]:
+        return local_nets.filter_nets(all_nets, name, role)
+
+    def enable(self) -> None:
+        """A simple net (ADC) has nothing to switch on; the kinds with an output override."""
+
+    def disable(self, teardown: bool = True) -> None:
+        """A simple net has nothing to switch off (the teardown function runs at close)."""
 
     def close(self) -> None:
         if self._closed:

@@ -9,24 +9,17 @@ if TYPE_CHECKING:
     from .session import InstrumentSession
 
 
-class State:
-    """Mixin for a kind's frozen state dataclass: attributes for code, `state['voltage']`
-    for scripts written against the real lager (whose state is a dict), and as_dict() for
-    the wire. Drivers return states; they never print."""
+class State(dict):  # type: ignore[type-arg]
+    """Base of a kind's frozen state dataclass: attributes for code, and a dict too, as the
+    real lager's state is (`state['voltage']`, `isinstance(state, dict)`, json.dumps(state)),
+    holding the same fields. as_dict() is a plain dict for the wire. Drivers return states;
+    they never print."""
+
+    def __post_init__(self) -> None:
+        dict.update(self, asdict(self))  # type: ignore[call-overload]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload, no-any-return]
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.as_dict():
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def keys(self) -> list[str]:
-        return list(self.as_dict())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.as_dict().get(key, default)
 
 
 class Driver:

@@ -1,25 +1,33 @@
 """The script's end of its private channel to the agent (an inherited SOCK_SEQPACKET fd).
 
-Each message is one datagram; a console request carries the console's socket as SCM_RIGHTS.
+Each message is one datagram (lager.protocol.link); a console request carries the console's
+socket as SCM_RIGHTS.
 """
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
-from typing import Any
+import time
 
 from .. import protocol
+from ..protocol.codec import Message, ProtocolError
+from ..protocol.link import BannerPlaced, ConsoleMsg, ResumeMsg, decode_to_script
 
+PLACED_WAIT = 5.0  # seconds a script waits for its resume line to be placed
 _link: AgentLink | None = None
 _link_lock = threading.Lock()
 
 
-class Message:
+class Received:
+    """A message from the agent and the fds that came with it (the caller closes them)."""
+
     __slots__ = ("body", "fds")
 
-    def __init__(self, body: dict[str, Any], fds: list[int]) -> None:
-        self.body = body
+    def __init__(self, body: ResumeMsg | ConsoleMsg | BannerPlaced | None,
+                 fds: list[int]) -> None:
+        self.body = body  # None: a message this script cannot read (skipped, never fatal)
         self.fds = fds
 
 
@@ -28,10 +36,26 @@ class AgentLink:
         self.sock = sock
         self.pid = os.getpid()
 
-    def send(self, msg: dict[str, Any]) -> None:
-        self.sock.send(protocol.encode_msg(msg))
+    def send(self, msg: Message) -> None:
+        self.sock.send(msg.encode())
 
-    def receive(self) -> Message | None:
+    def wait_placed(self, seq: int, timeout: float = PLACED_WAIT) -> None:
+        """Wait until the monitor has put banner `seq` on stderr, so what the script writes
+        next comes after it. Gives up after `timeout` (the line then may land late)."""
+        until = time.monotonic() + timeout
+        while (left := until - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.sock], [], [], left)
+            if not readable:
+                return
+            msg = self.receive()
+            if msg is None:
+                return
+            for fd in msg.fds:
+                os.close(fd)  # a console for a pause that is over
+            if isinstance(msg.body, BannerPlaced) and msg.body.seq == seq:
+                return
+
+    def receive(self) -> Received | None:
         """Block for the next message; None when the agent is gone."""
         fd_size = socket.CMSG_SPACE(4 * 4)
         data, ancdata, _, _ = self.sock.recvmsg(65536, fd_size)
@@ -45,7 +69,10 @@ class AgentLink:
             for fd in fds:
                 os.close(fd)
             return None
-        return Message(protocol.decode_msg(data), fds)
+        try:
+            return Received(decode_to_script(data), fds)
+        except ProtocolError:
+            return Received(None, fds)
 
 
 def agent_link() -> AgentLink | None:

@@ -1,6 +1,7 @@
 """`pause()`: stop the script at the call site until the agent pushes a resume."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
@@ -11,6 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol
+from ..protocol.link import ConsoleMsg, PauseMsg, ResumedMsg, ResumeMsg
 from .agent_link import AgentLink, agent_link
 from .terminal import say
 
@@ -201,56 +203,86 @@ def hold(link: AgentLink, stop: Stop,
         sys.settrace(tracer)
 
 
+# Characters of label (and of a failure's text) a pause carries: the monitor reads the link's
+# datagrams 64 KiB at a time, and the label travels twice (alone, and in the banner), each
+# character as up to 6 bytes of JSON.
+LABEL_ROOM = 4000
+
+
+def _cut(text: str | None) -> str | None:
+    return text if text is None or len(text) <= LABEL_ROOM else text[:LABEL_ROOM] + "\u2026"
+
+
 def _hold(link: AgentLink, stop: Stop, consoles: Callable[[], ConsoleSessions] | None,
           seq: int) -> str:
-    link.send({"op": "pause", "seq": seq, "label": stop.agent_label, "file": stop.file,
-               "line": stop.line, "timeout": stop.timeout, "console": stop.interactive,
-               "on_timeout": stop.on_timeout,
-               "kind": "failure" if stop.failure is not None else "pause"})
+    stop = dataclasses.replace(stop, label=_cut(stop.label), failure=_cut(stop.failure))
     run_id = os.environ.get(protocol.ENV_RUN_ID, "????????")
     box = os.environ.get(protocol.ENV_BOX_NAME, "BOX")
-    _say(banner(stop.label, stop.where, run_id, box, stop.timeout, stop.interactive,
-                failure=stop.failure, on_timeout=stop.on_timeout))
+    text = banner(stop.label, stop.where, run_id, box, stop.timeout, stop.interactive,
+                  failure=stop.failure, on_timeout=stop.on_timeout)
+    _flush_script_output()
+    # The monitor puts the banner on the run's stderr (after what the script wrote before),
+    # so the box knows where it lies and can say so in its pause notice.
+    link.send(PauseMsg(seq=seq, label=stop.agent_label, file=stop.file, line=stop.line,
+                       timeout=stop.timeout, console=stop.interactive,
+                       on_timeout=stop.on_timeout,
+                       kind="failure" if stop.failure is not None else "pause",
+                       banner=text + "\n"))
     sessions = consoles() if consoles is not None else None
     # Only a script that has opened nets has claims to annotate; others never import them.
     claims = sys.modules.get("lager.bench.claims")
     if claims is not None:
         claims.mark_paused(True, stop.agent_label)
-    body: dict[str, Any] = {}
+    resume: ResumeMsg | None = None
     try:
         while True:
             msg = link.receive()
             if msg is None:
                 _say("lager: lost the box agent; continuing")
                 return "lost"
-            op, msg_seq = msg.body.get("op"), msg.body.get("seq")
-            if op == "console" and sessions is not None and msg_seq == seq and msg.fds:
-                sessions.open(msg.fds[0], bool(msg.body.get("pty")))
+            body = msg.body
+            if isinstance(body, ConsoleMsg) and sessions is not None and body.seq == seq \
+                    and msg.fds:
+                sessions.open(msg.fds[0], body.pty)
                 for extra in msg.fds[1:]:
                     os.close(extra)
                 continue
             for fd in msg.fds:
                 os.close(fd)
-            if op == "resume" and msg_seq == seq:
-                body = msg.body
+            if isinstance(body, ResumeMsg) and body.seq == seq:
+                resume = body
                 break
     finally:
         if sessions is not None:
             sessions.close_all()
         if claims is not None:
             claims.mark_paused(False)
-    how = str(body.get("how") or "continue")
-    if how != "timeout":
-        _say("=== resumed")
-        return how
-    after = _fmt_seconds(float(body.get("after", stop.timeout)))
-    if stop.on_timeout == SAFE:
-        _say(f"=== auto-resumed after {after}; {_safe_state_here()}")
-    elif stop.on_timeout == FAIL:
-        _say(f"=== timed out after {after}; raising lager.PauseTimeout")
-    else:
-        _say(f"=== auto-resumed after {after}")
+    how = resume.how or "continue"
+    line = _resume_line(stop, how, resume.after or stop.timeout)
+    _flush_script_output()
+    link.send(ResumedMsg(seq=seq, how=how, by=resume.by, banner=line + "\n"))
+    link.wait_placed(seq)
     return how
+
+
+def _resume_line(stop: Stop, how: str, after_seconds: float) -> str:
+    if how != "timeout":
+        return "=== resumed"
+    after = _fmt_seconds(after_seconds)
+    if stop.on_timeout == SAFE:
+        return f"=== auto-resumed after {after}; {_safe_state_here()}"
+    if stop.on_timeout == FAIL:
+        return f"=== timed out after {after}; raising lager.PauseTimeout"
+    return f"=== auto-resumed after {after}"
+
+
+def _flush_script_output() -> None:
+    """What the script printed before the banner comes before it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass  # a closed or odd stream: nothing of the script's is waiting in it
 
 
 def _safe_state_here() -> str:

@@ -3,21 +3,46 @@ it (lager/bench/kinds/spec.py says what). Adding a kind is one module here, list
 its drivers; the CLI, the box and Net.get all read it from KINDS.
 
 Import-light on purpose: the `lager` CLI imports this on every start, so nothing here (nor in
-the kind modules) imports pyvisa or yaml until a net is opened.
+the kind modules) imports pyvisa or yaml until a net is opened. The kind modules themselves
+load on first use (they bring the Net classes): `lager supply ...` loads only supply's, and
+anything that reads KINDS loads them all.
 """
 from __future__ import annotations
 
-from . import adc, battery, load, supply
+import importlib
+
 from .spec import Kind
 
-KINDS: tuple[Kind, ...] = (supply.KIND, battery.KIND, adc.KIND, load.KIND)
+# The kind modules, in KINDS order.
+_MODULES = ("supply", "battery", "adc", "load")
+
+KINDS: tuple[Kind, ...]  # made on first use (module __getattr__ below)
+
+
+def _kind(module: str) -> Kind:
+    kind: Kind = importlib.import_module(f"{__name__}.{module}").KIND
+    return kind
+
+
+def __getattr__(name: str) -> object:
+    if name == "KINDS":
+        global KINDS
+        KINDS = tuple(_kind(m) for m in _MODULES)
+        return KINDS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def by_command(name: str) -> Kind | None:
     """The kind a CLI command (or the nets request's "command") names, aliases included."""
-    return next((k for k in KINDS if name == k.name or name in k.aliases), None)
+    if name in _MODULES and _kind(name).name == name:
+        return _kind(name)  # the common case, without importing the other kinds
+    return next((k for k in _all() if name == k.name or name in k.aliases), None)
 
 
 def by_type(net_type: str) -> Kind | None:
     """The kind serving a NetType member name (`PowerSupply`), if this bench has one."""
-    return next((k for k in KINDS if k.net_type == net_type), None)
+    return next((k for k in _all() if k.net_type == net_type), None)
+
+
+def _all() -> tuple[Kind, ...]:
+    return KINDS if "KINDS" in globals() else __getattr__("KINDS")  # type: ignore[return-value]

@@ -148,6 +148,54 @@ class BatteryNet(Net):
         """Put the instrument in its battery simulator role."""
         self._driver.enter_battery_mode()
 
+    # The real lager's setter names (its device methods, which its own API tests call).
+    def set_mode(self, mode_type: str) -> None:
+        self.mode(mode_type)
+
+    def set_voc(self, value: float) -> None:
+        self.voc(value)
+
+    def set_volt_full(self, value: float) -> None:
+        self.voltage_full(value)
+
+    def set_volt_empty(self, value: float) -> None:
+        self.voltage_empty(value)
+
+    def set_capacity(self, value: float) -> None:
+        self.capacity(value)
+
+    def set_current_limit(self, value: float) -> None:
+        self.current_limit(value)
+
+    def set_ovp(self, value: float) -> None:
+        self.ovp(value)
+
+    def set_ocp(self, value: float) -> None:
+        self.ocp(value)
+
+    def set_model(self, partnumber: str | int) -> None:
+        self.model(partnumber)
+
+    def enable_battery(self) -> None:
+        self.enable()
+
+    def disable_battery(self) -> None:
+        self.disable()
+
+    def set_to_battery_mode(self) -> None:
+        """The real lager's other name for set_mode_battery() (its API tests use it)."""
+        self.set_mode_battery()
+
+    def get_monitor_state(self) -> dict[str, Any]:
+        """The state under the real lager's monitor keys (its API tests read them)."""
+        s = self._driver.state()
+        return {"terminal_voltage": s.voltage, "current": s.current, "esr": s.esr,
+                "soc": s.soc, "voc": s.open_circuit_voltage, "enabled": s.enabled,
+                "mode": s.mode, "model": s.model, "capacity": s.capacity,
+                "current_limit": s.current_limit, "ocp_limit": s.ocp, "ovp_limit": s.ovp,
+                "volt_full": s.voltage_full, "volt_empty": s.voltage_empty,
+                "ocp_tripped": s.ocp_tripped, "ovp_tripped": s.ovp_tripped}
+
     def model(self, partnumber: str | int | None = None) -> str | None:
         """Read (print and return) the active model, or recall one: a slot (1-9), a built-in
         model (LI-ION4_2...), or one of the real lager's names ('18650', 'nimh'...)."""
@@ -171,7 +219,7 @@ class BatteryNet(Net):
     def enable(self) -> None:
         self._driver.set_output(True)
 
-    def disable(self) -> None:
+    def disable(self, teardown: bool = True) -> None:  # the real signature; teardown: at close
         self._driver.set_output(False)
 
     def clear_ovp(self) -> None:

@@ -99,7 +99,7 @@ class ELoadNet(Net):
     def enable(self) -> None:
         self._driver.set_input(True)
 
-    def disable(self) -> None:
+    def disable(self, teardown: bool = True) -> None:  # the real signature; teardown: at close
         self._driver.set_input(False)
 
     def measured_voltage(self) -> float:

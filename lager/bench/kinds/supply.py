@@ -135,7 +135,7 @@ class PowerSupplyNet(Net):
     def enable(self) -> None:
         self._driver.set_output(True)
 
-    def disable(self) -> None:
+    def disable(self, teardown: bool = True) -> None:  # the real signature; teardown: at close
         self._driver.set_output(False)
 
     def set_mode(self) -> None:
@@ -182,6 +182,29 @@ class PowerSupplyNet(Net):
         state = replace(self._driver.state(), voltage_max=volts, current_max=amps)
         say(block(state.as_dict(), full=True))
         return state
+
+    # Not on the docs' page, but the real lager has them and its own API tests call them.
+    def output_is_enabled(self) -> bool:
+        return self._driver.state().enabled
+
+    def get_output_mode(self) -> str:
+        """'CV' or 'CC'."""
+        return self._driver.state().mode
+
+    def get_channel_limits(self) -> dict[str, float]:
+        """The channel's ratings: voltage_max (V) and current_max (A)."""
+        volts, amps = self._driver.ratings()
+        return {"voltage_max": volts, "current_max": amps}
+
+    def get_monitor_state(self) -> dict[str, Any]:
+        """The state under the real lager's monitor keys (voltage_set, not set_voltage)."""
+        s = self._driver.state()
+        volts, amps = self._driver.ratings()
+        return {"voltage": s.voltage, "current": s.current, "power": s.power,
+                "enabled": s.enabled, "mode": s.mode, "voltage_set": s.set_voltage,
+                "current_set": s.set_current, "voltage_max": volts, "current_max": amps,
+                "ocp_limit": s.ocp_limit, "ocp_tripped": s.ocp_tripped,
+                "ovp_limit": s.ovp_limit, "ovp_tripped": s.ovp_tripped}
 
     def apply(self, voltage: float | None = None, current: float | None = None,
               ovp: float | None = None, ocp: float | None = None) -> None:

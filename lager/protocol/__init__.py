@@ -2,11 +2,17 @@
 
 Everything a program outside this repository can observe (subsystem names, env variables,
 the id form in the banner) is defined here once, so the three sides cannot drift apart.
+Every message is a typed dataclass, defined once in this package and used by both ends:
+- `lager.protocol.link`: the script's breakpoint link and the monitor's socket;
+- `lager.protocol.channel`: the run header, control lines, attach, nets and keeper requests;
+- `lager.protocol.events`: the run channel's framed form and its pause/resume notices;
+- `lager.protocol.version`: the version carried in the JSON requests.
+docs/protocol.md describes them; tests/unit/test_protocol_doc.py keeps it in step.
 """
 from __future__ import annotations
 
-import json
-from typing import Any
+# The version carried in the JSON requests (lager/protocol/version.py has the rules).
+PROTOCOL_VERSION = 2
 
 # SSH subsystems the agent serves.
 SUB_RUN = "run"
@@ -17,6 +23,8 @@ SUB_ATTACH = "attach"
 SUB_KILL = "kill"
 SUB_NETS = "nets"
 SUB_DOWNLOAD = "download"
+# Shared boxes: lock, unlock, status, and the first-come queue (box_agent/reservations.py).
+SUB_RESERVATION = "reservation"
 
 # Channel tuning both ends share: 256 KiB packets and AES-GCM are the measured way to full
 # throughput (DESIGN.md). A bit under 256 KiB, because asyncssh checks what a peer sends against
@@ -24,6 +32,12 @@ SUB_DOWNLOAD = "download"
 # had the whole connection dropped.
 MAX_PACKET = 256 * 1024 - 1024
 WINDOW = 8 * 1024 * 1024
+# What the client advertises for the box's output (a run's stream, downloads): nearer the
+# bandwidth-delay product of a slow link, which WINDOW capped at WINDOW / RTT (issue 13, 200 MB
+# at 50 ms RTT: 72-103 MB/s with 8 MiB, 132-152 with 16). 32 MiB did no better there and cost
+# the box twice the CPU per MB on loopback. Only the client's side: the box keeps WINDOW for
+# what it receives, so no client can make it hold more per channel.
+CLIENT_WINDOW = 16 * 1024 * 1024
 # The most a run request may upload (script and --add-file files together).
 MAX_UPLOAD = 512 * 1024 * 1024
 
@@ -35,7 +49,9 @@ def valid_env_name(name: str) -> bool:
 
 
 # Env a client may set on a channel; asyncssh accepts any name, so the agent keeps only these.
-CHANNEL_ENV_WHITELIST = frozenset({"LAGER_BREAKPOINT", "LANG", "LC_ALL", "TERM"})
+# LAGER_PROTOCOL: the version an attach client speaks (2 asks for the framed form with events).
+ENV_PROTOCOL = "LAGER_PROTOCOL"
+CHANNEL_ENV_WHITELIST = frozenset({"LAGER_BREAKPOINT", ENV_PROTOCOL, "LANG", "LC_ALL", "TERM"})
 
 # Env the agent gives a script process.
 ENV_RUN_ID = "LAGER_RUN_ID"
@@ -45,6 +61,9 @@ ENV_SCRIPT_NAME = "LAGER_SCRIPT_NAME"
 ENV_BOX_NAME = "LAGER_BOX"
 ENV_BENCH_CONFIG = "LAGER_BENCH_CONFIG"
 ENV_CLAIMS_DIR = "LAGER_CLAIMS_DIR"
+# The nets scripts save on the box (Net.save_local_net), beside the bench file's own.
+ENV_SAVED_NETS = "LAGER_SAVED_NETS"
+SAVED_NETS_FILE = "saved_nets.json"  # the real lager's name for it
 # A copy of the script's own stderr (an inherited fd): banners written there reach the run's
 # stderr even while pytest's capture has taken fd 2 over.
 ENV_STDERR_FD = "LAGER_STDERR_FD"
@@ -71,6 +90,11 @@ DEFAULT_BREAKPOINT_TIMEOUT = 300.0
 # The box caps a run's total runtime (`lager python --timeout`).
 MAX_RUN_TIMEOUT = 300.0
 EXIT_TIMED_OUT = 124
+# The box is reserved by another identity (EX_TEMPFAIL): a refused run, change or lock.
+EXIT_RESERVED = 75
+# How long a CI job (CI=true) or `--wait` queues for a reserved box, as the real lager has it.
+ENV_LOCK_WAIT = "LAGER_LOCK_WAIT"
+DEFAULT_LOCK_WAIT = 1800.0
 
 # Longest id line a continue/console client may send before it is refused.
 MAX_ID_LINE = 4096
@@ -107,17 +131,6 @@ def _hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
 
 
-def encode_msg(msg: dict[str, Any]) -> bytes:
-    return (json.dumps(msg, separators=(",", ":")) + "\n").encode()
-
-
-def decode_msg(data: bytes) -> dict[str, Any]:
-    msg = json.loads(data)
-    if not isinstance(msg, dict):
-        raise ValueError("message is not an object")
-    return msg
-
-
 # `ID#N` names pause number N of a run (the `pause` column of `--list --json`). A numbered
 # `continue` resumes only that pause: a retry, or a late one, answers "already resumed" instead
 # of resuming whatever pause came next. No `:` in the form, since `BOX:ID` is the fleet's.
@@ -134,6 +147,17 @@ def split_pause(query: str) -> tuple[str, int | None]:
     return head, int(tail)
 
 
+# A fleet (issue 18): its id, recorded on each run it starts, and the env each script gets.
+FLEET_ID_PREFIX = "f-"
+ENV_FLEET_INDEX = "LAGER_FLEET_INDEX"
+
+
+def valid_fleet_id(value: str) -> bool:
+    """`f-` and 4 to 16 lower-case hex digits."""
+    digits = value[len(FLEET_ID_PREFIX):]
+    return value.startswith(FLEET_ID_PREFIX) and 4 <= len(digits) <= 16 and _hex(digits)
+
+
 def breakpoints_disabled(value: str | None) -> bool:
     return value is not None and value.strip().lower() in BREAKPOINTS_OFF_VALUES
 
@@ -147,3 +171,12 @@ def with_pytest_plugin(value: str | None) -> str:
     """A PYTEST_PLUGINS value that also loads lager's plugin."""
     plugins = [p.strip() for p in (value or "").split(",") if p.strip()]
     return ",".join(plugins if PYTEST_PLUGIN in plugins else [*plugins, PYTEST_PLUGIN])
+
+
+def __getattr__(name: str) -> type:
+    # `protocol.ProtocolError` without importing the codec for every script that imports lager.
+    if name == "ProtocolError":
+        from .codec import ProtocolError
+
+        return ProtocolError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

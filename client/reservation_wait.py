@@ -1,0 +1,126 @@
+"""The client's side of shared boxes: the label it offers, how long it waits, and the wait.
+
+The label says which CI job or which user@host is asking; the box shows it beside the
+identity that logged in and trusts it for nothing. Waiting (CI=true, or `--wait S`) stands in
+the box's first-come queue on a `reservation` channel: the box pushes the place whenever it
+changes (nothing polls) and then a grant, which the run presents as its ticket. The channel
+stays open for the run's whole life: a client that dies before its run starts frees the grant.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+from lager import protocol
+from lager.errors import ConnectionFailed, RemoteError, Reserved, UsageError
+
+# The CI's own variables, checked in this order: (variable that marks it, how to name the job).
+_CI_LABELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("GITHUB_ACTIONS", ("GITHUB_REPOSITORY", "GITHUB_WORKFLOW", "GITHUB_RUN_ID", "GITHUB_JOB"),
+     "GitHub Actions {0} {1} run {2} job {3}"),
+    ("GITLAB_CI", ("CI_PROJECT_PATH", "CI_JOB_NAME", "CI_JOB_ID"), "GitLab {0} job {1} #{2}"),
+    ("JENKINS_URL", ("JOB_NAME", "BUILD_NUMBER"), "Jenkins {0} #{1}"),
+    ("BUILDKITE", ("BUILDKITE_PIPELINE_SLUG", "BUILDKITE_BUILD_NUMBER", "BUILDKITE_LABEL"),
+     "Buildkite {0} #{1} {2}"),
+    ("CIRCLECI", ("CIRCLE_PROJECT_REPONAME", "CIRCLE_BUILD_NUM", "CIRCLE_JOB"),
+     "CircleCI {0} #{1} {2}"),
+    ("TF_BUILD", ("BUILD_DEFINITIONNAME", "BUILD_BUILDNUMBER"), "Azure Pipelines {0} {1}"),
+    ("TRAVIS", ("TRAVIS_REPO_SLUG", "TRAVIS_JOB_NUMBER"), "Travis {0} job {1}"),
+)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def label() -> str:
+    """Who is asking, in words: the CI job from the CI's own variables, else user@host.
+    The real lager's LAGER_LOCK_HOLDER still names it; it is a label like any other."""
+    given = os.environ.get("LAGER_LOCK_HOLDER", "").strip()
+    if given:
+        return given
+    for marker, names, form in _CI_LABELS:
+        if os.environ.get(marker):
+            return " ".join(form.format(*(os.environ.get(n, "?") for n in names)).split())
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return f"{user}@{socket.gethostname()}"
+
+
+def wait_seconds(option: str | None) -> float | None:
+    """How long to queue for a reserved box: `--wait S`, else under CI=true LAGER_LOCK_WAIT
+    (1800 s); None on a laptop, which is refused at once."""
+    if option is not None:
+        return _seconds(option, "--wait")
+    if in_ci():
+        value = os.environ.get(protocol.ENV_LOCK_WAIT, "").strip()
+        return _seconds(value, protocol.ENV_LOCK_WAIT) if value else protocol.DEFAULT_LOCK_WAIT
+    return None
+
+
+def _seconds(value: str, what: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"{what} {value!r} is not a number of seconds") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise UsageError(f"{what} {value!r} must be 0 or more seconds")
+    return seconds
+
+
+def _readline(chan: Any, buf: bytearray) -> bytes | None:
+    while b"\n" not in buf:
+        data = chan.recv(65536)
+        if not data:
+            return None
+        buf += data
+    line, _, rest = bytes(buf).partition(b"\n")
+    buf[:] = rest
+    return line
+
+
+def _stderr_of(chan: Any) -> str:
+    err = bytearray()
+    while True:
+        data = chan.recv_stderr(65536)
+        if not data:
+            return err.decode("utf-8", "replace").strip()
+        err += data
+
+
+def wait_turn(conn: Any, box_name: str, who: str, seconds: float) -> tuple[str, Any]:
+    """Queue on the box until this client's turn: (the ticket, the channel that keeps the
+    grant; close it once the run is over). A refusal or giving up raises Reserved (exit 75).
+    Ctrl-C leaves the queue (130, ISSUE-NOTES 1): the box sees the channel close."""
+    chan = conn.open(protocol.SUB_RESERVATION)
+    chan.sendall((json.dumps({"op": "wait", "label": who, "wait": seconds}) + "\n").encode())
+    buf = bytearray()
+    while True:
+        line = _readline(chan, buf)
+        if line is None:
+            status = chan.recv_exit_status()
+            reason = _stderr_of(chan)
+            chan.close()
+            if status == protocol.EXIT_RESERVED:
+                raise Reserved(reason or f"box {box_name} is reserved")
+            if status < 0:
+                raise ConnectionFailed(f"lost the connection to box {box_name} while waiting "
+                                       "for its turn")
+            raise RemoteError(reason or f"box {box_name} refused to queue the run")
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if "granted" in msg:
+            return str(msg["granted"]), chan
+        place = msg.get("waiting")
+        if isinstance(place, dict):
+            sys.stderr.write(f"lager: box {box_name}: {place.get('line', 'waiting')} "
+                             "(Ctrl-C leaves the queue)\n")
+            sys.stderr.flush()

@@ -1,0 +1,153 @@
+"""Messages on the run and attach channels (client -> box), and the short JSON requests.
+
+`run`: one RunHeader line, then the bytes of each file it lists, in order; after that the
+client may send control lines (Enter, a signal, a stop), one JSON object each.
+`attach`: one line, `ID` or `ID STDOUT_BYTES STDERR_BYTES` (LAGER_PROTOCOL in its env).
+`nets`: one InstrumentRequest line. The connection keeper (client/mux.py) takes one
+KeeperRequest and answers one KeeperReply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import Message, ProtocolError, decode_one_of
+
+
+@dataclass
+class FileEntry(Message):
+    WHAT = "file entry"
+    path: str
+    size: int
+    mode: int = 0o644
+
+
+@dataclass
+class RunHeader(Message):
+    """The run request. Every key but `main` and `files` may be left out (OpenSSH users write
+    it by hand: the README's example is `{"main": "t.py", "files": [...]}`)."""
+
+    WHAT = "run request"
+    main: str
+    files: list[FileEntry] = field(default_factory=list)
+    script: str | None = None  # the name the user ran, for banners and --list
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 0.0
+    detach: bool = False
+    box: str | None = None
+    stop_on_disconnect: bool = False
+    client_ref: str | None = None
+    pause_on_failure: bool = False
+    safe_state: str = "on-failure"
+    v: int = 1
+    events: bool = False  # v2: frame the channel as records, with pause/resume notices
+    # Shared boxes: who asks, in words (shown by the box, never trusted), and the queue's grant
+    # once a client waited for its turn (the `reservation` subsystem's ticket).
+    label: str | None = None
+    ticket: str | None = None
+    fleet: str | None = None  # the fleet id (`f-3c9a`) of a fan-out (issue 18), on --list
+
+
+@dataclass
+class Enter(Message):
+    """Resume the current pause (counted only while the run is paused)."""
+
+    OP = "enter"
+    WHAT = "control line"
+
+
+@dataclass
+class Signal(Message):
+    """Ctrl-C (INT) or SIGTERM (TERM) from the client, for the script's process group."""
+
+    OP = "signal"
+    WHAT = "control line"
+    name: str
+
+
+@dataclass
+class Stop(Message):
+    """The client leaves and the box finishes stopping the run by itself."""
+
+    OP = "stop"
+    WHAT = "control line"
+
+
+CONTROLS: tuple[type[Message], ...] = (Enter, Signal, Stop)
+
+
+def decode_control(line: bytes) -> Enter | Signal | Stop:
+    return decode_one_of(line, CONTROLS, "control line")  # type: ignore[return-value]
+
+
+@dataclass
+class AttachRequest(Message):
+    """What an attach line says. The line keeps the form OpenSSH users type; a client that
+    wants events says so in its channel env (LAGER_PROTOCOL=2), not here."""
+
+    WHAT = "attach request"
+    id: str
+    have: list[int] | None = None  # [stdout bytes, stderr bytes] the client already has
+
+
+def parse_attach(line: str) -> AttachRequest:
+    """`ID` or `ID STDOUT_BYTES STDERR_BYTES`."""
+    text = line.strip()
+    words = text.split()
+    if len(words) == 3 and all(w.isdigit() and len(w) < 19 for w in words[1:]):
+        return AttachRequest(words[0], [int(words[1]), int(words[2])])
+    if len(words) > 1:
+        raise ProtocolError("attach wants one line: ID [STDOUT_BYTES STDERR_BYTES]")
+    return AttachRequest(text)
+
+
+@dataclass
+class InstrumentRequest(Message):
+    """`nets`: a command on one net, or {"command": "nets"} for the list. A word travels apart
+    from "value" because value admits only numbers."""
+
+    WHAT = "nets request"
+    command: str | None = None
+    net: str | None = None
+    action: str | None = None
+    value: float | None = None
+    word: str | None = None
+    options: dict[str, Any] | None = None
+    v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        # Only what is set, as the box has always been sent it (`lager nets` is one key).
+        return {k: v for k, v in super().to_dict().items() if v is not None}
+
+    @classmethod
+    def ours(cls, **fields: Any) -> str:
+        """The request line this client sends (with its version)."""
+        from .version import PROTOCOL_VERSION
+
+        return cls(**fields, v=PROTOCOL_VERSION).as_line()
+
+
+@dataclass
+class KeeperRequest(Message):
+    """client -> its connection keeper: one short subsystem request to forward."""
+
+    WHAT = "keeper request"
+    subsystem: str
+    line: str | None = None
+    env: dict[str, str] | None = None
+    v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
+
+
+@dataclass
+class KeeperReply(Message):
+    """The box's answer (status >= 0), or why there is none and whether the request went out
+    (`delivered`: False means the client may safely go direct)."""
+
+    WHAT = "keeper reply"
+    out: str = ""
+    err: str = ""
+    status: int = -1
+    error: str | None = None
+    delivered: bool | None = None
+    v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION

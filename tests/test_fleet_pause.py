@@ -1,0 +1,231 @@
+"""Breakpoints on five real boxes: one aggregated line, Enter resumes the boxes paused when it
+is pressed (an early Enter skips nothing), `--continue BOX:ID` one run, `--continue f-…` from
+another process the rest, and each box's own auto-resume."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import StreamReader, wait_for, write_script
+from test_fleet_rig import Rig, start_rig
+
+ALL = "bench[01-05]"
+LINE = re.compile(r"=== 5/5 paused at \S*\.py:(\d+) \"check the DUT\" +resume: Enter, or "
+                  r"lager python --continue (f-[0-9a-f]{4})")
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    r = start_rig(tmp_path_factory.mktemp("fleetpause"), 5)
+    yield r
+    r.stop()
+
+
+def _script(tmp: Path, gate: Path | None = None, timeout: str = "0") -> Path:
+    wait = f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n" if gate else ""
+    return write_script(tmp, "p.py", "import os, time\nfrom lager import pause\n"
+                        "print('before', flush=True)\n" + wait +
+                        f"pause('check the DUT', timeout={timeout})\nprint('after')\n")
+
+
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_fleet_left_behind() -> Iterator[None]:
+    """A failing test must not leave its `lager` waiting on boxes that are gone."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+class Fleet:
+    def __init__(self, rig: Rig, *args: str) -> None:
+        self.proc = rig.laptop.popen("python", *args, "--box", ALL)
+        STARTED.append(self.proc)
+        self.out = StreamReader(self.proc.stdout)
+        self.err = StreamReader(self.proc.stderr)
+
+    def enter(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def all_paused(self) -> str:
+        wait_for(lambda: LINE.search(self.err.text), 60, what=f"5/5 paused:\n{self.err.text}")
+        match = LINE.search(self.err.text)
+        assert match is not None
+        self.since = match.end()
+        return match.group(2)
+
+    def then(self, needle: str) -> str:
+        """Wait for a line printed after all five paused."""
+        wait_for(lambda: needle in self.err.text[self.since:], 30,
+                 what=f"{needle!r} after 5/5:\n{self.err.text}")
+        line = next(ln for ln in self.err.text[self.since:].splitlines() if needle in ln)
+        return line
+
+    def finish(self) -> tuple[int, str, str]:
+        code = self.proc.wait(60)
+        return code, self.out.join(), self.err.join()
+
+
+def _paused(rig: Rig) -> dict[str, list[dict[str, object]]]:
+    done = rig.laptop.run("python", "--list", "--json", "--box", ALL)
+    rows = json.loads(done.stdout)
+    return {box: [r for r in runs if r["state"] == "paused"] for box, runs in rows.items()}
+
+
+def test_one_line_and_enter_resumes_all_five_an_early_enter_skips_nothing(
+        rig: Rig, tmp_path: Path) -> None:
+    gate = tmp_path / "go"
+    fleet = Fleet(rig, str(_script(tmp_path, gate)))
+    wait_for(lambda: fleet.out.text.count("before") == 5, 60, what="five runs started")
+    fleet.enter()  # nothing is paused yet: this Enter must resume nothing, now or later
+    fleet.err.wait_for("nothing is paused", 30)
+    gate.touch()
+    fleet.all_paused()
+    assert all(len(p) == 1 for p in _paused(rig).values())  # the early Enter skipped nothing
+    assert "=== lager breakpoint" not in fleet.err.text  # the line replaces the banners
+    fleet.enter()
+    code, out, err = fleet.finish()
+    assert code == 0, err
+    assert sorted(ln for ln in out.splitlines() if ln.endswith("after")) == \
+        [f"bench0{i}: after" for i in range(1, 6)]
+    assert len(re.findall(r"^bench0[1-5] +ok +exit=0 .* pauses=1", err, re.M)) == 5, err
+
+
+def test_continue_one_box_then_the_fleet_from_another_process(rig: Rig, tmp_path: Path) -> None:
+    fleet = Fleet(rig, str(_script(tmp_path)))
+    fleet_id = fleet.all_paused()
+    run_id = _paused(rig)["bench03"][0]["short_id"]
+    one = rig.laptop.run("python", "--continue", f"bench03:{run_id}")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith(f"resumed run {run_id}")
+    assert "(running: bench03)" in fleet.then("=== 4/5 paused at")
+    rest = rig.laptop.run("python", "--continue", fleet_id)  # no --box: the fleet's record
+    assert rest.returncode == 0, rest.stderr
+    assert rest.stdout.strip() == f"resumed {fleet_id} on bench[01-02,04-05]"
+    code, out, err = fleet.finish()
+    assert code == 0, err
+    assert out.count("after") == 5
+    again = rig.laptop.run("python", "--continue", fleet_id)
+    assert again.returncode == 0 and "nothing paused" in again.stdout
+
+
+def test_each_box_keeps_its_own_auto_resume(rig: Rig, tmp_path: Path) -> None:
+    fleet = Fleet(rig, str(_script(tmp_path, timeout="1 + int(os.environ['LAGER_FLEET_INDEX'])")),
+                  "--output-dir", str(tmp_path / "out"))
+    code, out, err = fleet.finish()
+    assert code == 0, err
+    assert out.count("after") == 5
+    for i in range(1, 6):
+        saved = (tmp_path / "out" / f"bench0{i}.stderr").read_text()
+        # Once each: the notice's banner text stands where the box's bytes were.
+        assert saved.count("=== lager breakpoint") == 1, saved
+        assert saved.count(f"=== auto-resumed after {i}s") == 1, saved
+    assert "=== lager breakpoint" not in err
+
+
+def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> None:
+    fleet = Fleet(rig, str(_script(tmp_path)))
+    fleet.all_paused()
+    done = rig.laptop.run("python", "--continue", "all", "--box", "bench0[2-3]")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "resumed every paused run of yours on bench[02-03]"
+    fleet.then("=== 3/5 paused at")
+    rest = rig.laptop.run("python", "--continue", "all", "--box", ALL, "--any-owner")
+    assert rest.stdout.strip() == "resumed every paused run on bench[01,04-05]"
+    code, _, err = fleet.finish()
+    assert code == 0, err
+
+
+def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:
+    import os
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*rig.laptop_cmd("python", str(_script(tmp_path)), "--box", ALL)],
+                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    STARTED.append(proc)
+    os.close(slave)
+    seen = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            seen.extend(data)
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_for(lambda: b"=== 5/5 paused at" in seen, 60, what=f"5/5 on the terminal: {seen!r}")
+    text = bytes(seen)
+    # Each change clears the line and draws the new count in place; only the first draw
+    # follows a newline (the fleet's own first line).
+    assert text.count(b"\r\x1b[K=== ") >= 4, text
+    assert text.count(b"\n=== ") == 1, text
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.wait(60) == 0
+    os.close(master)
+
+
+def test_console_by_box_id_and_kill_by_fleet_id(rig: Rig, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "i.py", "from lager import pause\nanswer = 42\n"
+                          "pause('check the DUT', timeout=0, interactive=True)\nprint('after')\n")
+    fleet = Fleet(rig, str(script))
+    fleet_id = fleet.all_paused()
+    run_id = _paused(rig)["bench04"][0]["short_id"]
+    console = rig.laptop.run("python", "--console", f"bench04:{run_id}", input="print(answer)\n")
+    assert console.returncode == 0, console.stderr
+    assert "42" in console.stdout
+    killed = rig.laptop.run("python", "--kill", fleet_id)
+    assert killed.returncode == 0, killed.stderr
+    assert killed.stdout.count("stopping run") == 5
+    code, out, err = fleet.finish()
+    assert code == 130, err  # each script ended by the SIGINT of the stop, as for one box
+    assert "after" not in out
+
+
+def test_openssh_continue_of_one_box_shows_in_the_line(rig: Rig, tmp_path: Path) -> None:
+    """The other side is OpenSSH: `ssh -s continue` resumes one box's pause; the fleet's line
+    follows, and Enter resumes the other four."""
+    import shutil
+
+    from conftest import cannot_run
+
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        cannot_run("OpenSSH's ssh is not installed")
+    fleet = Fleet(rig, str(_script(tmp_path)))
+    fleet.all_paused()
+    run = _paused(rig)["bench05"][0]
+    agent = rig.agents["bench05"]
+    laptop = rig.laptop.config_dir
+    done = subprocess.run(
+        [str(ssh), "-q", "-T", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+         "-i", str(laptop / "id_ed25519"), "-o", f"UserKnownHostsFile={laptop / 'known_hosts'}",
+         "-o", "StrictHostKeyChecking=yes", "-p", str(agent.port), "-s",
+         f"lab@{agent.host}", "continue"],
+        input=f"{run['id']}#{run['pause']['seq']}\n", capture_output=True, text=True,  # type: ignore[index]
+        timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "(running: bench05)" in fleet.then("=== 4/5 paused at")
+    fleet.enter()
+    code, out, err = fleet.finish()
+    assert code == 0, err
+    assert out.count("after") == 5

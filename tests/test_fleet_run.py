@@ -1,0 +1,232 @@
+"""Running one script on five real agents: prefixed whole lines, stdout and stderr apart, the
+recap, one exit code, --output-dir, --json, JUnit read by junitparser and junit2html, the
+fleet id on each run, --detach, Ctrl-C; and the boxes that do not answer."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import StreamReader, cannot_run, write_script
+from test_fleet_rig import Rig, black_hole, delay_proxy, free_port, start_rig
+
+ALL = "bench[01-05]"
+PREFIX = re.compile(rb"^bench0[1-5]: ")
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    groups = {f"bench0{i}": ["line1"] + (["rack2"] if i >= 3 else []) for i in range(1, 6)}
+    r = start_rig(tmp_path_factory.mktemp("fleet"), 5, groups)
+    yield r
+    r.stop()
+
+
+def test_prefixed_whole_lines_and_streams_apart(rig: Rig, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "lines.py", (
+        "import os, sys\n"
+        "box, index = os.environ['LAGER_BOX'], os.environ['LAGER_FLEET_INDEX']\n"
+        "print(f'out {box} {index}')\n"
+        "print(f'err {box}', file=sys.stderr)\n"
+        "sys.stdout.write('y' * 100000)\n"  # no newline: cut at 64 KiB, then the rest
+        "sys.stdout.flush()\n"
+        "sys.stdout.write('z' * 10 + '\\n')\n"))
+    done = subprocess.run([*_lager(), "python", str(script), "--box", ALL], env=rig.laptop.env,
+                          capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(PREFIX.match(line) for line in lines), lines[:3]
+    names = [f"bench0{i}" for i in range(1, 6)]
+    for index, box in enumerate(names):
+        assert f"{box}: out {box} {index}".encode() in lines
+        assert f"{box}: err {box}".encode() in done.stderr.splitlines()
+        mine = [ln[len(box) + 2:] for ln in lines if ln.startswith(f"{box}: ".encode())]
+        body = b"".join(ln for ln in mine if ln.startswith((b"y", b"z")))
+        assert body == b"y" * 100000 + b"z" * 10
+        assert max(len(ln) for ln in mine) == 64 * 1024
+    assert b"err " not in done.stdout and b"RECAP" not in done.stdout
+    assert re.search(rb"lager: fleet f-[0-9a-f]{4}: \S*lines.py on bench\[01-05\] \(5 boxes\)",
+                     done.stderr)
+    assert len(re.findall(rb"^bench0[1-5] +ok +exit=0", done.stderr, re.M)) == 5
+
+
+def _lager() -> list[str]:
+    return [str(Path(sys.executable).parent / "lager")]
+
+
+def test_exit_codes_recap_json_output_dir_and_junit(rig: Rig, tmp_path: Path) -> None:
+    shared = write_script(tmp_path, "shared.py", "import os, sys\nprint('hi')\n"
+                          "sys.exit(3 if os.environ['LAGER_BOX'] in ('bench02', 'bench04') "
+                          "else 0)\n")
+    done = rig.laptop.run("python", str(shared), "--box", ALL, "--json", "--output-dir",
+                          str(tmp_path / "out"), "--junit-xml", str(tmp_path / "r.xml"))
+    assert done.returncode == 3, done.stderr  # the code the failed boxes share
+    recap = json.loads(done.stdout.splitlines()[-1])
+    assert recap["exit"] == 3 and set(recap["boxes"]) == {f"bench0{i}" for i in range(1, 6)}
+    states = {b: r["state"] for b, r in recap["boxes"].items()}
+    assert states == {"bench01": "ok", "bench02": "failed", "bench03": "ok",
+                      "bench04": "failed", "bench05": "ok"}
+    for box in states:
+        assert (tmp_path / "out" / f"{box}.stdout").read_text() == "hi\n"
+        record = json.loads((tmp_path / "out" / f"{box}.json").read_text())
+        assert record["fleet"] == recap["fleet"] and record["run_id"]
+    _check_junit(tmp_path / "r.xml", recap)
+    listed = rig.laptop.run("python", "--list", "--box", "bench02")
+    assert f"fleet {recap['fleet']}" in listed.stdout
+    rows = json.loads(rig.laptop.run("python", "--list", "--json", "--box", "bench02").stdout)
+    assert recap["fleet"] in [r.get("fleet") for r in rows]
+    differ = write_script(tmp_path, "differ.py", "import os, sys\n"
+                          "sys.exit({'bench01': 3, 'bench02': 5}.get(os.environ['LAGER_BOX'], 0))\n")
+    assert rig.laptop.run("python", str(differ), "--box", ALL).returncode == 1
+    clean = write_script(tmp_path, "clean.py", "print('ok')\n")
+    one_at_a_time = rig.laptop.run("python", str(clean), "--box", ALL, "--forks", "1")
+    assert one_at_a_time.returncode == 0 and one_at_a_time.stdout.count(": ok") == 5
+    gathered = rig.laptop.run("python", str(clean), "--box", ALL, "--gather")
+    assert gathered.returncode == 0
+    assert gathered.stdout.splitlines()[1] == "bench[01-05] (5)"
+    assert gathered.stdout.count("ok") == 1
+    assert re.search(r"^bench\[01-05\] +ok +exit=0", gathered.stderr, re.M)
+
+
+def _check_junit(path: Path, recap: dict[str, object]) -> None:
+    from junitparser import Failure, JUnitXml
+
+    xml = JUnitXml.fromfile(str(path))
+    suites = list(xml)
+    assert len(suites) == 1
+    suite = suites[0]
+    props = {p.name: p.value for p in suite.properties()}
+    assert props == {"fleet": recap["fleet"], "target": ALL}
+    cases = list(suite)
+    assert sorted(c.classname for c in cases) == [f"lager.line1.bench0{i}" for i in range(1, 6)]
+    failed = sorted(c.classname for c in cases if any(isinstance(r, Failure) for r in c.result))
+    assert failed == ["lager.line1.bench02", "lager.line1.bench04"]
+    assert suite.tests == 5 and suite.failures == 2 and suite.errors == 0
+    tool = shutil.which("junit2html", path=str(Path(sys.executable).parent))
+    if tool is None:
+        cannot_run("junit2html (a test dependency) is not installed")
+    html = path.with_suffix(".html")
+    subprocess.run([tool, str(path), str(html)], check=True, capture_output=True, timeout=60)
+    page = html.read_text()
+    assert "lager.line1.bench02" in page and "exit 3" in page
+
+
+def test_boxes_that_do_not_answer_hold_no_other(rig: Rig, tmp_path: Path) -> None:
+    """Down, black hole, wrong host key: one line each, 255 in their rows; a box behind a
+    delay proxy finishes later than the rest and holds nothing up."""
+    from client.config import Box, Config
+
+    config = Config(rig.laptop.config_dir)
+    with black_hole() as hole_port, delay_proxy(rig.agents["bench05"], 150) as slow_port:
+        config.add_box(Box("down", "127.0.0.1", free_port()))
+        config.add_box(Box("hole", "127.0.0.1", hole_port))
+        # bench02's address under another name, pinned with bench01's key: a changed key.
+        port2 = rig.agents["bench02"].port
+        config.add_box(Box("wrongkey", "localhost", port2))
+        pinned = config.pinned_line(config.box("bench01"))
+        assert pinned is not None
+        with config.known_hosts_path.open("a") as f:
+            f.write(f"[localhost]:{port2} {' '.join(pinned.split()[1:3])}\n")
+        rig.laptop.add("slow", "127.0.0.1", slow_port)
+        script = write_script(tmp_path, "fine.py", "print('fine')\n")
+        done = rig.laptop.run("python", str(script), "--box",
+                              "bench0[1-3],down,hole,wrongkey,slow", "--json",
+                              "--connect-timeout", "8", "--junit-xml", str(tmp_path / "j.xml"))
+    assert done.returncode == 255, done.stderr  # no script failed; boxes were unreachable
+    err = done.stderr.splitlines()
+    for box, why in (("down", "refused the connection"), ("hole", "SSH handshake"),
+                     ("wrongkey", "HOST KEY CHANGED")):
+        mine = [ln for ln in err if ln.startswith(f"{box}: unreachable: ")]
+        assert len(mine) == 1 and why in mine[0], (box, err)
+    recap = json.loads(done.stdout.splitlines()[-1])["boxes"]
+    for box in ("down", "hole", "wrongkey"):
+        assert recap[box]["state"] == "unreachable" and recap[box]["exit"] == 255
+    for box in ("bench01", "bench02", "bench03", "slow"):
+        assert recap[box]["state"] == "ok" and recap[box]["exit"] == 0
+    assert sorted(done.stdout.splitlines()[:-1]) == [
+        "bench01: fine", "bench02: fine", "bench03: fine", "slow: fine"]
+    fast = max(recap[b]["seconds"] for b in ("bench01", "bench02", "bench03"))
+    assert fast < recap["slow"]["seconds"] and fast < recap["hole"]["seconds"]
+    from junitparser import Error, JUnitXml
+
+    cases = list(next(iter(JUnitXml.fromfile(str(tmp_path / "j.xml")))))
+    errored = sorted(c.classname.split(".")[-1] for c in cases
+                     if any(isinstance(r, Error) for r in c.result))
+    assert errored == ["down", "hole", "wrongkey"]
+
+
+def test_ctrl_c_stops_every_run_and_still_recaps(rig: Rig, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "forever.py", "import time\nprint('ready', flush=True)\n"
+                          "while True:\n    time.sleep(0.1)\n")
+    proc = rig.laptop.popen("python", str(script), "--box", ALL)
+    out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+    from conftest import wait_for
+
+    try:
+        wait_for(lambda: out.text.count("ready") == 5, 60, what=f"five runs ready: {out.text}")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.join()
+    assert "sent SIGINT to every run" in text
+    assert len(re.findall(r"^bench0[1-5] +killed +exit=130", text, re.M)) == 5, text
+    rows = json.loads(rig.laptop.run("python", "--list", "--json", "--box", ALL).stdout)
+    assert all(r["state"] == "exited" for runs in rows.values() for r in runs)
+
+
+def test_detach_prints_fleet_and_run_ids(rig: Rig, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "quick.py", "print('x')\n")
+    done = rig.laptop.run("python", str(script), "--box", "@rack2", "--detach")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"fleet f-[0-9a-f]{4}", lines[0])
+    assert [ln.split(":")[0] for ln in lines[1:]] == ["bench03", "bench04", "bench05"]
+    assert all(re.fullmatch(r"bench0[3-5]: run [0-9a-f]{16}", ln) for ln in lines[1:])
+
+
+def test_clubak_reads_the_prefixed_output(rig: Rig, tmp_path: Path) -> None:
+    """ClusterShell's own `clubak -b` gathers what the fleet prints (pdsh's line form)."""
+    clubak = shutil.which("clubak", path=str(Path(sys.executable).parent))
+    if clubak is None:
+        cannot_run("clubak (ClusterShell, a dependency) is not installed")
+    script = write_script(tmp_path, "same.py", "print('same line')\nprint('and another')\n")
+    done = rig.laptop.run("python", str(script), "--box", ALL)
+    assert done.returncode == 0, done.stderr
+    folded = subprocess.run([clubak, "-b"], input=done.stdout, capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    assert "bench[01-05] (5)" in folded and folded.count("same line") == 1
+    assert folded.index("same line") < folded.index("and another")  # lines kept in order
+
+
+def test_instrument_commands_and_nets_over_a_set(rig: Rig) -> None:
+    done = rig.laptop.run("supply", "supply2", "state", "--box", ALL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:3] == ["-" * 15, "bench[01-05] (5)", "-" * 15]
+    assert done.stdout.count("supply2") == 1  # five equal answers, printed once
+    data = json.loads(rig.laptop.run("adc", "adc1", "--json", "--box", "@rack2").stdout)
+    assert sorted(data) == ["bench03", "bench04", "bench05"]
+    assert all("value" in str(answer) or answer for answer in data.values())
+    nets = rig.laptop.run("nets", "--box", "bench0[1-2]", "--no-gather")
+    lines = nets.stdout.splitlines()
+    assert lines and all(ln.startswith(("bench01: ", "bench02: ")) for ln in lines)
+    # A form only the click command takes (an option): it builds the request once, every
+    # box gets it.
+    limited = rig.laptop.run("supply", "supply2", "voltage", "2.5", "--ovp", "6", "--box", ALL)
+    assert limited.returncode == 0, limited.stderr
+    assert limited.stdout.splitlines()[1] == "bench[01-05] (5)"
+    read = json.loads(rig.laptop.run("supply", "supply2", "voltage", "--json", "--box",
+                                     ALL).stdout)
+    assert sorted(read) == [f"bench0{i}" for i in range(1, 6)]
+    assert len({json.dumps(answer, sort_keys=True) for answer in read.values()}) == 1
+    assert "2.5" in json.dumps(next(iter(read.values())))
+    bad = rig.laptop.run("supply", "supply2", "voltage", "2.5", "--ovp", "1", "--box", ALL)
+    assert bad.returncode != 0 and "ovp" in bad.stderr.lower(), bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
