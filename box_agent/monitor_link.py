@@ -89,7 +89,9 @@ class MonitorLink:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await loop.sock_recv(self.sock, 65536)
+                # Past the script's 64 KiB datagram: a `script` or `hello` carries the whole
+                # message (its banner included) with a few fields more.
+                data = await loop.sock_recv(self.sock, 1 << 17)
             except OSError:
                 return None
             if not data:

@@ -82,8 +82,8 @@ static void discard(int fd, size_t n) {
     }
 }
 
-/* One record of these bytes, written at the log's end. */
-static void append_bytes(int stream, const char *data, size_t len) {
+/* One record of these bytes, written at the log's end; 0 when a full disk lost it. */
+static int append_bytes(int stream, const char *data, size_t len) {
     unsigned char head[8];
     put_header(head, stream, len);
     struct iovec iov[2] = {{head, 8}, {(void *)data, len}};
@@ -91,11 +91,20 @@ static void append_bytes(int stream, const char *data, size_t len) {
         rotate();
     if (seg_fd < 0 || pwritev(seg_fd, iov, 2, log_end - seg_start) != (ssize_t)(8 + len)) {
         if (seg_fd >= 0 && ftruncate(seg_fd, log_end - seg_start) < 0)
-            return;
-        return; /* lost to a full disk; the next may fit */
+            return 0;
+        return 0; /* lost to a full disk; the next may fit */
     }
     log_end += 8 + len;
     totals[stream] += len;
+    return 1;
+}
+
+int log_append(int stream, const char *data, size_t len) {
+    return append_bytes(stream, data, len);
+}
+
+long long stream_total(int stream) {
+    return totals[stream];
 }
 
 /* n bytes of the pipe, copied through a small buffer (where splice is not supported). */

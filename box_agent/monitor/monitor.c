@@ -28,8 +28,32 @@ static long long agentless_deadline = -1; /* when the window lapses with no agen
 static char *pause_body = NULL;
 static char *pause_seq = NULL; /* the raw JSON of its "seq", or NULL when it has none */
 static double paused_at = 0.0;
+/* where its banner lies in the run's stderr, [start, end) */
+static int has_banner_at = 0;
+static long long banner_start = 0, banner_end = 0;
 
 static char inbuf[MSG_MAX + 1];
+static char banner_text[MSG_MAX]; /* a decoded banner: never longer than its JSON */
+
+/* lager/protocol/link.py's messages, field by field (codec.py's rules) */
+static const struct field_spec PAUSE_FIELDS[] = {
+    {"seq", J_INT, 1}, {"file", J_STR, 1}, {"line", J_INT, 1}, {"timeout", J_NUM, 1},
+    {"console", J_BOOL, 1}, {"label", J_STR | J_NULL, 0}, {"on_timeout", J_STR, 0},
+    {"kind", J_STR, 0}, {"banner", J_STR | J_NULL, 0}, {NULL, 0, 0}};
+static const struct field_spec RESUMED_FIELDS[] = {
+    {"seq", J_INT, 1}, {"how", J_STR, 1}, {"by", J_STR | J_NULL, 0},
+    {"banner", J_STR | J_NULL, 0}, {NULL, 0, 0}};
+static const struct field_spec RESUME_FIELDS[] = {
+    {"seq", J_INT, 1}, {"how", J_STR, 1}, {"after", J_NUM, 0}, {"by", J_STR | J_NULL, 0},
+    {NULL, 0, 0}};
+static const struct field_spec CONSOLE_FIELDS[] = {
+    {"seq", J_INT, 1}, {"pty", J_BOOL, 1}, {"cols", J_INT, 1}, {"rows", J_INT, 1},
+    {NULL, 0, 0}};
+static const struct field_spec PLACED_FIELDS[] = {{"seq", J_INT, 1}, {NULL, 0, 0}};
+static const struct field_spec SIGNAL_FIELDS[] = {{"sig", J_INT, 1}, {NULL, 0, 0}};
+static const struct field_spec WINDOW_FIELDS[] = {
+    {"until", J_INT | J_NULL, 1}, {"seen", J_INT | J_NULL, 0}, {NULL, 0, 0}};
+static const struct field_spec TO_SCRIPT_FIELDS[] = {{"body", J_OBJ, 0}, {NULL, 0, 0}};
 
 /* ---- time, small helpers ------------------------------------------------------------ */
 
@@ -80,13 +104,28 @@ static void tell(const char *fmt, ...) {
     tell_iov(&iov, 1);
 }
 
+/* `,"banner_at":[start,end]` or `,"banner_at":null` */
+static int banner_at_json(char *out, size_t size, int has, long long start, long long end) {
+    return has ? snprintf(out, size, ",\"banner_at\":[%lld,%lld]", start, end)
+               : snprintf(out, size, ",\"banner_at\":null");
+}
+
+static void clear_pause(void) {
+    free(pause_body);
+    free(pause_seq);
+    pause_body = pause_seq = NULL;
+    has_banner_at = 0;
+}
+
 static void hello(void) {
     outstanding = 0;
     acked_end = log_end;
-    char head[160], tail[64];
+    char head[160], tail[128];
     int h = snprintf(head, sizeof head, "{\"op\":\"hello\",\"pid\":%d,\"end\":%lld,\"pause\":",
                      (int)script_pid, log_end);
-    int t = snprintf(tail, sizeof tail, ",\"paused_at\":%.6f}\n", paused_at);
+    int t = snprintf(tail, sizeof tail, ",\"paused_at\":%.6f", paused_at);
+    t += banner_at_json(tail + t, sizeof tail - t, has_banner_at, banner_start, banner_end);
+    t += snprintf(tail + t, sizeof tail - t, "}\n");
     struct iovec iov[3] = {{head, (size_t)h},
                            {pause_body ? pause_body : "null", pause_body ? strlen(pause_body) : 4},
                            {tail, (size_t)t}};
@@ -132,12 +171,16 @@ static void to_script(const char *body, const char *body_end, int *fds, int nfds
         int same = has ? pause_seq && (size_t)(ve - vs) == strlen(pause_seq) &&
                              memcmp(vs, pause_seq, ve - vs) == 0
                        : pause_seq == NULL;
-        if (same) {
-            free(pause_body);
-            free(pause_seq);
-            pause_body = pause_seq = NULL;
-        }
+        if (same)
+            clear_pause();
     }
+    /* Only what the script can read goes on (ToScript.encode_body) */
+    const struct field_spec *spec = field_is(body, body_end, "op", "\"resume\"")    ? RESUME_FIELDS
+                                    : field_is(body, body_end, "op", "\"console\"") ? CONSOLE_FIELDS
+                                    : field_is(body, body_end, "op", "\"placed\"")  ? PLACED_FIELDS
+                                                                                   : NULL;
+    if (!spec || !fields_ok(body, body_end, spec))
+        return;
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
@@ -165,29 +208,51 @@ static void from_agent(void) {
         return;
     }
     const char *p, *e;
-    if (json_object(inbuf, inbuf + got, &p, &e)) {
+    if (utf8_valid(inbuf, inbuf + got) && json_object(inbuf, inbuf + got, &p, &e)) {
         long long value;
         const char *vs, *ve;
         if (field_is(p, e, "op", "\"signal\"")) {
-            if (field_ll(p, e, "sig", &value) && value > 0 && value < NSIG)
+            if (fields_ok(p, e, SIGNAL_FIELDS) && field_ll(p, e, "sig", &value) && value > 0 &&
+                value < NSIG)
                 signal_script((int)value);
         } else if (field_is(p, e, "op", "\"window\"")) { /* also the answer to our `output` */
-            if (field_is(p, e, "until", "null") || !json_field(p, e, "until", &vs, &ve))
+            if (!fields_ok(p, e, WINDOW_FIELDS))
+                ; /* a window we cannot read changes nothing */
+            else if (field_is(p, e, "until", "null"))
                 window_unlimited = 1;
             else if (field_ll(p, e, "until", &value)) {
                 window_unlimited = 0;
                 window_until = value;
             }
-            if (field_ll(p, e, "seen", &value) && value > acked_end)
-                acked_end = value;
-            outstanding = 0;
+            if (fields_ok(p, e, WINDOW_FIELDS)) {
+                if (field_ll(p, e, "seen", &value) && value > acked_end)
+                    acked_end = value;
+                outstanding = 0;
+            }
         } else if (field_is(p, e, "op", "\"to_script\"")) {
-            if (json_field(p, e, "body", &vs, &ve) && *vs == '{')
+            if (fields_ok(p, e, TO_SCRIPT_FIELDS) && json_field(p, e, "body", &vs, &ve))
                 to_script(vs, ve, fds, nfds);
         }
         /* only an agent reaches this socket; what we don't know changes nothing */
     }
     close_fds(fds, nfds);
+}
+
+/* Put the script's banner on its stderr, after everything it wrote before sending it
+ * (already in its pipes: a pipe write is done when it returns). Bounded: a thread that never
+ * stops printing cannot hold us (loop.py's _put_banner). Returns 0 when a full disk lost it. */
+static int put_banner(const char *vs, const char *ve, long long *start, long long *end) {
+    for (int s = STDOUT_STREAM; s <= STDERR_STREAM; s++)
+        for (int i = 0; i < 4 && pipe_fd[s] >= 0; i++) {
+            int avail = 0;
+            if (ioctl(pipe_fd[s], FIONREAD, &avail) < 0 || avail <= 0)
+                break;
+            drain(s);
+        }
+    size_t len = json_string(vs, ve, banner_text);
+    *start = stream_total(STDERR_STREAM);
+    *end = *start + (long long)len;
+    return log_append(STDERR_STREAM, banner_text, len);
 }
 
 static void from_script(short revents) {
@@ -199,26 +264,49 @@ static void from_script(short revents) {
     if (got <= 0) {
         close(script_link);
         script_link = -1;
-        free(pause_body);
-        free(pause_seq);
-        pause_body = pause_seq = NULL;
+        clear_pause();
         tell("{\"op\":\"link_closed\"}\n");
         return;
     }
-    const char *p, *e;
-    if (!json_object(inbuf, inbuf + got, &p, &e))
+    /* decode_from_script's checks: UTF-8, one object, a pause or resumed with its fields */
+    const char *p, *e, *vs, *ve, *seq_s, *seq_e;
+    if (!utf8_valid(inbuf, inbuf + got) || !json_object(inbuf, inbuf + got, &p, &e))
         return;
-    if (field_is(p, e, "op", "\"pause\"")) {
-        const char *vs, *ve;
+    int is_pause = field_is(p, e, "op", "\"pause\"");
+    int is_resumed = field_is(p, e, "op", "\"resumed\"");
+    if (!(is_pause && fields_ok(p, e, PAUSE_FIELDS)) &&
+        !(is_resumed && fields_ok(p, e, RESUMED_FIELDS)))
+        return;
+    json_field(p, e, "seq", &seq_s, &seq_e);
+    int has_range = 0;
+    long long start = 0, end = 0;
+    /* a banner that is not empty text (an empty one is no banner, as in Python) */
+    if (json_field(p, e, "banner", &vs, &ve) && *vs == '"' && ve - vs > 2) {
+        has_range = put_banner(vs, ve, &start, &end);
+        char head[] = "{\"op\":\"placed\",\"seq\":";
+        struct iovec iov[3] = {{head, sizeof head - 1}, {(void *)seq_s, (size_t)(seq_e - seq_s)},
+                               {"}\n", 2}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
+        sendmsg(script_link, &msg, MSG_NOSIGNAL); /* a gone script: its exit is on its way */
+    }
+    if (is_pause) {
         free(pause_body);
         free(pause_seq);
         pause_body = dup_span(p, e);
-        pause_seq = json_field(p, e, "seq", &vs, &ve) ? dup_span(vs, ve) : NULL;
+        pause_seq = dup_span(seq_s, seq_e);
         paused_at = wall_time();
+        has_banner_at = has_range;
+        banner_start = start;
+        banner_end = end;
+    } else if (pause_seq && (size_t)(seq_e - seq_s) == strlen(pause_seq) &&
+               memcmp(seq_s, pause_seq, seq_e - seq_s) == 0) {
+        clear_pause();
     }
     char head[] = "{\"op\":\"script\",\"body\":";
-    char tail[64];
-    int t = snprintf(tail, sizeof tail, ",\"at\":%.6f}\n", paused_at);
+    char tail[128];
+    int t = snprintf(tail, sizeof tail, ",\"at\":%.6f", paused_at);
+    t += banner_at_json(tail + t, sizeof tail - t, has_range, start, end);
+    t += snprintf(tail + t, sizeof tail - t, "}\n");
     struct iovec iov[3] = {{head, sizeof head - 1}, {(void *)p, (size_t)(e - p)},
                            {tail, (size_t)t}};
     tell_iov(iov, 3);

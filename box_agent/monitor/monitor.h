@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -55,6 +56,17 @@ int json_field(const char *p, const char *e, const char *key, const char **vs,
 int field_is(const char *p, const char *e, const char *key, const char *raw);
 int field_ll(const char *p, const char *e, const char *key, long long *out);
 char *dup_span(const char *s, const char *e);
+int utf8_valid(const char *p, const char *e);
+size_t json_string(const char *vs, const char *ve, char *out);
+enum json_type { J_NULL = 1, J_STR = 2, J_INT = 4, J_NUM = 8, J_BOOL = 16, J_OBJ = 32,
+                 J_LIST = 64 };
+/* One field of a message as lager/protocol/link.py types it. */
+struct field_spec {
+    const char *key;
+    int type; /* json_type bits */
+    int required;
+};
+int fields_ok(const char *p, const char *e, const struct field_spec *spec);
 void json_quote(char *out, const char *text);
 
 /* process.c: the script and what it leaves behind */
@@ -82,6 +94,8 @@ extern long long log_end;
 extern int pipe_fd[3]; /* indexed by stream */
 extern int open_pipes;
 int drain(int stream);
+int log_append(int stream, const char *data, size_t len);
+long long stream_total(int stream);
 void log_close(void);
 void write_status(void);
 
