@@ -1,4 +1,4 @@
-/* What the monitor's parts (monitor.c, json.c, process.c, log.c) share. */
+/* What the monitor's parts (monitor.c, link.c, json.c, process.c, log.c) share. */
 #ifndef LAGER_MONITOR_H
 #define LAGER_MONITOR_H
 #define _GNU_SOURCE
@@ -43,11 +43,25 @@
 #define STDERR_STREAM 2
 
 
-/* monitor.c: the agent, the script's link, the loop */
+/* monitor.c: the agent and the loop */
 extern int agent;
+extern int script_link;
 long long now_ms(void);
 double wall_time(void);
 void set_cloexec(int fd, int on);
+void tell_iov(struct iovec *iov, int n);
+void tell(const char *fmt, ...);
+void close_fds(int *fds, int n);
+
+/* link.c: the script's link, its pause and banners */
+extern char *pause_body;
+extern double paused_at;
+extern int has_banner_at;
+extern long long banner_start, banner_end;
+int banner_at_json(char *out, size_t size, int has, long long start, long long end);
+void clear_pause(void);
+void to_script(const char *body, const char *body_end, int *fds, int nfds);
+void from_script(short revents);
 
 /* json.c */
 int json_object(const char *p, const char *e, const char **vs, const char **ve);
