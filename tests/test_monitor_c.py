@@ -261,19 +261,23 @@ def test_hostile_and_huge_banners_are_bounded(program: list[str], tmp_path: Path
     items.append({"before": b"".hex(), "datagram": b"".hex(),
                   "probe": _message("pause", 200, big)})
     items.append({"before": b"".hex(), "datagram": b"".hex(), "probe": surrogate.hex()})
+    # Keys and tags are text: escaped, they are the same keys and tags to json.loads.
+    escaped = rb'{"o\u0070":"r\u0065sumed","s\u0065q":301,"how":"x","banner":"esc"}'
+    items.append({"before": b"".hex(), "datagram": b"".hex(), "probe": escaped.hex()})
     # "" is no banner: relayed, but neither placed nor acked (then 54 kB of escapes)
     items.append({"before": b"".hex(), "datagram": _message("resumed", 201, ""),
                   "probe": _message("resumed", 202, "\u00e9" * 9000)})
     heard, told, stderr = _placed_run(program, tmp_path, items)
     assert [json.loads(line)["seq"] for line in heard] == [
-        *range(100, 100 + len(hostile)), 200, 300, 202]
-    expected = "".join(f"probe {i}\n" for i in range(len(hostile))) + big + "a??b" + \
+        *range(100, 100 + len(hostile)), 200, 300, 301, 202]
+    expected = "".join(f"probe {i}\n" for i in range(len(hostile))) + big + "a??b" + "esc" + \
         "\u00e9" * 9000
     assert stderr == expected.encode()
-    assert [m["body"]["seq"] for m in told] == [*range(100, 100 + len(hostile)), 200, 300, 201,
-                                                202]
+    assert [m["body"]["seq"] for m in told] == [*range(100, 100 + len(hostile)), 200, 300, 301,
+                                                201, 202]
     assert told[-2]["banner_at"] is None
-    at = len(expected.encode()) - len(big.encode()) - 4 - 18000
-    assert told[-4]["banner_at"] == [at, at + len(big)]
-    assert told[-3]["banner_at"] == [at + len(big), at + len(big) + 4]
-    assert told[-1]["banner_at"] == [at + len(big) + 4, at + len(big) + 4 + 18000]
+    at = len(expected.encode()) - len(big.encode()) - 7 - 18000
+    assert told[-5]["banner_at"] == [at, at + len(big)]
+    assert told[-4]["banner_at"] == [at + len(big), at + len(big) + 4]
+    assert told[-3]["banner_at"] == [at + len(big) + 4, at + len(big) + 7]
+    assert told[-1]["banner_at"] == [at + len(big) + 7, at + len(big) + 7 + 18000]

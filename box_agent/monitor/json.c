@@ -157,10 +157,21 @@ int json_object(const char *p, const char *e, const char **vs, const char **ve) 
     return 1;
 }
 
+/* Is the valid JSON string literal [s, se) this text, once its escapes are decoded (as
+ * Python reads `"o\u0070"` as "op")? */
+static int string_is(const char *s, const char *se, const char *text) {
+    size_t n = strlen(text);
+    if ((size_t)(se - s) == n + 2 && memcmp(s + 1, text, n) == 0)
+        return 1;
+    char decoded[128]; /* no escaped form of a key or tag we look for is longer */
+    if (se - s > (long)sizeof decoded || !memchr(s, '\\', se - s))
+        return 0;
+    return json_string(s, se, decoded) == n && memcmp(decoded, text, n) == 0;
+}
+
 /* The raw value of a top-level key of a valid object; 0 when it has none. */
 int json_field(const char *p, const char *e, const char *key, const char **vs,
                       const char **ve) {
-    size_t klen = strlen(key);
     int found = 0;
     p = ws(p, e) + 1;
     for (;;) {
@@ -168,7 +179,7 @@ int json_field(const char *p, const char *e, const char *key, const char **vs,
         if (p >= e || *p != '"')
             return found;
         const char *kend = skip_string(p, e);
-        int match = (size_t)(kend - p) == klen + 2 && memcmp(p + 1, key, klen) == 0;
+        int match = string_is(p, kend, key);
         p = ws(kend, e) + 1; /* past ':' */
         p = ws(p, e);
         const char *vend = skip_value(p, e, 0);
@@ -187,7 +198,14 @@ int json_field(const char *p, const char *e, const char *key, const char **vs,
 int field_is(const char *p, const char *e, const char *key, const char *raw) {
     const char *vs, *ve;
     size_t n = strlen(raw);
-    return json_field(p, e, key, &vs, &ve) && (size_t)(ve - vs) == n && memcmp(vs, raw, n) == 0;
+    if (!json_field(p, e, key, &vs, &ve))
+        return 0;
+    if (*raw == '"' && *vs == '"') { /* a string: compared as text, escapes decoded */
+        char text[64];
+        snprintf(text, sizeof text, "%.*s", (int)(n - 2), raw + 1);
+        return string_is(vs, ve, text);
+    }
+    return (size_t)(ve - vs) == n && memcmp(vs, raw, n) == 0;
 }
 
 int field_ll(const char *p, const char *e, const char *key, long long *out) {
