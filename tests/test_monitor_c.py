@@ -281,3 +281,18 @@ def test_hostile_and_huge_banners_are_bounded(program: list[str], tmp_path: Path
     assert told[-4]["banner_at"] == [at + len(big), at + len(big) + 4]
     assert told[-3]["banner_at"] == [at + len(big) + 4, at + len(big) + 7]
     assert told[-1]["banner_at"] == [at + len(big) + 7, at + len(big) + 7 + 18000]
+
+
+def test_a_pause_labelled_with_thousands_of_emoji_still_pauses(client: Client,
+                                                              tmp_path: Path) -> None:
+    """An astral character is 12 bytes of JSON (a pair of \\u escapes) and the label travels
+    twice: cut at 4000 characters it overran the link's 64 KiB datagram, the monitor dropped
+    the pause, and the script waited for a resume nobody would send."""
+    script = write_script(tmp_path, "emoji.py", "from lager import pause\n"
+                          "pause('\\U0001F600' * 5000, timeout=0)\nprint('after')\n")
+    run = start_run(client, script)
+    ident = run.banner_id()
+    assert "\U0001F600" * 100 in run.err.text
+    assert client.run("python", "--continue", ident).returncode == 0
+    assert run.finish() == 0
+    assert run.out.text == "after\n"
