@@ -175,9 +175,11 @@ async def _serve(state: StateDir, how: Serving) -> None:
         supervisor.closing = True  # the successor owns the runs now
         stop.set()
 
-    point = HandoverPoint(state.root, agent.listening, handed_over)
+    point = HandoverPoint(state.root, agent.listening, handed_over,
+                          before_handing=supervisor.hold_for_viewers)
     await stop.wait()
     book.keep_places()  # the waiters it drops now come back to the next agent's queue
+    supervisor.hold_for_viewers()  # while the clients are still attached (SIGTERM)
     point.close()
     agent.close()
     await agent.wait_closed()

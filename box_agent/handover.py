@@ -38,9 +38,13 @@ class HandoverPoint:
     """The running agent's end: give the listening sockets to whoever asks (root only)."""
 
     def __init__(self, state_root: Path, listening: Sequence[socket.socket],
-                 on_handed: Callable[[], None]) -> None:
+                 on_handed: Callable[[], None],
+                 before_handing: Callable[[], None] = lambda: None) -> None:
         self.listening = listening
         self.on_handed = on_handed
+        # Runs in step with the hand-over, before the new agent can adopt anything (it does so
+        # once it has the sockets): what the runs' next agent must know is written by then.
+        self.before_handing = before_handing
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dirfd = os.open(state_root, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -64,6 +68,7 @@ class HandoverPoint:
             try:
                 if conn.recv(len(_REQUEST)) != _REQUEST:
                     return
+                self.before_handing()
                 fds = array.array("i", [s.fileno() for s in self.listening])
                 conn.sendmsg([b"ok\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
                 sdnotify.main_pid_moves_to(conn)  # under systemd, the new agent is the unit now

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import socket
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from lager.protocol.codec import Message, ProtocolError
 from lager.protocol.link import MonitorFailed, MonitorHello, decode_from_monitor
 
 from .monitor.loop import SOCKET_NAME, STATUS_FILE, WINDOW
+from .monitor_build import monitor_program
 
 RUN_FILE = "run.json"
 START_TIMEOUT = 30.0
@@ -39,10 +39,11 @@ class MonitorLink:
         """Start a monitor for a new run; returns the link and the monitor's hello."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         errors = open(monitor_dir / "monitor.err", "ab")  # noqa: SIM115 - the child keeps it
+        executable, head = monitor_program()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "box_agent.monitor", str(theirs.fileno()),
-                str(monitor_dir), str(workdir), identity, "--", *argv,
+                *head, str(theirs.fileno()), str(monitor_dir), str(workdir), identity, "--",
+                *argv, executable=executable,
                 env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=errors, start_new_session=True, pass_fds=(theirs.fileno(),))
         except OSError as exc:
@@ -88,7 +89,9 @@ class MonitorLink:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await loop.sock_recv(self.sock, 65536)
+                # Past the script's 64 KiB datagram: a `script` or `hello` carries the whole
+                # message (its banner included) with a few fields more.
+                data = await loop.sock_recv(self.sock, 1 << 17)
             except OSError:
                 return None
             if not data:

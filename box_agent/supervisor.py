@@ -25,6 +25,7 @@ from lager.protocol.link import (
 
 from . import safe_state
 from .breakpoints import BreakpointLink
+from .monitor_build import monitor_program
 from .monitor_link import RUN_FILE, STATUS_FILE, WINDOW, MonitorLink, read_json, write_json
 from .output_log import OutputLog, Viewer
 from .privsep import RunIdentities, separation_off_reason
@@ -36,6 +37,12 @@ log = logging.getLogger("lager-box.runs")
 
 KEEP_FINISHED_RUNS = 100  # finished runs kept listable and reattachable, newest first...
 KEEP_FINISHED_SECONDS = 24 * 3600  # ...for at most this long
+# After a graceful restart or --replace, a run whose client was attached holds its output at
+# where that client was (plus the usual window) until a client attaches again, for at most
+# this long. Without it the next agent, with no viewer yet, lets a full-speed script run ahead
+# while the client reconnects, and the log's limit drops what the client has not seen.
+HOLD_FOR_VIEWERS = 20.0
+HOLD_FILE = "hold.json"
 _MONITOR_SUFFIX = ".monitor"
 
 
@@ -49,6 +56,8 @@ class Supervisor:
         self.identities: RunIdentities | None = None
         self.closing = False
         self.on_end: Callable[[Run], None] | None = None  # told once a run has fully ended
+        self.holds: dict[str, int] = {}  # run id -> log offset its output is held at
+        monitor_program()  # built now, if it must be, rather than while a client waits
         if run_as:
             self.identities = RunIdentities(run_as, run_groups)
             shared = [Path(base_env[k]) for k in (protocol.ENV_BENCH_CONFIG,) if k in base_env]
@@ -136,14 +145,18 @@ class Supervisor:
             left = run.spec.timeout - (time.time() - run.started_at)
             asyncio.get_running_loop().call_later(max(0.0, left), self._time_out, run)
 
-    @staticmethod
-    def _on_hello(run: Run, hello: MonitorHello) -> None:
+    def _on_hello(self, run: Run, hello: MonitorHello) -> None:
         assert run.link is not None and run.monitor is not None
         run.script_pid = hello.pid
         run.log.end = max(run.log.end, hello.end)
         if hello.pause is not None:
             run.link.handle(hello.pause, hello.paused_at, hello.banner_at)
-        run.monitor.send(Window(until=run.log.end + WINDOW, seen=run.log.end))
+        run.monitor.send(Window(until=self._window(run), seen=run.log.end))
+
+    def _window(self, run: Run) -> int:
+        """How far the monitor may log: WINDOW past what the viewers have, or past where a
+        held run's client was."""
+        return self.holds.get(run.id, run.log.end) + WINDOW
 
     # -- one run's messages ----------------------------------------------------------------
 
@@ -183,7 +196,7 @@ class Supervisor:
                 return None
             if isinstance(msg, MonitorOutput):
                 await run.log.feed_to(msg.end)
-                run.monitor.send(Window(until=run.log.end + WINDOW, seen=run.log.end))
+                run.monitor.send(Window(until=self._window(run), seen=run.log.end))
             elif isinstance(msg, FromScript):
                 notice = run.link.handle(msg.body, msg.at or time.time(), msg.banner_at)
                 if notice is not None:
@@ -258,6 +271,7 @@ class Supervisor:
                 self._remove(monitor_dir.name[: -len(_MONITOR_SUFFIX)])
                 continue
             run = Run.from_record(record, OutputLog(monitor_dir))
+            self._take_hold(run, monitor_dir)
             if self.identities is not None and record.get("uid") is not None:
                 run.identity = self.identities.adopt(int(record["uid"]))
             monitor = MonitorLink.connect(monitor_dir)
@@ -289,6 +303,36 @@ class Supervisor:
         self._track(run, hello)
         log.info("run %s adopted: %s", run.id, run.state)
 
+    # -- holding output for a client across a restart ---------------------------------------
+
+    def hold_for_viewers(self) -> None:
+        """Before this agent lets its runs go gracefully (SIGTERM, --replace): each run with a
+        client attached is held at that client's offset for the next agent (HOLD_FOR_VIEWERS)."""
+        if self.closing:  # handed over: the holds were written before, and may be taken
+            return
+        until = time.time() + HOLD_FOR_VIEWERS
+        for run in self.runs.values():
+            if not run.done.is_set() and run.log.viewers:
+                write_json(self.monitor_dir(run.id) / HOLD_FILE,
+                           {"at": run.log.end, "until": until})
+
+    def _take_hold(self, run: Run, monitor_dir: Path) -> None:
+        hold = read_json(monitor_dir / HOLD_FILE)
+        (monitor_dir / HOLD_FILE).unlink(missing_ok=True)
+        if hold is None or float(hold.get("until") or 0) <= time.time():
+            return
+        self.holds[run.id] = int(hold["at"])
+        asyncio.ensure_future(self._release_hold(run, float(hold["until"])))  # noqa: RUF006
+
+    async def _release_hold(self, run: Run, until: float) -> None:
+        """Once a client attaches (or the hold runs out) the output flows as usual."""
+        while time.time() < until and not run.log.viewers and not run.done.is_set() \
+                and not self.closing:
+            await asyncio.sleep(0.05)
+        self.holds.pop(run.id, None)
+        if run.monitor is not None:
+            run.monitor.send(Window(until=self._window(run), seen=run.log.end))
+
     # -- housekeeping ----------------------------------------------------------------------
 
     def _prune(self) -> None:
@@ -308,6 +352,7 @@ class Supervisor:
     async def shutdown(self) -> None:
         """The agent is going (SIGTERM, an upgrade): runs stay with their monitors, and the
         next agent takes them back. Only our ends of their sockets close."""
+        self.hold_for_viewers()
         self.closing = True
         for run in self.runs.values():
             if run.serve_task is not None:

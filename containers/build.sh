@@ -32,6 +32,9 @@ rm -rf "$wheels"
 .venv/bin/python -m pip wheel -q --disable-pip-version-check -w "$wheels" . 2>&1 \
   | grep -v "^WARNING: Location" || true
 ls "$wheels"/lager_over_ssh-*.whl >/dev/null
+# The per-run monitor in C (box_agent/monitor_build.py), built here: the image has no compiler.
+# Both are Debian bookworm, so the host's build runs there.
+cp "$(.venv/bin/python -m box_agent.monitor_build)" "$wheels/"
 
 docker build -q --build-arg "BASE_IMAGE=$base" -t "$tag" -f containers/Dockerfile containers >/dev/null
 echo "$tag"

@@ -28,3 +28,12 @@ fi
   | grep -v -E "^(WARNING: Location|  )" || true
 .venv/bin/python -c "import lager, box_agent, client, paramiko, asyncssh, pyvisa_sim" \
   || { echo "setup: the install failed" >&2; exit 1; }
+# The per-run monitor in C (box_agent/monitor/monitor.c): ~0.2 MiB a run, not ~8 in Python.
+# CI must test the monitor the boxes run: there, no build is a failure, not a quiet fallback.
+if ! .venv/bin/python -m box_agent.monitor_build >/dev/null; then
+  if [ "${CI:-}" = true ]; then
+    echo "setup: the C monitor cannot be built (no C compiler?); CI needs it" >&2
+    exit 1
+  fi
+  echo "setup: runs will be monitored in Python (no C compiler?)" >&2
+fi

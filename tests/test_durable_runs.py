@@ -13,12 +13,16 @@ from conftest import (
     Client,
     LiveRun,
     make_client,
+    pids_with_cmdline,
+    pids_with_env,
     start_agent,
     start_run,
     wait_for,
     write_script,
 )
 from sshclients import paramiko_connect
+
+from lager import protocol
 
 # Deterministic output on both streams, with a pause in the middle of the stream so the agent
 # can be killed while it is flowing.
@@ -48,6 +52,14 @@ def rows(client: Client) -> dict[str, dict]:
     return {r["id"]: r for r in json.loads(listed.stdout)}
 
 
+def holders(client: Client) -> dict[str, str]:
+    """net -> the id of the run holding its instrument, for every held net."""
+    listed = client.run("nets", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {r["name"]: r["held_by"]["run_id"] for r in json.loads(listed.stdout)
+            if r["held_by"]}
+
+
 def console_open(client: Client, short_id: str):
     ssh = paramiko_connect(client)
     chan = ssh.get_transport().open_session()  # type: ignore[union-attr]
@@ -60,9 +72,17 @@ def test_sigkilled_agent_keeps_five_runs(tmp_path: Path) -> None:
     box = start_agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
     go = tmp_path / "go"
-    pauser = write_script(tmp_path, "pauser.py", "import sys\nfrom lager import pause\n"
-                          "print('before', flush=True)\n"
-                          "pause(sys.argv[1], timeout=0, interactive=True)\nprint('after')\n")
+    pauser = write_script(tmp_path, "pauser.py", """
+import sys
+from lager import Net, NetType, pause
+if sys.argv[1] == "p0":  # each paused run holds a claim on an instrument across the crash
+    Net.get("supply2", type=NetType.PowerSupply).state()
+else:
+    Net.get("adc4", type=NetType.ADC).input()
+print('before', flush=True)
+pause(sys.argv[1], timeout=0, interactive=True)
+print('after')
+""")
     streamer = write_script(tmp_path, "streamer.py", STREAMER)
     finished = write_script(tmp_path, "finished.py", "import sys\nprint('done')\nsys.exit(3)\n")
 
@@ -77,6 +97,8 @@ def test_sigkilled_agent_keeps_five_runs(tmp_path: Path) -> None:
         wait_for(lambda: chan.recv_ready(), 10, what="the console prompt")
         before = rows(laptop)
         assert len(before) == 5
+        claims_before = holders(laptop)
+        assert set(claims_before) == {"supply2", "supply3", "adc4"}  # supply3: supply2's box
 
         box.proc.send_signal(signal.SIGKILL)
         box.proc.wait()
@@ -96,6 +118,7 @@ def test_sigkilled_agent_keeps_five_runs(tmp_path: Path) -> None:
             by_script.setdefault(row["script"].rsplit("/", 1)[-1], []).append(row)
         assert [r["state"] for r in by_script["pauser.py"]] == ["paused", "paused"], states
         assert by_script["finished.py"][0]["exit_code"] == 3
+        assert holders(laptop) == claims_before  # the claims stayed with the paused runs
         # The paused runs resume, one after its console was lost with the old agent.
         for ident in paused_ids:
             assert laptop.run("python", "--continue", ident).returncode == 0
@@ -110,26 +133,68 @@ def test_sigkilled_agent_keeps_five_runs(tmp_path: Path) -> None:
             wait_for(lambda row=row: rows(laptop)[row["id"]]["exit_code"] == 0, 30,
                      what="a resumed run to finish")
             attach = laptop.run("python", "--reattach", row["id"])
-            assert attach.stdout == "before\nafter\n"
+            assert attach.stdout.endswith("before\nafter\n")  # after what state() printed
+        # Nothing is left behind: no claim, no script, no monitor of any of the five.
+        assert holders(laptop) == {}
+        for run_id in after:
+            wait_for(lambda run_id=run_id: not pids_with_env(f"{protocol.ENV_RUN_ID}={run_id}")
+                     and not pids_with_cmdline(f"{run_id}.monitor"), 30,
+                     what=f"run {run_id}'s processes to be gone")
     finally:
         again.stop()
 
 
+# Both streams, 20 MiB of stdout, and a gate half-way so the client is surely killed while
+# the run is still streaming (it cannot get past the gate before the test opens it).
+FLOOD = """
+import pathlib, sys, time
+body = bytes(range(256)) * 256  # 64 KiB; each block starts with its number
+for i in range(320):
+    sys.stdout.buffer.write(f"{i:08d}".encode() + body[8:])
+    if i % 32 == 0:
+        sys.stderr.write(f"err {i}\\n")
+    if i == 160:
+        sys.stdout.flush()
+        while not pathlib.Path(sys.argv[1]).exists():
+            time.sleep(0.01)
+print("END")
+"""
+
+
 def test_a_reattach_after_a_killed_client_is_byte_identical(client: Client,
                                                             tmp_path: Path) -> None:
+    """The client is SIGKILLed while the run streams: the run completes, and `--reattach`
+    gives output byte-identical to the same run that nobody disturbed."""
+    script = write_script(tmp_path, "flood.py", FLOOD)
+    opened = tmp_path / "open"
+    opened.write_text("")
+    undisturbed = subprocess.run([LAGER, "python", str(script), str(opened), "--box",
+                                  client.box], env=client.env, capture_output=True,
+                                 timeout=120, stdin=subprocess.DEVNULL)
+    assert undisturbed.returncode == 0 and len(undisturbed.stdout) > 20 * 1024 * 1024
+
     go = tmp_path / "go"
-    run = start_run(client, write_script(tmp_path, "s.py", STREAMER), str(go))
-    run.out.wait_for("out 02000")
-    rows_now = rows(client)
-    run_id = next(r["id"] for r in rows_now.values() if r["state"] == "running"
-                  and r["script"].endswith("s.py"))
-    run.proc.kill()
-    run.proc.wait()
+    proc = subprocess.Popen([LAGER, "python", str(script), str(go), "--box", client.box],
+                            env=client.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, bufsize=0)
+    assert proc.stdout is not None
+    seen = b""
+    while len(seen) < 1024 * 1024:  # mid-stream: bytes are flowing to this client now
+        seen += proc.stdout.read(1024 * 1024 - len(seen))
+    run_id = next(r["id"] for r in rows(client).values() if r["state"] == "running"
+                  and r["script"].endswith("flood.py"))
+    proc.kill()
+    proc.wait()
     go.write_text("go")
-    wait_for(lambda: rows(client)[run_id]["state"] == "exited", 30, what="the run to finish")
-    attach = client.run("python", "--reattach", run_id)
-    assert (attach.stdout, attach.stderr) == expected_streamer()
+    wait_for(lambda: rows(client)[run_id]["state"] == "exited", 60, what="the run to finish")
+    assert rows(client)[run_id]["exit_code"] == 0
+    attach = subprocess.run([LAGER, "python", "--reattach", run_id, "--box", client.box],
+                            env=client.env, capture_output=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
     assert attach.returncode == 0
+    assert attach.stdout == undisturbed.stdout
+    assert attach.stderr == undisturbed.stderr
+    assert undisturbed.stdout.startswith(seen)
 
 
 def test_the_client_reconnects_across_an_agent_restart_byte_exact(tmp_path: Path) -> None:
@@ -180,7 +245,7 @@ def test_enter_typed_while_the_link_is_down_resumes_once_it_is_back(tmp_path: Pa
 @pytest.mark.timeout(300)
 def test_a_stopped_laptop_finds_its_pause_still_waiting(tmp_path: Path) -> None:
     """The client is SIGSTOPped for 120 s (a closed lid) while its run is paused: the run stays
-    paused; continued, the client reconnects if it must, and an Enter resumes the run."""
+    paused; continued, the client reconnects, and an Enter resumes the run."""
     import time
     box = start_agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
@@ -201,6 +266,9 @@ def test_a_stopped_laptop_finds_its_pause_still_waiting(tmp_path: Path) -> None:
         run.proc.stdin.flush()
         assert run.finish(60) == 0
         assert run.out.text == "after\n"
+        # The box gave up on the silent client long before 120 s (keepalive: 4 x 15 s), so
+        # the continued client found its connection gone and reconnected.
+        assert "reconnected" in run.err.text, run.err.text
     finally:
         box.stop()
 
@@ -247,44 +315,59 @@ sys.exit(4)
 
 def test_replace_hands_over_under_a_full_speed_stream_with_no_byte_lost(tmp_path: Path) -> None:
     """`lager-box serve --replace` takes the listening socket and the runs from the running
-    agent; the attached client reconnects and the stream it shows is byte-exact."""
+    agent while a script writes as fast as it can, through the whole hand-over (it stops only
+    once the new agent is up); the attached client reconnects and the stream it shows is
+    byte-exact, however far the script got while the client was away."""
     import hashlib
+    import threading
     box = start_agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
-    go = tmp_path / "go"
+    stop = tmp_path / "stop"
     script = write_script(tmp_path, "flood.py", f"""
-import hashlib, pathlib, sys, time
-h = hashlib.sha256()
-for i in range(400):
-    block = (f"{{i:08d}}" * 8192).encode()  # 64 KiB a block, 25 MiB in all
+import hashlib, pathlib, sys
+h, total, stop = hashlib.sha256(), 0, pathlib.Path({str(stop)!r})
+body = bytes(range(256)) * 4096  # 1 MiB; each block starts with its number
+i = 0
+while i % 4 or not stop.exists():  # no pause, no gate: full speed until told
+    block = f"{{i:08d}}".encode() + body[8:]
     sys.stdout.buffer.write(block)
     h.update(block)
-    if i == 100:  # hold the stream mid-way until the new agent is up, so the switch is in it
-        sys.stdout.flush()
-        while not pathlib.Path({str(go)!r}).exists():
-            time.sleep(0.01)
+    total += len(block)
+    i += 1
 sys.stdout.flush()
-print(h.hexdigest(), file=sys.stderr)
+print(h.hexdigest(), total, file=sys.stderr)
 """)
-    # Unbuffered: communicate() below reads the fd itself, and bytes a buffered reader had
-    # already taken past our first read would be missing from the comparison.
     proc = subprocess.Popen([LAGER, "python", str(script), "--box", laptop.box], env=laptop.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=0)
-    assert proc.stdout is not None
-    first = b""
-    while len(first) < 1024 * 1024:  # streaming at full speed now
-        first += proc.stdout.read(1024 * 1024 - len(first))
-    new = start_agent(tmp_path / "state", "--replace", listen="127.0.0.1:0")
-    go.write_text("go")
+    assert proc.stdout is not None and proc.stderr is not None
+    got = hashlib.sha256()
+    received = [0]
+    flowing = threading.Event()
+
+    def read_all() -> None:  # the client's output, taken as fast as it comes
+        assert proc.stdout is not None
+        while data := proc.stdout.read(1 << 20):
+            got.update(data)
+            received[0] += len(data)
+            if received[0] >= 1 << 20:
+                flowing.set()
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    try:
+        assert flowing.wait(60), "the stream never got going"
+        new = start_agent(tmp_path / "state", "--replace", listen="127.0.0.1:0")
+    finally:
+        stop.write_text("stop")  # after the hand-over: the script streamed all through it
     try:
         assert new.port == box.port  # the very same listening socket
-        rest, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        out = first + rest
-        assert len(out) == 400 * 64 * 1024
-        assert hashlib.sha256(out).hexdigest() in err.decode()
-        assert b"reconnected" in err  # it did move from the old agent to the new one
+        reader.join(120)
+        err = proc.stderr.read().decode()  # a few lines: they wait in the pipe
+        assert proc.wait(30) == 0, err
+        digest, total = err.splitlines()[-1].split()
+        assert received[0] == int(total)
+        assert got.hexdigest() == digest
+        assert "reconnected" in err  # it did move from the old agent to the new one
         box.proc.wait(30)  # the old agent went once it had handed over
         assert "handed the listening socket" in box.log()
     finally:

@@ -212,5 +212,7 @@ def test_a_huge_label_still_pauses_with_its_banner(client: Client, tmp_path: Pat
     result = client.run("python", str(script))
     assert result.returncode == 0, result.stderr[-500:]
     assert result.stderr.count("=== lager breakpoint") == 1
-    assert "\u00e9" * 4000 + "\u2026" in result.stderr
+    from lager.breakpoints.pause import LABEL_ROOM
+
+    assert "\u00e9" * LABEL_ROOM + "\u2026" in result.stderr
     assert result.stderr.endswith("=== auto-resumed after 0.5s\n")

@@ -1,5 +1,10 @@
 """The per-run monitor: the script's parent, one small single-threaded process per run.
 
+Two implementations of one protocol: in C (monitor.c, json.c, process.c, log.c: ~0.2 MiB a
+run, the one runs use) and in Python (loop.py, process.py: a whole interpreter, ~8 MiB, the
+fallback where no C compiler was ever available). box_agent/monitor_build.py picks and builds.
+A change to what a monitor says or does goes into both.
+
 Why a process of its own (as podman's conmon is):
 - The agent is multi-threaded, and the kernel sends a parent-death signal once per dying
   *thread* of the parent, so a script parented by the agent got SIGINT up to four times when

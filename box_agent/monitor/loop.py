@@ -47,6 +47,9 @@ STATUS_FILE = "status.json"
 # agent may first be feeding a slow client the last window of output).
 LINGER = 120.0
 SOCKET_NAME = "sock"
+# When the agent goes, its last window stands this long before the script may log freely: a
+# graceful restart's next agent takes the run back sooner, with a hold for its client.
+AGENTLESS_GRACE = 5.0
 
 
 class Monitor:
@@ -59,6 +62,7 @@ class Monitor:
         self.argv = argv
         self.log = LogWriter(monitor_dir)
         self.window: int | None = WINDOW
+        self.agentless_until: float | None = None  # when the window lapses with no agent
         self.outstanding = False  # an `output` sent that no `window` has answered yet
         self.acked_end = 0  # the log offset the agent has taken in
         self.pause: PauseMsg | None = None  # the script's current pause, for a new agent
@@ -170,13 +174,17 @@ class Monitor:
             watched.append(self.agent.fileno())
         if self.link is not None:
             watched.append(self.link.fileno())
+        if self.agentless_until is not None and time.monotonic() >= self.agentless_until:
+            self.window, self.agentless_until = None, None
         if self.window is None or self.log.end < self.window:
             watched.extend(self.pipes)
         for fd in watched:
             poller.register(fd, select.POLLIN)
-        deadline = self.script.next_deadline()
+        deadline = min((d for d in (self.script.next_deadline(), self.agentless_until)
+                        if d is not None), default=None)
         timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-        ready = {fd for fd, _ in poller.poll(timeout)}
+        events = dict(poller.poll(timeout))
+        ready = set(events)
         if self.wake_r in ready:
             os.read(self.wake_r, 4096)
         self.script.reap()
@@ -185,7 +193,8 @@ class Monitor:
         if self.agent is not None and self.agent.fileno() in ready:
             self._from_agent()
         if self.link is not None and self.link.fileno() in ready:
-            self._from_script()
+            self._from_script(bool(events[self.link.fileno()] & (select.POLLHUP |
+                                                                  select.POLLERR)))
         for fd in [fd for fd in self.pipes if fd in ready]:
             self._drain(fd)
         self._notify()
@@ -220,6 +229,7 @@ class Monitor:
         if self.agent is not None:
             self.agent.close()  # a new agent (a restart, or --replace) takes over
         self.agent = conn
+        self.agentless_until = None
         self._hello()
 
     def _from_agent(self) -> None:
@@ -264,7 +274,8 @@ class Monitor:
         if self.agent is not None:
             self.agent.close()
             self.agent = None
-        self.window = None  # nobody to wait for: the log's own limit bounds the disk
+        if self.window is not None:  # nobody to wait for, after the grace: the log's own
+            self.agentless_until = time.monotonic() + AGENTLESS_GRACE  # limit bounds the disk
 
     def _tell(self, msg: Message) -> None:
         if self.agent is None:
@@ -276,12 +287,14 @@ class Monitor:
 
     # -- the script's link ---------------------------------------------------------------
 
-    def _from_script(self) -> None:
+    def _from_script(self, hung_up: bool) -> None:
         assert self.link is not None
         try:
             data = self.link.recv(65536)
         except OSError:
             data = b""
+        if not data and not hung_up:
+            return  # an empty datagram, not the end of the link
         if not data:
             self.link.close()
             self.link = None

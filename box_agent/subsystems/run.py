@@ -98,9 +98,14 @@ class ChannelViewer:
         # buffer by slicing a packet off its front and shifting the rest down, which for the
         # monitor's 1 MiB records cost more than encrypting them.
         view = memoryview(data)
-        for start in range(0, len(view), WRITE_PIECE):
-            target.write(view[start:start + WRITE_PIECE])  # type: ignore[arg-type]
-        await target.drain()
+        try:
+            for start in range(0, len(view), WRITE_PIECE):
+                target.write(view[start:start + WRITE_PIECE])  # type: ignore[arg-type]
+            await target.drain()
+        except asyncssh.Error as exc:
+            # A client killed mid-stream: asyncssh's ConnectionLost is no ConnectionError, and
+            # let through it ended the agent's tracking of a run that was still going.
+            raise ConnectionError(str(exc)) from None
 
 
 MAX_FILES = 20_000

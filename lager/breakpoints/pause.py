@@ -205,8 +205,8 @@ def hold(link: AgentLink, stop: Stop,
 
 # Characters of label (and of a failure's text) a pause carries: the monitor reads the link's
 # datagrams 64 KiB at a time, and the label travels twice (alone, and in the banner), each
-# character as up to 6 bytes of JSON.
-LABEL_ROOM = 4000
+# character as up to 12 bytes of JSON (an astral one, an emoji, is a pair of \u escapes).
+LABEL_ROOM = 2000
 
 
 def _cut(text: str | None) -> str | None:

@@ -1,0 +1,202 @@
+/* The output log: box_agent/runlog.py's format, written by splice(2) from the pipes. */
+#include "monitor.h"
+
+long long log_end = 0;
+int pipe_fd[3] = {-1, -1, -1};
+int open_pipes = 0;
+static long long seg_start = 0, totals[3] = {0, 0, 0};
+static int seg_fd = -1;
+static int no_splice = 0;
+
+
+struct segment {
+    long long start;
+    char name[80];
+};
+
+static int by_start(const void *a, const void *b) {
+    long long x = ((const struct segment *)a)->start, y = ((const struct segment *)b)->start;
+    return x < y ? -1 : x > y;
+}
+
+static void drop_old_segments(void) {
+    struct segment *found = NULL;
+    int n = 0, cap = 0;
+    DIR *d = opendir(".");
+    struct dirent *ent;
+    while (d && (ent = readdir(d))) {
+        unsigned long long start, out, err;
+        if (strncmp(ent->d_name, "log.", 4) != 0 ||
+            sscanf(ent->d_name + 4, "%llx.%llx.%llx", &start, &out, &err) != 3 ||
+            strlen(ent->d_name) >= sizeof found->name)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct segment *grown = realloc(found, cap * sizeof *found);
+            if (!grown)
+                break;
+            found = grown;
+        }
+        found[n].start = (long long)start;
+        strcpy(found[n].name, ent->d_name);
+        n++;
+    }
+    if (d)
+        closedir(d);
+    qsort(found, n, sizeof *found, by_start);
+    for (int i = 0; n - i > 1 && log_end - found[i].start > LOG_LIMIT; i++)
+        unlink(found[i].name);
+    free(found);
+}
+
+static void rotate(void) {
+    if (seg_fd >= 0)
+        close(seg_fd);
+    seg_start = log_end;
+    char name[96];
+    snprintf(name, sizeof name, "log.%llx.%llx.%llx", log_end, totals[STDOUT_STREAM],
+             totals[STDERR_STREAM]);
+    /* Not O_APPEND: splice(2) refuses such a file. We are its only writer and keep the
+     * offset ourselves. */
+    seg_fd = open(name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    drop_old_segments();
+}
+
+static void put_header(unsigned char *h, int stream, size_t length) {
+    h[0] = (unsigned char)stream;
+    h[1] = h[2] = h[3] = 0;
+    h[4] = length >> 24;
+    h[5] = length >> 16;
+    h[6] = length >> 8;
+    h[7] = length;
+}
+
+/* Read and forget n bytes of a pipe (a full disk loses this output, never the run). */
+static void discard(int fd, size_t n) {
+    char buf[16384];
+    while (n > 0) {
+        ssize_t got = read(fd, buf, n < sizeof buf ? n : sizeof buf);
+        if (got <= 0)
+            return;
+        n -= got;
+    }
+}
+
+/* One record of these bytes, written at the log's end; 0 when a full disk lost it. */
+static int append_bytes(int stream, const char *data, size_t len) {
+    unsigned char head[8];
+    put_header(head, stream, len);
+    struct iovec iov[2] = {{head, 8}, {(void *)data, len}};
+    if (seg_fd < 0 || log_end - seg_start >= SEGMENT_BYTES)
+        rotate();
+    if (seg_fd < 0 || pwritev(seg_fd, iov, 2, log_end - seg_start) != (ssize_t)(8 + len)) {
+        if (seg_fd >= 0 && ftruncate(seg_fd, log_end - seg_start) < 0)
+            return 0;
+        return 0; /* lost to a full disk; the next may fit */
+    }
+    log_end += 8 + len;
+    totals[stream] += len;
+    return 1;
+}
+
+int log_append(int stream, const char *data, size_t len) {
+    return append_bytes(stream, data, len);
+}
+
+long long stream_total(int stream) {
+    return totals[stream];
+}
+
+/* n bytes of the pipe, copied through a small buffer (where splice is not supported). */
+static void append_by_read(int stream, int fd, size_t n) {
+    char buf[65536];
+    while (n > 0) {
+        ssize_t got = read(fd, buf, n < sizeof buf ? n : sizeof buf);
+        if (got <= 0)
+            return;
+        n -= got;
+        append_bytes(stream, buf, got);
+    }
+}
+
+/* Everything the pipe holds, as one record. Returns 0 at the pipe's end. */
+int drain(int stream) {
+    int fd = pipe_fd[stream], avail = 0;
+    if (ioctl(fd, FIONREAD, &avail) < 0 || avail <= 0) {
+        char byte;
+        ssize_t got = read(fd, &byte, 1); /* 0: the script and its children closed it */
+        if (got > 0) {
+            append_bytes(stream, &byte, 1);
+            return 1;
+        }
+        if (got < 0 && errno == EAGAIN)
+            return 1;
+        close(fd);
+        pipe_fd[stream] = -1;
+        open_pipes--;
+        return 0;
+    }
+    size_t n = avail > PIPE_BYTES ? PIPE_BYTES : (size_t)avail;
+    if (no_splice) {
+        append_by_read(stream, fd, n);
+        return 1;
+    }
+    if (seg_fd < 0 || log_end - seg_start >= SEGMENT_BYTES)
+        rotate();
+    long long pos = log_end - seg_start;
+    unsigned char head[8];
+    put_header(head, stream, n);
+    if (seg_fd < 0 || pwrite(seg_fd, head, 8, pos) != 8) {
+        discard(fd, n);
+        return 1;
+    }
+    loff_t off = pos + 8;
+    size_t moved = 0;
+    while (moved < n) {
+        ssize_t got = splice(fd, NULL, seg_fd, &off, n - moved, SPLICE_F_MOVE);
+        if (got <= 0)
+            break;
+        moved += got;
+    }
+    if (moved == 0) {
+        int why = errno;
+        if (ftruncate(seg_fd, pos) < 0)
+            why = errno;
+        if (why == EINVAL || why == ENOSYS) {
+            no_splice = 1;
+            append_by_read(stream, fd, n);
+        } else {
+            discard(fd, n);
+        }
+        return 1;
+    }
+    if (moved < n) { /* the record says what it holds; the rest stays in the pipe */
+        put_header(head, stream, moved);
+        if (pwrite(seg_fd, head, 8, pos) != 8 || ftruncate(seg_fd, pos + 8 + moved) < 0)
+            moved = 0; /* the next record starts over this one */
+        if (moved == 0)
+            return 1;
+    }
+    log_end += 8 + moved;
+    totals[stream] += moved;
+    return 1;
+}
+
+void write_status(void) {
+    char text[160];
+    int n = snprintf(text, sizeof text, "{\"status\": %d, \"ended_at\": %.6f, \"end\": %lld}",
+                     script_status, wall_time(), log_end);
+    int fd = open("status.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    ssize_t wrote = write(fd, text, n);
+    close(fd);
+    if (wrote == n)
+        rename("status.tmp", "status.json");
+}
+
+void log_close(void) {
+    if (seg_fd >= 0)
+        close(seg_fd);
+    seg_fd = -1;
+}
