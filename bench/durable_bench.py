@@ -28,6 +28,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from procs import pids_with
+
 BIN = Path(sys.executable).parent
 LAGER, LAGER_BOX = str(BIN / "lager"), str(BIN / "lager-box")
 RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 200
@@ -62,17 +64,6 @@ def smaps(pid: int) -> dict[str, int]:
     return out
 
 
-def pids_with(*needles: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if all(n.encode() in cmd for n in needles):
-                found.append(int(entry.name))
-    return found
 
 
 def children(pid: int) -> list[int]:

@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from procs import end_left_under
+
 BIN = Path(sys.executable).parent
 LAGER, LAGER_BOX = str(BIN / "lager"), str(BIN / "lager-box")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -75,17 +77,7 @@ class Agents:
             except subprocess.TimeoutExpired:
                 proc.kill()
         # The first agent's simulated bench and any run monitors outlive their agent.
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    cmd = (entry / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if str(self.root).encode() in cmd and (b"box_agent" in cmd):
-                    try:
-                        os.kill(int(entry.name), signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+        end_left_under(self.root)
 
 
 class Laptop:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+from procs import end_left_under
 
 BIN = Path(sys.executable).parent
 LAGER_BOX = str(BIN / "lager-box")
@@ -64,15 +65,7 @@ class Box:
         self.proc.terminate()
         self.proc.wait(30)
         # Runs and the simulated bench outlive an agent by design: end what this bench left.
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    cmdline = (entry / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if str(self.root).encode() in cmdline and (
-                        b"box_agent.monitor" in cmdline or b"box_agent.simbench" in cmdline):
-                    os.kill(int(entry.name), 15)
+        end_left_under(self.root, signal.SIGTERM)
 
 
 def new_key(path: Path) -> Path:
