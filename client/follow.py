@@ -88,6 +88,20 @@ def _drain_pipe(fd: int) -> None:
         pass
 
 
+def for_each_enter(fd: int, on_enter: Callable[[], object]) -> None:
+    """Call on_enter for every line typed on fd, until EOF. Raw os.read, not sys.stdin: a
+    daemon thread blocked inside a buffered reader aborts the interpreter at exit."""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            return
+        if not data:
+            return
+        for _ in range(data.count(b"\n")):
+            on_enter()
+
+
 class Follower:
     """Follows one run channel to the run's end.
 
@@ -148,25 +162,16 @@ class Follower:
         self.signals += 1
 
     def _forward_enter(self, fd: int) -> None:
-        """Every line typed goes to the box; it counts only if the run is paused when it lands.
+        """Every line typed goes to the box; it counts only if the run is paused when it lands."""
+        for_each_enter(fd, self._enter)
 
-        Raw os.read, not sys.stdin: a daemon thread blocked inside a buffered reader aborts
-        the interpreter at exit.
-        """
-        while True:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            with self._enter_lock:
-                for _ in range(data.count(b"\n")):
-                    if self.chan.closed:
-                        self.enters += 1
-                    else:
-                        _send(self.chan, Enter())
-                        self._sent_enters.append(time.monotonic())
+    def _enter(self) -> None:
+        with self._enter_lock:
+            if self.chan.closed:
+                self.enters += 1
+            else:
+                _send(self.chan, Enter())
+                self._sent_enters.append(time.monotonic())
 
     def _reconnect(self) -> bool:
         """Reattach after a lost link; False when Ctrl-C stopped the wait or time ran out."""

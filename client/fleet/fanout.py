@@ -84,16 +84,9 @@ class FleetRun:
         self.signals += 1
 
     def _enter_reader(self) -> None:
-        fd = sys.stdin.fileno()
-        while True:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            for _ in range(data.count(b"\n")):
-                self.board.enter()
+        from ..follow import for_each_enter
+
+        for_each_enter(sys.stdin.fileno(), self.board.enter)
 
     def run(self) -> int:
         raise_nofile_limit()
