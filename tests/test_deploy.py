@@ -360,7 +360,7 @@ def test_the_unit_passes_systemd_analyze_verify(lab: Lab) -> None:
     """With or without systemd as PID 1: the unit the role wrote, as systemd parses it."""
     for host in lab.hosts:
         if host.sh("command -v systemd-analyze").returncode != 0:
-            pytest.skip("no systemd-analyze in the box image")
+            cannot_run("no systemd-analyze in the box image")
         verify = host.sh(f"systemd-analyze verify {UNIT}")
         assert verify.returncode == 0 and "lager-box" not in verify.stderr, verify.stderr
 
@@ -369,7 +369,7 @@ def test_the_unit_passes_systemd_analyze_verify(lab: Lab) -> None:
 @pytest.mark.timeout(600)
 def test_the_unit_runs_the_agent_sandboxed(lab: Lab) -> None:
     if not lab.systemd:
-        pytest.skip("systemd is not PID 1 in these containers (said when the lab started)")
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
     host = lab.hosts[0]
     show = host.sh("systemctl show lager-box -p ActiveState -p MainPID -p Type -p KillMode")
     props = dict(line.split("=", 1) for line in show.stdout.split())
@@ -440,7 +440,7 @@ def test_an_upgrade_through_the_role_replaces_the_agent_and_keeps_the_paused_run
     agent takes over with `serve --replace`, becomes the unit's main process, and the run that
     was paused on the old one goes on."""
     if not lab.systemd:
-        pytest.skip("systemd is not PID 1 in these containers (said when the lab started)")
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
     host = lab.hosts[2]
     client = lab.client(host.name)
     script = write_script(tmp_path, "p.py", "from lager import pause\nprint('before', "
@@ -472,7 +472,7 @@ def test_restarting_the_unit_ends_the_agent_alone(lab: Lab, tmp_path: Path) -> N
     """KillMode=process: `systemctl restart` takes the agent down and up again; the paused
     run stays with its monitor, and the new agent adopts it."""
     if not lab.systemd:
-        pytest.skip("systemd is not PID 1 in these containers (said when the lab started)")
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
     host = lab.hosts[1]
     client = lab.client(host.name)
     script = write_script(tmp_path, "r.py", "from lager import pause\nprint('before', "
@@ -513,7 +513,7 @@ def test_with_a_host_ca_the_laptops_trust_the_ca_not_each_key(lab: Lab, tmp_path
             f"tr '\\0' ' ' < /proc/{_main_pid(host)}/cmdline").stdout, 60,
             what="the agent with its host certificate")
     else:
-        pytest.skip("without systemd nothing restarts the agent with --host-cert here")
+        cannot_run("without systemd nothing restarts the agent with --host-cert here")
     script = write_script(tmp_path, "hi.py", "print('signed box')\n")
     result = wait_for(lambda: (r := client.run("python", str(script))).returncode == 0 and r,
                       60, what="a run on the box that shows its certificate")
