@@ -259,8 +259,13 @@ class Follower:
             buffered = chan.recv_ready() or chan.recv_stderr_ready()
             at_end = chan.eof_received or chan.closed
             if at_end and not buffered and chan.exit_status_ready():
-                self._show(self.stream.at_end())
-                return int(chan.recv_exit_status())
+                status = int(chan.recv_exit_status())
+                # paramiko reports -1 when the channel closed with no exit status: the
+                # connection died, so a record cut in half is the link's loss, not the box's
+                # protocol error (the caller reconnects or says the link was lost).
+                if status != -1:
+                    self._show(self.stream.at_end())
+                return status
             # While the queue is full we stop reading, and the box's window closes: that is
             # the backpressure. After a stop we read on (and drop what the reader can't take)
             # so the run's end and exit status are never stuck behind unread output.

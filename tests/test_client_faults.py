@@ -323,8 +323,9 @@ def test_agent_killed_mid_run_is_255_in_one_line(tmp_path: Path) -> None:
         wait_for(lambda: reader.total > 256 * 1024, 30, what="output to stream")
         box.proc.kill()  # mid-stream: the box's socket dies with data in flight
         box.proc.wait()
-        assert proc.wait(60) == 255
+        code = proc.wait(60)
         text = err.join()
+        assert code == 255, text
         assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
         assert "lost the connection" in text
         # Short requests, through the keeper or direct, say the same in one line.
