@@ -59,11 +59,15 @@ _STOP_STEPS = (
 )
 
 
-def _send(chan: Any, msg: Message) -> None:
+def _send(chan: Any, msg: Message) -> bool:
+    """False when the link took it badly. paramiko raises EOFError, not an OSError, when the
+    socket write fails (a laptop waking into a connection the box already dropped); that
+    escaped here once, killed the Enter thread and lost the Enter."""
     try:
         chan.sendall(msg.encode())
-    except OSError:
-        pass  # the channel is gone; the loop sees it close and says so
+    except (OSError, EOFError):
+        return False  # the channel is gone; the loop sees it close and says so
+    return True
 
 
 RECONNECT_FOR = float(os.environ.get("LAGER_RECONNECT_FOR", "600"))
@@ -167,11 +171,14 @@ class Follower:
 
     def _enter(self) -> None:
         with self._enter_lock:
-            if self.chan.closed:
-                self.enters += 1
-            else:
-                _send(self.chan, Enter())
-                self._sent_enters.append(time.monotonic())
+            self._send_enter()
+
+    def _send_enter(self) -> None:
+        """Under _enter_lock: send one Enter, or keep it for the next link."""
+        if self.chan.closed or not _send(self.chan, Enter()):
+            self.enters += 1
+        else:
+            self._sent_enters.append(time.monotonic())
 
     def _reconnect(self) -> bool:
         """Reattach after a lost link; False when Ctrl-C stopped the wait or time ran out."""
@@ -200,10 +207,9 @@ class Follower:
                 unheard = sum(1 for t in self._sent_enters if t > self._heard_at)
                 self.chan = chan
                 self.stream = self._new_stream()
-                for _ in range(self.enters + unheard):
-                    _send(chan, Enter())
-                self.enters = 0
-                self._sent_enters = []
+                pending, self.enters, self._sent_enters = self.enters + unheard, 0, []
+                for _ in range(pending):
+                    self._send_enter()
             self.out.notice(f"reconnected to {self.box_name}")
             return True
         return False

@@ -27,12 +27,7 @@ def kind_table(kind: Kind, rows: list[dict[str, Any]]) -> list[str]:
     """`lager KIND` without a net: that kind's nets (rows already filtered), one per line."""
     if not rows:
         return [f"no {kind.net_type} nets on this box"]
-    lines = []
-    for row in rows:
-        channel = f" ch{row['channel']}" if row.get("channel") is not None else ""
-        lines.append(f"{row['name']:<10} {row['kind']:<12} {row['instrument'] + channel:<16} "
-                     f"{row['resource']}")
-    return lines
+    return [_net_line(row, row["resource"]) for row in rows]
 
 
 def holder(row: dict[str, Any]) -> str:
@@ -47,9 +42,9 @@ def holder(row: dict[str, Any]) -> str:
 
 def nets_table(rows: list[dict[str, Any]]) -> list[str]:
     """`lager nets`: every net, its instrument and who holds it, one per line."""
-    lines = []
-    for row in rows:
-        channel = f" ch{row['channel']}" if row.get("channel") is not None else ""
-        lines.append(f"{row['name']:<10} {row['kind']:<12} {row['instrument'] + channel:<16} "
-                     f"{holder(row)}")
-    return lines
+    return [_net_line(row, holder(row)) for row in rows]
+
+
+def _net_line(row: dict[str, Any], last: str) -> str:
+    channel = f" ch{row['channel']}" if row.get("channel") is not None else ""
+    return f"{row['name']:<10} {row['kind']:<12} {row['instrument'] + channel:<16} {last}"

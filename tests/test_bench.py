@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Client, make_client, start_agent, start_run, write_script
+from conftest import LAGER, Client, make_client, start_agent, start_run, write_script
 from scenarios import run_spec_example
 
 
@@ -245,3 +245,15 @@ print(len(lib.sessions), len(lib._last_status_in_session), len(lib._ignore_warni
     assert done.returncode == 0, done.stderr
     sessions, statuses, ignored = map(int, done.stdout.split()[-3:])
     assert max(sessions, statuses, ignored) <= 1, done.stdout  # the resource manager's own
+
+
+def test_the_fast_path_and_the_click_cli_print_the_same(client: Client) -> None:
+    """Both print through client/instrument_views.py; LAGER_DEBUG sends a call to click."""
+    for args in (["nets"], ["nets", "--json"], ["supply"], ["battery"], ["adc"],
+                 ["supply", "supply1", "state"], ["supply", "nope", "state"]):
+        fast = client.run(*args)
+        cmd = [LAGER, *args, "--box", client.box]
+        slow = subprocess.run(cmd, env={**client.env, "LAGER_DEBUG": "1"}, capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert (fast.returncode, fast.stdout) == (slow.returncode, slow.stdout), args
+        assert fast.stdout or fast.returncode != 0, args

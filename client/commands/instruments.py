@@ -15,6 +15,7 @@ from lager.bench.kinds.spec import NUMBER, WORD, Kind, Verb, number
 from lager.errors import LagerError
 from lager.protocol.channel import InstrumentRequest
 
+from .. import instrument_views as views
 from ..context import LagerContext, box_option, pass_ctx
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -33,23 +34,10 @@ def _confirm(verb: Verb, yes: bool) -> None:
         raise LagerError(f"not done: {verb.name} was not confirmed (--yes skips the question)")
 
 
-def _show(kind: Kind, verb: Verb, reading: bool, answer: dict[str, Any]) -> str:
-    if verb.show is not None and (reading or verb.takes is None):
-        return verb.show(answer)
-    return kind.line(answer)
-
-
 def _list(obj: LagerContext, kind: Kind, as_json: bool) -> None:
-    rows = [r for r in _request(obj, command="nets") if r["kind"] == kind.net_type]
-    if as_json:
-        click.echo(json.dumps(rows))
-        return
-    if not rows:
-        click.echo(f"no {kind.net_type} nets on this box")
-    for row in rows:
-        channel = f" ch{row['channel']}" if row.get("channel") is not None else ""
-        click.echo(f"{row['name']:<10} {row['kind']:<12} {row['instrument'] + channel:<16} "
-                   f"{row['resource']}")
+    rows = views.kind_rows(kind, _request(obj, command="nets"))
+    for line in [json.dumps(rows)] if as_json else views.kind_table(kind, rows):
+        click.echo(line)
 
 
 def kind_command(kind: Kind) -> click.Command:
@@ -74,7 +62,8 @@ def kind_command(kind: Kind) -> click.Command:
         _confirm(verb, yes)
         answer = _request(obj, **request)
         reading = checked is None and not given
-        click.echo(json.dumps(answer) if as_json else _show(kind, verb, reading, answer))
+        click.echo(json.dumps(answer) if as_json else views.show_answer(kind, verb, reading,
+                                                                   answer))
 
     lines = [f"{kind.summary}. Without NET, list the box's {kind.net_type} nets.", "",
              "\b", f"VERB (default {kind.default_verb}); a verb with its value omitted reads:"]
@@ -96,16 +85,6 @@ def kind_command(kind: Kind) -> click.Command:
     return json_option(box_option(cmd))  # type: ignore[no-any-return]
 
 
-def _holder(row: dict[str, Any]) -> str:
-    held = row.get("held_by")
-    if not held:
-        return "free"
-    if held.get("run_id"):
-        paused = f', paused "{held["paused"]}"' if held.get("paused") else ""
-        return f"held by run {protocol.short_id(held['run_id'])} ({held.get('script')}{paused})"
-    return f"held by {held.get('script')} (pid {held.get('pid')})"
-
-
 @click.command()
 @box_option
 @json_option
@@ -113,13 +92,8 @@ def _holder(row: dict[str, Any]) -> str:
 def nets(obj: LagerContext, as_json: bool) -> None:
     """List the bench's nets, their instruments and who holds them now."""
     rows = _request(obj, command="nets")
-    if as_json:
-        click.echo(json.dumps(rows))
-        return
-    for row in rows:
-        channel = f" ch{row['channel']}" if row.get("channel") is not None else ""
-        click.echo(f"{row['name']:<10} {row['kind']:<12} {row['instrument'] + channel:<16} "
-                   f"{_holder(row)}")
+    for line in [json.dumps(rows)] if as_json else views.nets_table(rows):
+        click.echo(line)
 
 
 def command_for(name: str) -> click.Command | None:
