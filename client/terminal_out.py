@@ -1,10 +1,14 @@
 """Where a run's output lands on the client, plus the live auto-resume countdown.
 
-Output is written by one writer thread, in the order it arrived, so the loop that talks to the
+Output is written by writer threads, in the order it arrived, so the loop that talks to the
 box (client/follow.py) never waits on a slow reader: a stalled pipe or terminal can hold up the
-output, never Ctrl-C. The loop keeps the queue short (it stops reading the channel while the
-queue is full, which is what backpressures the box), except after Ctrl-C: from then on what the
-reader cannot take is dropped and counted, as a terminal flushes its output queue on ^C.
+output, never Ctrl-C. When stdout and stderr are both terminals (as a rule the same one), one
+writer takes both in arrival order, so a banner never shows before the line printed ahead of
+it; otherwise each stream has its own writer, so a stalled `| less` never holds back stderr.
+
+The loop keeps the queue short (it stops reading the channel while the queue is full, which is
+what backpressures the box), except after Ctrl-C: from then on what the reader cannot take is
+dropped and counted, as a terminal flushes its output queue on ^C.
 
 The countdown is one status line under the banner, redrawn in place once a second; it is only
 drawn when stderr is a terminal, never into pipes or CI logs. Its deadline comes from the box's
@@ -56,7 +60,7 @@ class _Stream:
     def __init__(self, number: int, out: BinaryIO) -> None:
         self.number = number
         self.out = out
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[tuple[int, bytes]] = deque()  # (arrival number, bytes)
         self.queued = 0
         self.writing = False
         self.broken = False  # the reader went away (EPIPE and the like)
@@ -72,6 +76,8 @@ class RunOutput:
         # The countdown line is redrawn on stderr; stdout output must clear it first only when
         # both go to a terminal (then, as a rule, the same one).
         self._stdout_on_tty = self.countdown and _isatty(self._streams[1].out)
+        one_terminal = _isatty(self._streams[1].out) and _isatty(self.stderr)
+        self._arrivals = 0
         self._wake = wake or (lambda: None)
         self._lock = threading.Lock()  # the terminal, shared by the writers and the countdown
         self._more = threading.Condition()
@@ -82,9 +88,11 @@ class RunOutput:
         self._status_shown = False
         self._at_line_start = True
         self._stop = threading.Event()
-        for stream in self._streams.values():
-            threading.Thread(target=self._writer, args=(stream,), daemon=True,
-                             name=f"lager-output-{stream.number}").start()
+        streams = list(self._streams.values())
+        for served in [streams] if one_terminal else [[s] for s in streams]:
+            threading.Thread(target=self._writer, args=(served,), daemon=True,
+                             name=f"lager-output-{'+'.join(str(s.number) for s in served)}"
+                             ).start()
         if self.countdown:
             threading.Thread(target=self._tick, daemon=True, name="lager-countdown").start()
 
@@ -100,7 +108,8 @@ class RunOutput:
             if self._lossy and not keep and target.queued + len(data) > LOSSY_KEEP[stream]:
                 self.dropped += len(data)
                 return
-            target.queue.append(data)
+            self._arrivals += 1
+            target.queue.append((self._arrivals, data))
             target.queued += len(data)
             self._more.notify_all()
 
@@ -132,15 +141,15 @@ class RunOutput:
         with self._more:
             self._lossy = True
             for number, stream in self._streams.items():
-                kept: deque[bytes] = deque()
+                kept: deque[tuple[int, bytes]] = deque()
                 size = 0
-                for data in stream.queue:
-                    if size + len(data) <= LOSSY_KEEP[number]:
-                        kept.append(data)
-                        size += len(data)
+                for item in stream.queue:
+                    if size + len(item[1]) <= LOSSY_KEEP[number]:
+                        kept.append(item)
+                        size += len(item[1])
                     else:
-                        self.dropped += len(data)
-                stream.queued -= sum(map(len, stream.queue)) - size
+                        self.dropped += len(item[1])
+                stream.queued -= sum(len(data) for _, data in stream.queue) - size
                 stream.queue = kept
 
     def close(self) -> None:
@@ -151,14 +160,17 @@ class RunOutput:
 
     # --- the writer threads ---
 
-    def _writer(self, stream: _Stream) -> None:
+    def _writer(self, streams: list[_Stream]) -> None:
+        """Writes what `streams` queue, oldest arrival first."""
         while True:
             with self._more:
-                while not stream.queue and not self._closing:
+                while not any(s.queue for s in streams) and not self._closing:
                     self._more.wait()
-                if not stream.queue:
+                waiting = [s for s in streams if s.queue]
+                if not waiting:
                     break
-                data = stream.queue.popleft()
+                stream = min(waiting, key=lambda s: s.queue[0][0])
+                _, data = stream.queue.popleft()
                 stream.writing = True
             try:
                 if not stream.broken:
@@ -170,7 +182,7 @@ class RunOutput:
                     stream.queued -= len(data)
                     stream.writing = False
                 self._wake()
-        if stream.number == 2:
+        if any(s.number == 2 for s in streams):
             with self._lock:
                 self._clear_status()
         self._wake()
