@@ -237,6 +237,35 @@ print("went")
         box.stop()
 
 
+def test_a_restarted_agent_applies_its_own_retention_to_the_runs_it_finds(
+        tmp_path: Path, monitor: str) -> None:
+    """Three runs finish under the defaults; the agent restarted with --keep-finished-runs 1
+    keeps the one that ended last (by the end its monitor recorded), and drops the others
+    with their dirs."""
+    first = start_agent(tmp_path / "state")
+    second: Agent | None = None
+    try:
+        laptop = make_client(tmp_path / "laptop", first)
+        ids: list[str] = []
+        for n in range(3):
+            script = write_script(tmp_path, f"run{n}.py", f"print('run {n}')\n")
+            assert laptop.run("python", str(script)).returncode == 0
+            [new] = [i for i in rows(laptop) if i not in ids]
+            ids.append(new)
+        assert sorted(rows(laptop)) == sorted(ids)
+        first.stop(keep_runs=True)
+        second = start_agent(tmp_path / "state", "--keep-finished-runs", "1",
+                             listen=f"127.0.0.1:{first.port}")
+        wait_for(lambda: list(rows(laptop)) == ids[-1:], 60, what="only the newest run")
+        assert reattach(laptop, ids[-1])[0] == "run 2\n"
+        runs_dir = second.state_dir / "runs"
+        assert sorted(p.name for p in runs_dir.iterdir()) == [ids[-1], f"{ids[-1]}.monitor"]
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+
+
 BAD_VALUES = [
     ("--run-log-limit", "0"), ("--run-log-limit", "-1M"), ("--run-log-limit", "lots"),
     ("--run-log-limit", "512K"), ("--run-log-limit", "5000T"), ("--run-log-limit", "9" * 400),
