@@ -59,6 +59,7 @@ class Supervisor:
         self.closing = False
         self.on_end: Callable[[Run], None] | None = None  # told once a run has fully ended
         self.holds: dict[str, int] = {}  # run id -> log offset its output is held at
+        self._adopting = False  # adopt() prunes once at its end, not once per run it finds
         monitor_program()  # built now, if it must be, rather than while a client waits
         if run_as:
             self.identities = RunIdentities(run_as, run_groups)
@@ -243,7 +244,8 @@ class Supervisor:
             protocol.EXIT_TIMED_OUT if run.timed_out else status)
         self._release(run)
         run.done.set()
-        self._prune()
+        if not self._adopting:
+            self._prune()
         # It leaves --list once its keep time is up, whether or not anything else happens.
         asyncio.get_running_loop().call_later(self.limits.keep_finished + 0.1, self._prune)
         if self.on_end is not None:  # last, after the safe state (ISSUE-NOTES 3)
@@ -269,6 +271,15 @@ class Supervisor:
     def adopt(self) -> int:
         """Take back every run an earlier agent left: live ones through their monitors,
         finished ones from their records. Returns how many runs were found."""
+        self._adopting = True
+        try:
+            found = self._adopt_each()
+        finally:
+            self._adopting = False
+        self._prune()
+        return found
+
+    def _adopt_each(self) -> int:
         from .runs import Run
 
         found = 0
