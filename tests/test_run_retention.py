@@ -289,6 +289,25 @@ def test_a_bad_value_is_one_line_and_exit_2(tmp_path: Path, option: str, value: 
     assert not state.exists()
 
 
+@pytest.mark.parametrize("value", ["12", "abc", "", "-1048576", "99999999999999999",
+                                   "1048576x", "\u0661048576"])
+@pytest.mark.parametrize("kind", ["c", "python"])
+def test_a_monitor_refuses_a_bad_log_limit_in_one_line(tmp_path: Path, kind: str,
+                                                       value: str) -> None:
+    """The agent only passes limits it parsed; a monitor started by hand with anything else
+    says so in one line and exits 2, before it makes a file or starts a script."""
+    program = [str(monitor_build.build())] if kind == "c" else \
+        [str(BIN / "python"), "-m", "box_agent.monitor"]
+    marker = tmp_path / "ran"
+    done = subprocess.run([*program, f"--log-limit={value}", "0", str(tmp_path),
+                           str(tmp_path), "-", "--", "touch", str(marker)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert "bad log limit" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_serve_help_lists_the_options() -> None:
     shown = subprocess.run([LAGER_BOX, "serve", "--help"], capture_output=True, text=True,
                            timeout=60).stdout
