@@ -246,8 +246,10 @@ class Supervisor:
         run.done.set()
         if not self._adopting:
             self._prune()
-        # It leaves --list once its keep time is up, whether or not anything else happens.
-        asyncio.get_running_loop().call_later(self.limits.keep_finished + 0.1, self._prune)
+        # It leaves --list once its keep time is up (counted from its end, which for a run
+        # found after a restart may be long past), whether or not anything else happens.
+        left = run.ended_at + self.limits.keep_finished - time.time()
+        asyncio.get_running_loop().call_later(max(0.0, left) + 0.1, self._prune)
         if self.on_end is not None:  # last, after the safe state (ISSUE-NOTES 3)
             self.on_end(run)
         note = self.safe_state_note(run.id)
