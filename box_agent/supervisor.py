@@ -217,6 +217,13 @@ class Supervisor:
         recorded = read_json(self.monitor_dir(run.id) / STATUS_FILE)
         return int(recorded["status"]) if recorded else None
 
+    def _recorded_end(self, run: Run) -> float:
+        """When the script exited, as its monitor wrote it: a run that ended while no agent
+        ran, or that an agent found later, is kept from then, not from when we learnt it."""
+        recorded = read_json(self.monitor_dir(run.id) / STATUS_FILE)
+        ended = recorded.get("ended_at") if recorded else None
+        return float(ended) if isinstance(ended, int | float) else time.time()
+
     def _keep_safe_outcome(self, run: Run, outcome: safe_state.SafeOutcome) -> None:
         safe_state.record(self.monitor_dir(run.id), outcome)
         self.safe_notes[run.id] = outcome.summary()
@@ -238,8 +245,7 @@ class Supervisor:
         if run.link is not None:
             run.link.close()
         run.lost = status is None
-        if run.ended_at is None:
-            run.ended_at = time.time()
+        run.ended_at = self._recorded_end(run)
         run.exit_status = None if status is None else (
             protocol.EXIT_TIMED_OUT if run.timed_out else status)
         self._release(run)
@@ -304,8 +310,6 @@ class Supervisor:
                 run.log.end = int(status["end"]) if status else run.log.reader.first_offset()
                 self.runs[run.id] = run
                 code = int(status["status"]) if status else None
-                if status and status.get("ended_at") is not None:
-                    run.ended_at = float(status["ended_at"])
                 if safe_state.recorded(monitor_dir) is None:
                     # It ended while no agent ran (or one died before it was done): the safe
                     # state is due now, before any new run can claim its nets. No stop was
