@@ -2,8 +2,8 @@
 bounds each run's output log (newest bytes kept, a reattach says how many went), and
 `--keep-finished` / `--keep-finished-runs` bound how long and how many finished runs stay
 listable. Real agents, real runs under both monitors (C, and Python with
-LAGER_BOX_PYTHON_MONITOR=1), the real `lager` client; the deploy role's variables go through
-the real Ansible into the unit's ExecStart.
+LAGER_BOX_PYTHON_MONITOR=1), the real `lager` client and OpenSSH's `ssh -s attach`; the
+deploy role's variables go through the real Ansible into the unit's ExecStart.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from conftest import (
     wait_for,
     write_script,
 )
+from sshclients import openssh
 
 from box_agent import monitor_build
 
@@ -126,7 +127,15 @@ def test_a_small_log_limit_keeps_the_newest_bytes_and_a_reattach_counts_the_rest
         assert followed.stderr.endswith("END\n") and not DROPPED.search(followed.stderr)
         assert_monitored_by(monitor, tmp_path / "exe")
         run_id = run_id_of(laptop, "flood.py")
-        assert_newest_bytes_kept(*reattach(laptop, run_id), limit=MiB)
+        kept = reattach(laptop, run_id)
+        assert_newest_bytes_kept(*kept, limit=MiB)
+        # OpenSSH's own client on the attach subsystem: the same bytes and the same count.
+        plain = openssh(laptop, "attach", f"{run_id}\n", timeout=120)
+        assert plain.returncode == 0, plain.stderr[-2000:]
+        note = DROPPED.search(plain.stderr.decode())
+        assert note is not None and int(note.group(1)) == kept[2]
+        assert plain.stdout.decode() == kept[0]
+        assert DROPPED.sub("", plain.stderr.decode()) == kept[1]
         monitor_dir = box.state_dir / "runs" / f"{run_id}.monitor"
         on_disk = sum(p.stat().st_size for p in monitor_dir.glob("log.*"))
         assert on_disk <= MiB + MiB // 8 + MiB
