@@ -8,7 +8,7 @@ piped in), `lager supply supply2 state|voltage 3.3|enable|disable`, `lager adc a
 
 Before the baseline: one round of each kind (imports, caches, the keeper's connection), then
 --prefill quick pause/continue runs that fill the agent's finished-run history: it is bounded
-(the agent's KEEP_FINISHED_RUNS), but while it fills it reads as growth.
+(the agent's --keep-finished-runs, 100 by default), but while it fills it reads as growth.
 
 A sampler reads, every --interval seconds, the agent's RSS, private memory (USS) and open fd
 count, and the PSS and USS of its simulator child (PSS moves when other processes that map the
@@ -38,7 +38,8 @@ BIN = Path(sys.executable).parent
 LAGER, LAGER_BOX = str(BIN / "lager"), str(BIN / "lager-box")
 STEP_TIMEOUT = 60.0
 TARGET_KIB_PER_MIN = 50.0
-# The agent's KEEP_FINISHED_RUNS, not imported: the bench must not depend on where it lives.
+# The agent's default --keep-finished-runs, not imported: the bench must not depend on where
+# it lives.
 AGENT_KEEPS_FINISHED = 100
 
 INSTRUMENT_USE = """\

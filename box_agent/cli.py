@@ -8,8 +8,10 @@ import resource
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -18,9 +20,11 @@ from lager.errors import LagerError
 
 from . import sdnotify
 from .preauth import Limits, parse_max_startups
+from .run_limits import RunLimits, parse_count, parse_duration, parse_size
 from .state import DEFAULT_STATE_DIR, StateDir
 
 DEFAULT_LISTEN = "0.0.0.0:2222"
+_T = TypeVar("_T")
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -70,13 +74,22 @@ def main() -> None:
               show_default=True,
               help="shared boxes: a run or a lock reserves the box for its key's identity; "
                    "off lets every key change the bench and start runs at any time")
+@click.option("--run-log-limit", metavar="SIZE", default="64M", show_default=True,
+              help="output kept per run on disk, newest bytes (64M, 1G, bytes); a run keeps "
+                   "the limit it started with")
+@click.option("--keep-finished", metavar="DURATION", default="24h", show_default=True,
+              help="how long a finished run stays listable and reattachable (24h, 90m, 3600s)")
+@click.option("--keep-finished-runs", metavar="N", default="100", show_default=True,
+              help="at most this many finished runs are kept (the oldest go first)")
 @click.option("-v", "--verbose", is_flag=True)
 def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
           run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
           per_source_max_startups: int, max_auth_tries: int, host_cert: Path | None,
-          replace: bool, reservations: str, verbose: bool) -> None:
+          replace: bool, reservations: str, run_log_limit: str, keep_finished: str,
+          keep_finished_runs: str, verbose: bool) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
+    run_limits = _run_limits(run_log_limit, keep_finished, keep_finished_runs)
     try:
         start, rate, full = parse_max_startups(max_startups)
     except ValueError as exc:
@@ -95,9 +108,27 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     try:
         asyncio.run(_serve(StateDir(state_dir), Serving(
             host, port, bench_file, name, limits, run_as, groups, host_cert, replace,
-            reservations == "on")))
+            reservations == "on", run_limits)))
     except LagerError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _run_limits(log_limit: str, keep: str, keep_runs: str) -> RunLimits:
+    """The run options, or one line and exit 2 (a unit file's typo should read as one)."""
+    try:
+        return RunLimits(_checked("--run-log-limit", parse_size, log_limit),
+                         _checked("--keep-finished", parse_duration, keep),
+                         _checked("--keep-finished-runs", parse_count, keep_runs))
+    except ValueError as exc:
+        click.echo(f"lager-box serve: {exc}", err=True)
+        sys.exit(2)
+
+
+def _checked(option: str, parse: Callable[[str], _T], text: str) -> _T:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
 
 
 def _raise_fd_limit() -> None:
@@ -128,6 +159,7 @@ class Serving:
     host_cert: Path | None
     replace: bool
     reservations: bool = True
+    run_limits: RunLimits = field(default_factory=RunLimits)
 
 
 async def _serve(state: StateDir, how: Serving) -> None:
@@ -147,7 +179,7 @@ async def _serve(state: StateDir, how: Serving) -> None:
     base_env.update(bench.script_env())
     base_env[protocol.ENV_BOX_NAME] = how.name
     supervisor = Supervisor(state.runs_dir, base_env, run_as=how.run_as,
-                            run_groups=how.run_groups)
+                            run_groups=how.run_groups, limits=how.run_limits)
     adopted = supervisor.adopt()
     if adopted:
         logging.getLogger("lager-box").warning("took back %d run(s) from an earlier agent",

@@ -21,6 +21,7 @@ from lager.protocol.link import MonitorFailed, MonitorHello, decode_from_monitor
 
 from .monitor.loop import SOCKET_NAME, STATUS_FILE, WINDOW
 from .monitor_build import monitor_program
+from .runlog import DEFAULT_LIMIT
 
 RUN_FILE = "run.json"
 START_TIMEOUT = 30.0
@@ -35,15 +36,17 @@ class MonitorLink:
 
     @classmethod
     async def spawn(cls, monitor_dir: Path, workdir: Path, identity: str, argv: Sequence[str],
-                    env: dict[str, str]) -> tuple[MonitorLink, MonitorHello]:
-        """Start a monitor for a new run; returns the link and the monitor's hello."""
+                    env: dict[str, str], log_limit: int = DEFAULT_LIMIT) -> tuple[
+                        MonitorLink, MonitorHello]:
+        """Start a monitor for a new run; returns the link and the monitor's hello. The
+        monitor keeps `log_limit` for the run's whole life, whichever agent it talks to."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         errors = open(monitor_dir / "monitor.err", "ab")  # noqa: SIM115 - the child keeps it
         executable, head = monitor_program()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *head, str(theirs.fileno()), str(monitor_dir), str(workdir), identity, "--",
-                *argv, executable=executable,
+                *head, f"--log-limit={log_limit}", str(theirs.fileno()), str(monitor_dir),
+                str(workdir), identity, "--", *argv, executable=executable,
                 env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=errors, start_new_session=True, pass_fds=(theirs.fileno(),))
         except OSError as exc:

@@ -10,6 +10,12 @@ the monitor dir. A record is an
 and the payload. Offsets count bytes of this framed log from the run's start, so they never
 move; a record never spans two segments. When the segments pass the run's limit, the oldest
 are deleted, and a reader asking for what they held is told how many bytes were dropped.
+
+The limit is the run's own (`lager-box serve --run-log-limit`), given to its monitor when the
+run starts: a segment is an eighth of it (at most SEGMENT_BYTES), so a small limit still keeps
+its newest bytes in steps, not all or nothing. A segment goes only once the segments after it
+hold the limit by themselves: the log keeps at least `limit` bytes (and at most about a
+segment and a record more), and never drops what a viewer less than `limit` behind still needs.
 """
 from __future__ import annotations
 
@@ -22,8 +28,12 @@ from pathlib import Path
 STDOUT = 1
 STDERR = 2
 HEADER = struct.Struct(">B3xI")
-SEGMENT_BYTES = 8 * 1024 * 1024
+SEGMENT_BYTES = 8 * 1024 * 1024  # the most a segment holds (past it, the next record rotates)
 DEFAULT_LIMIT = 64 * 1024 * 1024  # bytes of log kept per run
+# The least limit a run may have: one record (a monitor's read of a full pipe) is up to 1 MiB.
+MIN_LIMIT = 1024 * 1024
+MAX_LIMIT = 1 << 40  # 1 TiB: past this a limit is a typo, not a plan
+_MIN_SEGMENT = 64 * 1024
 _PREFIX = "log."
 
 
@@ -32,6 +42,19 @@ class Segment:
     start: int  # log offset of its first record
     before: tuple[int, int]  # stdout and stderr bytes written before it
     path: Path
+
+
+def segment_bytes(limit: int) -> int:
+    """How big a run's segments grow before the next one starts (monitor/log.c: the same)."""
+    return max(_MIN_SEGMENT, min(SEGMENT_BYTES, limit // 8))
+
+
+def droppable(found: list[Segment], end: int, limit: int) -> int:
+    """How many of the oldest segments may go: those whose successors hold `limit` bytes."""
+    count = 0
+    while count + 1 < len(found) and end - found[count + 1].start >= limit:
+        count += 1
+    return count
 
 
 def segments(directory: Path) -> list[Segment]:
@@ -73,7 +96,8 @@ class LogWriter:
 
     def __init__(self, directory: Path, limit: int = DEFAULT_LIMIT) -> None:
         self.directory = directory
-        self.limit = max(limit, 2 * SEGMENT_BYTES)
+        self.limit = limit
+        self.segment_bytes = segment_bytes(limit)
         self.end = log_end(directory)
         self.totals = {STDOUT: 0, STDERR: 0}
         self._fd: int | None = None
@@ -87,7 +111,7 @@ class LogWriter:
             os.truncate(last.path, self.end - last.start)  # a torn tail from a crash goes
 
     def append(self, stream: int, data: bytes) -> int:
-        if self._fd is None or self.end - self._seg_start >= SEGMENT_BYTES:
+        if self._fd is None or self.end - self._seg_start >= self.segment_bytes:
             self._rotate()
         assert self._fd is not None
         header = HEADER.pack(stream, len(data))
@@ -106,8 +130,8 @@ class LogWriter:
         self._fd = os.open(self.directory / name,
                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         kept = segments(self.directory)
-        while len(kept) > 1 and self.end - kept[0].start > self.limit:
-            os.unlink(kept.pop(0).path)
+        for segment in kept[:droppable(kept, self.end, self.limit)]:
+            os.unlink(segment.path)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -134,14 +158,22 @@ class LogReader:
 
     def read(self, offset: int, end: int, budget: int = 1024 * 1024) -> Iterator[Chunk]:
         """Records in [offset, end), about `budget` bytes at most. `offset` must be a record
-        boundary at or after `first_offset()`."""
+        boundary. What the monitor dropped meanwhile (a reader behind a small limit) is
+        skipped: the chunks go on from the oldest record still there."""
         found = segments(self.directory)
+        if found:
+            offset = max(offset, found[0].start)
         for i, segment in enumerate(found):
             start, path = segment.start, segment.path
             stop = found[i + 1].start if i + 1 < len(found) else end
             if offset >= stop or offset < start:
                 continue
-            with open(path, "rb") as f:
+            try:
+                f = open(path, "rb")  # noqa: SIM115 - closed by the with below
+            except FileNotFoundError:  # dropped since we listed it: go on after it
+                offset = stop
+                continue
+            with f:
                 f.seek(offset - start)
                 while offset < min(stop, end) and budget > 0:
                     head = f.read(HEADER.size)

@@ -21,6 +21,7 @@ from .breakpoints import BreakpointLink
 from .monitor_link import MonitorLink
 from .output_log import OutputLog
 from .privsep import Identity
+from .runlog import DEFAULT_LIMIT
 
 __all__ = ["Caller", "Run", "RunSpec", "Supervisor"]
 
@@ -76,6 +77,8 @@ class Run:
     workdir: Path
     log: OutputLog
     started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None  # when its end was known (retention counts from it)
+    log_limit: int = DEFAULT_LIMIT  # its output log's limit, given to its monitor at start
     monitor: MonitorLink | None = None  # None once the run has ended (or its monitor is lost)
     identity: Identity | None = None  # the uid the script runs as, under privilege separation
     script_pid: int | None = None
@@ -122,12 +125,15 @@ class Run:
         """What run.json keeps, so a later agent knows this run as this one does."""
         return {"id": self.id, "spec": asdict(self.spec), "caller": asdict(self.caller),
                 "workdir": str(self.workdir), "started_at": self.started_at,
-                "uid": self.identity.uid if self.identity else None}
+                "uid": self.identity.uid if self.identity else None,
+                "log_limit": self.log_limit}
 
     @classmethod
     def from_record(cls, record: dict[str, Any], log: OutputLog) -> Run:
         return cls(str(record["id"]), RunSpec(**record["spec"]), Caller(**record["caller"]),
-                   Path(record["workdir"]), log, started_at=float(record["started_at"]))
+                   Path(record["workdir"]), log, started_at=float(record["started_at"]),
+                   # A run recorded before limits were configurable had the default.
+                   log_limit=int(record.get("log_limit") or DEFAULT_LIMIT))
 
     def paused_link(self) -> BreakpointLink:
         """The link of a paused run, or NotPaused saying what the run is doing instead."""

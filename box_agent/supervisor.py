@@ -25,18 +25,18 @@ from lager.protocol.link import (
 
 from . import safe_state
 from .breakpoints import BreakpointLink
+from .monitor.loop import window_for
 from .monitor_build import monitor_program
-from .monitor_link import RUN_FILE, STATUS_FILE, WINDOW, MonitorLink, read_json, write_json
+from .monitor_link import RUN_FILE, STATUS_FILE, MonitorLink, read_json, write_json
 from .output_log import OutputLog, Viewer
 from .privsep import RunIdentities, separation_off_reason
+from .run_limits import RunLimits
 
 if TYPE_CHECKING:
     from .runs import Caller, Run, RunSpec
 
 log = logging.getLogger("lager-box.runs")
 
-KEEP_FINISHED_RUNS = 100  # finished runs kept listable and reattachable, newest first...
-KEEP_FINISHED_SECONDS = 24 * 3600  # ...for at most this long
 # After a graceful restart or --replace, a run whose client was attached holds its output at
 # where that client was (plus the usual window) until a client attaches again, for at most
 # this long. Without it the next agent, with no viewer yet, lets a full-speed script run ahead
@@ -48,8 +48,10 @@ _MONITOR_SUFFIX = ".monitor"
 
 class Supervisor:
     def __init__(self, runs_dir: Path, base_env: dict[str, str], run_as: str | None = None,
-                 run_groups: Sequence[str] = ()) -> None:
+                 run_groups: Sequence[str] = (), limits: RunLimits | None = None) -> None:
         self.runs_dir = runs_dir
+        # Each run's log limit, and how long and how many finished runs stay listable.
+        self.limits = limits or RunLimits()
         self.base_env = base_env
         self.runs: dict[str, Run] = {}
         self.safe_notes: dict[str, str | None] = {}  # run id -> what the safe state did
@@ -57,6 +59,7 @@ class Supervisor:
         self.closing = False
         self.on_end: Callable[[Run], None] | None = None  # told once a run has fully ended
         self.holds: dict[str, int] = {}  # run id -> log offset its output is held at
+        self._adopting = False  # adopt() prunes once at its end, not once per run it finds
         monitor_program()  # built now, if it must be, rather than while a client waits
         if run_as:
             self.identities = RunIdentities(run_as, run_groups)
@@ -99,7 +102,8 @@ class Supervisor:
 
         monitor_dir = self.monitor_dir(run_id)
         monitor_dir.mkdir(mode=0o700, exist_ok=True)
-        run = Run(run_id, spec, caller, workdir, OutputLog(monitor_dir))
+        run = Run(run_id, spec, caller, workdir, OutputLog(monitor_dir),
+                  log_limit=self.limits.log_limit)
         if viewer is not None:
             run.log.attach(viewer, with_backlog=False)
         env = dict(self.base_env)
@@ -123,7 +127,7 @@ class Supervisor:
         try:
             run.monitor, hello = await MonitorLink.spawn(
                 monitor_dir, workdir, identity, [sys.executable, "-u", spec.main, *spec.args],
-                env)
+                env, run.log_limit)
         except LagerError:
             self._release(run)
             shutil.rmtree(monitor_dir, ignore_errors=True)
@@ -154,9 +158,9 @@ class Supervisor:
         run.monitor.send(Window(until=self._window(run), seen=run.log.end))
 
     def _window(self, run: Run) -> int:
-        """How far the monitor may log: WINDOW past what the viewers have, or past where a
-        held run's client was."""
-        return self.holds.get(run.id, run.log.end) + WINDOW
+        """How far the monitor may log: a window (under half the run's log limit) past what
+        the viewers have, or past where a held run's client was."""
+        return self.holds.get(run.id, run.log.end) + window_for(run.log_limit)
 
     # -- one run's messages ----------------------------------------------------------------
 
@@ -213,6 +217,13 @@ class Supervisor:
         recorded = read_json(self.monitor_dir(run.id) / STATUS_FILE)
         return int(recorded["status"]) if recorded else None
 
+    def _recorded_end(self, run: Run) -> float:
+        """When the script exited, as its monitor wrote it: a run that ended while no agent
+        ran, or that an agent found later, is kept from then, not from when we learnt it."""
+        recorded = read_json(self.monitor_dir(run.id) / STATUS_FILE)
+        ended = recorded.get("ended_at") if recorded else None
+        return float(ended) if isinstance(ended, int | float) else time.time()
+
     def _keep_safe_outcome(self, run: Run, outcome: safe_state.SafeOutcome) -> None:
         safe_state.record(self.monitor_dir(run.id), outcome)
         self.safe_notes[run.id] = outcome.summary()
@@ -234,10 +245,17 @@ class Supervisor:
         if run.link is not None:
             run.link.close()
         run.lost = status is None
+        run.ended_at = self._recorded_end(run)
         run.exit_status = None if status is None else (
             protocol.EXIT_TIMED_OUT if run.timed_out else status)
         self._release(run)
         run.done.set()
+        if not self._adopting:
+            self._prune()
+        # It leaves --list once its keep time is up (counted from its end, which for a run
+        # found after a restart may be long past), whether or not anything else happens.
+        left = run.ended_at + self.limits.keep_finished - time.time()
+        asyncio.get_running_loop().call_later(max(0.0, left) + 0.1, self._prune)
         if self.on_end is not None:  # last, after the safe state (ISSUE-NOTES 3)
             self.on_end(run)
         note = self.safe_state_note(run.id)
@@ -261,6 +279,15 @@ class Supervisor:
     def adopt(self) -> int:
         """Take back every run an earlier agent left: live ones through their monitors,
         finished ones from their records. Returns how many runs were found."""
+        self._adopting = True
+        try:
+            found = self._adopt_each()
+        finally:
+            self._adopting = False
+        self._prune()
+        return found
+
+    def _adopt_each(self) -> int:
         from .runs import Run
 
         found = 0
@@ -336,11 +363,16 @@ class Supervisor:
     # -- housekeeping ----------------------------------------------------------------------
 
     def _prune(self) -> None:
+        """Finished runs past the keep time (from their end), and the oldest past the count,
+        go with their dirs."""
+        if self.closing:  # handed over: the runs are the next agent's to keep or drop
+            return
         finished = sorted((r for r in self.runs.values() if r.done.is_set()),
-                          key=lambda r: r.started_at)
-        too_old = time.time() - KEEP_FINISHED_SECONDS
+                          key=lambda r: (r.ended_at or r.started_at, r.started_at))
+        too_old = time.time() - self.limits.keep_finished
         for i, run in enumerate(finished):
-            if i < len(finished) - KEEP_FINISHED_RUNS or run.started_at < too_old:
+            if i < len(finished) - self.limits.keep_finished_runs \
+                    or (run.ended_at or run.started_at) < too_old:
                 del self.runs[run.id]
                 self._remove(run.id)
 

@@ -2,12 +2,30 @@
 #include "monitor.h"
 
 long long log_end = 0;
+long long log_limit = LOG_LIMIT;
+static long long segment_bytes = SEGMENT_BYTES;
 int pipe_fd[3] = {-1, -1, -1};
 int open_pipes = 0;
 static long long seg_start = 0, totals[3] = {0, 0, 0};
 static int seg_fd = -1;
 static int no_splice = 0;
 
+
+/* The run's limit from `--log-limit=BYTES`; 0 when it is not a number in range. Segments are
+ * an eighth of it, as runlog.segment_bytes has them. */
+int set_log_limit(const char *text) {
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (!isdigit((unsigned char)*text) || *end || errno || value < MIN_LOG_LIMIT ||
+        value > MAX_LOG_LIMIT)
+        return 0;
+    log_limit = value;
+    segment_bytes = value / 8 < SEGMENT_BYTES ? value / 8 : SEGMENT_BYTES;
+    if (segment_bytes < MIN_SEGMENT)
+        segment_bytes = MIN_SEGMENT;
+    return 1;
+}
 
 struct segment {
     long long start;
@@ -44,7 +62,8 @@ static void drop_old_segments(void) {
     if (d)
         closedir(d);
     qsort(found, n, sizeof *found, by_start);
-    for (int i = 0; n - i > 1 && log_end - found[i].start > LOG_LIMIT; i++)
+    /* A segment goes once those after it hold the limit (runlog.droppable). */
+    for (int i = 0; i + 1 < n && log_end - found[i + 1].start >= log_limit; i++)
         unlink(found[i].name);
     free(found);
 }
@@ -87,7 +106,7 @@ static int append_bytes(int stream, const char *data, size_t len) {
     unsigned char head[8];
     put_header(head, stream, len);
     struct iovec iov[2] = {{head, 8}, {(void *)data, len}};
-    if (seg_fd < 0 || log_end - seg_start >= SEGMENT_BYTES)
+    if (seg_fd < 0 || log_end - seg_start >= segment_bytes)
         rotate();
     if (seg_fd < 0 || pwritev(seg_fd, iov, 2, log_end - seg_start) != (ssize_t)(8 + len)) {
         if (seg_fd >= 0 && ftruncate(seg_fd, log_end - seg_start) < 0)
@@ -141,7 +160,7 @@ int drain(int stream) {
         append_by_read(stream, fd, n);
         return 1;
     }
-    if (seg_fd < 0 || log_end - seg_start >= SEGMENT_BYTES)
+    if (seg_fd < 0 || log_end - seg_start >= segment_bytes)
         rotate();
     long long pos = log_end - seg_start;
     unsigned char head[8];

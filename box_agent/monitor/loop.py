@@ -31,7 +31,7 @@ from lager.protocol.link import (
     decode_from_script,
 )
 
-from ..runlog import STDERR, STDOUT, LogWriter
+from ..runlog import DEFAULT_LIMIT, STDERR, STDOUT, LogWriter
 from .process import IGNORED, PR_SET_CHILD_SUBREAPER, ScriptProcess, prctl
 
 # Bytes the monitor may log ahead of the slowest attached viewer before it stops reading the
@@ -52,16 +52,22 @@ SOCKET_NAME = "sock"
 AGENTLESS_GRACE = 5.0
 
 
+def window_for(log_limit: int) -> int:
+    """The window of a run with this log limit (monitor.c: the same): at most half the limit,
+    so what a viewer has not taken yet is never what the limit drops."""
+    return min(WINDOW, log_limit // 2)
+
+
 class Monitor:
     def __init__(self, ctl: socket.socket, monitor_dir: Path, workdir: Path, identity: str,
-                 argv: list[str]) -> None:
+                 argv: list[str], log_limit: int = DEFAULT_LIMIT) -> None:
         self.agent: socket.socket | None = ctl
         self.monitor_dir = monitor_dir
         self.workdir = workdir
         self.identity = identity
         self.argv = argv
-        self.log = LogWriter(monitor_dir)
-        self.window: int | None = WINDOW
+        self.log = LogWriter(monitor_dir, log_limit)
+        self.window: int | None = window_for(log_limit)
         self.agentless_until: float | None = None  # when the window lapses with no agent
         self.outstanding = False  # an `output` sent that no `window` has answered yet
         self.acked_end = 0  # the log offset the agent has taken in

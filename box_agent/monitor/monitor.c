@@ -6,7 +6,8 @@
  * per run; this one is a few hundred KiB, most of it libc shared with every process on the box.
  * It keeps no buffer for output: the script's pipes go to the log with splice(2).
  *
- * Run as `MONITOR CTL_FD MONITOR_DIR WORKDIR IDENTITY -- ARGV...`. One thread, no allocation
+ * Run as `MONITOR [--log-limit=BYTES] CTL_FD MONITOR_DIR WORKDIR IDENTITY -- ARGV...` (the
+ * run's log limit, runlog.py; 64 MiB without it). One thread, no allocation
  * that grows with the output, every fd close-on-exec but the two the script inherits.
  * Built by box_agent/monitor_build.py (at setup, or at the agent's first start). Here: the
  * agent and the loop; link.c the script's link and the banners it sends, json.c reads
@@ -280,8 +281,22 @@ static void on_signal(int sig) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strncmp(argv[1], "--log-limit=", 12) == 0) {
+        if (!set_log_limit(argv[1] + 12)) {
+            fprintf(stderr, "monitor: bad log limit '%.40s' (bytes, %lld to %lld)\n",
+                    argv[1] + 12, MIN_LOG_LIMIT, MAX_LOG_LIMIT);
+            return 2;
+        }
+        argv[1] = argv[0]; /* the rest as if it had not been given */
+        argv++;
+        argc--;
+    }
+    /* What a viewer has not taken yet must never be what the limit drops (loop.window_for). */
+    window_until = WINDOW < log_limit / 2 ? WINDOW : log_limit / 2;
     if (argc < 7 || strcmp(argv[5], "--") != 0) {
-        fprintf(stderr, "usage: %s CTL_FD MONITOR_DIR WORKDIR IDENTITY -- ARGV\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s [--log-limit=BYTES] CTL_FD MONITOR_DIR WORKDIR IDENTITY -- ARGV\n",
+                argv[0]);
         return 2;
     }
     struct identity id;

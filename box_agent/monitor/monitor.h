@@ -29,8 +29,11 @@
 
 #define WINDOW (4LL << 20)         /* bytes logged ahead of the slowest viewer (loop.py) */
 #define PIPE_BYTES (1 << 20)       /* the script's pipes, and the most one record holds */
-#define SEGMENT_BYTES (8LL << 20)  /* runlog.py */
-#define LOG_LIMIT (64LL << 20)     /* runlog.DEFAULT_LIMIT */
+#define SEGMENT_BYTES (8LL << 20)  /* runlog.py: the most a segment holds */
+#define MIN_SEGMENT (64LL << 10)   /* runlog._MIN_SEGMENT */
+#define LOG_LIMIT (64LL << 20)     /* runlog.DEFAULT_LIMIT: without --log-limit */
+#define MIN_LOG_LIMIT (1LL << 20)  /* runlog.MIN_LIMIT */
+#define MAX_LOG_LIMIT (1LL << 40)  /* runlog.MAX_LIMIT */
 #define SWEEP_GRACE_MS 500
 #define SCAN_EVERY_MS 50
 #define LINGER_MS 120000
@@ -105,6 +108,8 @@ int start_script(char **argv, const char *workdir, const struct identity *id, in
 
 /* log.c: the output log, box_agent/runlog.py's format */
 extern long long log_end;
+extern long long log_limit; /* this run's (--log-limit), kept for its whole life */
+int set_log_limit(const char *text);
 extern int pipe_fd[3]; /* indexed by stream */
 extern int open_pipes;
 int drain(int stream);
