@@ -239,7 +239,8 @@ def _kill_all(obj: LagerContext, signal_name: str | None, any_owner: bool, yes: 
     The box does not filter runs by owner, so the runs are picked here, from --list's
     started_by.fingerprint against our own key's fingerprint (ISSUE-NOTES 18).
     """
-    running = [r for r in obj.request_json(protocol.SUB_LIST) if r.get("state") != "exited"]
+    running = [r for r in obj.request_json(protocol.SUB_LIST)
+               if r.get("state") not in ("exited", "lost")]
     mine = None if any_owner else _my_fingerprint(obj)
     targets = [r for r in running
                if mine is None or (r.get("started_by") or {}).get("fingerprint") == mine]

@@ -1,0 +1,128 @@
+"""Runs whose monitor died, and runs a client gave up on (issue 11's remaining gaps).
+
+A box that reboots (or an agent SIGKILLed, then the monitor and its script killed) leaves a run
+with no exit recorded: it is `lost`, its output on disk is still whole, and every command says
+so in words. A client that gives up reconnecting names the run to reattach."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from conftest import (
+    Client,
+    descendants_of,
+    make_client,
+    pids_with_cmdline,
+    start_agent,
+    start_run,
+    wait_for,
+    write_script,
+)
+
+# Output on both streams, then it waits for ever: only a kill ends it.
+WAITER = """
+import sys, time
+for i in range(300):
+    print(f"out {i:04d} " + "y" * 30)
+    if i % 50 == 0:
+        print(f"err {i:04d}", file=sys.stderr)
+sys.stdout.flush()
+sys.stderr.flush()
+print("all written", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def waiter_output() -> tuple[str, str]:
+    out = "".join(f"out {i:04d} " + "y" * 30 + "\n" for i in range(300)) + "all written\n"
+    err = "".join(f"err {i:04d}\n" for i in range(0, 300, 50))
+    return out, err
+
+
+def list_rows(client: Client) -> dict[str, dict]:
+    listed = client.run("python", "--list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {r["id"]: r for r in json.loads(listed.stdout)}
+
+
+def kill_tree(pid: int) -> None:
+    for each in [pid, *descendants_of(pid)]:
+        try:
+            os.kill(each, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_monitor_and_script(run_id: str, script_pid: int) -> None:
+    """What a reboot does to a run: its monitor dies first, with no word to anyone, and the
+    script goes too (killed before the monitor could see it end and record its status)."""
+    monitors = pids_with_cmdline(f"{run_id}.monitor")
+    assert monitors, "the run's monitor is not running"
+    os.kill(script_pid, signal.SIGSTOP)  # it cannot exit (and be recorded) in between
+    for pid in monitors:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pids_with_cmdline(f"{run_id}.monitor"), 20, what="the monitor gone")
+    kill_tree(script_pid)
+
+
+def started_waiter(laptop: Client, tmp_path: Path) -> tuple[str, int]:
+    """A run of WAITER whose output is all on the box's disk: the client showed it."""
+    run = start_run(laptop, write_script(tmp_path, "waiter.py", WAITER))
+    run.out.wait_for("all written\n")
+    row = next(r for r in list_rows(laptop).values() if r["script"].endswith("waiter.py"))
+    run.proc.kill()  # the laptop goes too; the run goes on without it
+    run.proc.wait()
+    return row["id"], int(row["pid"])
+
+
+def test_a_rebooted_box_lists_the_run_lost_and_reattach_gives_its_output(
+        tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    run_id, script_pid = started_waiter(laptop, tmp_path)
+    box.proc.send_signal(signal.SIGKILL)
+    box.proc.wait()
+    kill_monitor_and_script(run_id, script_pid)
+    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    try:
+        row = list_rows(laptop)[run_id]
+        assert row["state"] == "lost" and row["exit_code"] is None, row
+        human = laptop.run("python", "--list")
+        line = next(x for x in human.stdout.splitlines() if x.startswith(row["short_id"]))
+        assert "lost (exit code unknown: its monitor died)" in line and "running" not in line
+
+        attach = laptop.run("python", "--reattach", run_id)
+        out, err = waiter_output()
+        assert attach.stdout == out  # the whole log on disk, not an empty one
+        notices = [x for x in attach.stderr.splitlines() if x.startswith("lager:")]
+        assert len(notices) == 1 and "was lost" in notices[0] and "unknown" in notices[0], \
+            attach.stderr
+        assert attach.stderr.replace(notices[0] + "\n", "") == err
+        assert attach.returncode != 0
+
+        killed = laptop.run("python", "--kill", run_id)
+        assert killed.returncode != 0
+        assert killed.stderr.count("\n") == 1 and "is lost" in killed.stderr, killed.stderr
+        assert "None" not in killed.stderr
+        mine = laptop.run("python", "--kill-all", "--yes")  # nothing of ours is running
+        assert mine.returncode == 0 and "no runs of yours to stop" in mine.stdout, mine
+    finally:
+        again.stop()
+
+
+def test_a_monitor_killed_under_a_live_agent_is_lost_too(tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    try:
+        run_id, script_pid = started_waiter(laptop, tmp_path)
+        kill_monitor_and_script(run_id, script_pid)
+        wait_for(lambda: list_rows(laptop)[run_id]["state"] == "lost", 30,
+                 what="the run to be lost")
+        attach = laptop.run("python", "--reattach", run_id)
+        assert attach.returncode != 0 and attach.stdout == waiter_output()[0]
+        assert attach.stderr.count("was lost: its monitor died") == 1, attach.stderr
+    finally:
+        box.stop()
