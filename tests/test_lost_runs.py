@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -126,3 +127,39 @@ def test_a_monitor_killed_under_a_live_agent_is_lost_too(tmp_path: Path) -> None
         assert attach.stderr.count("was lost: its monitor died") == 1, attach.stderr
     finally:
         box.stop()
+
+
+def _gated(tmp: Path) -> tuple[Path, Path]:
+    gate = tmp / "go"
+    script = write_script(tmp, "gated.py", "import os, time\nprint('ready', flush=True)\n"
+                          f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
+                          "print('finished')\n")
+    return script, gate
+
+
+def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path) -> None:
+    """One box's copy of the fleet's lost row: the client that gives up reconnecting names
+    the run, and the command it prints works once the box is back."""
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    laptop.env["LAGER_RECONNECT_FOR"] = "1"
+    script, gate = _gated(tmp_path)
+    run = start_run(laptop, script)
+    run.out.wait_for("ready\n")
+    box.stop(keep_runs=True)  # the box goes away (an upgrade); the run stays with its monitor
+    assert run.finish(60) == 255, run.err.text
+    error = [x for x in run.err.text.splitlines() if x.startswith("Error:")]
+    assert len(error) == 1 and "gave up reconnecting after 1s" in error[0], run.err.text
+    command = re.search(r": (lager python --reattach ([0-9a-f]{16}) --box mybox)$", error[0])
+    assert command, error[0]
+    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    try:
+        gate.touch()
+        words = command.group(1).split()
+        assert words[0] == "lager"
+        result = laptop.run(*words[1:], box=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "ready\nfinished\n"
+        assert list_rows(laptop)[command.group(2)]["exit_code"] == 0
+    finally:
+        again.stop()
