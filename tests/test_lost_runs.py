@@ -9,8 +9,10 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
+import pytest
 from conftest import (
     Client,
     descendants_of,
@@ -142,9 +144,9 @@ def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path) ->
     the run, and the command it prints works once the box is back."""
     box = start_agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
-    laptop.env["LAGER_RECONNECT_FOR"] = "1"
+    laptop.env["LAGER_RECONNECT_FOR"] = "600"  # the flag wins over the env
     script, gate = _gated(tmp_path)
-    run = start_run(laptop, script)
+    run = start_run(laptop, script, "--reconnect-for", "1")
     run.out.wait_for("ready\n")
     box.stop(keep_runs=True)  # the box goes away (an upgrade); the run stays with its monitor
     assert run.finish(60) == 255, run.err.text
@@ -161,5 +163,64 @@ def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path) ->
         assert result.returncode == 0, result.stderr
         assert result.stdout == "ready\nfinished\n"
         assert list_rows(laptop)[command.group(2)]["exit_code"] == 0
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("path", ["", "  ", "/etc/passwd", "../x", "logs/../../x"])
+def test_a_bad_download_path_is_refused_before_the_run(client: Client, tmp_path: Path,
+                                                       path: str) -> None:
+    ran = tmp_path / "ran"
+    script = write_script(tmp_path, "w.py", f"open({str(ran)!r}, 'w').write('x')\n")
+    result = client.run("python", str(script), "--download", "ok.txt", "--download", path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "--download" in result.stderr, result.stderr
+    assert not ran.exists()  # refused before anything started
+
+
+def test_reattach_to_an_unknown_id_with_download_says_so_once(client: Client) -> None:
+    result = client.run("python", "--reattach", "ffffffff", "--download", "x")
+    assert result.returncode != 0
+    assert result.stderr.count("no run with id") == 1, result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])
+def test_reconnect_for_takes_seconds(client: Client, tmp_path: Path, value: str) -> None:
+    script = write_script(tmp_path, "n.py", "print('ran')\n")
+    result = client.run("python", str(script), "--reconnect-for", value)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--reconnect-for" in result.stderr and result.stdout == ""
+
+
+def test_reconnect_for_goes_with_a_followed_run(client: Client) -> None:
+    result = client.run("python", "--list", "--reconnect-for", "5")
+    assert result.returncode == 2 and "--reconnect-for goes with" in result.stderr
+
+
+def test_an_auto_resume_due_while_the_agent_was_down_says_how_long_it_waited(
+        tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    script = write_script(tmp_path, "p.py", "from lager import pause\n"
+                          "pause('soon', timeout=2)\nprint('after')\n")
+    started = laptop.run("python", str(script), "--detach")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[2]
+    row = wait_for(lambda: (r := list_rows(laptop)[run_id])["state"] == "paused" and r, 30,
+                   what="the pause")
+    box.proc.send_signal(signal.SIGKILL)
+    box.proc.wait()
+    due = row["pause"]["paused_at"] + 2
+    wait_for(lambda: time.time() > due + 3, 30, what="the auto-resume to fall due, and more")
+    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    try:
+        wait_for(lambda: list_rows(laptop)[run_id]["state"] == "exited", 30,
+                 what="the overdue run to resume and end")
+        attach = laptop.run("python", "--reattach", run_id)
+        assert attach.returncode == 0 and attach.stdout == "after\n", attach.stderr
+        line = re.search(r"^=== auto-resumed after ([\d.]+)s \(the 2s auto-resume fell due "
+                         r"while the box's agent was down\)$", attach.stderr, re.M)
+        assert line, attach.stderr
+        assert float(line.group(1)) >= 5  # the real wait, not the 2s it was given
     finally:
         again.stop()
