@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from conftest import (
     wait_for,
     write_script,
 )
+from holding_proxy import HoldingProxy
 
 # Output on both streams, then it waits for ever: only a kill ends it.
 WAITER = """
@@ -224,3 +226,53 @@ def test_an_auto_resume_due_while_the_agent_was_down_says_how_long_it_waited(
         assert float(line.group(1)) >= 5  # the real wait, not the 2s it was given
     finally:
         again.stop()
+
+
+def test_a_cut_network_reconnects_and_goes_on_byte_exact_with_its_pause(
+        tmp_path: Path) -> None:
+    """The TCP link is cut (both ends see it go, as when Wi-Fi drops and the box notices)
+    while the run streams and again while it is paused: the client reconnects each time, and
+    what it shows is the run's output exactly; an Enter resumes the pause over the new link."""
+    box = start_agent(tmp_path / "state")
+    proxy = HoldingProxy((box.host, box.port))
+    try:
+        laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
+        gate = tmp_path / "go"
+        script = write_script(tmp_path, "cut.py", f"""
+import os, sys, time
+from lager import pause
+for i in range(2000):
+    print(f"out {{i:05d}} " + "c" * 50)
+    if i % 200 == 0:
+        print(f"err {{i:05d}}", file=sys.stderr)
+    if i == 1000:
+        sys.stdout.flush()
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.05)
+pause("cut again", timeout=0)
+print("after")
+""")
+        run = start_run(laptop, script)
+        run.out.wait_for("out 01000")
+        proxy.cut_all()
+        run.err.wait_for("reconnected to mybox")
+        gate.touch()
+        run.banner_id()
+        proxy.cut_all()
+        wait_for(lambda: run.err.text.count("reconnected to mybox") == 2, 60,
+                 what="the second reconnect")
+        assert run.proc.stdin is not None
+        run.proc.stdin.write("\n")
+        run.proc.stdin.flush()
+        assert run.finish(60) == 0, run.err.text
+        out = "".join(f"out {i:05d} " + "c" * 50 + "\n" for i in range(2000)) + "after\n"
+        assert run.out.text == out
+        err_lines = run.err.text.splitlines()
+        assert [x for x in err_lines if x.startswith("err ")] == \
+            [f"err {i:05d}" for i in range(0, 2000, 200)]
+        assert sum("lost; reconnecting" in x for x in err_lines) == 2, run.err.text
+        assert run.err.text.count("=== lager breakpoint") == 1  # the banner once, not again
+        assert run.err.text.count("=== resumed") == 1
+    finally:
+        proxy.close()
+        box.stop()
