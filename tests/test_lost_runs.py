@@ -9,13 +9,17 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import (
+    Agent,
     Client,
+    StreamReader,
     descendants_of,
     make_client,
     pids_with_cmdline,
@@ -25,6 +29,37 @@ from conftest import (
     write_script,
 )
 from holding_proxy import HoldingProxy
+from test_fleet_rig import start_rig
+
+
+class Leftovers:
+    """What a test started, ended at teardown even when it fails half-way: agents (with the
+    runs their state dirs hold) and client processes (one may be reconnecting for minutes)."""
+
+    def __init__(self) -> None:
+        self.agents: list[Agent] = []
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def agent(self, state_dir: Path, *extra: str, listen: str = "127.0.0.1:0") -> Agent:
+        started = start_agent(state_dir, *extra, listen=listen)
+        self.agents.append(started)
+        return started
+
+    def end(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        for agent in self.agents:
+            agent.stop()
+
+
+@pytest.fixture
+def left() -> Iterator[Leftovers]:
+    tracked = Leftovers()
+    yield tracked
+    tracked.end()
+
 
 # Output on both streams, then it waits for ever: only a kill ends it.
 WAITER = """
@@ -73,9 +108,10 @@ def kill_monitor_and_script(run_id: str, script_pid: int) -> None:
     kill_tree(script_pid)
 
 
-def started_waiter(laptop: Client, tmp_path: Path) -> tuple[str, int]:
+def started_waiter(laptop: Client, tmp_path: Path, left: Leftovers) -> tuple[str, int]:
     """A run of WAITER whose output is all on the box's disk: the client showed it."""
     run = start_run(laptop, write_script(tmp_path, "waiter.py", WAITER))
+    left.procs.append(run.proc)
     run.out.wait_for("all written\n")
     row = next(r for r in list_rows(laptop).values() if r["script"].endswith("waiter.py"))
     run.proc.kill()  # the laptop goes too; the run goes on without it
@@ -83,15 +119,21 @@ def started_waiter(laptop: Client, tmp_path: Path) -> tuple[str, int]:
     return row["id"], int(row["pid"])
 
 
+@pytest.mark.parametrize("monitor", ["c", "python"])
 def test_a_rebooted_box_lists_the_run_lost_and_reattach_gives_its_output(
-        tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, monitor: str,
+        left: Leftovers) -> None:
+    if monitor == "python":  # the fallback monitor leaves the same files behind
+        monkeypatch.setenv("LAGER_BOX_PYTHON_MONITOR", "1")
+    box = left.agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
-    run_id, script_pid = started_waiter(laptop, tmp_path)
+    run_id, script_pid = started_waiter(laptop, tmp_path, left)
+    python_monitors = pids_with_cmdline(f"{run_id}.monitor", "-m\x00box_agent.monitor")
+    assert bool(python_monitors) == (monitor == "python")  # the monitor this case is about
     box.proc.send_signal(signal.SIGKILL)
     box.proc.wait()
     kill_monitor_and_script(run_id, script_pid)
-    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    again = left.agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
     try:
         row = list_rows(laptop)[run_id]
         assert row["state"] == "lost" and row["exit_code"] is None, row
@@ -118,11 +160,12 @@ def test_a_rebooted_box_lists_the_run_lost_and_reattach_gives_its_output(
         again.stop()
 
 
-def test_a_monitor_killed_under_a_live_agent_is_lost_too(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
+def test_a_monitor_killed_under_a_live_agent_is_lost_too(tmp_path: Path,
+                                                        left: Leftovers) -> None:
+    box = left.agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
     try:
-        run_id, script_pid = started_waiter(laptop, tmp_path)
+        run_id, script_pid = started_waiter(laptop, tmp_path, left)
         kill_monitor_and_script(run_id, script_pid)
         wait_for(lambda: list_rows(laptop)[run_id]["state"] == "lost", 30,
                  what="the run to be lost")
@@ -141,14 +184,16 @@ def _gated(tmp: Path) -> tuple[Path, Path]:
     return script, gate
 
 
-def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path) -> None:
+def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path,
+                                                              left: Leftovers) -> None:
     """One box's copy of the fleet's lost row: the client that gives up reconnecting names
     the run, and the command it prints works once the box is back."""
-    box = start_agent(tmp_path / "state")
+    box = left.agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
     laptop.env["LAGER_RECONNECT_FOR"] = "600"  # the flag wins over the env
     script, gate = _gated(tmp_path)
     run = start_run(laptop, script, "--reconnect-for", "1")
+    left.procs.append(run.proc)
     run.out.wait_for("ready\n")
     box.stop(keep_runs=True)  # the box goes away (an upgrade); the run stays with its monitor
     assert run.finish(60) == 255, run.err.text
@@ -156,7 +201,7 @@ def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path) ->
     assert len(error) == 1 and "gave up reconnecting after 1s" in error[0], run.err.text
     command = re.search(r": (lager python --reattach ([0-9a-f]{16}) --box mybox)$", error[0])
     assert command, error[0]
-    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    again = left.agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
     try:
         gate.touch()
         words = command.group(1).split()
@@ -200,8 +245,8 @@ def test_reconnect_for_goes_with_a_followed_run(client: Client) -> None:
 
 
 def test_an_auto_resume_due_while_the_agent_was_down_says_how_long_it_waited(
-        tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
+        tmp_path: Path, left: Leftovers) -> None:
+    box = left.agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
     script = write_script(tmp_path, "p.py", "from lager import pause\n"
                           "pause('soon', timeout=2)\nprint('after')\n")
@@ -214,7 +259,7 @@ def test_an_auto_resume_due_while_the_agent_was_down_says_how_long_it_waited(
     box.proc.wait()
     due = row["pause"]["paused_at"] + 2
     wait_for(lambda: time.time() > due + 3, 30, what="the auto-resume to fall due, and more")
-    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    again = left.agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
     try:
         wait_for(lambda: list_rows(laptop)[run_id]["state"] == "exited", 30,
                  what="the overdue run to resume and end")
@@ -229,11 +274,11 @@ def test_an_auto_resume_due_while_the_agent_was_down_says_how_long_it_waited(
 
 
 def test_a_cut_network_reconnects_and_goes_on_byte_exact_with_its_pause(
-        tmp_path: Path) -> None:
+        tmp_path: Path, left: Leftovers) -> None:
     """The TCP link is cut (both ends see it go, as when Wi-Fi drops and the box notices)
     while the run streams and again while it is paused: the client reconnects each time, and
     what it shows is the run's output exactly; an Enter resumes the pause over the new link."""
-    box = start_agent(tmp_path / "state")
+    box = left.agent(tmp_path / "state")
     proxy = HoldingProxy((box.host, box.port))
     try:
         laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
@@ -253,6 +298,7 @@ pause("cut again", timeout=0)
 print("after")
 """)
         run = start_run(laptop, script)
+        left.procs.append(run.proc)
         run.out.wait_for("out 01000")
         proxy.cut_all()
         run.err.wait_for("reconnected to mybox")
@@ -276,3 +322,35 @@ print("after")
     finally:
         proxy.close()
         box.stop()
+
+
+def test_a_fleet_takes_reconnect_for_too(tmp_path: Path) -> None:
+    """--reconnect-for on a set: each box waits that long (not the env's 600 s), and the box
+    that stays away is `lost` with its reattach command."""
+    rig = start_rig(tmp_path / "rig", 2)
+    try:
+        gate = tmp_path / "go"
+        script = write_script(tmp_path, "gated.py", "import os, time\nprint('ready', "
+                              f"flush=True)\nwhile not os.path.exists({str(gate)!r}):\n"
+                              "    time.sleep(0.05)\nprint('finished')\n")
+        rig.laptop.env["LAGER_RECONNECT_FOR"] = "600"
+        bad = rig.laptop.run("python", str(script), "--box", "bench[01-02]",
+                             "--reconnect-for", "soon")
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+        proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]",
+                                "--reconnect-for", "1")
+        out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+        try:
+            wait_for(lambda: out.text.count("ready") == 2, 60, what="both runs ready")
+            rig.agents["bench02"].stop(keep_runs=True)
+            err.wait_for("bench02: lost: ", 60)
+            gate.touch()
+            assert proc.wait(60) == 255, err.text
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        assert re.search(r"^bench02 +lost .*lager python --reattach [0-9a-f]{16} --box bench02",
+                         err.join(), re.M), err.text
+    finally:
+        rig.stop()

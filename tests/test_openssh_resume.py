@@ -8,11 +8,13 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Client, make_client, start_agent, wait_for, write_script
+from conftest import Client, make_client, wait_for, write_script
 from sshclients import openssh
+from test_lost_runs import Leftovers
 
 # Both streams, deterministic; a gate half-way so the agent dies while the run is going.
 GATED = """
@@ -35,6 +37,13 @@ def gated_output() -> tuple[bytes, bytes]:
     out = "".join(f"out {i:05d} " + "z" * 60 + "\n" for i in range(2000)) + "END\n"
     err = "".join(f"err {i:05d}\n" for i in range(0, 2000, 100))
     return out.encode(), err.encode()
+
+
+@pytest.fixture
+def left() -> Iterator[Leftovers]:
+    tracked = Leftovers()
+    yield tracked
+    tracked.end()
 
 
 @pytest.fixture(autouse=True)
@@ -85,8 +94,8 @@ def detached(client: Client, script: Path, *args: str) -> str:
 
 
 def test_openssh_attach_goes_on_at_byte_offsets_across_an_agent_sigkill(
-        tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
+        tmp_path: Path, left: Leftovers) -> None:
+    box = left.agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
     gate = tmp_path / "go"
     run_id = detached(laptop, write_script(tmp_path, "gated.py", GATED), str(gate))
@@ -96,6 +105,7 @@ def test_openssh_attach_goes_on_at_byte_offsets_across_an_agent_sigkill(
     # OpenSSH follows the run; once it has some of it, the agent dies under it.
     ssh = subprocess.Popen(ssh_argv(laptop, "attach"), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    left.procs.append(ssh)  # type: ignore[arg-type]
     assert ssh.stdin is not None
     ssh.stdin.write(f"{run_id}\n".encode())
     ssh.stdin.flush()
@@ -113,7 +123,7 @@ def test_openssh_attach_goes_on_at_byte_offsets_across_an_agent_sigkill(
     have_err = run_err
 
     gate.write_text("go")  # the rest is written while no agent runs
-    again = start_agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
+    again = left.agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
     try:
         resumed = openssh(laptop, "attach", f"{run_id} {len(have_out)} {len(have_err)}\n",
                           timeout=60)
