@@ -45,6 +45,13 @@ class Pause:
     kind: str = "pause"
     banner: str | None = None
     banner_at: BannerAt | None = None  # where the monitor put the banner on stderr
+    overdue: bool = False  # its auto-resume fell due while no agent was running
+
+    def waited(self) -> float:
+        """What an auto-resume tells the script it waited: its timeout, or (overdue) the
+        real wait, so the banner does not say 5s when 13s passed across a restart."""
+        return max(self.timeout, time.monotonic() - self.started) if self.overdue \
+            else self.timeout
 
     def remaining(self) -> float | None:
         if self.timeout <= 0:
@@ -100,7 +107,8 @@ class BreakpointLink:
         pause = Pause(seq=msg.seq, label=msg.label, file=msg.file, line=msg.line,
                       timeout=timeout, console=msg.console, started=time.monotonic() - age,
                       started_at=paused_at or time.time(), on_timeout=msg.on_timeout,
-                      kind=msg.kind, banner=msg.banner, banner_at=banner_at)
+                      kind=msg.kind, banner=msg.banner, banner_at=banner_at,
+                      overdue=0 < timeout < age)
         if timeout > 0:
             pause.timer = asyncio.get_running_loop().call_later(
                 max(0.0, timeout - age), self._auto_resume, pause.seq)
@@ -134,7 +142,8 @@ class BreakpointLink:
                             "file": pause.file, "line": pause.line}
         log.info("run %s resumed (%s) by %s at %s:%s", self.run_id, how, by or "-",
                  pause.file, pause.line)
-        self._send(ResumeMsg(seq=pause.seq, how=how, after=pause.timeout, by=by).to_dict())
+        after = pause.waited() if how == "timeout" else pause.timeout
+        self._send(ResumeMsg(seq=pause.seq, how=how, after=after, by=by).to_dict())
         return pause
 
     def open_console(self, pty: bool, cols: int, rows: int) -> socket.socket:

@@ -288,6 +288,7 @@ class Supervisor:
         return found
 
     def _adopt_each(self) -> int:
+        from .runlog import log_end
         from .runs import Run
 
         found = 0
@@ -307,7 +308,9 @@ class Supervisor:
                 asyncio.ensure_future(self._adopt_live(run))  # noqa: RUF006 - tracked via run
             else:
                 status = read_json(monitor_dir / STATUS_FILE)
-                run.log.end = int(status["end"]) if status else run.log.reader.first_offset()
+                # No status: its monitor died without a word (a box reboot, a kill). All it
+                # wrote is still on disk, up to the last whole record: a reattach gets it.
+                run.log.end = int(status["end"]) if status else log_end(monitor_dir)
                 self.runs[run.id] = run
                 code = int(status["status"]) if status else None
                 if safe_state.recorded(monitor_dir) is None:

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 from lager.errors import ConnectionFailed
 from lager.protocol.channel import Enter, Signal, Stop
 from lager.protocol.codec import Message
-from lager.protocol.events import Event
+from lager.protocol.events import Event, Hello
 
 from . import EXIT_INTERRUPTED
 from .run_stream import OnEvent, Piece, RunStream
@@ -136,6 +136,7 @@ class Follower:
         self._heard_at = time.monotonic()  # when the box last sent us anything
         self._enter_lock = threading.Lock()
         self.box_name = box_name
+        self.run_id: str | None = None  # from the box's Hello: what to reattach, if we give up
         self.stops_run = stops_run
         self.leave_hint = leave_hint
         self.signals = 0  # Ctrl-C (and SIGTERM) counted by the handler; the loop acts on them
@@ -153,6 +154,8 @@ class Follower:
         return RunStream(self.events, self.show_banners, received=self.received)
 
     def _event(self, event: Event) -> None:
+        if isinstance(event, Hello):
+            self.run_id = event.run_id
         self.out.event(event)
         if self.on_event is not None:
             self.on_event(event)
@@ -248,9 +251,10 @@ class Follower:
         if status < 0:
             waited = (f" (gave up reconnecting after {RECONNECT_FOR:g}s)"
                       if self.reconnect and RECONNECT_FOR > 0 else "")
+            again = (f": lager python --reattach {self.run_id} --box {self.box_name}"
+                     if self.run_id else " (see `lager python --list`, then --reattach)")
             raise ConnectionFailed(f"lost the connection to box {self.box_name} before the run "
-                                   f"ended{waited}; it goes on there "
-                                   "(see `lager python --list`, then --reattach)")
+                                   f"ended{waited}; it goes on there{again}")
         return status
 
     def _follow(self) -> int | None:

@@ -114,7 +114,7 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
     try:
         status = follower.run()
         if request.downloads and not follower.left:
-            _download(obj, again.run_id_now(), request.downloads)
+            _download(obj, follower.run_id or again.run_id_now(), request.downloads)
         return status
     finally:
         run_keeper.stop(serving)
@@ -138,8 +138,9 @@ def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None,
         finally:
             run_keeper.stop(serving)
             again.close()
-    if downloads and not follower.left:
-        _download(obj, run_id, downloads)
+    # Only a run the box found (its Hello came): an unknown id was said once already.
+    if downloads and not follower.left and follower.run_id:
+        _download(obj, follower.run_id, downloads)
     return status
 
 

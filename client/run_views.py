@@ -6,6 +6,8 @@ from typing import Any
 
 
 def describe_state(row: dict[str, Any]) -> str:
+    if row["state"] == "lost":  # its monitor died (a box reboot): the script is gone too
+        return "lost (exit code unknown: its monitor died)"
     if row["state"] == "exited":
         return "timed out (124)" if row.get("timed_out") else f"exited ({row['exit_code']})"
     pause = row.get("pause")

@@ -61,6 +61,9 @@ async def handle_kill(ctx: Context) -> None:
         raise LagerError("kill wants one line: ID [SIGNAL]")
     run = ctx.supervisor.find(words[0])
     if run.done.is_set():
+        if run.lost:
+            raise LagerError(f"run {protocol.short_id(run.id)} is lost: its monitor died, so "
+                             "it no longer runs, and its exit code is unknown")
         raise LagerError(f"run {protocol.short_id(run.id)} already exited "
                          f"with code {run.exit_status}")
     ctx.reservations.operated(ctx.caller, "kill", run)

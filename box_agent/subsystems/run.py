@@ -300,6 +300,10 @@ async def _finish(ctx: Context, run: Run) -> None:
         if run.timed_out:
             ctx.notice(f"run {protocol.short_id(run.id)} timed out after {run.spec.timeout:g}s "
                        "(--timeout); it was stopped")
+        if run.lost:  # the exit below is no script's code: say so, once
+            ctx.notice(f"run {protocol.short_id(run.id)} was lost: its monitor died (a box "
+                       "reboot, or a kill) before the script's end was recorded, so its exit "
+                       "code is unknown")
         safe = ctx.supervisor.safe_state_note(run.id)
         if safe:  # after the script's own output: the box acted once the script was gone
             ctx.notice(safe)

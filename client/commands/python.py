@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+from pathlib import PurePosixPath
 from typing import Any
 
 import click
@@ -96,6 +97,35 @@ def _parse_timeout(value: str) -> float:
     return seconds
 
 
+def _check_downloads(paths: tuple[str, ...]) -> None:
+    """Before the run starts: a path the box would refuse after it is a usage error now, not a
+    run whose code is lost to the refusal."""
+    for path in paths:
+        shown = repr(path[:100])
+        if not path.strip() or "\x00" in path:
+            raise UsageError(f"--download {shown}: give a file or dir in the run's working dir")
+        pure = PurePosixPath(path)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise UsageError(f"--download {shown}: must be relative to the run's working dir, "
+                             "without '..'")
+
+
+def _parse_reconnect_for(value: str) -> None:
+    """--reconnect-for: how long a lost link is retried before lager gives up (the run goes
+    on). Through the env, as LAGER_RECONNECT_FOR, so the fleet's boxes read it too."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"--reconnect-for {value!r} is not a number of seconds") from None
+    if seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
+        raise UsageError(f"--reconnect-for {value!r} must be 0 (do not reconnect) or more "
+                         "seconds")
+    os.environ["LAGER_RECONNECT_FOR"] = f"{seconds:g}"
+    from .. import follow
+
+    follow.RECONNECT_FOR = seconds
+
+
 def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
     """On by default under CI=true, so a cancelled job takes its run with it; never for a
     detached run (its client leaves at once), and asking for both is a usage error."""
@@ -123,6 +153,9 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
                                   "(default: on when CI=true)")
 @click.option("--download", "downloads", multiple=True, metavar="PATH",
               help="once the run ends, fetch PATH (a file or dir in its working dir)")
+@click.option("--reconnect-for", "reconnect_for", metavar="SECONDS", default=None,
+              help="after a lost link, try to reconnect this long before giving up (the run "
+                   "goes on; default $LAGER_RECONNECT_FOR, else 600; 0: do not)")
 @click.option("--add-file", "add_files", multiple=True, metavar="FILE",
               help="upload an extra file beside the script")
 @click.option("--pause-on-failure", is_flag=True,
@@ -152,7 +185,8 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
 @click.pass_context
 def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: tuple[str, ...],
            passenv: tuple[str, ...], timeout: str, detach: bool, stop_on_disconnect: bool,
-           downloads: tuple[str, ...], add_files: tuple[str, ...], pause_on_failure: bool,
+           downloads: tuple[str, ...], reconnect_for: str | None,
+           add_files: tuple[str, ...], pause_on_failure: bool,
            safe_state: str, wait: str | None, ports: tuple[str, ...], continue_id: str | None,
            console_id: str | None, reattach_id: str | None, kill_id: str | None,
            kill_all_runs: bool, any_owner: bool, yes: bool, signal_name: str | None,
@@ -177,6 +211,11 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
         raise UsageError("--download goes with a SCRIPT or --reattach")
     if downloads and detach:
         raise UsageError("--download waits for the run's end; it cannot go with --detach")
+    _check_downloads(downloads)
+    if reconnect_for is not None:
+        if not (script or reattach_id) or detach:
+            raise UsageError("--reconnect-for goes with a SCRIPT (not --detach) or --reattach")
+        _parse_reconnect_for(reconnect_for)
     if wait is not None and not script:
         raise UsageError("--wait goes with a SCRIPT")
     if (any_owner or yes) and not kill_all_runs:
@@ -239,7 +278,8 @@ def _kill_all(obj: LagerContext, signal_name: str | None, any_owner: bool, yes: 
     The box does not filter runs by owner, so the runs are picked here, from --list's
     started_by.fingerprint against our own key's fingerprint (ISSUE-NOTES 18).
     """
-    running = [r for r in obj.request_json(protocol.SUB_LIST) if r.get("state") != "exited"]
+    running = [r for r in obj.request_json(protocol.SUB_LIST)
+               if r.get("state") not in ("exited", "lost")]
     mine = None if any_owner else _my_fingerprint(obj)
     targets = [r for r in running
                if mine is None or (r.get("started_by") or {}).get("fingerprint") == mine]

@@ -207,7 +207,7 @@ def kill_runs(config: Config, targets: list[Target], pick: Callable[[dict[str, A
         rows = json.loads(ask(conn, protocol.SUB_LIST, None))
         return [ask(conn, protocol.SUB_KILL, row["id"] + (f" {signal_name}" if signal_name
                                                           else "")).strip()
-                for row in rows if row.get("state") != "exited" and pick(row)]
+                for row in rows if row.get("state") not in ("exited", "lost") and pick(row)]
 
     return report(Terminal(), each_box(config, targets, forks, work), lambda v: v or
                   ["no run of the fleet left to stop"], False)

@@ -10,6 +10,7 @@ from lager.errors import LagerError, UsageError
 
 from ..commands.python import (
     _parse_env,
+    _parse_reconnect_for,
     _parse_timeout,
     _passenv,
     _stop_on_disconnect,
@@ -34,6 +35,10 @@ def dispatch(ctx: click.Context, obj: LagerContext, kw: dict[str, Any], targets:
         raise UsageError("--any-owner goes with --continue all or --kill-all")
     if kw.get("wait") is not None and not kw["script"]:
         raise UsageError("--wait goes with a SCRIPT")
+    if kw.get("reconnect_for") is not None:
+        if not kw["script"] or kw["detach"]:
+            raise UsageError("--reconnect-for goes with a SCRIPT (not --detach)")
+        _parse_reconnect_for(kw["reconnect_for"])  # the fleet's boxes read it from the env
     forks = kw["forks"]
     if kw["console_id"] or kw["reattach_id"]:
         raise UsageError("--console and --reattach take one run: give BOX:ID (no --box needed)")

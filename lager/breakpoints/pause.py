@@ -269,6 +269,9 @@ def _resume_line(stop: Stop, how: str, after_seconds: float) -> str:
     if how != "timeout":
         return "=== resumed"
     after = _fmt_seconds(after_seconds)
+    if after_seconds > stop.timeout:  # the box's agent was down when it fell due
+        after = (f"{_fmt_seconds(round(after_seconds, 1))} (the {_fmt_seconds(stop.timeout)} "
+                 "auto-resume fell due while the box's agent was down)")
     if stop.on_timeout == SAFE:
         return f"=== auto-resumed after {after}; {_safe_state_here()}"
     if stop.on_timeout == FAIL:
