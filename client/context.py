@@ -41,7 +41,8 @@ class LagerContext:
 
         Through the box's connection keeper when there is one (client/mux.py), else direct,
         leaving a keeper behind for the next request. The keeper's answer decides whether
-        going direct is allowed: a request it may have forwarded is never sent twice.
+        going direct is allowed: a request it may have forwarded is sent again only when a
+        second arrival does nothing more (client/keeper_retry.py: a continue is numbered).
         """
         from lager import protocol
 
@@ -49,6 +50,7 @@ class LagerContext:
 
         box = self.box()
         answer = None
+        typed = line
         if mux.enabled():
             path = mux.socket_path(self.config, box)
             if subsystem == protocol.SUB_CONTINUE and line:
@@ -63,7 +65,8 @@ class LagerContext:
                                             keeper_retry.resend_safe(subsystem, line))
             if mux.enabled():
                 mux.spawn(self.config, box)
-        out, err, status = keeper_retry.settle(subsystem, line, answer)
+        out, err, status = keeper_retry.settle(subsystem, line, answer,
+                                               pinned_here=line != typed)
         if status != 0:
             raise refusal(subsystem, err, status)
         return out

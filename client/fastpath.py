@@ -252,6 +252,7 @@ def try_fast(argv: list[str]) -> int | None:
         if call.console:
             return _console(config, box, call.line or "")
         answer = None
+        typed = call.line
         if mux.enabled():
             path = mux.socket_path(config, box)
             if call.subsystem == protocol.SUB_CONTINUE and call.line:
@@ -272,7 +273,8 @@ def try_fast(argv: list[str]) -> int | None:
     except LagerError as exc:  # after the request may have gone out: never sent twice
         sys.stderr.write(f"Error: {exc}\n")
         return exc.exit_code
-    return _show(call, *keeper_retry.settle(call.subsystem, call.line, answer))
+    return _show(call, *keeper_retry.settle(call.subsystem, call.line, answer,
+                                            pinned_here=call.line != typed))
 
 
 # The quick client (and its crypto) loads only here: the keeper's path needs none of it.

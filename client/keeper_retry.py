@@ -118,13 +118,14 @@ def already_resumed(line: str, err: str) -> str | None:
     return f"already resumed: run {protocol.short_id(run_id)} pause {seq}"
 
 
-def settle(subsystem: str, line: str | None, answer: tuple[str, str, int]
-           ) -> tuple[str, str, int]:
-    """The box's answer, with a pinned continue's "not paused: it is running" read as what it
-    means (already_resumed)."""
+def settle(subsystem: str, line: str | None, answer: tuple[str, str, int],
+           pinned_here: bool) -> tuple[str, str, int]:
+    """The box's answer, with "not paused: it is running" to a continue that pin_pause
+    numbered read as what it means (already_resumed). A number the user typed proves no
+    more than that it was typed: that refusal stands."""
     _, err, status = answer
-    if status != 0 and subsystem == protocol.SUB_CONTINUE and line is not None \
-            and "it is running" in err:
+    if pinned_here and status != 0 and subsystem == protocol.SUB_CONTINUE \
+            and line is not None and "it is running" in err:
         said = already_resumed(line, err)
         if said is not None:
             return said + "\n", "", 0

@@ -149,7 +149,9 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
     wait_for(lambda: not keepers(laptop), 30, what="the keeper to go with its box")
 
 
-def test_an_attached_runs_keeper_across_a_sigkill_and_openssh_after_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", HOW)
+def test_an_attached_runs_keeper_across_a_restart_and_openssh_after_it(
+        tmp_path: Path, how: str) -> None:
     box = start_agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
     try:
@@ -158,7 +160,7 @@ def test_an_attached_runs_keeper_across_a_sigkill_and_openssh_after_it(tmp_path:
         wait_for(lambda: keeper_socket(laptop), what="the run's keeper")
         run_id = next(iter(rows(laptop)))
 
-        box = laptop.agent = restart(box, "sigkill")
+        box = laptop.agent = restart(box, how)
         resumed = laptop.run("python", "--continue", short)  # the run's link is down or re-made
         assert resumed.returncode == 0 and resumed.stdout.startswith("resumed run"), \
             resumed.stderr
