@@ -258,6 +258,47 @@ def test_a_lost_instrument_write_is_not_sent_again(tmp_path: Path) -> None:
         box.stop()
 
 
+SIGNAL_COUNTER = """
+import pathlib, signal, sys, time
+seen = pathlib.Path(sys.argv[1], "usr1")
+signal.signal(signal.SIGUSR1, lambda *_: seen.open("a").write("usr1\\n"))
+pathlib.Path(sys.argv[1], "ready").touch()
+while not pathlib.Path(sys.argv[1], "stop").exists():
+    time.sleep(0.05)
+"""
+
+
+def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
+    """`--kill ID --signal USR1` whose answer was lost: one line, 255, and one signal only."""
+    box = start_agent(tmp_path / "state")
+    proxy = HoldingProxy((box.host, box.port))
+    laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
+    try:
+        script = write_script(tmp_path, "count.py", SIGNAL_COUNTER)
+        assert laptop.run("python", str(script), "--detach", str(tmp_path)).returncode == 0
+        wait_for((tmp_path / "ready").exists, what="the script's handler")
+        run_id = next(iter(rows(laptop)))  # through the keeper the direct call left
+        wait_for(lambda: spare_ready(laptop), what="the keeper, idle")
+        proxy.hold_all(towards_client_only=True)
+        asked = laptop.popen("python", "--kill", run_id, "--signal", "USR1",
+                             stdin=subprocess.DEVNULL)
+        wait_for((tmp_path / "usr1").exists, what="the signal")
+        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
+        box = restart(box, "sigkill")
+        laptop.agent = replace(box, port=proxy.port)
+        proxy.cut_all()
+        out, err = asked.communicate(timeout=120)
+        assert asked.returncode == 255 and out == "", err
+        assert err.count("\n") == 1 and "may have reached the box" in err, err
+        assert (tmp_path / "usr1").read_text() == "usr1\n"
+        (tmp_path / "stop").touch()
+        wait_for(lambda: rows(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
+        assert (tmp_path / "usr1").read_text() == "usr1\n"
+    finally:
+        proxy.close()
+        box.stop()
+
+
 @pytest.mark.parametrize("line", ["abc#", "abc#x", "#1", "abc#1#2"])
 def test_bad_pause_numbers_get_one_line(client: Client, line: str) -> None:
     result = client.run("python", "--continue", line)
