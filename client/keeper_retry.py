@@ -19,6 +19,7 @@ arrival does nothing more:
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -150,9 +151,13 @@ def patiently(ask: Callable[[], _T], patient: bool) -> _T:
     while True:
         try:
             return ask()
-        except ConnectionFailed:
+        except ConnectionFailed as exc:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise
+            if backoff == FIRST_BACKOFF:  # once: a box gone for good is a wait, then an error
+                sys.stderr.write(f"lager: {exc}; trying again for up to {RECONNECT_FOR:g} s "
+                                 "(the box's agent may be restarting)\n")
+                sys.stderr.flush()
             time.sleep(min(backoff, left))  # a backoff between attempts
             backoff = min(backoff * 2, MAX_BACKOFF)

@@ -299,6 +299,23 @@ def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
         box.stop()
 
 
+def test_a_box_gone_for_good_fails_after_a_bounded_wait_and_its_keeper_goes(
+        tmp_path: Path) -> None:
+    box = start_agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    try:
+        assert laptop.run("python", "--list").returncode == 0
+        wait_for(lambda: keeper_socket(laptop), what="the keeper's socket")
+    finally:
+        box.stop()
+    listed = laptop.run("python", "--list")
+    assert listed.returncode == 255 and listed.stdout == ""
+    lines = listed.stderr.splitlines()
+    assert lines[-1].startswith("Error: ") and len(lines) <= 3, listed.stderr
+    assert all(line.startswith("lager: ") for line in lines[:-1]), listed.stderr
+    wait_for(lambda: not keepers(laptop), 30, what="the keeper to give up")
+
+
 @pytest.mark.parametrize("line", ["abc#", "abc#x", "#1", "abc#1#2"])
 def test_bad_pause_numbers_get_one_line(client: Client, line: str) -> None:
     result = client.run("python", "--continue", line)
