@@ -225,7 +225,11 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
         out, err = asked.communicate(timeout=120)
         assert asked.returncode == 0, err
         assert out.startswith(f"already resumed: run {run_id[:4]}"), out
-        assert err.count("\n") == 1 and "asked directly" in err, err
+        # The link drops when the old agent dies, so the retry may meet the restart's gap: then
+        # one more line says it waits for the box.
+        notices = err.splitlines()
+        assert "asked directly" in notices[-1] and len(notices) <= 2, err
+        assert all(line.startswith("lager: ") for line in notices), err
         wait_for(lambda: pause_of(laptop, run_id) == 2, what="the second pause")
         assert not (tmp_path / "resumed-2").exists()  # resumed once, not twice
     finally:
