@@ -41,21 +41,32 @@ class LagerContext:
 
         Through the box's connection keeper when there is one (client/mux.py), else direct,
         leaving a keeper behind for the next request. The keeper's answer decides whether
-        going direct is allowed: a request it may have forwarded is never sent twice.
+        going direct is allowed: a request it may have forwarded is sent again only when a
+        second arrival does nothing more (client/keeper_retry.py: a continue is numbered).
         """
-        from . import mux
+        from lager import protocol
+
+        from . import keeper_retry, mux
 
         box = self.box()
         answer = None
+        typed = line
         if mux.enabled():
-            answer = mux.request(mux.socket_path(self.config, box), box.name, subsystem, line,
-                                 env)
+            path = mux.socket_path(self.config, box)
+            if subsystem == protocol.SUB_CONTINUE and line:
+                line = keeper_retry.pin_pause(path, box.name, line)  # a lost answer's retry
+            answer = mux.request(path, box.name, subsystem, line, env)
         if answer is None:
-            with self.connect() as conn:
-                answer = exchange(conn, subsystem, line, env)
+            def direct() -> tuple[str, str, int]:
+                with self.connect() as conn:
+                    return exchange(conn, subsystem, line, env)
+
+            answer = keeper_retry.patiently(direct, mux.fallback_notice is not None and
+                                            keeper_retry.resend_safe(subsystem, line))
             if mux.enabled():
                 mux.spawn(self.config, box)
-        out, err, status = answer
+        out, err, status = keeper_retry.settle(subsystem, line, answer,
+                                               pinned_here=line != typed)
         if status != 0:
             raise refusal(subsystem, err, status)
         return out

@@ -234,9 +234,10 @@ def try_fast(argv: list[str]) -> int | None:
 
     if is_set_syntax(call.box):
         return None  # a set is the fleet's (client/entry.py routes it there)
+    from lager import protocol
     from lager.errors import LagerError
 
-    from . import mux
+    from . import keeper_retry, mux
     from .config import Config
 
     config = Config()
@@ -251,11 +252,17 @@ def try_fast(argv: list[str]) -> int | None:
         if call.console:
             return _console(config, box, call.line or "")
         answer = None
+        typed = call.line
         if mux.enabled():
-            answer = mux.request(mux.socket_path(config, box), box.name, call.subsystem,
-                                 call.line, None)
+            path = mux.socket_path(config, box)
+            if call.subsystem == protocol.SUB_CONTINUE and call.line:
+                # Numbered, so that a lost answer is retried directly, never twice
+                call.line = keeper_retry.pin_pause(path, box.name, call.line)
+            answer = mux.request(path, box.name, call.subsystem, call.line, None)
         if answer is None:
-            answer = _direct(config, box, call)
+            patient = mux.fallback_notice is not None and \
+                keeper_retry.resend_safe(call.subsystem, call.line)
+            answer = keeper_retry.patiently(lambda: _direct(config, box, call, patient), patient)
             if answer is None:
                 return None
             if mux.fallback_notice:  # the keeper had it and failed; the direct way answered
@@ -266,20 +273,29 @@ def try_fast(argv: list[str]) -> int | None:
     except LagerError as exc:  # after the request may have gone out: never sent twice
         sys.stderr.write(f"Error: {exc}\n")
         return exc.exit_code
-    return _show(call, *answer)
+    return _show(call, *keeper_retry.settle(call.subsystem, call.line, answer,
+                                            pinned_here=call.line != typed))
 
 
 # The quick client (and its crypto) loads only here: the keeper's path needs none of it.
 
-def _direct(config: Any, box: Any, call: Call) -> tuple[str, str, int] | None:
+def _direct(config: Any, box: Any, call: Call, patient: bool = False
+            ) -> tuple[str, str, int] | None:
     """The answer over the quick client; None when the full way must do it (nothing reached
-    a subsystem, so nothing is sent twice)."""
+    a subsystem, so nothing is sent twice). Patient (a keeper's retry, safe to repeat): a box
+    that did not let us in is ConnectionFailed, which keeper_retry.patiently tries again."""
+    from lager.errors import ConnectionFailed
+
     from . import quick_channel
-    from .quick_ssh import Unsupported
+    from .quick_ssh import Unreachable, Unsupported
 
     try:
         return quick_channel.exchange(config, box, call.subsystem, call.line,
-                                      resend_safe=call.resend_safe)
+                                      resend_safe=call.resend_safe or patient)
+    except Unreachable as exc:
+        if patient:
+            raise ConnectionFailed(f"box {box.name}: {exc}") from None
+        return None
     except Unsupported:
         return None
 

@@ -9,9 +9,9 @@ its connection drops. LAGER_MUX=0 turns it off.
 
 A request is sent once. The client goes direct instead only when the keeper surely did not
 forward it (no keeper, it would not take the request, or it failed before asking the box for the
-subsystem) or when sending it twice does no harm (list, nets). A `continue` or `kill` that the
-keeper may have forwarded but did not answer within the reply deadline fails with 255 and says
-so: re-sending a `continue` could resume the pause after the one it was meant for.
+subsystem) or when sending it twice does no harm (client/keeper_retry.py: list, nets reads, and
+a `continue` pinned to its pause number). A `kill` or an instrument write that the keeper may
+have forwarded but did not answer within the reply deadline fails with 255 and says so.
 
 Security: the socket lives in a 0700 directory of the user's config dir and the keeper also
 checks the peer's uid (SO_PEERCRED). Its name hashes the box address, identity, pinned host
@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed
@@ -41,13 +42,13 @@ from .config import Box, Config, parse_seconds
 IDLE_SECONDS = 300.0
 MAX_REQUEST = 1024 * 1024
 CONNECT_TIMEOUT = 2.0
+# How often the keeper looks whether its connection is still up while nobody asks anything
+# (a dead one is re-made at once: client/keeper_restart.py).
+ACCEPT_POLL = 0.5
 # How long a client waits for the keeper's answer (LAGER_MUX_TIMEOUT overrides), and how long
 # the keeper waits for the box's: the keeper gives up first, so it can still say what happened.
 REPLY_DEADLINE = 30.0
 KEEPER_EXCHANGE_TIMEOUT = 25.0
-# Requests that do the same thing when they arrive twice. `continue` and `kill` are not: a
-# second `continue` can resume the next pause, a second `kill ID SIG` signals twice.
-RESEND_SAFE = frozenset({protocol.SUB_LIST, protocol.SUB_NETS})
 
 
 def socket_path(config: Config, box: Box) -> Path:
@@ -100,7 +101,9 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     fallback_notice = None
     if not path.exists():
         return None
-    resend_safe = subsystem in RESEND_SAFE
+    from .keeper_retry import resend_safe as safe_to_resend
+
+    resend_safe = safe_to_resend(subsystem, line)
     deadline = reply_deadline()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
@@ -172,6 +175,8 @@ class Keeper:
         from .ssh import BoxConnection
 
         self.conn = BoxConnection(config, box)
+        self.config, self.box = config, box
+        self.relogin: Any = None  # a keeper_restart.Relogin while the box's agent restarts
         self.path = socket_path(config, box)
         self.last_used = time.monotonic()
         self.active = 0
@@ -242,7 +247,7 @@ class Keeper:
         server.bind(str(tmp))
         os.chmod(tmp, 0o600)
         server.listen(16)
-        server.settimeout(5.0)
+        server.settimeout(ACCEPT_POLL)
         os.replace(tmp, self.path)  # atomic: a request never sees a half-made socket
         inode = os.stat(self.path).st_ino
         from .keeper_channels import prime
@@ -251,7 +256,7 @@ class Keeper:
         prime(self.conn)  # a channel opened ahead: the first request is one round trip too
         streams = StreamServer(self.path, lambda: self.conn).start()  # consoles (issue 13)
         try:
-            while self.conn.transport.is_active():
+            while self._connected():
                 with self.lock:
                     idle = self.active == 0 and \
                         time.monotonic() - self.last_used > IDLE_SECONDS
@@ -263,14 +268,45 @@ class Keeper:
                     continue
                 threading.Thread(target=self._handle, args=(client,), daemon=True).start()
         finally:
-            streams.stop()
-            server.close()
             try:
                 if os.stat(self.path).st_ino == inode:  # not a newer keeper's socket
                     self.path.unlink()
             except OSError:
                 pass
+            server.close()
+            self._finish_in_flight()  # an answer lost here could not be told from one unsent
+            streams.stop()
             self.conn.close()
+
+    def _connected(self) -> bool:
+        """Up, or logging in again after the box's agent restarted (in the background: a
+        request meanwhile finds the old connection dead, fails unsent and goes direct).
+        False once the box did not come back (client/keeper_restart.py): the keeper goes."""
+        from .keeper_restart import Relogin
+
+        if self.conn.transport.is_active():
+            return True
+        if self.relogin is None:
+            self.relogin = Relogin(self.config, self.box)
+        fresh = self.relogin.result()
+        if fresh is None:
+            return self.relogin.trying()
+        self.conn.close()
+        self.conn, self.relogin = fresh, None
+        from .keeper_channels import prime
+
+        prime(fresh)
+        return True
+
+    def _finish_in_flight(self) -> None:
+        from .keeper_restart import FINISH_IN_FLIGHT
+
+        deadline = time.monotonic() + FINISH_IN_FLIGHT
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.active == 0:
+                    return
+            time.sleep(0.01)  # short requests; polled as client/run_keeper.py's stop() does
 
 
 def main() -> None:

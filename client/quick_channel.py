@@ -297,7 +297,7 @@ def open_channel(config: Config, box: Box, subsystem: str, *, first: str | None 
         transport.close()
         if sent and not resend_safe:
             raise _unsure(box, subsystem, str(exc)) from None
-        raise q.Unsupported(str(exc)) from None
+        raise q.Unreachable(str(exc)) from None
     except ConnectionFailed:
         transport.close()
         raise

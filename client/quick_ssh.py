@@ -56,6 +56,11 @@ class Unsupported(Exception):
     the full path (which repeats the connection and reports any error in lager's words)."""
 
 
+class Unreachable(Unsupported):
+    """No SSH connection came up (refused, or closed before the handshake ended): the box may
+    be between two agents (client/keeper_retry.py's patiently tries again)."""
+
+
 class Lost(ConnectionError):
     """The connection broke, or the box broke the protocol."""
 
@@ -422,6 +427,6 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     except TimeoutError:
         raise
     except OSError as exc:
-        raise Unsupported(f"cannot connect: {exc}") from None
+        raise Unreachable(f"cannot connect: {exc}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock

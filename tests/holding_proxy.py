@@ -70,7 +70,11 @@ class HoldingProxy:
                 near, _ = self.listener.accept()
             except OSError:
                 return
-            far = socket.create_connection(self.target)
+            try:
+                far = socket.create_connection(self.target)
+            except OSError:  # nothing listens (the box's agent is restarting): as a refusal
+                near.close()
+                continue
             with self.lock:
                 pipes = [_Pipe(near, far, self.hold_new), _Pipe(far, near, self.hold_new)]
                 self.hold_new = False

@@ -1,0 +1,163 @@
+"""Which keeper requests may be retried directly, and the pause number that makes a `continue`
+one of them (ISSUE-NOTES 9: "keeper requests have a reply deadline, then a direct retry that
+carries the number").
+
+A keeper (client/mux.py, or an attached run serving as one) can lose a request's answer: its
+connection dies under it when the box's agent restarts, or it waits past the reply deadline.
+The request may then have reached the box, so the client re-sends it only when a second
+arrival does nothing more:
+
+- `list`, and `nets` reads (the net list, or a verb asked without a value): they change nothing.
+- `continue ID#N`: the agent resumes pause N at most once, and answers "already resumed" (exit 0)
+  when it was. A bare `continue ID` is pinned to the run's current pause first, through the same
+  keeper, so the retry can never resume the pause after the one meant. That costs one round trip
+  to the box (measured: +35 to 55 ms at 50 ms RTT), the price of knowing what a lost answer did.
+- Never `kill` (`kill ID SIG` signals twice) nor an instrument write (a supply set, an output
+  switched): their retry would repeat a write that may have happened, so they fail with one line
+  (exit 255) that says so.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from lager import protocol
+
+_READS = frozenset({protocol.SUB_LIST})
+_T = TypeVar("_T")
+
+
+def pinned(line: str | None) -> bool:
+    """True for a continue line that names its pause (`ID#N`)."""
+    if not line or protocol.PAUSE_MARK not in line:
+        return False
+    try:
+        return protocol.split_pause(line)[1] is not None
+    except ValueError:
+        return False
+
+
+def _instrument_read(line: str | None) -> bool:
+    """True for a `nets` request that only reads: the net list, or a verb given no value whose
+    run (if any) needs one to act."""
+    try:
+        request = json.loads(line or "")
+    except ValueError:
+        return False
+    if not isinstance(request, dict):
+        return False
+    if request.get("command") == "nets" and set(request) <= {"command", "v"}:
+        return True
+    if request.get("value") is not None or request.get("word") is not None:
+        return False
+    from lager.bench import kinds
+
+    kind = kinds.by_command(str(request.get("command")))
+    if kind is None:
+        return False
+    verb = kind.verb(str(request.get("action") or kind.default_verb))
+    # A verb that takes no value but acts (`enable`) is a write; one that takes a value reads
+    # when given none (lager.bench.kinds.spec.Verb.required).
+    return verb is not None and (verb.run is None or verb.takes is not None)
+
+
+def resend_safe(subsystem: str, line: str | None) -> bool:
+    """Whether a second arrival of this request at the box does nothing more than the first."""
+    if subsystem in _READS:
+        return True
+    if subsystem == protocol.SUB_CONTINUE:
+        return pinned(line)
+    if subsystem == protocol.SUB_NETS:
+        return _instrument_read(line)
+    return False
+
+
+def pin_pause(path: Path, box_name: str, line: str) -> str:
+    """`ID` -> `FULLID#N` for the run's current pause N, asked through the keeper at `path`.
+
+    The line stays as it is when it already has a number, when no keeper answers (the request
+    then goes direct, where nothing is retried), or when the box's list does not name exactly
+    one paused run for it (the box's own answer to the bare id says what is wrong).
+    """
+    from . import mux
+
+    if pinned(line) or not path.exists():
+        return line
+    answer = mux.request(path, box_name, protocol.SUB_LIST, None, None)
+    notice = mux.fallback_notice
+    mux.fallback_notice = None
+    if answer is None or answer[2] != 0 or notice:
+        return line  # the keeper could not say: the continue goes its own way, bare
+    try:
+        rows = json.loads(answer[0])
+    except ValueError:
+        return line
+    matches = [row for row in rows if isinstance(row, dict)
+               and protocol.id_matches(line, str(row.get("id", "")))]
+    if len(matches) != 1:
+        return line
+    pause = matches[0].get("pause")
+    seq = pause.get("seq") if isinstance(pause, dict) else None
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return line
+    return f"{matches[0]['id']}{protocol.PAUSE_MARK}{seq}"
+
+
+def already_resumed(line: str, err: str) -> str | None:
+    """The answer to a pinned retry refused because the run is no longer paused.
+
+    The pause was current when the line was pinned, and is not now: it was resumed (by the
+    first try, or by anyone). An agent restarted in between has forgotten which pauses were
+    resumed, so it says "not paused" where it would otherwise say "already resumed" (rule 9).
+    """
+    if not pinned(line) or "is not paused" not in err:
+        return None
+    run_id, seq = protocol.split_pause(line)
+    return f"already resumed: run {protocol.short_id(run_id)} pause {seq}"
+
+
+def settle(subsystem: str, line: str | None, answer: tuple[str, str, int],
+           pinned_here: bool) -> tuple[str, str, int]:
+    """The box's answer, with "not paused: it is running" to a continue that pin_pause
+    numbered read as what it means (already_resumed). A number the user typed proves no
+    more than that it was typed: that refusal stands."""
+    _, err, status = answer
+    if pinned_here and status != 0 and subsystem == protocol.SUB_CONTINUE \
+            and line is not None and "it is running" in err:
+        said = already_resumed(line, err)
+        if said is not None:
+            return said + "\n", "", 0
+    return answer
+
+
+def patiently(ask: Callable[[], _T], patient: bool) -> _T:
+    """ask(), the direct way after a keeper lost its connection (patient: the request is safe
+    to send again, so a failure after sending is no reason to stop). The box's agent may be
+    restarting just then (its
+    restart is what cut the keeper's connection): a connection it refuses is tried again, for
+    up to keeper_restart.RECONNECT_FOR, before the one-line failure."""
+    if not patient:
+        return ask()
+    from lager.errors import ConnectionFailed
+
+    from .keeper_restart import FIRST_BACKOFF, MAX_BACKOFF, RECONNECT_FOR
+
+    deadline = time.monotonic() + RECONNECT_FOR
+    backoff = FIRST_BACKOFF
+    while True:
+        try:
+            return ask()
+        except ConnectionFailed as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            if backoff == FIRST_BACKOFF:  # once: a box gone for good is a wait, then an error
+                sys.stderr.write(f"lager: {exc}; trying again for up to {RECONNECT_FOR:g} s "
+                                 "(the box's agent may be restarting)\n")
+                sys.stderr.flush()
+            time.sleep(min(backoff, left))  # a backoff between attempts
+            backoff = min(backoff * 2, MAX_BACKOFF)
