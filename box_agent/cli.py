@@ -20,7 +20,7 @@ from . import sdnotify
 from .preauth import Limits, parse_max_startups
 from .state import DEFAULT_STATE_DIR, StateDir
 
-DEFAULT_LISTEN = "0.0.0.0:2222"
+DEFAULT_LISTEN = f"0.0.0.0:{protocol.DEFAULT_PORT}"
 
 
 def _parse_listen(value: str) -> tuple[str, int]:

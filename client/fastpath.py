@@ -23,11 +23,12 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from . import EXIT_BROKEN_PIPE
+
 if TYPE_CHECKING:  # typing's names at run time cost an import this path does without
     from collections.abc import Callable
     from typing import Any
 
-EXIT_BROKEN_PIPE = 128 + 13  # as client/cli.py: the reader of our stdout went away
 _FLAGS = {"python": {"--list", "--json"}, "nets": {"--json"}, "kind": {"--json", "--yes"}}
 _VALUED = {"python": {"--box", "--continue", "--kill", "--signal", "--console"},
            "nets": {"--box"}, "kind": {"--box"}}

@@ -38,13 +38,7 @@ from ..runs import Run, RunSpec
 from .common import Context, watch
 
 MAX_HEADER = 1024 * 1024
-MAX_UPLOAD = protocol.MAX_UPLOAD
 _SIGNALS_FROM_CLIENT = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}
-
-
-# What lager's client takes per packet; other clients take less and asyncssh splits further,
-# which costs only on their (slower) channels.
-WRITE_PIECE = protocol.MAX_PACKET
 
 
 class ChannelViewer:
@@ -99,8 +93,11 @@ class ChannelViewer:
         # monitor's 1 MiB records cost more than encrypting them.
         view = memoryview(data)
         try:
-            for start in range(0, len(view), WRITE_PIECE):
-                target.write(view[start:start + WRITE_PIECE])  # type: ignore[arg-type]
+            # in what lager's client takes per packet (protocol.MAX_PACKET); other clients take
+            # less and asyncssh splits further, which costs only on their (slower) channels
+            piece = protocol.MAX_PACKET
+            for start in range(0, len(view), piece):
+                target.write(view[start:start + piece])  # type: ignore[arg-type]
             await target.drain()
         except asyncssh.Error as exc:
             # A client killed mid-stream: asyncssh's ConnectionLost is no ConnectionError, and
@@ -136,7 +133,7 @@ def _parse_files(entries: list[FileEntry]) -> list[tuple[str, int, int]]:
         raise LagerError(f"upload has more than {MAX_FILES} files")
     files = []
     for entry in entries:
-        if not 0 <= entry.size <= MAX_UPLOAD:
+        if not 0 <= entry.size <= protocol.MAX_UPLOAD:
             raise LagerError("malformed run request: bad file entry")
         if not 0 <= entry.mode <= 0o7777:
             raise LagerError("malformed run request: a file mode must be an integer permission")
@@ -185,8 +182,8 @@ def read_header(raw: bytes) -> RunHeader:
 def parse_header(head: RunHeader) -> tuple[RunSpec, list[tuple[str, int, int]], list[str]]:
     """Validate the run request; returns the spec, the files to receive, and warnings."""
     files = _parse_files(head.files)
-    if sum(size for _, size, _ in files) > MAX_UPLOAD:
-        raise LagerError(f"upload larger than {MAX_UPLOAD // 2**20} MiB")
+    if sum(size for _, size, _ in files) > protocol.MAX_UPLOAD:
+        raise LagerError(f"upload larger than {protocol.MAX_UPLOAD // 2**20} MiB")
     main = _safe_relpath(head.main)
     if main not in {path for path, _, _ in files}:
         raise LagerError(f"malformed run request: {main[:100]!r} is not among the uploaded files")
