@@ -228,8 +228,20 @@ class PowerSupplyNet(Net):
         if o_c is not None and amps is not None and o_c < amps:
             raise NetError(f"{name}: OCP {o_c:g} A is below the current set point {amps:g} A; "
                            "OCP must be >= the current set point")
-        _ordered(volts, o_v, set_v, d.set_voltage, d.set_ovp)
-        _ordered(amps, o_c, set_a, d.set_current, d.set_ocp)
+        # Several writes: one the instrument refuses part way (a limit past its own maximum)
+        # puts back what went before it, so a refused command changes nothing.
+        several = sum(x is not None for x in (volts, amps, o_v, o_c)) > 1
+        before = (d.setpoints(), d.get_ovp_limit(), d.get_ocp_limit()) if several else None
+        try:
+            _ordered(volts, o_v, set_v, d.set_voltage, d.set_ovp)
+            _ordered(amps, o_c, set_a, d.set_current, d.set_ocp)
+        except NetError:
+            if before is not None:
+                (old_v, old_a), old_ovp, old_ocp = before
+                now_v, now_a = d.setpoints()
+                _ordered(old_v, old_ovp, now_v, d.set_voltage, d.set_ovp)
+                _ordered(old_a, old_ocp, now_a, d.set_current, d.set_ocp)
+            raise
 
 
 def _ordered(point: float | None, limit: float | None, old: float, set_point: Any,
