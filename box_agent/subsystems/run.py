@@ -110,8 +110,14 @@ _NAME_MAX = 255
 
 
 def _no_nul(value: str, what: str) -> str:
+    """Text a file name, argument or env value can hold: no NUL, and no lone surrogate (JSON's
+    "\\ud800" decodes to one, which no file system or exec takes)."""
     if "\x00" in value:
         raise LagerError(f"malformed run request: {what} contains a NUL byte")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise LagerError(f"malformed run request: {what} is not valid Unicode") from None
     return value
 
 
