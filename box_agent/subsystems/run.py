@@ -24,6 +24,7 @@ from lager.protocol.channel import (
     Enter,
     FileEntry,
     RunHeader,
+    RunStarted,
     Signal,
     Stop,
     decode_control,
@@ -326,7 +327,10 @@ async def handle_run(ctx: Context) -> None:
     head = read_header(raw)
     spec, files, warnings = parse_header(head)
     ticket = _ticket(head)
-    framed = head.events and not spec.detach
+    # Each client gets the form of its own version (lager.protocol.version): a v1 header that
+    # says "events" anyway gets plain output, as v1 has no framed form.
+    served = version.served_version(head.v)
+    framed = head.events and served >= 2 and not spec.detach
     try:
         run_id, workdir = ctx.supervisor.new_workdir()
     except OSError as exc:
@@ -335,7 +339,7 @@ async def handle_run(ctx: Context) -> None:
     ctx.framed = framed
     if viewer is not None:
         # First, before any notice: a client that sees no hello speaks to an older box.
-        await viewer.event_unlocked(Hello(v=protocol.PROTOCOL_VERSION, run_id=run_id))
+        await viewer.event_unlocked(Hello(v=served, run_id=run_id))
     try:
         if ticket is None:  # a refused run is refused before its upload (asked again at start)
             ctx.reservations.check(ctx.caller, RUN)
@@ -357,7 +361,7 @@ async def handle_run(ctx: Context) -> None:
         shutil.rmtree(ctx.supervisor.monitor_dir(run_id), ignore_errors=True)
         raise
     if viewer is None:
-        ctx.write_json({"id": run.id, "short_id": protocol.short_id(run.id)})
+        ctx.process.stdout.write(RunStarted(run.id, protocol.short_id(run.id)).encode())
         ctx.process.exit(0)
         return
     if await _follow(ctx, run, viewer):
@@ -385,10 +389,11 @@ async def handle_attach(ctx: Context) -> None:
     request = parse_attach(await ctx.request_query())
     run = ctx.supervisor.find(request.id)
     ctx.reservations.operated(ctx.caller, "reattach", run)
-    viewer = ChannelViewer(ctx.process, framed=speaks >= 2)
+    served = version.served_version(speaks)
+    viewer = ChannelViewer(ctx.process, framed=served >= 2)
     ctx.framed = viewer.framed
     async with viewer.lock:
-        await viewer.event_unlocked(Hello(v=protocol.PROTOCOL_VERSION, run_id=run.id))
+        await viewer.event_unlocked(Hello(v=served, run_id=run.id))
         if run.link is not None and run.link.pause is not None and not run.done.is_set():
             # A client attaching to a paused run learns the pause before the backlog.
             await viewer.event_unlocked(run.link.pause.notice(run.id))
