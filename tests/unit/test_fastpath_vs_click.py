@@ -218,7 +218,7 @@ def test_the_box_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 _PYTHON_TOKENS = ["--continue", "--kill", "--list", "--console", "--json", "--signal", "TERM",
-                  "7f3a", "--box", "lab", "--box=", "--", "x.py", " "]
+                  "7f3a", "--box", "lab", "--", "x.py", " "]  # --box= and more: ANSWERED
 
 
 def test_every_short_python_argv_means_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,8 +243,7 @@ def _values(kind: Kind, verb_name: str) -> list[list[str]]:
     return [[], ["3"]]
 
 
-_OPTIONS = [[], ["--json"], ["--yes"], ["--box", "lab"], ["--box=lab"], ["--json", "--box", "x"],
-            ["--ovp", "2"], ["--"], ["-q"]]
+_OPTIONS = [[], ["--json"], ["--yes"], ["--box=lab"], ["--ovp", "2"], ["--"], ["-q"]]
 
 
 def _kind_argvs(kind: Kind) -> list[list[str]]:
@@ -255,7 +254,7 @@ def _kind_argvs(kind: Kind) -> list[list[str]]:
         for positional, options in itertools.product(positionals, _OPTIONS):
             argvs.append([command, *positional, *options, "--box", "lab"])
             argvs.append([command, *options, *positional])
-            if len(positional) > 1:
+            if len(positional) > 1 and options:
                 argvs.append([command, positional[0], *options, *positional[1:]])
     return argvs
 
