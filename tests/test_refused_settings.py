@@ -71,14 +71,18 @@ def test_a_refused_limit_puts_back_what_went_before_it(bench: Any) -> None:
     client, res = bench
     dp821 = res["dp821"]
     assert client.run("supply", "supply2", "voltage", "3", "--yes").returncode == 0
-    before = (dp821.query(":APPL? CH1"), dp821.query(":OUTP:OCP:VAL? CH1"),
-              dp821.query(":OUTP:OVP:VAL? CH1"))
-    # CH1 is a 1 A channel: the voltage is set first (no OVP given), then the OCP, which the
-    # instrument refuses.
-    result = client.run("supply", "supply2", "voltage", "5", "--ocp", "50")
-    _one_line_error(result, 1, "refused")
-    assert (dp821.query(":APPL? CH1"), dp821.query(":OUTP:OCP:VAL? CH1"),
-            dp821.query(":OUTP:OVP:VAL? CH1")) == before
+
+    def settings() -> list[str]:
+        return [dp821.query(q) for q in (":APPL? CH1", ":OUTP:OCP:VAL? CH1", ":OUTP:OVP:VAL? CH1",
+                                         ":OUTP:OCP? CH1", ":OUTP:OVP? CH1")]
+
+    before = settings()
+    # CH1 is a 1 A channel. The voltage is set first (no OVP given), then the OCP, which the
+    # instrument refuses; with --ovp, the OVP goes first (the voltage rises), then the voltage.
+    for extra in ((), ("--ovp", "7")):
+        result = client.run("supply", "supply2", "voltage", "5", *extra, "--ocp", "50")
+        _one_line_error(result, 1, "refused")
+        assert settings() == before, extra
     dp821.write("*CLS")
 
 
