@@ -23,7 +23,7 @@ from .preauth import Limits, parse_max_startups
 from .run_limits import RunLimits, parse_count, parse_duration, parse_size
 from .state import DEFAULT_STATE_DIR, StateDir
 
-DEFAULT_LISTEN = "0.0.0.0:2222"
+DEFAULT_LISTEN = f"0.0.0.0:{protocol.DEFAULT_PORT}"
 _T = TypeVar("_T")
 
 

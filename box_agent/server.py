@@ -23,7 +23,6 @@ from .subsystems import HANDLERS, SUBSYSTEMS, Context, fail
 
 log = logging.getLogger("lager-box.server")
 
-MAX_PACKET, WINDOW = protocol.MAX_PACKET, protocol.WINDOW  # one figure for both ends
 REKEY_BYTES = 1 << 30
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
               "aes128-ctr", "aes256-ctr")
@@ -181,7 +180,8 @@ class Agent:
             server_host_keys=[host_keys(self.state, self.host_cert)],
             process_factory=self._handle, encoding=None,
             allow_pty=True, line_editor=False, x11_forwarding=False, agent_forwarding=False,
-            max_pktsize=MAX_PACKET, window=WINDOW, encryption_algs=list(ENCRYPTION),
+            max_pktsize=protocol.MAX_PACKET, window=protocol.WINDOW,
+            encryption_algs=list(ENCRYPTION),
             signature_algs=list(SIGNATURE_ALGS),
             keepalive_interval=15, keepalive_count_max=4, login_timeout=self.limits.login_grace,
             # The box drives rekeying (clients leave it to us; see client/ssh.py).

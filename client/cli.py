@@ -11,10 +11,8 @@ import click
 
 from lager.errors import ConnectionFailed, LagerError
 
-from . import EXIT_INTERRUPTED
+from . import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
 from .context import LagerContext
-
-EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 
 def as_lager_error(exc: Exception) -> LagerError:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, dataclass_transform
 
+from lager import protocol
 from lager.errors import LagerError, UnknownBox, UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -98,7 +99,7 @@ class Box:
 
     name: str
     host: str
-    port: int = 2222
+    port: int = protocol.DEFAULT_PORT
     user: str = "lager"
     identity: str | None = None
     connect_timeout: float | None = None  # None: $LAGER_CONNECT_TIMEOUT, else the default

@@ -7,13 +7,13 @@ other files still come.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError
+from lager.protocol.channel import DownloadEnd, DownloadRequest, decode_download
 
 if TYPE_CHECKING:
     from .context import LagerContext
@@ -28,7 +28,7 @@ def fetch(obj: LagerContext, run_id: str, paths: list[str], dest: Path | None = 
     dest = (dest or Path.cwd()).resolve()
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_DOWNLOAD)
-        chan.sendall((json.dumps({"id": run_id, "paths": paths}) + "\n").encode())
+        chan.sendall(DownloadRequest(run_id, paths, v=protocol.PROTOCOL_VERSION).encode())
         chan.shutdown_write()
         stream = chan.makefile("rb")
         missing = 0
@@ -39,13 +39,13 @@ def fetch(obj: LagerContext, run_id: str, paths: list[str], dest: Path | None = 
                 if chan.recv_exit_status() not in (0, -1):
                     raise RemoteError(err or "the box refused the download")
                 raise ConnectionFailed("the connection ended during the download")
-            head: dict[str, Any] = json.loads(line)
-            if head.get("end"):
-                for gone in head.get("missing", []):
-                    click.echo(f"lager: download: {gone['path']}: {gone['reason']}", err=True)
+            head = decode_download(line)
+            if isinstance(head, DownloadEnd):
+                for gone in head.missing:
+                    click.echo(f"lager: download: {gone.path}: {gone.reason}", err=True)
                     missing += 1
                 return missing
-            _receive(stream, dest, str(head["path"]), int(head["size"]), int(head["mode"]))
+            _receive(stream, dest, head.path, head.size, head.mode)
 
 
 def _receive(stream: Any, dest: Path, rel: str, size: int, mode: int) -> None:

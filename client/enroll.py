@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lager import protocol
 from lager.errors import AuthFailed, HostKeyChanged, UsageError
 
 from .config import Box, Config, valid_name
@@ -61,8 +62,8 @@ def add_box(config: Config, name: str, *, host: str | None = None, ssh: str | No
             echo: Callable[[str], None] = print) -> Box:
     """Define box NAME, pin its host key (and unknown jump hosts'), check that our key is
     authorized. Raises (exit 2 or 255) before saving anything when it cannot get that far.
-    port and user are None when not given: 2222 and `lager` for --host; with --ssh they come
-    from ssh_config or the target itself (USER@HOST:PORT)."""
+    port and user are None when not given: protocol.DEFAULT_PORT and `lager` for --host; with
+    --ssh they come from ssh_config or the target itself (USER@HOST:PORT)."""
     from .ssh import BoxConnection
 
     if not valid_name(name):
@@ -73,7 +74,7 @@ def add_box(config: Config, name: str, *, host: str | None = None, ssh: str | No
     if ssh and (port is not None or user is not None):
         raise UsageError("with --ssh the user and port come from ssh_config, or write them in "
                          "the target: --ssh USER@HOST:PORT")
-    box = Box(name=name, host=host or "", port=port or 2222, user=user or "lager",
+    box = Box(name=name, host=host or "", port=port or protocol.DEFAULT_PORT, user=user or "lager",
               identity=identity, connect_timeout=connect_timeout)
     if ssh:
         from .sshconfig import resolve

@@ -23,53 +23,30 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from . import EXIT_BROKEN_PIPE
+
 if TYPE_CHECKING:  # typing's names at run time cost an import this path does without
     from collections.abc import Callable
     from typing import Any
 
-EXIT_BROKEN_PIPE = 128 + 13  # as client/cli.py: the reader of our stdout went away
 _FLAGS = {"python": {"--list", "--json"}, "nets": {"--json"}, "kind": {"--json", "--yes"}}
 _VALUED = {"python": {"--box", "--continue", "--kill", "--signal", "--console"},
            "nets": {"--box"}, "kind": {"--box"}}
 
 
-def _parse(argv: list[str]) -> tuple[str, str | None] | None:
-    """(id, box) for exactly `python --continue ID [--box B]` in any order, else None."""
-    if not argv or argv[0] != "python":
-        return None
-    run_id = box = None
-    rest = argv[1:]
-    while rest:
-        flag = rest.pop(0)
-        name, eq, value = flag.partition("=")
-        if name not in ("--continue", "--box"):
-            return None
-        if not eq:
-            if not rest:
-                return None
-            value = rest.pop(0)
-        if name == "--continue":
-            run_id = (run_id is None and value) or None
-            if run_id is None:
-                return None
-        else:
-            box = value
-    if not run_id or not run_id.strip() or "\n" in run_id:
-        return None
-    return run_id.strip(), box or os.environ.get("LAGER_BOX")
-
-
-def _scan(tokens: list[str], flags: set[str], valued: set[str]
+def _scan(tokens: list[str], flags: set[str], valued: set[str],
+          is_value: Callable[[str], bool] | None = None
           ) -> tuple[dict[str, list[str]], list[str]] | None:
     """Options as click reads them (flags; NAME VALUE or NAME=VALUE) and the positional
-    tokens; None for anything click might read otherwise."""
+    tokens; None for anything click might read otherwise. is_value: the dash-led tokens that
+    are positional all the same (a kind's `-1`, as its click command reads it)."""
     opts: dict[str, list[str]] = {}
     positional: list[str] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
         i += 1
-        if not token.startswith("-"):
+        if not token.startswith("-") or (is_value is not None and is_value(token)):
             positional.append(token)
             continue
         name, eq, value = token.partition("=")
@@ -166,9 +143,10 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
                     lambda out: [json.dumps(json.loads(out))] if as_json
                     else nets_table(json.loads(out)), resend_safe=True)
     from lager.bench import kinds
+    from lager.bench.kinds.spec import is_number
 
     kind = kinds.by_command(name)
-    scanned = _scan(tokens, _FLAGS["kind"], _VALUED["kind"])
+    scanned = _scan(tokens, _FLAGS["kind"], _VALUED["kind"], is_number)
     if kind is None or scanned is None or len(scanned[1]) > 3:
         return None
     opts, positional = scanned
@@ -185,26 +163,19 @@ def _instrument_call(name: str, tokens: list[str]) -> Call | None:
                         views.kind_table(kind, rows))
                         for rows in [views.kind_rows(kind, json.loads(out))]],
                     resend_safe=True)
-    net, verb_name, value = [*positional, None, None][:3]
-    verb = kind.verb(verb_name or kind.default_verb)
-    if verb is None:
-        return None
+    net = positional[0]
+    verb_name, value = [*positional[1:], None, None][:2]
     from lager.errors import UsageError
 
     try:
-        checked = verb.check_value(value)
+        request = kind.request(net, verb_name, value)  # as the click command builds it
     except UsageError:
         return None  # click says what is wrong with it
-    if verb.confirm is not None and "--yes" not in opts and sys.stdin.isatty():
+    verb = kind.verb(request["action"])
+    if verb is None or (verb.confirm is not None and "--yes" not in opts
+                        and sys.stdin.isatty()):
         return None  # the question is click's to ask
-    from lager.bench.kinds.spec import WORD
-
-    request: dict[str, Any] = {"command": kind.name, "net": net, "action": verb.name}
-    if verb.takes == WORD:  # as the click command builds it, key for key
-        request["word"] = checked
-    elif checked is not None:
-        request["value"] = checked
-    reading = checked is None
+    reading = request.get("value") is None and request.get("word") is None
     from lager.protocol.channel import InstrumentRequest
 
     return Call(protocol.SUB_NETS, InstrumentRequest.ours(**request), _box_of(opts), lambda out: [

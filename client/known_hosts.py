@@ -57,11 +57,6 @@ def key_changed(label: str, seen: str, fix: str, pinned: str = "") -> str:
             f"If it was reinstalled on purpose, {fix}")
 
 
-def host_name(host: str, port: int) -> str:
-    """The name a known_hosts line uses: `host` on port 22, else `[host]:port`."""
-    return host if port == 22 else f"[{host}]:{port}"
-
-
 def _hashed_match(pattern: str, name: str) -> bool:
     parts = pattern.split("|")
     if len(parts) != 4 or parts[1] != "1":

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from lager import protocol
 from lager.errors import ConnectionFailed
 
 from . import quick_keys
@@ -23,7 +24,6 @@ from .config import Box, Config, connect_timeout
 
 OPEN, OPEN_CONFIRMATION, OPEN_FAILURE, WINDOW_ADJUST = 90, 91, 92, 93
 DATA, EXTENDED_DATA, EOF, CLOSE, REQUEST, SUCCESS, FAILURE = 94, 95, 96, 97, 98, 99, 100
-WINDOW = 2 * 1024 * 1024
 MAX_DATA = 32 * 1024  # what we send per packet; any box accepts it
 
 
@@ -57,7 +57,7 @@ class QuickChannel:
     # --- opening ---
 
     def opening(self) -> bytes:
-        return (bytes([OPEN]) + q.string(b"session") + q.u32(0) + q.u32(WINDOW)
+        return (bytes([OPEN]) + q.string(b"session") + q.u32(0) + q.u32(protocol.QUICK_WINDOW)
                 + q.u32(MAX_DATA))
 
     def _request(self, name: str, want_reply: bool, body: bytes) -> bytes:
@@ -186,7 +186,7 @@ class QuickChannel:
 
     def _give_back(self, size: int) -> None:
         self.unacked += size
-        if self.unacked >= WINDOW // 2 and not self.closed:
+        if self.unacked >= protocol.QUICK_WINDOW // 2 and not self.closed:
             self.transport.send(bytes([WINDOW_ADJUST]) + q.u32(self.remote or 0)
                                 + q.u32(self.unacked))
             self.unacked = 0

@@ -31,12 +31,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from lager import protocol
+
 VERSION = b"SSH-2.0-lager_quick_1"
 KEX = b"curve25519-sha256"
 HOST_KEY = b"ssh-ed25519"
 CIPHER = b"aes128-gcm@openssh.com"
 STRICT_C, STRICT_S = b"kex-strict-c-v00@openssh.com", b"kex-strict-s-v00@openssh.com"
-MAX_PACKET = 1 << 20  # the largest packet we accept; a box sends at most 256 KiB of data
 MAX_BEFORE_VERSION = 8192  # other lines a server may send before its version (RFC 4253 4.2)
 # AsyncSSH (the lager agent) uses a client's guessed key-exchange packet whenever the method
 # negotiated is the client's first choice; RFC 4253 7 (and OpenSSH) only when both sides list
@@ -236,7 +237,7 @@ class Transport:
             keys = self.recv_keys
             # RFC 4253 6 and RFC 5647 7.2: whole cipher blocks (GCM leaves the length out).
             whole_blocks = length % 16 == 0 if keys else (4 + length) % 8 == 0
-            if not 5 <= length <= MAX_PACKET or not whole_blocks:
+            if not 5 <= length <= protocol.QUICK_PACKET_LIMIT or not whole_blocks:
                 raise Lost(f"bad packet length {length}")
             total = 4 + length + (16 if keys else 0)
             self._fill(total)

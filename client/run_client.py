@@ -1,7 +1,6 @@
 """Start a run (foreground or --detach) and --reattach to one."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -9,7 +8,7 @@ import click
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
-from lager.protocol.channel import FileEntry, RunHeader
+from lager.protocol.channel import FileEntry, RunHeader, RunStarted
 
 from .context import LagerContext, read_all
 from .follow import Follower
@@ -46,6 +45,9 @@ class RunRequest:
     ticket: str | None = None
 
     def header(self, box_name: str) -> bytes:
+        return self.run_header(box_name).encode()
+
+    def run_header(self, box_name: str) -> RunHeader:
         return RunHeader(
             script=self.upload.display_name, main=self.upload.main, args=self.args,
             env=self.env, timeout=self.timeout, detach=self.detach, box=box_name,
@@ -53,7 +55,7 @@ class RunRequest:
             stop_on_disconnect=self.stop_on_disconnect, client_ref=self.client_ref,
             pause_on_failure=self.pause_on_failure, safe_state=self.safe_state,
             v=protocol.PROTOCOL_VERSION, events=not self.detach, label=self.label,
-            ticket=self.ticket).encode()
+            ticket=self.ticket)
 
 
 def _send_upload(chan: object, request: RunRequest, box_name: str) -> None:
@@ -102,9 +104,9 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
             raise RemoteError(err.strip() or "the box refused the run")
         for line in err.splitlines():
             click.echo(line, err=True)
-        started = json.loads(out)
-        click.echo(f"started run {started['id']} (detached)")
-        click.echo(_commands_hint(box.name, started["short_id"]))
+        started = RunStarted.decode(out)
+        click.echo(f"started run {started.id} (detached)")
+        click.echo(_commands_hint(box.name, started.short_id))
         return 0
     again = Reattacher(obj, client_ref=request.client_ref)
     follower = Follower(chan, box.name, stops_run=True, reconnect=again,

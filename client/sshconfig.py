@@ -6,10 +6,10 @@ IdentityFile, CertificateFile, IdentitiesOnly, IdentityAgent none, BatchMode, Ho
 UserKnownHostsFile, ProxyJump (any number of hops, each looked up in turn), ProxyCommand,
 ConnectTimeout, ServerAliveInterval and ServerAliveCountMax.
 
-Defaults differ by role: the box listens on 2222 and takes the user name `lager` unless
-ssh_config or the target says otherwise; a jump host is an ordinary sshd (port 22, the local
-user name, the usual ~/.ssh keys). When a host has both ProxyJump and ProxyCommand, ProxyJump
-wins (paramiko cannot tell which came first, which is ssh's rule).
+Defaults differ by role: the box listens on protocol.DEFAULT_PORT and takes the user name
+`lager` unless ssh_config or the target says otherwise; a jump host is an ordinary sshd (port
+22, the local user name, the usual ~/.ssh keys). When a host has both ProxyJump and
+ProxyCommand, ProxyJump wins (paramiko cannot tell which came first, which is ssh's rule).
 
 Only `resolve` imports paramiko; what config.py needs on the keeper's path does not.
 """
@@ -24,12 +24,13 @@ import shlex
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lager import protocol
 from lager.errors import ConnectionFailed, UsageError
 
 from .config import Box, parse_seconds
 
 ENV_SSH_CONFIG = "LAGER_SSH_CONFIG"
-BOX_PORT, SSH_PORT = 2222, 22
+SSH_PORT = 22
 DEFAULT_USER = "lager"
 MAX_HOPS = 8
 _INCLUDE = re.compile(r"^\s*include(?:\s*=\s*|\s+)(.+)$", re.IGNORECASE)
@@ -200,7 +201,7 @@ class _Resolver:
 
         class Config(paramiko.SSHConfig):  # type: ignore[misc, name-defined]
             # %p and %r are expanded here instead: paramiko would use 22 and the local user
-            # where lager means 2222 and `lager`.
+            # where lager means protocol.DEFAULT_PORT and `lager`.
             TOKENS_BY_CONFIG_KEY: ClassVar[dict[str, list[str]]] = {
                 **paramiko.SSHConfig.TOKENS_BY_CONFIG_KEY,
                                     "proxycommand": ["~"], "proxyjump": []}
@@ -234,7 +235,7 @@ class _Resolver:
         opts = self.lookup(alias)
         host = str(opts.get("hostname") or alias)
         try:
-            port = port or int(opts.get("port") or (SSH_PORT if hop else BOX_PORT))
+            port = port or int(opts.get("port") or (SSH_PORT if hop else protocol.DEFAULT_PORT))
         except ValueError:
             raise SSHConfigError(f"ssh_config: Port {opts.get('port')!r} for {alias} is not a "
                                  "number") from None

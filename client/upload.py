@@ -9,7 +9,6 @@ from lager import protocol
 from lager.errors import UsageError
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache"}
-MAX_UPLOAD = protocol.MAX_UPLOAD
 
 
 @dataclass
@@ -79,6 +78,6 @@ def build_upload(script: str, add_files: tuple[str, ...]) -> Upload:
     else:
         raise UsageError(f"script not found: {script}")
     _add_extras(files, add_files, main)
-    if sum(local.stat().st_size for _, local in files) > MAX_UPLOAD:
-        raise UsageError(f"upload is larger than {MAX_UPLOAD // 2**20} MiB")
+    if sum(local.stat().st_size for _, local in files) > protocol.MAX_UPLOAD:
+        raise UsageError(f"upload is larger than {protocol.MAX_UPLOAD // 2**20} MiB")
     return Upload(display_name=script, main=main, files=files)

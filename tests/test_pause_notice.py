@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncssh
 import paramiko
+import pytest
 from conftest import LAGER, Client, start_run, wait_for, write_script
 from sshclients import openssh, paramiko_connect
 
@@ -108,6 +109,25 @@ def test_openssh_without_events_gets_todays_bytes(client: Client) -> None:
     result = openssh(client, "run", header(body))
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"before\n" and result.stderr == b"e\n"
+
+
+@pytest.mark.parametrize("v", [1, protocol.PROTOCOL_VERSION, 99])
+def test_each_client_gets_the_form_of_its_own_version(client: Client, v: int) -> None:
+    """docs/protocol.md's policy, through OpenSSH: a v1 header that says "events" still gets
+    v1's plain bytes (no framing, no hello); v2 and an unknown future v get the framed form,
+    whose hello names the box's version."""
+    body = b'print("out", flush=True)\nimport sys\nprint("err", file=sys.stderr)\n'
+    result = openssh(client, "run", header(body, v=v, events=True))
+    assert result.returncode == 0, result.stderr
+    if v == 1:
+        assert result.stdout == b"out\n" and result.stderr == b"err\n"
+        return
+    records, rest = parse_records(result.stdout)
+    assert rest == b"" and result.stderr == b""
+    assert records[0][0] == 3
+    assert json.loads(records[0][1])["v"] == min(v, protocol.PROTOCOL_VERSION)
+    assert b"".join(p for s, p in records if s == 1) == b"out\n"
+    assert b"".join(p for s, p in records if s == 2) == b"err\n"
 
 
 def test_todays_paramiko_client_header_is_served_as_before(client: Client,

@@ -1,10 +1,11 @@
 """`download`: files a run wrote in its working dir, once the run has ended (issue 11).
 
-Request, line one: JSON {"id": RUN_ID, "paths": ["results.csv", "logs/", ...]}, each path
-relative to the run's dir. A directory brings every regular file below it.
-Answer on stdout, per file: one JSON line {"path", "size", "mode"} and then exactly `size`
-bytes; last, one JSON line {"end": true, "missing": [{"path", "reason"}, ...]}; exit status 0.
-A refusal (unknown id, a run still going, a malformed request) is one line and status 1.
+Request, line one: a DownloadRequest (lager.protocol.channel), {"id": RUN_ID, "paths":
+["results.csv", "logs/", ...]}, each path relative to the run's dir. A directory brings every
+regular file below it. Answer on stdout, per file: a DownloadFile line {"path", "size", "mode"}
+and then exactly `size` bytes; last, a DownloadEnd line {"end": true, "missing": [{"path",
+"reason"}, ...]}; exit status 0. A refusal (unknown id, a run still going, a malformed request)
+is one line and status 1.
 
 A script decides what its run dir holds, so nothing here follows a link (ISSUE-NOTES 8): each
 path component is opened with O_NOFOLLOW below the run dir's own descriptor, only regular
@@ -12,7 +13,6 @@ files are sent, and under privilege separation only files the run's own uid owns
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Iterator
@@ -20,6 +20,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from lager.errors import LagerError
+from lager.protocol import version
+from lager.protocol.channel import DownloadEnd, DownloadFile, DownloadMissing, DownloadRequest
+from lager.protocol.codec import load_object
 
 from .common import Context
 
@@ -35,17 +38,15 @@ class Missing(Exception):
 
 
 def parse_request(raw: bytes) -> tuple[str, list[str]]:
-    try:
-        head = json.loads(raw)
-    except (ValueError, RecursionError):
-        head = None
-    if not isinstance(head, dict) or not isinstance(head.get("id"), str):
-        raise LagerError('malformed download request: want {"id": ID, "paths": [...]}')
-    paths = head.get("paths")
-    if not isinstance(paths, list) or not paths or len(paths) > MAX_PATHS or \
-            not all(isinstance(p, str) and p and "\x00" not in p for p in paths):
+    body = load_object(raw, DownloadRequest.WHAT)
+    refusal = version.client_refusal(version.version_of(body))
+    if refusal:
+        raise LagerError(refusal)
+    head = DownloadRequest.from_dict(body)
+    paths = head.paths
+    if not paths or len(paths) > MAX_PATHS or not all(p and "\x00" not in p for p in paths):
         raise LagerError(f"malformed download request: paths must be 1 to {MAX_PATHS} names")
-    return head["id"], paths
+    return head.id, paths
 
 
 def _parts(path: str) -> list[str]:
@@ -115,7 +116,7 @@ async def handle_download(ctx: Context) -> None:
     except OSError:
         raise LagerError("the run's dir is gone from the box (runs are kept for a day)") \
             from None
-    missing: list[dict[str, Any]] = []
+    missing: list[DownloadMissing] = []
     try:
         for path in paths:
             try:
@@ -124,16 +125,16 @@ async def handle_download(ctx: Context) -> None:
                     with os.fdopen(fd, "rb") as f:
                         await _send_file(ctx, rel, f)
             except Missing as why:
-                missing.append({"path": path, "reason": str(why)})
+                missing.append(DownloadMissing(path, str(why)))
     finally:
         os.close(root)
-    ctx.write_json({"end": True, "missing": missing})
+    ctx.process.stdout.write(DownloadEnd(missing=missing).encode())
     ctx.process.exit(0)
 
 
 async def _send_file(ctx: Context, rel: str, f: Any) -> None:
     info = os.fstat(f.fileno())
-    ctx.write_json({"path": rel, "size": info.st_size, "mode": info.st_mode & 0o777})
+    ctx.process.stdout.write(DownloadFile(rel, info.st_size, info.st_mode & 0o777).encode())
     left = info.st_size
     while left > 0:
         chunk = f.read(min(_CHUNK, left))

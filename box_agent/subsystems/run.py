@@ -24,6 +24,7 @@ from lager.protocol.channel import (
     Enter,
     FileEntry,
     RunHeader,
+    RunStarted,
     Signal,
     Stop,
     decode_control,
@@ -38,13 +39,7 @@ from ..runs import Run, RunSpec
 from .common import Context, watch
 
 MAX_HEADER = 1024 * 1024
-MAX_UPLOAD = protocol.MAX_UPLOAD
 _SIGNALS_FROM_CLIENT = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}
-
-
-# What lager's client takes per packet; other clients take less and asyncssh splits further,
-# which costs only on their (slower) channels.
-WRITE_PIECE = protocol.MAX_PACKET
 
 
 class ChannelViewer:
@@ -99,8 +94,11 @@ class ChannelViewer:
         # monitor's 1 MiB records cost more than encrypting them.
         view = memoryview(data)
         try:
-            for start in range(0, len(view), WRITE_PIECE):
-                target.write(view[start:start + WRITE_PIECE])  # type: ignore[arg-type]
+            # in what lager's client takes per packet (protocol.MAX_PACKET); other clients take
+            # less and asyncssh splits further, which costs only on their (slower) channels
+            piece = protocol.MAX_PACKET
+            for start in range(0, len(view), piece):
+                target.write(view[start:start + piece])  # type: ignore[arg-type]
             await target.drain()
         except asyncssh.Error as exc:
             # A client killed mid-stream: asyncssh's ConnectionLost is no ConnectionError, and
@@ -113,8 +111,14 @@ _NAME_MAX = 255
 
 
 def _no_nul(value: str, what: str) -> str:
+    """Text a file name, argument or env value can hold: no NUL, and no lone surrogate (JSON's
+    "\\ud800" decodes to one, which no file system or exec takes)."""
     if "\x00" in value:
         raise LagerError(f"malformed run request: {what} contains a NUL byte")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise LagerError(f"malformed run request: {what} is not valid Unicode") from None
     return value
 
 
@@ -136,7 +140,7 @@ def _parse_files(entries: list[FileEntry]) -> list[tuple[str, int, int]]:
         raise LagerError(f"upload has more than {MAX_FILES} files")
     files = []
     for entry in entries:
-        if not 0 <= entry.size <= MAX_UPLOAD:
+        if not 0 <= entry.size <= protocol.MAX_UPLOAD:
             raise LagerError("malformed run request: bad file entry")
         if not 0 <= entry.mode <= 0o7777:
             raise LagerError("malformed run request: a file mode must be an integer permission")
@@ -185,8 +189,8 @@ def read_header(raw: bytes) -> RunHeader:
 def parse_header(head: RunHeader) -> tuple[RunSpec, list[tuple[str, int, int]], list[str]]:
     """Validate the run request; returns the spec, the files to receive, and warnings."""
     files = _parse_files(head.files)
-    if sum(size for _, size, _ in files) > MAX_UPLOAD:
-        raise LagerError(f"upload larger than {MAX_UPLOAD // 2**20} MiB")
+    if sum(size for _, size, _ in files) > protocol.MAX_UPLOAD:
+        raise LagerError(f"upload larger than {protocol.MAX_UPLOAD // 2**20} MiB")
     main = _safe_relpath(head.main)
     if main not in {path for path, _, _ in files}:
         raise LagerError(f"malformed run request: {main[:100]!r} is not among the uploaded files")
@@ -327,7 +331,10 @@ async def handle_run(ctx: Context) -> None:
     head = read_header(raw)
     spec, files, warnings = parse_header(head)
     ticket = _ticket(head)
-    framed = head.events and not spec.detach
+    # Each client gets the form of its own version (lager.protocol.version): a v1 header that
+    # says "events" anyway gets plain output, as v1 has no framed form.
+    served = version.served_version(head.v)
+    framed = head.events and served >= 2 and not spec.detach
     try:
         run_id, workdir = ctx.supervisor.new_workdir()
     except OSError as exc:
@@ -336,7 +343,7 @@ async def handle_run(ctx: Context) -> None:
     ctx.framed = framed
     if viewer is not None:
         # First, before any notice: a client that sees no hello speaks to an older box.
-        await viewer.event_unlocked(Hello(v=protocol.PROTOCOL_VERSION, run_id=run_id))
+        await viewer.event_unlocked(Hello(v=served, run_id=run_id))
     try:
         if ticket is None:  # a refused run is refused before its upload (asked again at start)
             ctx.reservations.check(ctx.caller, RUN)
@@ -358,7 +365,7 @@ async def handle_run(ctx: Context) -> None:
         shutil.rmtree(ctx.supervisor.monitor_dir(run_id), ignore_errors=True)
         raise
     if viewer is None:
-        ctx.write_json({"id": run.id, "short_id": protocol.short_id(run.id)})
+        ctx.process.stdout.write(RunStarted(run.id, protocol.short_id(run.id)).encode())
         ctx.process.exit(0)
         return
     if await _follow(ctx, run, viewer):
@@ -386,10 +393,11 @@ async def handle_attach(ctx: Context) -> None:
     request = parse_attach(await ctx.request_query())
     run = ctx.supervisor.find(request.id)
     ctx.reservations.operated(ctx.caller, "reattach", run)
-    viewer = ChannelViewer(ctx.process, framed=speaks >= 2)
+    served = version.served_version(speaks)
+    viewer = ChannelViewer(ctx.process, framed=served >= 2)
     ctx.framed = viewer.framed
     async with viewer.lock:
-        await viewer.event_unlocked(Hello(v=protocol.PROTOCOL_VERSION, run_id=run.id))
+        await viewer.event_unlocked(Hello(v=served, run_id=run.id))
         if run.link is not None and run.link.pause is not None and not run.done.is_set():
             # A client attaching to a paused run learns the pause before the backlog.
             await viewer.event_unlocked(run.link.pause.notice(run.id))

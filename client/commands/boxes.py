@@ -17,7 +17,7 @@ from typing import TypeVar
 import click
 
 from lager.errors import LagerError, UsageError
-from lager.protocol import short_id
+from lager.protocol import DEFAULT_PORT, short_id
 from lager.protocol.codec import Message
 from lager.protocol.reservation import (
     Locked,
@@ -78,7 +78,7 @@ def _name(name: str | None, name_opt: str | None) -> str:
               help="reach the box as ssh would: an ssh_config Host (ProxyJump, User, Port, "
                    "IdentityFile... read at each use), or [USER@]HOST[:PORT]")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="SSH port (with --host; default 2222)")
+              help=f"SSH port (with --host; default {DEFAULT_PORT})")
 @click.option("--user", default=None,
               help="SSH user name (with --host; default lager; the box decides by key, the "
                    "name goes in its audit log)")

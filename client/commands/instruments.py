@@ -11,7 +11,7 @@ import click
 
 from lager import protocol
 from lager.bench import kinds
-from lager.bench.kinds.spec import NUMBER, WORD, Kind, Verb, number
+from lager.bench.kinds.spec import NUMBER, WORD, Kind, Verb, is_number
 from lager.errors import LagerError
 from lager.protocol.channel import InstrumentRequest
 
@@ -40,6 +40,33 @@ def _list(obj: LagerContext, kind: Kind, as_json: bool) -> None:
         click.echo(line)
 
 
+class KindCommand(click.Command):
+    """`lager supply NET voltage -1`: a negative VALUE is a value. Click would read `-1` as an
+    unknown short option (a 4-line usage error); here numbers go through as arguments and the
+    verb's own check (or the box's range) refuses them in one line. Any other unknown option is
+    still click's usage error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        i = 0
+        while i < len(args):
+            token = args[i]
+            i += 1
+            if token == "--":
+                break
+            if not token.startswith("-") or token == "-" or is_number(token):
+                continue
+            name, eq, _ = token.partition("=")
+            if name not in takes_value:
+                raise click.NoSuchOption(name, ctx=ctx)
+            i += 1 if takes_value[name] and not eq else 0
+        return super().parse_args(ctx, args)
+
+
 def kind_command(kind: Kind) -> click.Command:
     verbs = [v.name for v in kind.verbs]
 
@@ -48,20 +75,13 @@ def kind_command(kind: Kind) -> click.Command:
         if net is None:
             _list(obj, kind, as_json)
             return
-        verb = kind.verb(verb_name or kind.default_verb)
-        assert verb is not None  # click's Choice admits only declared verbs
-        request: dict[str, Any] = {"command": kind.name, "net": net, "action": verb.name}
-        checked = verb.check_value(value)
-        if verb.takes == WORD:
-            request["word"] = checked
-        elif checked is not None:
-            request["value"] = checked
-        given = {k: number(v, f"--{k}") for k, v in options.items() if v is not None}
-        if given:
-            request["options"] = verb.check_options(given, kind)
+        request = kind.request(net, verb_name, value, options)
+        verb = kind.verb(request["action"])
+        assert verb is not None  # kind.request named it
         _confirm(verb, yes)
         answer = _request(obj, **request)
-        reading = checked is None and not given
+        reading = request.get("value") is None and request.get("word") is None and \
+            "options" not in request
         click.echo(json.dumps(answer) if as_json else views.show_answer(kind, verb, reading,
                                                                    answer))
 
@@ -80,8 +100,9 @@ def kind_command(kind: Kind) -> click.Command:
           for name, text in kind.options.items()),
         click.Option(["--yes"], is_flag=True, help="do not ask before enabling an output"),
     ]
-    cmd = click.Command(kind.name, callback=click.pass_obj(command), params=params,
-                        help="\n".join(lines), short_help=kind.summary)
+    cmd = KindCommand(kind.name, callback=click.pass_obj(command), params=params,
+                      help="\n".join(lines), short_help=kind.summary,
+                      context_settings={"ignore_unknown_options": True})
     return json_option(box_option(cmd))  # type: ignore[no-any-return]
 
 

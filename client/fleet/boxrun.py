@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed, LagerError, Reserved, refusal
-from lager.protocol.channel import Message, Stop
+from lager.protocol.channel import Message, RunHeader, RunStarted, Stop
 from lager.protocol.events import Event, Hello, PauseNotice, ResumeNotice
 
 from .. import EXIT_INTERRUPTED
@@ -53,10 +53,8 @@ class FleetRunRequest(RunRequest):
 
     fleet: str = ""
 
-    def header(self, box_name: str) -> bytes:
-        head = json.loads(super().header(box_name))
-        head["fleet"] = self.fleet
-        return (json.dumps(head) + "\n").encode()
+    def run_header(self, box_name: str) -> RunHeader:
+        return replace(super().run_header(box_name), fleet=self.fleet)
 
 
 @dataclass
@@ -236,8 +234,7 @@ class BoxRun:
             return
         if status != 0:
             raise LagerError(err.strip() or "the box refused the run")
-        started = json.loads(out)
-        self.row.run_id = str(started["id"])
+        self.row.run_id = RunStarted.decode(out).id
         self.row.state = "started"
 
     def _settle(self, status: int) -> None:

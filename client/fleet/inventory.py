@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lager import protocol
 from lager.errors import UsageError
 
 from ..config import Box
 
 ENV_INVENTORY = "LAGER_INVENTORY"
-DEFAULT_PORT = 2222
 _SKIP_GROUPS = frozenset({"all", "ungrouped"})
 
 
@@ -91,7 +91,8 @@ def read(path: str) -> Inventory:
     for name in sorted(hosts | set(hostvars)):
         values = hostvars.get(name) or {}
         inv.boxes[name] = Box(name=name, host=str(values.get("ansible_host") or name),
-                              port=_port(values.get("lager_port", DEFAULT_PORT), name, path),
+                              port=_port(values.get("lager_port", protocol.DEFAULT_PORT),
+                                         name, path),
                               user=str(values.get("lager_user") or "lager"))
     # An empty group shows only as some group's child.
     named = {g for g in data if g != "_meta"}

@@ -106,10 +106,6 @@ class PauseBoard:
                        f"resume: Enter, or lager python --continue {self.fleet_id}")
         return out
 
-    def boxes_at(self, where: tuple[str, int, str]) -> str:
-        with self.lock:
-            return fold([b for b, e in self.paused.items() if e.where == where])
-
     def _redraw(self) -> None:
         lines = self.lines()
         self.show("\n".join(lines))

@@ -17,7 +17,7 @@ from typing import Any
 from lager import protocol
 from lager.errors import LagerError
 from lager.protocol.codec import ProtocolError
-from lager.protocol.reservation import Hold, Refusal, ReservationStatus, StatusRequest, when
+from lager.protocol.reservation import Hold, ReservationStatus, StatusRequest, when
 
 from ..context import exchange
 
@@ -60,18 +60,6 @@ def of_details(details: Any, fallback: str = "") -> Holder | None:
     """From the structured reason a refused request carries: {"reserved": [hold, ...]}."""
     raw = details.get("reserved") if isinstance(details, dict) else None
     return of_holds(_holds(raw), fallback)
-
-
-def of_output(out: str, fallback: str = "") -> Holder | None:
-    """A refused request's stdout (its Refusal line), else the refusal line."""
-    for line in reversed(out.splitlines()):
-        try:
-            found = of_holds(Refusal.decode(line).reserved)
-        except ProtocolError:
-            continue
-        if found is not None:
-            return found
-    return of_line(fallback) if fallback else None
 
 
 def of_line(line: str) -> Holder | None:

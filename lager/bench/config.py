@@ -56,10 +56,6 @@ def _kind(value: Any) -> str | None:
     return found.name if found is not None and kinds.by_type(found.name) else None
 
 
-def parse_bench(data: Any, source: str) -> dict[str, NetSpec]:
-    return _parse(data, source)[1]
-
-
 def parse_instruments(data: Any, source: str) -> dict[str, InstrumentSpec]:
     if not isinstance(data, dict) or not isinstance(data.get("nets"), dict) \
             or not isinstance(data.get("instruments"), dict):

@@ -28,9 +28,6 @@ class Driver:
         self.channel = channel
         self.net = net  # errors name the net the user asked for
 
-    def _w(self, command: str) -> None:
-        self.session.write(self.net, command)
-
     def _q(self, command: str) -> str:
         return self.session.query(self.net, command)
 

@@ -41,6 +41,15 @@ WINDOW = 8 * 1024 * 1024
 CLIENT_WINDOW = 16 * 1024 * 1024
 # The most a run request may upload (script and --add-file files together).
 MAX_UPLOAD = 512 * 1024 * 1024
+# The quick client (client/quick_ssh.py, client/quick_channel.py) carries only the short
+# commands' small answers. It accepts a packet up to four of the largest a box sends (MAX_PACKET
+# of data plus the header and padding asyncssh counts in), so no box's packet is refused, and
+# advertises a quarter of WINDOW: a listing fits many times over.
+QUICK_PACKET_LIMIT = 4 * (MAX_PACKET + 1024)
+QUICK_WINDOW = WINDOW // 4
+
+# Where a box's agent listens, and the port a client dials unless told another.
+DEFAULT_PORT = 2222
 
 
 def valid_env_name(name: str) -> bool:

@@ -3,7 +3,9 @@
 `run`: one RunHeader line, then the bytes of each file it lists, in order; after that the
 client may send control lines (Enter, a signal, a stop), one JSON object each.
 `attach`: one line, `ID` or `ID STDOUT_BYTES STDERR_BYTES` (LAGER_PROTOCOL in its env).
-`nets`: one InstrumentRequest line. The connection keeper (client/mux.py) takes one
+A detached run is answered by one RunStarted line.
+`nets`: one InstrumentRequest line. `download`: one DownloadRequest line, answered by
+DownloadFile records and a DownloadEnd. The connection keeper (client/mux.py) takes one
 KeeperRequest and answers one KeeperReply.
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import Message, ProtocolError, decode_one_of
+from .codec import Message, ProtocolError, decode_one_of, load_object
 
 
 @dataclass
@@ -187,3 +189,58 @@ class KeeperReply(Message):
     error: str | None = None
     delivered: bool | None = None
     v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
+
+
+@dataclass
+class RunStarted(Message):
+    """run -> a detached client (`--detach`): the only line on stdout, then status 0."""
+
+    WHAT = "run started"
+    id: str
+    short_id: str  # the banner's form (`7f3a…e9`), for the hint the client prints
+
+
+@dataclass
+class DownloadRequest(Message):
+    """`download`: files of an ended run, each path relative to its dir; a directory brings
+    every regular file below it. One line; the answer is DownloadFile records, then
+    DownloadEnd."""
+
+    WHAT = "download request"
+    id: str
+    paths: list[str]
+    v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
+
+
+@dataclass
+class DownloadFile(Message):
+    """box -> client, per file: this line, then exactly `size` bytes of it."""
+
+    WHAT = "download file"
+    path: str
+    size: int
+    mode: int
+
+
+@dataclass
+class DownloadMissing(Message):
+    """A requested path that was not sent, and why (the other files still come)."""
+
+    WHAT = "missing download"
+    path: str
+    reason: str
+
+
+@dataclass
+class DownloadEnd(Message):
+    """box -> client, last: the download is whole; then status 0."""
+
+    WHAT = "download end"
+    end: bool = True
+    missing: list[DownloadMissing] = field(default_factory=list)
+
+
+def decode_download(line: bytes) -> DownloadFile | DownloadEnd:
+    """One line of a download's answer: a file's header or the end."""
+    body = load_object(line, DownloadFile.WHAT)
+    return DownloadEnd.from_dict(body) if body.get("end") else DownloadFile.from_dict(body)

@@ -1,13 +1,20 @@
-"""The protocol's version, carried in the JSON requests (run header, attach, keeper, nets).
+"""The protocol's version, carried in the JSON requests (run header, attach, keeper, nets,
+download).
 
 A request without `v` is version 1: today's OpenSSH users (`ssh -s run` with a hand-written
 header, `ssh -s continue` with a bare id line) and lager clients from before versions existed.
 The first line of every subsystem keeps its form; `v` is one more key in the JSON ones.
 
-- The box serves a client from OLDEST_CLIENT up; an older one gets one line (`refusal`).
-- A client works with a box from OLDEST_BOX up; the box says its version in its first answer
+The policy (docs/protocol.md, "Versions"):
+- The box serves every client from OLDEST_CLIENT (1) up, each in the form of the version both
+  speak (`served_version`, the lower of the two): a v1 run header gets plain output and no
+  hello, even when it says "events"; a client newer than the box gets the box's version, which
+  the hello names. A client older than OLDEST_CLIENT would get one line (`client_refusal`);
+  none is, yet.
+- A client works with every box since version 1: the box says its version in its first answer
   (the run channel's hello event, the nets answer's "v") and says nothing when it is older
-  than 2, so a client that hears nothing knows it speaks to a version 1 box.
+  than 2, so a client that hears nothing knows it speaks to a version 1 box and says once what
+  it will miss (`older_box_note`).
 
 Version history:
 1. JSON run header, control lines, nets request; output as the channel's stdout/stderr.
@@ -22,7 +29,6 @@ from . import PROTOCOL_VERSION
 from .codec import ProtocolError
 
 OLDEST_CLIENT = 1  # the box serves clients from this version up
-OLDEST_BOX = 1  # the client works with boxes from this version up
 UPGRADE_CLIENT = "upgrade lager on this machine (pip install -U lager)"
 UPGRADE_BOX = "upgrade lager-box on the box, then `lager-box serve --replace`"
 
@@ -43,15 +49,6 @@ def client_refusal(client_v: int, box_v: int = PROTOCOL_VERSION,
         return None
     return (f"this lager client speaks protocol {client_v}, but this box (protocol {box_v}) "
             f"needs {oldest_client} or later: {UPGRADE_CLIENT}")
-
-
-def box_refusal(box_v: int, box_name: str, client_v: int = PROTOCOL_VERSION,
-                oldest_box: int = OLDEST_BOX) -> str | None:
-    """The client's one line about a box too old for it, else None."""
-    if box_v >= oldest_box:
-        return None
-    return (f"box {box_name} speaks protocol {box_v}, but this lager (protocol {client_v}) "
-            f"needs {oldest_box} or later: {UPGRADE_BOX}")
 
 
 def older_box_note(box_v: int, box_name: str, missing: str,

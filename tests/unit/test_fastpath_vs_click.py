@@ -1,13 +1,18 @@
-"""client/fastpath.py answers `lager python --continue ID [--box B]` without loading click. It
-must never answer an argv that the click CLI would read differently: for every argv the fast
-path accepts, click must mean exactly "continue ID on box B", with the same ID and B.
+"""client/fastpath.py answers the short commands without loading click (`parse_command`, what
+try_fast sends). It must never answer an argv that the click CLI reads differently: for every
+argv the fast path takes, click must mean the same request, to the same box, shown the same
+way (JSON or not).
 
-Click's side is click's own parser and the CLI's own callbacks, run the way click's
-Group.invoke runs them, stopping short of the command body (which would connect to the box).
+Click's side is click's own parser and the CLI's own callbacks (the group's --box, the
+commands' parse_args), run as click's Group.invoke runs them, stopping short of the command
+body (which would connect to the box). The python command's choice of mode is read from its
+parameters as its body reads them; a kind's request is built by Kind.request, which the body
+calls.
 """
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import click
@@ -17,57 +22,110 @@ from client import fastpath
 from client.cli import cli
 from client.commands.python import _id_arg
 from client.context import LagerContext
+from lager import protocol
+from lager.bench import kinds
+from lager.bench.kinds.spec import NUMBER, WORD, Kind
 from lager.errors import LagerError
+from lager.protocol.channel import InstrumentRequest
 
-# What `python --continue ID` leaves at their defaults; any other value means a different
-# command (a script, a second mode, an option the fast path would ignore).
-_CONTINUE_ONLY_DEFAULTS = {"script": None, "args": (), "env": (), "timeout": "0",
-                           "detach": False, "add_files": (), "console_id": None,
-                           "reattach_id": None, "kill_id": None, "signal_name": None,
-                           "list_runs": False, "as_json": False, "passenv": (),
-                           "stop_on_disconnect": False, "ports": (), "kill_all_runs": False,
-                           "any_owner": False, "yes": False, "pause_on_failure": False,
-                           "safe_state": "on-failure", "downloads": ()}
+Meaning = tuple[str, Any, str | None, bool] | str
+
+# `lager python`'s parameters that no short form sets: any other value is a script run or a
+# usage error (click's "other"), never a request the fast path makes.
+_PYTHON_DEFAULTS = {"script": None, "args": (), "env": (), "timeout": "0", "detach": False,
+                    "add_files": (), "reattach_id": None, "passenv": (),
+                    "stop_on_disconnect": False, "ports": (), "kill_all_runs": False,
+                    "any_owner": False, "yes": False, "pause_on_failure": False,
+                    "safe_state": protocol.SAFE_STATE_ON_FAILURE, "downloads": (), "wait": None}
 
 
-def click_meaning(argv: list[str]) -> Any:
-    """("continue", id, box) when click reads argv as exactly that; otherwise a short word
-    for what click does instead ("usage", "exit", "other")."""
+def _click_params(argv: list[str]) -> tuple[str, dict[str, Any], str | None] | str:
     try:
         with cli.make_context("lager", list(argv)) as ctx:
             # Group.invoke, up to the subcommand's own invoke:
             args = [*ctx._protected_args, *ctx.args]
             ctx.args, ctx._protected_args = [], []
             name, cmd, rest = cli.resolve_command(ctx, args)
-            assert cmd is not None
+            assert cmd is not None and name is not None
             ctx.invoked_subcommand = name
             click.Command.invoke(cli, ctx)  # the group's callback: --debug, --box
             with cmd.make_context(name, rest, parent=ctx) as sub:
-                params = dict(sub.params)
                 obj = sub.find_object(LagerContext)
-                box = obj.box_name if obj else None
-                debug = obj.debug if obj else False
+                if obj is not None and obj.debug:
+                    return "other"
+                return name, dict(sub.params), obj.box_name if obj else None
     except click.exceptions.Exit:
         return "exit"  # --help
-    except click.UsageError:
+    except (click.UsageError, LagerError):
         return "usage"
-    if name != "python" or params.get("continue_id") is None or debug:
+
+
+def _python_meaning(p: dict[str, Any], box: str | None) -> Meaning:
+    if any(p.get(k) != v for k, v in _PYTHON_DEFAULTS.items()):
         return "other"
-    if any(params.get(k) != v for k, v in _CONTINUE_ONLY_DEFAULTS.items()):
-        return "other"
+    modes = [m for m in ("continue_id", "kill_id", "console_id", "list_runs") if p.get(m)
+             not in (None, False)]
+    if len(modes) != 1 or (p["signal_name"] and modes != ["kill_id"]):
+        return "usage"
+    mode = modes[0]
+    if mode == "list_runs":
+        return (protocol.SUB_LIST, None, box, p["as_json"])
     try:
-        run_id = _id_arg(params["continue_id"])
-    except LagerError:  # lager's UsageError: one line, exit 2
+        run_id = _id_arg(p[mode])
+    except LagerError:
         return "usage"
-    return ("continue", run_id, box)
+    if mode == "kill_id":
+        signal_name = p["signal_name"]
+        return (protocol.SUB_KILL, run_id + (f" {signal_name}" if signal_name else ""), box,
+                p["as_json"])
+    return ({"continue_id": protocol.SUB_CONTINUE, "console_id": protocol.SUB_CONSOLE}[mode],
+            run_id, box, p["as_json"])
 
 
-def fast_meaning(argv: list[str]) -> tuple[str, str, str] | None:
-    """What the fast path answers, or None when it falls through to click."""
-    parsed = fastpath._parse(list(argv))
-    if parsed is None or not parsed[1]:
-        return None  # try_continue falls through without a box, too
-    return ("continue", parsed[0], parsed[1])
+def click_meaning(argv: list[str]) -> Meaning:
+    """(subsystem, line or request, box, JSON output) as click's command would send and show
+    it; else a word for what click does instead ("usage", "exit", "other")."""
+    parsed = _click_params(argv)
+    if isinstance(parsed, str):
+        return parsed
+    name, p, box = parsed
+    if name == "python":
+        return _python_meaning(p, box)
+    if name == "nets" or p.get("net") is None:
+        return (protocol.SUB_NETS, {"command": "nets"}, box, p["as_json"])
+    kind = kinds.by_command(name)
+    assert kind is not None
+    options = {k: v for k, v in p.items() if k in kind.options}
+    try:
+        request = kind.request(p["net"], p["verb_name"], p["value"], options)
+    except LagerError:
+        return "usage"
+    sent = json.loads(InstrumentRequest.ours(**request))  # the line the body sends
+    del sent["v"]
+    return (protocol.SUB_NETS, sent, box, p["as_json"])
+
+
+def _shows_json(call: fastpath.Call, sample: Any) -> bool:
+    """The call prints the box's answer as JSON (`--json`): it gives the sample back as it is.
+    A human view of this sample fails or is some other text."""
+    try:
+        return json.loads("\n".join(call.render(json.dumps(sample)))) == sample
+    except (KeyError, TypeError, ValueError, IndexError):
+        return False
+
+
+def fast_meaning(argv: list[str]) -> Meaning | None:
+    """What try_fast sends, or None when it falls through to click."""
+    call = fastpath.parse_command(list(argv))
+    if call is None or not call.box:
+        return None  # try_fast falls through without a box, too
+    if call.subsystem == protocol.SUB_NETS:
+        request = json.loads(call.line or "")
+        assert request.pop("v") == protocol.PROTOCOL_VERSION
+        sample: Any = [] if request == {"command": "nets"} else {"net": "n1", "x": 1}
+        return (call.subsystem, request, call.box, _shows_json(call, sample))
+    return (call.subsystem, call.line, call.box,
+            call.subsystem == protocol.SUB_LIST and _shows_json(call, []))
 
 
 @pytest.fixture(autouse=True)
@@ -76,78 +134,150 @@ def _config(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAGER_BOX", raising=False)
 
 
-ACCEPTED = [
-    (["python", "--continue", "7f3a", "--box", "lab"], None, ("7f3a", "lab")),
-    (["python", "--box", "lab", "--continue", "7f3a"], None, ("7f3a", "lab")),
-    (["python", "--continue=7f3a", "--box=lab"], None, ("7f3a", "lab")),
-    (["python", "--continue", "7f3a\u2026e9", "--box", "lab"], None, ("7f3a\u2026e9", "lab")),
-    (["python", "--continue", " 7f3a ", "--box", "lab"], None, ("7f3a", "lab")),
-    (["python", "--continue", "7f3a"], "envbox", ("7f3a", "envbox")),
-    (["python", "--continue", "7f3a", "--box", "lab"], "envbox", ("7f3a", "lab")),
-    (["python", "--box", "a", "--box", "b", "--continue", "7f3a"], None, ("7f3a", "b")),
-    (["python", "--continue", "-h", "--box", "lab"], None, ("-h", "lab")),
-    (["python", "--continue", "--", "--box", "lab"], None, ("--", "lab")),
+def _agree(argvs: list[list[str]]) -> tuple[int, list[Any]]:
+    """How many of argvs the fast path answers, and where click means something else."""
+    answered, problems = 0, []
+    for argv in argvs:
+        fast = fast_meaning(argv)
+        if fast is None:
+            continue
+        answered += 1
+        slow = click_meaning(argv)
+        if slow != fast:
+            problems.append((argv, fast, slow))
+    return answered, problems
+
+
+# Forms the fast path must answer (not only agree on), and what they mean.
+ANSWERED = [
+    (["python", "--continue", "7f3a", "--box", "lab"], ("continue", "7f3a", "lab", False)),
+    (["python", "--box=lab", "--continue= 7f3a\u2026e9 "],
+     ("continue", "7f3a\u2026e9", "lab", False)),
+    (["python", "--kill", "7f3a", "--signal", "TERM", "--box", "lab"],
+     ("kill", "7f3a TERM", "lab", False)),
+    (["python", "--kill=7f3a", "--box", "a", "--box", "lab"], ("kill", "7f3a", "lab", False)),
+    (["python", "--list", "--json", "--box", "lab"], ("list", None, "lab", True)),
+    (["python", "--box", "lab", "--list"], ("list", None, "lab", False)),
+    (["python", "--console", "7f3a", "--box", "lab"], ("console", "7f3a", "lab", False)),
+    (["nets", "--box", "lab", "--json"], ("nets", {"command": "nets"}, "lab", True)),
+    (["supply", "--box", "lab"], ("nets", {"command": "nets"}, "lab", False)),
+    (["supply", "supply2", "voltage", "-1", "--box", "lab"],
+     ("nets", {"command": "supply", "net": "supply2", "action": "voltage", "value": -1.0},
+      "lab", False)),
+    (["eload", "load1", "cw", "2", "--json", "--box", "lab"],
+     ("nets", {"command": "load", "net": "load1", "action": "cw", "value": 2.0}, "lab", True)),
+    (["load", "load1", "--box", "lab"],
+     ("nets", {"command": "load", "net": "load1", "action": "state"}, "lab", False)),
+    (["battery", "b1", "mode", "Dynamic", "--box", "lab"],
+     ("nets", {"command": "battery", "net": "b1", "action": "mode", "word": "dynamic"}, "lab",
+      False)),
 ]
 
-REFUSED = [
+# Forms that are click's: a script run (with `--` and the script's own options), two modes,
+# a kind's --options, group options, usage errors.
+LEFT_TO_CLICK = [
+    ["python", "test.py", "--box", "lab"],
+    ["python", "test.py", "--", "--continue", "7f3a", "--box", "lab"],
+    ["python", "--box", "lab", "test.py", "-x", "--list"],
+    ["python", "--box", "lab", "--", "test.py", "--kill", "7f3a"],
+    ["python", "--continue", "7f3a", "--kill", "7f3a", "--box", "lab"],
+    ["python", "--continue", "7f3a", "--json", "--box", "lab"],
+    ["python", "--list", "--signal", "TERM", "--box", "lab"],
+    ["python", "--continue", "7f3a", "--box", "lab", "--detach"],
     ["python", "--continue", "7f3a"],  # no box anywhere
-    ["python", "--continue"],
-    ["python", "--continue", ""],
-    ["python", "--continue", "   "],
-    ["python", "--continue", "a\nb", "--box", "lab"],
-    ["python", "--continue", "a", "--continue", "b", "--box", "lab"],
-    ["python", "--continue", "7f3a", "--box"],
-    ["python", "--continue", "7f3a", "--box", "lab", "--json"],
-    ["python", "--continue", "7f3a", "--box", "lab", "--", "x"],
-    ["python", "--continue", "7f3a", "--box", "lab", "extra"],
-    ["python", "--cont", "7f3a", "--box", "lab"],
-    ["python", "--Continue", "7f3a", "--box", "lab"],
     ["--box", "lab", "python", "--continue", "7f3a"],
-    ["--debug", "python", "--continue", "7f3a", "--box", "lab"],
-    ["python", "-h"],
+    ["--debug", "nets", "--box", "lab"],
+    ["supply", "supply2", "voltage", "5", "--ovp", "6", "--box", "lab"],
+    ["supply", "supply2", "sideways", "--box", "lab"],
+    ["supply", "supply2", "voltage", "five", "--box", "lab"],
+    ["load", "load1", "enable", "3", "--box", "lab"],
+    ["load", "load1", "cc", "--", "--box", "lab"],
+    ["nets", "extra", "--box", "lab"],
     ["py", "--continue", "7f3a", "--box", "lab"],
     [],
 ]
 
 
-@pytest.mark.parametrize(("argv", "env_box", "want"), ACCEPTED)
-def test_forms_the_fast_path_answers(argv: list[str], env_box: str | None,
-                                     want: tuple[str, str], monkeypatch: pytest.MonkeyPatch
-                                     ) -> None:
-    if env_box:
-        monkeypatch.setenv("LAGER_BOX", env_box)
-    assert fast_meaning(argv) == ("continue", *want)
-    assert click_meaning(argv) == ("continue", *want)
+@pytest.mark.parametrize(("argv", "want"), ANSWERED)
+def test_forms_the_fast_path_answers(argv: list[str], want: Meaning) -> None:
+    assert fast_meaning(argv) == want
+    assert click_meaning(argv) == want
 
 
-@pytest.mark.parametrize("argv", REFUSED)
+@pytest.mark.parametrize("argv", LEFT_TO_CLICK)
 def test_forms_the_fast_path_leaves_to_click(argv: list[str]) -> None:
     assert fast_meaning(argv) is None
 
 
-_TOKENS = ["--continue", "--continue=7f3a", "7f3a", "--box", "--box=lab", "lab", "--box=",
-           "", " ", "--", "-h", "--json", "--console", "x.py", "--continue=", "a=b"]
+def test_the_box_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAGER_BOX", "envbox")
+    for argv, box in ((["python", "--continue", "7f3a"], "envbox"),
+                      (["nets", "--box", "lab"], "lab"), (["nets", "--box="], "envbox")):
+        fast = fast_meaning(argv)
+        assert fast is not None and fast[2] == box and click_meaning(argv) == fast
 
 
-@pytest.mark.parametrize("env_box", [None, "envbox"])
-def test_every_short_argv_means_the_same_to_both(env_box: str | None,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every argv of up to four tokens after `python`: where the fast path answers, click
-    agrees on the id and the box."""
-    if env_box:
-        monkeypatch.setenv("LAGER_BOX", env_box)
-    checked = disagree = 0
-    problems = []
-    for size in range(5):
-        for rest in itertools.product(_TOKENS, repeat=size):
-            argv = ["python", *rest]
-            fast = fast_meaning(argv)
-            if fast is None:
-                continue
-            checked += 1
-            slow = click_meaning(argv)
-            if slow != fast:
-                disagree += 1
-                problems.append((argv, fast, slow))
-    assert checked > 20  # the table does reach forms the fast path takes
-    assert not problems, f"{disagree} of {checked} disagree, e.g. {problems[:5]}"
+_PYTHON_TOKENS = ["--continue", "--kill", "--list", "--console", "--json", "--signal", "TERM",
+                  "7f3a", "--box", "lab", "--", "x.py", " "]  # --box= and more: ANSWERED
+
+
+def test_every_short_python_argv_means_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `python` argv of up to four of these tokens: the four modes, their options, a
+    script and `--` mixed in every order. With $LAGER_BOX set, so that forms without --box are
+    answered too (without it they fall through: LEFT_TO_CLICK)."""
+    monkeypatch.setenv("LAGER_BOX", "envbox")
+    argvs = [["python", *rest] for size in range(5)
+             for rest in itertools.product(_PYTHON_TOKENS, repeat=size)]
+    answered, problems = _agree(argvs)
+    assert answered > 500  # the table reaches every mode the fast path takes
+    assert not problems, f"{len(problems)} of {answered} disagree, e.g. {problems[:5]}"
+
+
+def _values(kind: Kind, verb_name: str) -> list[list[str]]:
+    verb = kind.verb(verb_name)
+    assert verb is not None
+    if verb.takes == NUMBER:
+        return [[], ["1.5"], ["-1"], ["-2.5e-1"], ["x"]]
+    if verb.takes == WORD:
+        return [[], [(verb.choices or ("word",))[0].upper()], ["bogus"], ["-1"]]
+    return [[], ["3"]]
+
+
+_OPTIONS = [[], ["--json"], ["--yes"], ["--box=lab"], ["--ovp", "2"], ["--"], ["-q"]]
+
+
+def _kind_argvs(kind: Kind) -> list[list[str]]:
+    argvs = []
+    for command in (kind.name, *kind.aliases):
+        positionals = [[], ["n1"], *(["n1", v.name, *value] for v in kind.verbs
+                                     for value in _values(kind, v.name))]
+        for positional, options in itertools.product(positionals, _OPTIONS):
+            argvs.append([command, *positional, *options, "--box", "lab"])
+            argvs.append([command, *options, *positional])
+            if len(positional) > 1 and options:
+                argvs.append([command, positional[0], *options, *positional[1:]])
+    return argvs
+
+
+@pytest.mark.parametrize("kind_name", ["supply", "battery", "adc", "load"])
+def test_every_verb_of_every_kind_means_the_same(kind_name: str) -> None:
+    kind = kinds.by_command(kind_name)
+    assert kind is not None
+    answered, problems = _agree(_kind_argvs(kind))
+    assert answered > 3 * len(kind.verbs)
+    assert not problems, f"{len(problems)} of {answered} disagree, e.g. {problems[:5]}"
+
+
+def test_nets_means_the_same() -> None:
+    tokens = ["--json", "--box", "lab", "--box=", "x", "--yes", "-1", "--"]
+    argvs = [["nets", *rest] for size in range(4) for rest in itertools.product(tokens, repeat=size)]
+    answered, problems = _agree(argvs)
+    assert answered > 10
+    assert not problems, f"{len(problems)} of {answered} disagree, e.g. {problems[:5]}"
+
+
+def test_every_kind_and_alias_has_a_fast_form() -> None:
+    names = [n for k in kinds.KINDS for n in (k.name, *k.aliases)]
+    assert {"supply", "battery", "adc", "load", "eload"} <= set(names)
+    for name in names:
+        assert fast_meaning([name, "n1", "--box", "lab"]) is not None, name

@@ -49,7 +49,8 @@ def test_every_protocol_module_is_covered() -> None:
     assert {"RunHeader", "Enter", "Signal", "Stop", "KeeperRequest", "KeeperReply",
             "InstrumentRequest", "PauseMsg", "ResumedMsg", "ResumeMsg", "ConsoleMsg",
             "MonitorHello", "FromScript", "Window", "ToScript", "Hello", "PauseNotice",
-            "ResumeNotice"} <= {cls.__name__ for cls in MESSAGES}
+            "ResumeNotice", "RunStarted", "DownloadRequest", "DownloadFile", "DownloadEnd",
+            "DownloadMissing"} <= {cls.__name__ for cls in MESSAGES}
 
 
 @pytest.mark.parametrize("cls", MESSAGES, ids=lambda cls: cls.__name__)
@@ -128,12 +129,23 @@ def test_version_lines_name_both_versions_and_the_fix() -> None:
     line = version.client_refusal(1, box_v=3, oldest_client=2)
     assert line is not None and "protocol 1" in line and "protocol 3" in line \
         and "pip install -U lager" in line
-    line = version.box_refusal(1, "mybox", client_v=3, oldest_box=2)
-    assert line is not None and "box mybox speaks protocol 1" in line and "protocol 3" in line \
-        and "lager-box serve --replace" in line
-    assert version.box_refusal(2, "mybox") is None
     assert version.served_version(7) == version.PROTOCOL_VERSION
+    assert version.served_version(1) == 1
     for bad in (0, -1, True, "2", 1.5, 2**40):
         with pytest.raises(ProtocolError):
             version.version_of({"v": bad})
     assert version.version_of({}) == 1
+
+
+def test_download_answer_lines() -> None:
+    file = channel.DownloadFile("logs/a.txt", 12, 0o644)
+    end = channel.DownloadEnd(missing=[channel.DownloadMissing("x.csv", "no such file")])
+    assert channel.decode_download(file.encode()) == file
+    assert channel.decode_download(end.encode()) == end
+    assert channel.decode_download(b'{"end": true}\n') == channel.DownloadEnd()
+    for bad in (b'{"path": "a"}', b"[]", b'{"end": true, "missing": [{"path": 1}]}'):
+        with pytest.raises(ProtocolError) as exc:
+            channel.decode_download(bad)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(ProtocolError, match="malformed download request: paths is missing"):
+        channel.DownloadRequest.decode(b'{"id": "7f3a"}')

@@ -18,3 +18,9 @@ def test_env_names_refused(name: str) -> None:
 
 def test_one_packet_size_fits_under_asyncssh_s_limit() -> None:
     assert protocol.MAX_PACKET < 256 * 1024 and protocol.WINDOW >= 16 * protocol.MAX_PACKET
+
+
+def test_the_quick_client_takes_any_packet_a_box_sends() -> None:
+    # a box's packet: MAX_PACKET of data plus the SSH header and padding (under 1 KiB)
+    assert protocol.QUICK_PACKET_LIMIT >= protocol.MAX_PACKET + 1024
+    assert protocol.MAX_PACKET <= protocol.QUICK_WINDOW <= protocol.WINDOW

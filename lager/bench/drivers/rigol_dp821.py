@@ -62,6 +62,14 @@ class RigolDP821Supply(SupplyDriver):
         self._set(f":OUTP:OCP:VAL CH{self.ch},{amps:.4f}")
         self._set(f":OUTP:OCP CH{self.ch},ON")
 
+    def protection_switches(self) -> tuple[bool, bool]:
+        return (self._q(f":OUTP:OVP? CH{self.ch}").strip().upper() in ("ON", "1"),
+                self._q(f":OUTP:OCP? CH{self.ch}").strip().upper() in ("ON", "1"))
+
+    def set_protection_switches(self, ovp: bool, ocp: bool) -> None:
+        self._set(f":OUTP:OVP CH{self.ch},{'ON' if ovp else 'OFF'}")
+        self._set(f":OUTP:OCP CH{self.ch},{'ON' if ocp else 'OFF'}")
+
     def get_ovp_limit(self) -> float:
         return self._f(f":OUTP:OVP:VAL? CH{self.ch}")
 

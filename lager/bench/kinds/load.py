@@ -142,8 +142,10 @@ def _setpoint(mode: str) -> Any:
 
     def run(net: ELoadNet, value: Any, _opts: dict[str, float]) -> None:
         if value is not None:
-            net.mode(mode)
+            # The level first: one the load refuses (`cr 0`) then leaves its mode as it was.
+            # The DL3000 keeps a set point per mode, so setting another mode's is harmless.
             getattr(net, _LEVELS[mode][0])(value)
+            net.mode(mode)
 
     return run
 
@@ -153,11 +155,14 @@ def _mode(net: ELoadNet, value: Any, _opts: dict[str, float]) -> None:
         net.mode(value)
 
 
-def _verb(mode: str) -> Verb:
+def _verb(spelling: str) -> Verb:
+    """`cc`, `cv`, `cr`, `cp`, and `cw`: the real lager's name for CP."""
+    mode = _SPELLINGS[spelling]
     what, unit = _LEVELS[mode]
-    return Verb(mode.lower(), f"read the {mode} set point, or set {mode} mode at VALUE ({unit})",
+    return Verb(spelling.lower(),
+                f"read the {spelling} set point, or set {spelling} mode at VALUE ({unit})",
                 _setpoint(mode), NUMBER, unit=unit,
-                show=lambda s: f"{s['net']}: {mode} {s[what + '_set']:g} {unit}")
+                show=lambda s: f"{s['net']}: {spelling} {s[what + '_set']:g} {unit}")
 
 
 KIND = Kind(
@@ -166,7 +171,7 @@ KIND = Kind(
     verbs=(
         Verb("state", "show the load's mode, set points and measurements",
              show=lambda s: line(s) + "\n" + block(s)),
-        *(_verb(mode) for mode in MODES),
+        *(_verb(spelling) for spelling in (*MODES, "CW")),
         Verb("mode", "read or set the mode: CC, CV, CR or CP (CW)", _mode, WORD,
              choices=("CC", "CV", "CR", "CP", "CW"),
              show=lambda s: f"{s['net']}: {s['mode']}"),

@@ -84,6 +84,16 @@ class Verb:
         return checked
 
 
+def is_number(token: str) -> bool:
+    """A command-line token that is a number (`-1`, `-0.5`, `1e-3`): a VALUE, even when it
+    starts with `-`, where click would take it for an unknown short option."""
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def number(raw: Any, what: str) -> float:
     """A finite number from a request or a command line, or a one-line usage error."""
     if isinstance(raw, bool):
@@ -114,6 +124,26 @@ class Kind:
 
     def verb(self, name: str) -> Verb | None:
         return next((v for v in self.verbs if v.name == name), None)
+
+    def request(self, net: str, verb_name: str | None, value: Any,
+                options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The nets request for `lager KIND NET [VERB] [VALUE] [--OPTION N]`, checked (a
+        one-line UsageError otherwise). The click command and the fast path both build it
+        here, so the two cannot send different requests for one command line."""
+        verb = self.verb(verb_name or self.default_verb)
+        if verb is None:
+            names = ", ".join(v.name for v in self.verbs)
+            raise UsageError(f"{self.name}: no verb {str(verb_name)[:40]!r} (verbs: {names})")
+        request: dict[str, Any] = {"command": self.name, "net": net, "action": verb.name}
+        checked = verb.check_value(value)
+        if verb.takes == WORD:
+            request["word"] = checked
+        elif checked is not None:
+            request["value"] = checked
+        given = {k: v for k, v in (options or {}).items() if v is not None}
+        if given:
+            request["options"] = verb.check_options(given, self)
+        return request
 
     def driver_class(self, driver: str) -> type | None:
         target = self.drivers.get(driver)

@@ -94,6 +94,14 @@ class SupplyDriver(Driver, ABC):
     def set_mode(self) -> None:
         """Put a multi-role instrument in its power supply role (nothing to do on most)."""
 
+    def protection_switches(self) -> tuple[bool, bool] | None:
+        """Whether OVP and OCP are on, where setting a limit also turns it on (so a refused
+        change can put them back); None where a limit is only a level."""
+        return None
+
+    def set_protection_switches(self, ovp: bool, ocp: bool) -> None:
+        """Put back what protection_switches() read."""
+
 
 class PowerSupplyNet(Net):
     _driver: SupplyDriver
@@ -228,8 +236,37 @@ class PowerSupplyNet(Net):
         if o_c is not None and amps is not None and o_c < amps:
             raise NetError(f"{name}: OCP {o_c:g} A is below the current set point {amps:g} A; "
                            "OCP must be >= the current set point")
-        _ordered(volts, o_v, set_v, d.set_voltage, d.set_ovp)
-        _ordered(amps, o_c, set_a, d.set_current, d.set_ocp)
+        if sum(x is not None for x in (volts, amps, o_v, o_c)) < 2:
+            _ordered(volts, o_v, set_v, d.set_voltage, d.set_ovp)
+            _ordered(amps, o_c, set_a, d.set_current, d.set_ocp)
+        else:
+            _undoable(d, (volts, o_v, set_v), (amps, o_c, set_a))
+
+
+def _undoable(d: SupplyDriver, voltage: tuple[float | None, float | None, float],
+              current: tuple[float | None, float | None, float]) -> None:
+    """Several writes (each (point, limit, old point)). When the instrument refuses one part
+    way (a limit past its own maximum), the ones before it are undone, newest first (back
+    through the same safe states), so a refused command changes nothing."""
+    (old_v, old_a), old_ovp, old_ocp = d.setpoints(), d.get_ovp_limit(), d.get_ocp_limit()
+    switches = d.protection_switches()
+    done: list[tuple[Any, float]] = []
+
+    def write(setter: Any, old: float) -> Any:
+        def run(value: float) -> None:
+            setter(value)
+            done.append((setter, old))
+        return run
+
+    try:
+        _ordered(*voltage, write(d.set_voltage, old_v), write(d.set_ovp, old_ovp))
+        _ordered(*current, write(d.set_current, old_a), write(d.set_ocp, old_ocp))
+    except NetError:
+        for setter, old in reversed(done):
+            setter(old)
+        if switches is not None and done:
+            d.set_protection_switches(*switches)
+        raise
 
 
 def _ordered(point: float | None, limit: float | None, old: float, set_point: Any,
