@@ -206,8 +206,34 @@ def test_inventory_boxes_run_with_lagers_key(laptop: Laptop, one_box: Agent,
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == ["dut1: dut1", "dut2: dut2"]
     rows = json.loads(laptop.run("python", "--list", "--json", "--box", "dut1",
-                                 "--inventory", str(inventory)).stdout)["dut1"]
+                                 "--inventory", str(inventory)).stdout)
     assert rows[-1]["started_by"]["user"] == "tester"
+
+
+def test_a_plain_inventory_name_stays_on_todays_path(laptop: Laptop, one_box: Agent,
+                                                     tmp_path: Path) -> None:
+    """ISSUE-NOTES 15: `--box dut1` is one box whether the inventory comes by `--inventory` or
+    by $LAGER_INVENTORY: today's output and exit code, no fleet line, no recap."""
+    _need_ansible()
+    inventory = write_script(tmp_path, "inv.yml", (
+        f"duts:\n  hosts:\n    dut1:\n      ansible_host: {one_box.host}\n"
+        f"      lager_port: {one_box.port}\n"))
+    script = write_script(tmp_path, "code.py", "import os, sys\nprint(os.environ['LAGER_BOX'])\n"
+                          "sys.exit(3)\n")
+    by_env = {**laptop.env, "LAGER_INVENTORY": str(inventory)}
+    for how, args, env in (("flag", ("--inventory", str(inventory)), None),
+                           ("joined flag", (f"--inventory={inventory}",), None),
+                           ("env", (), by_env)):
+        done = laptop.run("python", str(script), "--box", "dut1", *args, env=env)
+        assert done.returncode == 3, (how, done.stderr)
+        assert done.stdout == "dut1\n", how
+        assert "fleet" not in done.stderr and "RECAP" not in done.stderr, (how, done.stderr)
+        nets = laptop.run("nets", "--box", "dut1", *args, env=env)
+        assert nets.returncode == 0 and "dut1:" not in nets.stdout, (how, nets.stderr)
+    # Lager's config wins: bench01 is no inventory name, and an unknown one is still unknown.
+    assert laptop.run("nets", "--box", "bench01", env=by_env).returncode == 0
+    unknown = laptop.run("nets", "--box", "dut9", env=by_env)
+    assert unknown.returncode == 2 and "unknown box 'dut9'" in unknown.stderr
 
 
 def test_list_over_a_set_is_gathered_by_default(laptop: Laptop) -> None:

@@ -29,8 +29,25 @@ def test_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not wants_fleet(["python", "t.py", "--box", "bench01", "--", "--box", "a,b"])
     assert not wants_fleet(["boxes", "add", "x", "--host", "h", "--group", "g"])
     assert not wants_fleet(["python", "--continue", "7f3a"])
+    assert not wants_fleet(["python", "t.py", "--box", "dut1", "--inventory", "i.yml"])
+    assert wants_fleet(["python", "t.py", "--box", "@duts", "--inventory", "i.yml"])
     monkeypatch.setenv("LAGER_BOX", "@line1")  # $LAGER_BOX may be a set too
     assert wants_fleet(["nets"])
+
+
+def test_inventory_flag_becomes_the_env_on_one_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    from client.fleet.route import inventory_to_env
+
+    monkeypatch.setenv("LAGER_INVENTORY", "")  # restored after the test, whatever it sets
+    assert inventory_to_env(["nets", "--box", "d1", "--inventory", "a.yml", "--json"]) == \
+        ["nets", "--box", "d1", "--json"]
+    assert inventory_to_env(["python", "--inventory=b.yml", "t.py", "--", "--inventory",
+                             "x"]) == ["python", "t.py", "--", "--inventory", "x"]
+    import os
+
+    assert os.environ["LAGER_INVENTORY"] == "b.yml"
+    kept = ["boxes", "import", "--inventory", "c.yml"]
+    assert inventory_to_env(kept) == kept
 
 
 def test_route_fleet_ids_agree_with_the_protocol() -> None:

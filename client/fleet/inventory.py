@@ -17,9 +17,8 @@ from typing import Any
 
 from lager.errors import UsageError
 
-from ..config import Box
+from ..config import ENV_INVENTORY, Box
 
-ENV_INVENTORY = "LAGER_INVENTORY"
 DEFAULT_PORT = 2222
 _SKIP_GROUPS = frozenset({"all", "ungrouped"})
 
