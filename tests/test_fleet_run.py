@@ -230,3 +230,33 @@ def test_instrument_commands_and_nets_over_a_set(rig: Rig) -> None:
     bad = rig.laptop.run("supply", "supply2", "voltage", "2.5", "--ovp", "1", "--box", ALL)
     assert bad.returncode != 0 and "ovp" in bad.stderr.lower(), bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_junit_path_that_cannot_be_written(rig: Rig, tmp_path: Path) -> None:
+    """Checked before any box starts (one line, exit 2); a report that becomes unwritable
+    during the run loses neither the recap nor the scripts' exit code."""
+    script = write_script(tmp_path, "three.py", "import sys\nprint('x')\nsys.exit(3)\n")
+    before = json.loads(rig.laptop.run("python", "--list", "--json", "--box", ALL).stdout)
+    for bad, why in (("/nonexistent/dir/r.xml", "no such directory"), (str(tmp_path), "is a "
+                                                                       "directory")):
+        done = rig.laptop.run("python", str(script), "--box", ALL, "--junit-xml", bad)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and why in lines[0], done.stderr
+        assert done.stdout == ""
+    after = json.loads(rig.laptop.run("python", "--list", "--json", "--box", ALL).stdout)
+    assert {b: len(r) for b, r in after.items()} == {b: len(r) for b, r in before.items()}
+    # The boxes are agents on this machine: the script itself removes the report's directory.
+    gone = tmp_path / "reports"
+    gone.mkdir()
+    remover = write_script(tmp_path, "remove.py", "import os, shutil, sys\n"
+                           f"if os.environ['LAGER_FLEET_INDEX'] == '0':\n"
+                           f"    shutil.rmtree({str(gone)!r})\n"
+                           "print('x')\nsys.exit(3)\n")
+    done = rig.laptop.run("python", str(remover), "--box", ALL, "--junit-xml",
+                          str(gone / "r.xml"))
+    assert done.returncode == 3, done.stderr
+    assert "RECAP" in done.stderr
+    assert len(re.findall(r"^bench0[1-5] +failed +exit=3", done.stderr, re.M)) == 5
+    assert re.search(r"^lager: --junit-xml \S+r\.xml: not written: ", done.stderr, re.M)
+    assert done.stderr.index("RECAP") < done.stderr.index("not written")

@@ -162,20 +162,31 @@ class FleetRun:
             self.shared.gathered.print(self.terminal)
         if self.shared.request.detach:
             return self._detached(rows)
-        if self.options.junit_xml:
-            from .junit import write_junit
-
-            write_junit(self.options.junit_xml, self.fleet_id, self.fleet, self.options.script,
-                        rows, {b.name: bytes(b.out.stderr_tail) for b in self.boxes},
-                        self.options.output_dir)
         for line in recap.render(rows, self.options.gather):
             self.terminal.say(line)
         code = recap.exit_code(rows)
+        if self.options.junit_xml and not self._write_junit(rows) and code == 0:
+            code = 1  # CI reads the report: a missing one must not pass as green
         if self.options.as_json:
             self.terminal.write(1, (recap.as_json(self.fleet_id, rows) + "\n").encode())
         if self.signals and code == 0:
             return 130
         return code
+
+    def _write_junit(self, rows: list[recap.Row]) -> bool:
+        """After the recap, so a report that cannot be written loses neither the recap nor
+        the scripts' exit code: one line instead."""
+        from .junit import write_junit
+
+        path = self.options.junit_xml or ""
+        try:
+            write_junit(path, self.fleet_id, self.fleet, self.options.script, rows,
+                        {b.name: bytes(b.out.stderr_tail) for b in self.boxes},
+                        self.options.output_dir)
+        except OSError as exc:
+            self.terminal.say(f"lager: --junit-xml {path}: not written: {exc.strerror or exc}")
+            return False
+        return True
 
     def _detached(self, rows: list[recap.Row]) -> int:
         """ISSUE-NOTES 15: the fleet id and the run ids on stdout."""
