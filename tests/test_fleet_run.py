@@ -260,3 +260,26 @@ def test_junit_path_that_cannot_be_written(rig: Rig, tmp_path: Path) -> None:
     assert len(re.findall(r"^bench0[1-5] +failed +exit=3", done.stderr, re.M)) == 5
     assert re.search(r"^lager: --junit-xml \S+r\.xml: not written: ", done.stderr, re.M)
     assert done.stderr.index("RECAP") < done.stderr.index("not written")
+
+
+def test_ctrl_c_to_scripts_that_catch_it_and_exit_0(rig: Rig, tmp_path: Path) -> None:
+    """Exit 0 on a set, even of one box, as on one box: every run ended with a status."""
+    from conftest import wait_for
+
+    script = write_script(tmp_path, "calm.py", (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *_: (print('caught', flush=True), sys.exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "while True:\n    time.sleep(0.1)\n"))
+    for box, count in (("bench01", 1), ("bench[01]", 1), (ALL, 5)):
+        proc = rig.laptop.popen("python", str(script), "--box", box)
+        out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+        try:
+            wait_for(lambda n=count, o=out: o.text.count("ready") == n, 60,
+                     what=f"{count} ready: {out.text}")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0, (box, err.join())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert out.join().count("caught") == count, box

@@ -104,6 +104,16 @@ def test_exit_code_rule() -> None:
         ["ok", "timeout", "killed", "failed", "failed"]
 
 
+def test_after_ctrl_c_the_rows_code_unless_a_box_never_ended() -> None:
+    assert recap.interrupted_code(_rows(("", 0), ("", 0))) == 0  # caught SIGINT, exited 0
+    assert recap.interrupted_code(_rows(("", 130), ("", 130))) == 130
+    assert recap.interrupted_code(_rows(("", 0), ("", 3))) == 3
+    assert recap.interrupted_code(_rows(("", 0), ("", None))) == 130  # one never started
+    waiting = _rows(("", 0), ("", None))
+    waiting[1].state = recap.WAITING
+    assert recap.interrupted_code(waiting) == 130
+
+
 def test_enter_resumes_the_pauses_of_that_moment_only() -> None:
     shown: list[str] = []
     resumed: list[PauseEvent] = []

@@ -164,13 +164,11 @@ class FleetRun:
             return self._detached(rows)
         for line in recap.render(rows, self.options.gather):
             self.terminal.say(line)
-        code = recap.exit_code(rows)
+        code = recap.interrupted_code(rows) if self.signals else recap.exit_code(rows)
         if self.options.junit_xml and not self._write_junit(rows) and code == 0:
             code = 1  # CI reads the report: a missing one must not pass as green
         if self.options.as_json:
             self.terminal.write(1, (recap.as_json(self.fleet_id, rows) + "\n").encode())
-        if self.signals and code == 0:
-            return 130
         return code
 
     def _write_junit(self, rows: list[recap.Row]) -> bool:
