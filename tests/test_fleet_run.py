@@ -283,3 +283,30 @@ def test_ctrl_c_to_scripts_that_catch_it_and_exit_0(rig: Rig, tmp_path: Path) ->
             if proc.poll() is None:
                 proc.kill()
         assert out.join().count("caught") == count, box
+
+
+def test_twenty_boxes_under_a_soft_limit_of_32_files(rig: Rig, tmp_path: Path) -> None:
+    """Five agents under four names each: 20 connections and their pipes do not fit in 32
+    descriptors; the fleet raises its soft limit to the hard one and every box runs."""
+    import resource
+
+    from client.config import Box, Config
+
+    config = Config(rig.laptop.config_dir)
+    names = []
+    for box, agent in rig.agents.items():
+        for n in range(1, 5):
+            name = f"{box}n{n}"
+            config.add_box(Box(name, agent.host, agent.port))  # its address is pinned already
+            names.append(name)
+    script = write_script(tmp_path, "who.py", "import os\nprint(os.environ['LAGER_BOX'])\n")
+
+    def small_limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, hard))
+
+    done = subprocess.run([*_lager(), "python", str(script), "--box", ",".join(names)],
+                          env=rig.laptop.env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, preexec_fn=small_limit)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(done.stdout.splitlines()) == sorted(f"{n}: {n}" for n in names)

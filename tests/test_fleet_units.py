@@ -176,3 +176,37 @@ def test_a_pause_notice_is_a_pause_event() -> None:
         ("bench07", "ab" * 8, 2, "t.py", 19, "check")
     assert event.deadline is not None and before + 120 <= event.deadline <= time.monotonic() + 120
     assert pause_event_of("b", PauseNotice(run_id="c", seq=1, file="f", line=1)).deadline is None
+
+
+def test_raise_nofile_limit_in_a_child_process() -> None:
+    """In a child (the limit is the process's): a soft limit of 32 rises to the hard one, a
+    lowered hard limit is respected, and soft == hard stays as it is."""
+    import subprocess
+    import sys
+
+    child = (
+        "import resource, sys\n"
+        "from client.fleet.fanout import raise_nofile_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "cap = int(sys.argv[1])\n"
+        "if cap:\n"
+        "    hard = cap\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), hard))\n"
+        "got = raise_nofile_limit()\n"
+        "print(got, *resource.getrlimit(resource.RLIMIT_NOFILE), hard)\n")
+    for cap, start in ((0, 32), (100, 32), (64, 64)):
+        done = subprocess.run([sys.executable, "-c", child, str(cap), str(start)],
+                              capture_output=True, text=True, timeout=60, check=True)
+        got, soft, hard_now, hard = (int(x) for x in done.stdout.split())
+        assert hard_now == hard
+        assert got == soft, done.stdout
+        if hard == resource_infinity():
+            assert soft in (65536, 10240)
+        else:
+            assert soft == hard, (cap, start, done.stdout)
+
+
+def resource_infinity() -> int:
+    import resource
+
+    return int(resource.RLIM_INFINITY)

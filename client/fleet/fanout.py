@@ -41,15 +41,29 @@ class FleetOptions:
     script: str = ""
 
 
-def raise_nofile_limit() -> None:
-    """A socket and a pipe or two per box: the soft limit (1024, macOS 256) goes to the hard."""
+# macOS refuses a soft RLIMIT_NOFILE above OPEN_MAX (10240) even when the hard limit is
+# unlimited (setrlimit raises ValueError): the second try.
+_OPEN_MAX = 10240
+_UNLIMITED_WISH = 65536
+
+
+def raise_nofile_limit() -> int:
+    """A socket and a pipe or two per box: the soft limit (1024, macOS 256) goes to the hard,
+    or as near as the system allows. Returns the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft == resource.RLIM_INFINITY:
+        return soft  # nothing to raise (and RLIM_INFINITY compares as -1 here)
+    unlimited = hard == resource.RLIM_INFINITY
+    wanted = max(soft, _UNLIMITED_WISH) if unlimited else hard
+    for target in dict.fromkeys((wanted, min(wanted, _OPEN_MAX))):  # in order, no repeat
+        if target <= soft:
+            break
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError):
-            pass  # macOS refuses above OPEN_MAX: the soft limit stays, which is still usable
+            continue  # above what this system takes: the next, smaller, try
+        return target
+    return soft
 
 
 class FleetRun:
