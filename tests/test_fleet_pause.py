@@ -135,16 +135,39 @@ def test_each_box_keeps_its_own_auto_resume(rig: Rig, tmp_path: Path) -> None:
 
 
 def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> None:
-    fleet = Fleet(rig, str(_script(tmp_path)))
-    fleet.all_paused()
-    done = rig.laptop.run("python", "--continue", "all", "--box", "bench0[2-3]")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "resumed every paused run of yours on bench[02-03]"
-    fleet.then("=== 3/5 paused at")
-    rest = rig.laptop.run("python", "--continue", "all", "--box", ALL, "--any-owner")
-    assert rest.stdout.strip() == "resumed every paused run on bench[01,04-05]"
-    code, _, err = fleet.finish()
-    assert code == 0, err
+    """Another key's run paused on bench02 (its own laptop, tests/two_keys.py's WAITER):
+    `--continue all` resumes only this key's runs, `--any-owner` that one too, and the box's
+    audit records who resumed whose run."""
+    from conftest import make_client, start_run
+    from two_keys import WAITER
+
+    other = make_client(tmp_path / "other", rig.agents["bench02"])
+    theirs = start_run(other, write_script(tmp_path, "theirs.py", WAITER.format(name="B")))
+    try:
+        theirs_id = theirs.banner_id(60)
+        mine = rig.laptop.popen("python", str(_script(tmp_path)), "--box", "bench[01,03-05]")
+        STARTED.append(mine)
+        err = StreamReader(mine.stderr)
+        StreamReader(mine.stdout)
+        err.wait_for("=== 4/4 paused at", 60)
+        done = rig.laptop.run("python", "--continue", "all", "--box", ALL)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "resumed every paused run of yours on bench[01,03-05]"
+        assert mine.wait(60) == 0, err.join()
+        row = next(r for r in json.loads(other.run("python", "--list", "--json").stdout)
+                   if r["short_id"] == theirs_id or r["id"] == theirs_id)
+        assert row["state"] == "paused", row  # the other key's run was left alone
+        rest = rig.laptop.run("python", "--continue", "all", "--box", ALL, "--any-owner")
+        assert rest.returncode == 0, rest.stderr
+        assert rest.stdout.strip() == "resumed every paused run on bench02"
+        assert theirs.finish(60) == 0
+    finally:
+        if theirs.proc.poll() is None:
+            theirs.proc.kill()
+    audit = [json.loads(ln) for ln in (rig.agents["bench02"].state_dir / "audit.log")
+             .read_text().splitlines()]
+    resumed = [r for r in audit if r["event"] == "continue" and r["run"] == row["id"]]
+    assert len(resumed) == 1 and resumed[0]["by"] != resumed[0]["owner"], audit
 
 
 def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:

@@ -244,3 +244,21 @@ def test_list_over_a_set_is_gathered_by_default(laptop: Laptop) -> None:
     apart = laptop.run("python", "--list", "--box", "bench0[1-2]", "--no-gather")
     assert apart.returncode == 0, apart.stderr
     assert {ln.split(":")[0] for ln in apart.stdout.splitlines()} == {"bench01", "bench02"}
+
+
+def test_lagers_config_wins_over_the_inventory(laptop: Laptop, one_box: Agent,
+                                               tmp_path: Path) -> None:
+    """The inventory names bench01 at a port where nothing listens: lager's own bench01
+    is the one reached, in a set and alone."""
+    _need_ansible()
+    from test_fleet_rig import free_port
+
+    inventory = write_script(tmp_path, "wrong.yml", (
+        f"duts:\n  hosts:\n    bench01:\n      ansible_host: {one_box.host}\n"
+        f"      lager_port: {free_port()}\n"))
+    script = write_script(tmp_path, "who.py", "import os\nprint(os.environ['LAGER_BOX'])\n")
+    in_set = laptop.run("python", str(script), "--box", "@duts", "--inventory", str(inventory))
+    assert in_set.returncode == 0, in_set.stderr
+    assert in_set.stdout == "bench01: bench01\n"
+    alone = laptop.run("python", str(script), "--box", "bench01", "--inventory", str(inventory))
+    assert alone.returncode == 0 and alone.stdout == "bench01\n", alone.stderr
