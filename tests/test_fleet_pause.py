@@ -172,10 +172,9 @@ def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> N
 
 def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:
     import os
-    import pty
     import threading
 
-    master, slave = pty.openpty()
+    master, slave = _wide_pty()
     proc = subprocess.Popen([*rig.laptop_cmd("python", str(_script(tmp_path)), "--box", ALL)],
                             env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=slave, text=True)
@@ -252,3 +251,112 @@ def test_openssh_continue_of_one_box_shows_in_the_line(rig: Rig, tmp_path: Path)
     code, out, err = fleet.finish()
     assert code == 0, err
     assert out.count("after") == 5
+
+
+def _wide_pty() -> tuple[int, int]:
+    """A pty wide enough that a pause line (with its long temp path) takes one row."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
+    return master, slave
+
+
+def _pty_reader(master: int, seen: bytearray) -> None:
+    import os
+
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            return
+        if not data:
+            return
+        seen.extend(data)
+
+
+def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) -> None:
+    """Boxes 0, 2, 4 pause at one line, 1 and 3 at another: two lines, both redrawn in place
+    (the cursor goes back up over both before each redraw)."""
+    import os
+    import threading
+
+    script = write_script(tmp_path, "two.py", (
+        "import os\nfrom lager import pause\n"
+        "if int(os.environ['LAGER_FLEET_INDEX']) % 2:\n"
+        "    pause('odd', timeout=0)\n"
+        "else:\n"
+        "    pause('even', timeout=0)\n"
+        "print('after')\n"))
+    master, slave = _wide_pty()
+    proc = subprocess.Popen(rig.laptop_cmd("python", str(script), "--box", ALL),
+                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    STARTED.append(proc)
+    os.close(slave)
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    both = re.compile(rb'=== 3/5 paused at \S*two\.py:6 "even" .*\r?\n'
+                      rb'=== 2/5 paused at \S*two\.py:4 "odd" ')
+    wait_for(lambda: both.search(seen), 60, what="both lines")
+    assert b"\r\x1b[1A\x1b[J" in seen  # two lines cleared as one status
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.wait(60) == 0
+    assert proc.stdout is not None and proc.stdout.read().count("after") == 5
+    os.close(master)
+
+
+def test_the_lines_fit_the_terminal_height() -> None:
+    """A real pty three rows high: two rows of status at most, the second says what is left."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+
+    from client.fleet.output import Terminal
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 3, 200, 0, 0))
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
+        terminal = Terminal(stdout=out, stderr=err)
+        terminal.status("=== a\n=== b\n=== c\n=== d")
+        terminal.status("=== a")
+        wait_for(lambda: seen.endswith(b"=== a"), 10, what=repr(bytes(seen)))
+    os.close(master)
+    text = bytes(seen).replace(b"\r\n", b"\n")
+    assert text.startswith(b"=== a\n=== (+3 more breakpoints)"), text
+    assert b"=== b" not in text
+    assert text.endswith(b"\r\x1b[1A\x1b[J=== a"), text
+
+
+def test_a_wrapped_line_is_cleared_whole() -> None:
+    """A pty 20 columns wide: a 30-character line takes two rows, so the redraw goes up one."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+
+    from client.fleet.output import Terminal
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 20, 0, 0))
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
+        terminal = Terminal(stdout=out, stderr=err)
+        terminal.status("=== " + "x" * 26)
+        terminal.status("=== short")
+        wait_for(lambda: seen.endswith(b"=== short"), 10, what=repr(bytes(seen)))
+    os.close(master)
+    assert bytes(seen).endswith(b"x" * 26 + b"\r\x1b[1A\x1b[J=== short"), bytes(seen)
