@@ -115,6 +115,7 @@ class Box:
     server_alive_interval: float = 0.0
     server_alive_count_max: int = 3
     hop: bool = False  # an OpenSSH jump host: ssh's defaults (port 22, ~/.ssh keys)
+    inventory: str | None = None  # the Ansible inventory naming it (never stored in boxes.json)
 
     @property
     def known_hosts_name(self) -> str:

@@ -159,6 +159,7 @@ def test_single_box_forms_stay_on_todays_path(laptop: Laptop, tmp_path: Path) ->
     assert one_set.returncode == 4, one_set.stderr
     assert one_set.stdout == "bench01: x\n"
     assert "RECAP" in one_set.stderr and "lager: fleet f-" in one_set.stderr
+    assert "on bench01 (1 box)" in one_set.stderr
 
 
 def test_adding_a_known_box_again_updates_its_groups(one_box: Agent, tmp_path: Path) -> None:
@@ -262,3 +263,49 @@ def test_lagers_config_wins_over_the_inventory(laptop: Laptop, one_box: Agent,
     assert in_set.stdout == "bench01: bench01\n"
     alone = laptop.run("python", str(script), "--box", "bench01", "--inventory", str(inventory))
     assert alone.returncode == 0 and alone.stdout == "bench01\n", alone.stderr
+
+
+def test_ansibles_all_and_a_user_at_host_in_a_set(laptop: Laptop, one_box: Agent,
+                                                  tmp_path: Path) -> None:
+    """`@all` and `@ungrouped` mean what they mean to Ansible users; `lab@HOST:PORT` (#12)
+    beside a name is one box, not a group."""
+    _need_ansible()
+    inventory = write_script(tmp_path, "mixed.yml", (
+        "all:\n  hosts:\n    loose:\n"
+        f"      ansible_host: {one_box.host}\n      lager_port: {one_box.port}\n"
+        "  children:\n    duts:\n      hosts:\n        bench01: {}\n        bench02: {}\n"))
+    for expression, boxes in (("@all", ["bench01", "bench02", "loose"]),
+                              ("@ungrouped", ["loose"]), ("@all!@duts", ["loose"])):
+        done = laptop.run("python", "--list", "--json", "--box", expression, "--inventory",
+                          str(inventory))
+        assert done.returncode == 0, (expression, done.stderr)
+        assert sorted(json.loads(done.stdout)) == boxes, expression
+    listed = json.loads(laptop.run("groups", "--json", "--inventory", str(inventory)).stdout)
+    assert "all" not in listed and "ungrouped" not in listed and "duts" in listed
+    direct = f"lab@{one_box.host}:{one_box.port}"
+    done = laptop.run("python", "--list", "--json", "--box", f"{direct},bench02")
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(done.stdout)) == sorted([direct, "bench02"])
+
+
+def test_an_inventory_box_with_an_unknown_host_key(laptop: Laptop, one_box: Agent,
+                                                   tmp_path: Path) -> None:
+    """Lager's key, but no pin for the address: the hint is the inventory's import."""
+    _need_ansible()
+    fresh = Laptop(tmp_path / "fresh")
+    fresh.config_dir.mkdir(parents=True)
+    for name in ("id_ed25519", "id_ed25519.pub"):  # the authorized key, without its pins
+        shutil.copy(laptop.config_dir / name, fresh.config_dir / name)
+    inventory = write_script(tmp_path, "duts.yml", (
+        f"duts:\n  hosts:\n    dut1:\n      ansible_host: {one_box.host}\n"
+        f"      lager_port: {one_box.port}\n"))
+    hint = f"lager boxes import --inventory {inventory}"
+    in_set = fresh.run("python", "--list", "--box", "@duts", "--inventory", str(inventory))
+    assert in_set.returncode == 255, in_set.stderr
+    assert in_set.stderr.startswith("dut1: unreachable: ") and hint in in_set.stderr
+    alone = fresh.run("python", "--list", "--box", "dut1", "--inventory", str(inventory))
+    assert alone.returncode == 255 and hint in alone.stderr, alone.stderr
+    assert len(alone.stderr.strip().splitlines()) == 1, alone.stderr
+    assert fresh.run("boxes", "import", "--inventory", str(inventory)).returncode == 0
+    assert fresh.run("python", "--list", "--box", "dut1", "--inventory",
+                     str(inventory)).returncode == 0

@@ -131,6 +131,9 @@ def test_enter_resumes_the_pauses_of_that_moment_only() -> None:
     board.paused_at(PauseEvent("bench03", "cc", 1, "check", "t.py", 19, None))
     assert board.lines() == ['=== 2/3 paused at t.py:19 "check" (running: bench01)  resume: '
                              'Enter, or lager python --continue f-3c9a']
+    for box in ("bench04", "bench05"):
+        board.started(box)
+    assert "(running: bench[01,04-05])" in board.lines()[0]  # folded, as everywhere
 
 
 def test_junit_has_one_case_per_box_with_each_outcome(tmp_path: object) -> None:
@@ -160,6 +163,13 @@ def test_junit_has_one_case_per_box_with_each_outcome(tmp_path: object) -> None:
     assert failure.message == "exit 3" and failure.text.endswith("boom")
     assert len(failure.text) == 64 * 1024
     assert path.read_text().index("<properties>") < path.read_text().index("<testcase")
+    said = {case.classname: case.system_out for case in suite}
+    assert said["lager.fleet.b4"] == "b4: no run"  # never started: no run id to name
+    assert said["lager.fleet.b2"] == f"run {'bb' * 8} on b2; full log: lager python " \
+        f"--reattach {'bb' * 8} --box b2"
+    write_junit(str(path), "f-3c9a", fleet, "t.py", rows, {}, "logs")
+    said = {c.classname: c.system_out for c in next(iter(JUnitXml.fromfile(str(path))))}
+    assert said["lager.fleet.b4"] == "b4: no run; output: logs/b4.stdout"
 
 
 def test_a_pause_notice_is_a_pause_event() -> None:

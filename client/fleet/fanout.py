@@ -107,7 +107,8 @@ class FleetRun:
         records.save(self.obj.config, self.fleet_id, self.fleet.expression,
                      [t.box for t in self.fleet.targets])
         self.terminal.say(f"lager: fleet {self.fleet_id}: {self.options.script} on "
-                          f"{self.fleet.folded} ({len(self.boxes)} boxes)")
+                          f"{self.fleet.folded} ({len(self.boxes)} box"
+                          f"{'' if len(self.boxes) == 1 else 'es'})")
         if sys.stdin is not None and not sys.stdin.closed and not self.shared.request.detach:
             threading.Thread(target=self._enter_reader, daemon=True,
                              name="lager-fleet-enter").start()

@@ -60,8 +60,11 @@ def write_junit(path: str, fleet_id: str, fleet: Fleet, script: str, rows: list[
             case.result = [Skipped(row.reason or "never started")]
         where = f"{output_dir}/{row.box}.stdout" if output_dir else \
             f"lager python --reattach {row.run_id} --box {row.box}" if row.run_id else ""
-        case.system_out = (f"run {row.run_id} on {row.box}; full log: {where}"
-                           if where else f"{row.box}: no run")[:OUT_LIMIT]
+        if row.run_id:
+            told = f"run {row.run_id} on {row.box}; full log: {where}"
+        else:  # never started (unreachable, reserved, skipped): no run to name
+            told = f"{row.box}: no run" + (f"; output: {where}" if where else "")
+        case.system_out = told[:OUT_LIMIT]
         suite.add_testcase(case)
     xml = JUnitXml()
     xml.add_testsuite(suite)
