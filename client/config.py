@@ -116,6 +116,7 @@ class Box:
     server_alive_interval: float = 0.0
     server_alive_count_max: int = 3
     hop: bool = False  # an OpenSSH jump host: ssh's defaults (port 22, ~/.ssh keys)
+    inventory: str | None = None  # the Ansible inventory naming it (never stored in boxes.json)
 
     @property
     def known_hosts_name(self) -> str:
@@ -170,6 +171,23 @@ def _named(resolved: Box, stored: Box | None, name: str) -> Box:
         if stored.connect_timeout:
             resolved.connect_timeout = stored.connect_timeout
     return resolved
+
+
+ENV_INVENTORY = "LAGER_INVENTORY"  # also `--inventory FILE` (client/fleet/route.py)
+
+
+def _inventory_given(name: str) -> bool:
+    return bool(os.environ.get(ENV_INVENTORY)) and bool(_NAME.match(name))
+
+
+def _inventory_box(name: str) -> Box | None:
+    """NAME as the Ansible inventory in $LAGER_INVENTORY names it, before ssh_config (the
+    fleet's order, client/fleet/targets.py). Read only for a plain name no lager box has."""
+    if not _inventory_given(name):
+        return None
+    from .fleet.inventory import read
+
+    return read(os.environ[ENV_INVENTORY]).boxes.get(name)
 
 
 def valid_name(name: str) -> bool:
@@ -237,6 +255,10 @@ class Config:
         stored = boxes.get(name)
         if stored is not None and not stored.ssh:
             return stored
+        if stored is None:  # lager's config wins; then an Ansible inventory's name (issue 18)
+            listed = _inventory_box(name)
+            if listed is not None:
+                return listed
         found = self.cached_box(name, boxes)
         if found is not None:
             return found
@@ -260,6 +282,8 @@ class Config:
         stored = boxes.get(name)
         if stored is not None and not stored.ssh:
             return stored
+        if stored is None and _inventory_given(name):
+            return None  # the inventory may name it, and is read only on the full path
         from . import sshconfig  # only for a box reached the ssh way (its import costs)
 
         target = stored.ssh if stored is not None and stored.ssh else name

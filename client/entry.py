@@ -9,14 +9,14 @@ from . import EXIT_INTERRUPTED
 
 def main() -> None:
     try:
-        from .fleet.route import rewrite_box_id, wants_fleet
+        from .fleet.route import inventory_to_env, rewrite_box_id, wants_fleet
 
         argv = rewrite_box_id(sys.argv[1:]) or sys.argv[1:]  # `--continue BOX:ID`: one box
         if wants_fleet(argv):  # a set `--box` (issue 18): the fleet package, never below
             from .fleet.cli import main as fleet_main
 
             sys.exit(fleet_main(argv))
-        sys.argv[1:] = argv
+        sys.argv[1:] = argv = inventory_to_env(argv)  # one box: the flag as the env var
         from .fastpath import try_fast
 
         code = try_fast(sys.argv[1:])

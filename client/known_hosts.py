@@ -253,6 +253,8 @@ class HostKeyPolicy:
     def pin_command(self, repin: bool = False) -> str:
         """The one command that pins what the target's path shows (every hop included)."""
         target = self.target
+        if target.inventory and not repin:  # issue 18: pinned by snapshotting the inventory
+            return f"lager boxes import --inventory {target.inventory}"
         flag = " --repin" if repin else ""
         if not target.ssh:  # a lager box added by address
             return f"lager boxes add {target.name} --host {target.host} --port {target.port}" \

@@ -135,24 +135,46 @@ def test_each_box_keeps_its_own_auto_resume(rig: Rig, tmp_path: Path) -> None:
 
 
 def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> None:
-    fleet = Fleet(rig, str(_script(tmp_path)))
-    fleet.all_paused()
-    done = rig.laptop.run("python", "--continue", "all", "--box", "bench0[2-3]")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "resumed every paused run of yours on bench[02-03]"
-    fleet.then("=== 3/5 paused at")
-    rest = rig.laptop.run("python", "--continue", "all", "--box", ALL, "--any-owner")
-    assert rest.stdout.strip() == "resumed every paused run on bench[01,04-05]"
-    code, _, err = fleet.finish()
-    assert code == 0, err
+    """Another key's run paused on bench02 (its own laptop, tests/two_keys.py's WAITER):
+    `--continue all` resumes only this key's runs, `--any-owner` that one too, and the box's
+    audit records who resumed whose run."""
+    from conftest import make_client, start_run
+    from two_keys import WAITER
+
+    other = make_client(tmp_path / "other", rig.agents["bench02"])
+    theirs = start_run(other, write_script(tmp_path, "theirs.py", WAITER.format(name="B")))
+    try:
+        theirs_id = theirs.banner_id(60)
+        mine = rig.laptop.popen("python", str(_script(tmp_path)), "--box", "bench[01,03-05]")
+        STARTED.append(mine)
+        err = StreamReader(mine.stderr)
+        StreamReader(mine.stdout)
+        err.wait_for("=== 4/4 paused at", 60)
+        done = rig.laptop.run("python", "--continue", "all", "--box", ALL)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "resumed every paused run of yours on bench[01,03-05]"
+        assert mine.wait(60) == 0, err.join()
+        row = next(r for r in json.loads(other.run("python", "--list", "--json").stdout)
+                   if r["short_id"] == theirs_id or r["id"] == theirs_id)
+        assert row["state"] == "paused", row  # the other key's run was left alone
+        rest = rig.laptop.run("python", "--continue", "all", "--box", ALL, "--any-owner")
+        assert rest.returncode == 0, rest.stderr
+        assert rest.stdout.strip() == "resumed every paused run on bench02"
+        assert theirs.finish(60) == 0
+    finally:
+        if theirs.proc.poll() is None:
+            theirs.proc.kill()
+    audit = [json.loads(ln) for ln in (rig.agents["bench02"].state_dir / "audit.log")
+             .read_text().splitlines()]
+    resumed = [r for r in audit if r["event"] == "continue" and r["run"] == row["id"]]
+    assert len(resumed) == 1 and resumed[0]["by"] != resumed[0]["owner"], audit
 
 
 def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:
     import os
-    import pty
     import threading
 
-    master, slave = pty.openpty()
+    master, slave = _wide_pty()
     proc = subprocess.Popen([*rig.laptop_cmd("python", str(_script(tmp_path)), "--box", ALL)],
                             env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=slave, text=True)
@@ -229,3 +251,112 @@ def test_openssh_continue_of_one_box_shows_in_the_line(rig: Rig, tmp_path: Path)
     code, out, err = fleet.finish()
     assert code == 0, err
     assert out.count("after") == 5
+
+
+def _wide_pty() -> tuple[int, int]:
+    """A pty wide enough that a pause line (with its long temp path) takes one row."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
+    return master, slave
+
+
+def _pty_reader(master: int, seen: bytearray) -> None:
+    import os
+
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            return
+        if not data:
+            return
+        seen.extend(data)
+
+
+def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) -> None:
+    """Boxes 0, 2, 4 pause at one line, 1 and 3 at another: two lines, both redrawn in place
+    (the cursor goes back up over both before each redraw)."""
+    import os
+    import threading
+
+    script = write_script(tmp_path, "two.py", (
+        "import os\nfrom lager import pause\n"
+        "if int(os.environ['LAGER_FLEET_INDEX']) % 2:\n"
+        "    pause('odd', timeout=0)\n"
+        "else:\n"
+        "    pause('even', timeout=0)\n"
+        "print('after')\n"))
+    master, slave = _wide_pty()
+    proc = subprocess.Popen(rig.laptop_cmd("python", str(script), "--box", ALL),
+                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    STARTED.append(proc)
+    os.close(slave)
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    both = re.compile(rb'=== 3/5 paused at \S*two\.py:6 "even" .*\r?\n'
+                      rb'=== 2/5 paused at \S*two\.py:4 "odd" ')
+    wait_for(lambda: both.search(seen), 60, what="both lines")
+    assert b"\r\x1b[1A\x1b[J" in seen  # two lines cleared as one status
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.wait(60) == 0
+    assert proc.stdout is not None and proc.stdout.read().count("after") == 5
+    os.close(master)
+
+
+def test_the_lines_fit_the_terminal_height() -> None:
+    """A real pty three rows high: two rows of status at most, the second says what is left."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+
+    from client.fleet.output import Terminal
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 3, 200, 0, 0))
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
+        terminal = Terminal(stdout=out, stderr=err)
+        terminal.status("=== a\n=== b\n=== c\n=== d")
+        terminal.status("=== a")
+        wait_for(lambda: seen.endswith(b"=== a"), 10, what=repr(bytes(seen)))
+    os.close(master)
+    text = bytes(seen).replace(b"\r\n", b"\n")
+    assert text.startswith(b"=== a\n=== (+3 more breakpoints)"), text
+    assert b"=== b" not in text
+    assert text.endswith(b"\r\x1b[1A\x1b[J=== a"), text
+
+
+def test_a_wrapped_line_is_cleared_whole() -> None:
+    """A pty 20 columns wide: a 30-character line takes two rows, so the redraw goes up one."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+
+    from client.fleet.output import Terminal
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 20, 0, 0))
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
+        terminal = Terminal(stdout=out, stderr=err)
+        terminal.status("=== " + "x" * 26)
+        terminal.status("=== short")
+        wait_for(lambda: seen.endswith(b"=== short"), 10, what=repr(bytes(seen)))
+    os.close(master)
+    assert bytes(seen).endswith(b"x" * 26 + b"\r\x1b[1A\x1b[J=== short"), bytes(seen)

@@ -4,6 +4,7 @@ fleet id on each run, --detach, Ctrl-C; and the boxes that do not answer."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -134,18 +135,24 @@ def test_boxes_that_do_not_answer_hold_no_other(rig: Rig, tmp_path: Path) -> Non
         with config.known_hosts_path.open("a") as f:
             f.write(f"[localhost]:{port2} {' '.join(pinned.split()[1:3])}\n")
         rig.laptop.add("slow", "127.0.0.1", slow_port)
+        # bench03's address (its host key pinned) with a key the box never authorized.
+        stranger = tmp_path / "stranger_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                       check=True, capture_output=True, timeout=60)
+        bench03 = rig.agents["bench03"]
+        config.add_box(Box("badkey", bench03.host, bench03.port, identity=str(stranger)))
         script = write_script(tmp_path, "fine.py", "print('fine')\n")
         done = rig.laptop.run("python", str(script), "--box",
-                              "bench0[1-3],down,hole,wrongkey,slow", "--json",
+                              "bench0[1-3],down,hole,wrongkey,badkey,slow", "--json",
                               "--connect-timeout", "8", "--junit-xml", str(tmp_path / "j.xml"))
     assert done.returncode == 255, done.stderr  # no script failed; boxes were unreachable
     err = done.stderr.splitlines()
     for box, why in (("down", "refused the connection"), ("hole", "SSH handshake"),
-                     ("wrongkey", "HOST KEY CHANGED")):
+                     ("wrongkey", "HOST KEY CHANGED"), ("badkey", "stranger_ed25519")):
         mine = [ln for ln in err if ln.startswith(f"{box}: unreachable: ")]
         assert len(mine) == 1 and why in mine[0], (box, err)
     recap = json.loads(done.stdout.splitlines()[-1])["boxes"]
-    for box in ("down", "hole", "wrongkey"):
+    for box in ("down", "hole", "wrongkey", "badkey"):
         assert recap[box]["state"] == "unreachable" and recap[box]["exit"] == 255
     for box in ("bench01", "bench02", "bench03", "slow"):
         assert recap[box]["state"] == "ok" and recap[box]["exit"] == 0
@@ -158,7 +165,7 @@ def test_boxes_that_do_not_answer_hold_no_other(rig: Rig, tmp_path: Path) -> Non
     cases = list(next(iter(JUnitXml.fromfile(str(tmp_path / "j.xml")))))
     errored = sorted(c.classname.split(".")[-1] for c in cases
                      if any(isinstance(r, Error) for r in c.result))
-    assert errored == ["down", "hole", "wrongkey"]
+    assert errored == ["badkey", "down", "hole", "wrongkey"]
 
 
 def test_ctrl_c_stops_every_run_and_still_recaps(rig: Rig, tmp_path: Path) -> None:
@@ -230,3 +237,149 @@ def test_instrument_commands_and_nets_over_a_set(rig: Rig) -> None:
     bad = rig.laptop.run("supply", "supply2", "voltage", "2.5", "--ovp", "1", "--box", ALL)
     assert bad.returncode != 0 and "ovp" in bad.stderr.lower(), bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_junit_path_that_cannot_be_written(rig: Rig, tmp_path: Path) -> None:
+    """Checked before any box starts (one line, exit 2); a report that becomes unwritable
+    during the run loses neither the recap nor the scripts' exit code."""
+    script = write_script(tmp_path, "three.py", "import sys\nprint('x')\nsys.exit(3)\n")
+    before = json.loads(rig.laptop.run("python", "--list", "--json", "--box", ALL).stdout)
+    for bad, why in (("/nonexistent/dir/r.xml", "no such directory"), (str(tmp_path), "is a "
+                                                                       "directory")):
+        done = rig.laptop.run("python", str(script), "--box", ALL, "--junit-xml", bad)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and why in lines[0], done.stderr
+        assert done.stdout == ""
+    after = json.loads(rig.laptop.run("python", "--list", "--json", "--box", ALL).stdout)
+    assert {b: len(r) for b, r in after.items()} == {b: len(r) for b, r in before.items()}
+    # The boxes are agents on this machine: the script itself removes the report's directory.
+    gone = tmp_path / "reports"
+    gone.mkdir()
+    remover = write_script(tmp_path, "remove.py", "import os, shutil, sys\n"
+                           f"if os.environ['LAGER_FLEET_INDEX'] == '0':\n"
+                           f"    shutil.rmtree({str(gone)!r})\n"
+                           "print('x')\nsys.exit(3)\n")
+    done = rig.laptop.run("python", str(remover), "--box", ALL, "--junit-xml",
+                          str(gone / "r.xml"))
+    assert done.returncode == 3, done.stderr
+    assert "RECAP" in done.stderr
+    assert len(re.findall(r"^bench0[1-5] +failed +exit=3", done.stderr, re.M)) == 5
+    assert re.search(r"^lager: --junit-xml \S+r\.xml: not written: ", done.stderr, re.M)
+    assert done.stderr.index("RECAP") < done.stderr.index("not written")
+
+
+def test_ctrl_c_to_scripts_that_catch_it_and_exit_0(rig: Rig, tmp_path: Path) -> None:
+    """Exit 0 on a set, even of one box, as on one box: every run ended with a status."""
+    from conftest import wait_for
+
+    script = write_script(tmp_path, "calm.py", (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *_: (print('caught', flush=True), sys.exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "while True:\n    time.sleep(0.1)\n"))
+    for box, count in (("bench01", 1), ("bench[01]", 1), (ALL, 5)):
+        proc = rig.laptop.popen("python", str(script), "--box", box)
+        out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+        try:
+            wait_for(lambda n=count, o=out: o.text.count("ready") == n, 60,
+                     what=f"{count} ready: {out.text}")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0, (box, err.join())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert out.join().count("caught") == count, box
+
+
+def test_twenty_boxes_under_a_soft_limit_of_32_files(rig: Rig, tmp_path: Path) -> None:
+    """Five agents under four names each: 20 connections and their pipes do not fit in 32
+    descriptors; the fleet raises its soft limit to the hard one and every box runs."""
+    import resource
+
+    from client.config import Box, Config
+
+    config = Config(rig.laptop.config_dir)
+    names = []
+    for box, agent in rig.agents.items():
+        for n in range(1, 5):
+            name = f"{box}n{n}"
+            config.add_box(Box(name, agent.host, agent.port))  # its address is pinned already
+            names.append(name)
+    script = write_script(tmp_path, "who.py", "import os\nprint(os.environ['LAGER_BOX'])\n")
+
+    def small_limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, hard))
+
+    done = subprocess.run([*_lager(), "python", str(script), "--box", ",".join(names)],
+                          env=rig.laptop.env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, preexec_fn=small_limit)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(done.stdout.splitlines()) == sorted(f"{n}: {n}" for n in names)
+
+
+def test_a_started_run_holds_no_fork(rig: Rig, tmp_path: Path) -> None:
+    """--forks 1 and a rendezvous: each run waits until all five have started (the agents
+    share this machine's disk). Had a started run kept its fork, the second box would never
+    connect and the first would give up waiting."""
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    script = write_script(tmp_path, "meet.py", (
+        "import os, pathlib, sys, time\n"
+        f"meet = pathlib.Path({str(meet)!r})\n"
+        "(meet / os.environ['LAGER_BOX']).touch()\n"
+        "until = time.monotonic() + 120\n"
+        "while len(list(meet.iterdir())) < 5:\n"
+        "    if time.monotonic() > until:\n"
+        "        print('alone'); sys.exit(1)\n"
+        "    time.sleep(0.05)\n"
+        "print('met')\n"))
+    done = rig.laptop.run("python", str(script), "--box", ALL, "--forks", "1", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(done.stdout.splitlines()) == [f"bench0{i}: met" for i in range(1, 6)]
+
+
+def test_timeout_is_a_junit_error(rig: Rig, tmp_path: Path) -> None:
+    from junitparser import Error, JUnitXml
+
+    script = write_script(tmp_path, "slow.py", "import time\nprint('started', flush=True)\n"
+                          "time.sleep(600)\n")
+    report = tmp_path / "t.xml"
+    done = rig.laptop.run("python", str(script), "--box", "@rack2", "--timeout", "2",
+                          "--junit-xml", str(report))
+    assert done.returncode == 124, done.stderr
+    assert len(re.findall(r"^bench0[3-5] +timeout +exit=124", done.stderr, re.M)) == 3
+    cases = list(next(iter(JUnitXml.fromfile(str(report)))))
+    errors = {c.classname: [r.message for r in c.result if isinstance(r, Error)] for c in cases}
+    assert errors == {f"lager.line1.bench0{i}": ["exit 124"] for i in range(3, 6)}, errors
+
+
+def test_fleet_commands_leave_no_keeper_behind(rig: Rig, tmp_path: Path) -> None:
+    """With the connection keeper on (no LAGER_MUX=0): one box leaves its keeper (the control),
+    a set leaves none."""
+    from conftest import pids_with_cmdline, pids_with_env, wait_for
+
+    laptop = tmp_path / "keeperlaptop"
+    shutil.copytree(rig.laptop.config_dir, laptop)
+    env = {k: v for k, v in rig.laptop.env.items() if k != "LAGER_MUX"}
+    env["LAGER_CONFIG_DIR"] = str(laptop)
+
+    def keepers() -> set[int]:
+        return set(pids_with_env(f"LAGER_CONFIG_DIR={laptop}")) & \
+            set(pids_with_cmdline("client.mux"))
+
+    script = write_script(tmp_path, "k.py", "print('k')\n")
+    for args in (("python", str(script), "--box", ALL), ("nets", "--box", ALL),
+                 ("python", "--list", "--box", ALL)):
+        done = subprocess.run([*_lager(), *args], env=env, capture_output=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+    assert keepers() == set()
+    one = subprocess.run([*_lager(), "nets", "--box", "bench01"], env=env, capture_output=True,
+                         timeout=120, stdin=subprocess.DEVNULL)
+    assert one.returncode == 0, one.stderr
+    left = wait_for(keepers, 60, what="the single box's keeper")
+    for pid in left:  # ours: started by the command above
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not keepers(), 60, what="the keeper gone")

@@ -159,6 +159,7 @@ def test_single_box_forms_stay_on_todays_path(laptop: Laptop, tmp_path: Path) ->
     assert one_set.returncode == 4, one_set.stderr
     assert one_set.stdout == "bench01: x\n"
     assert "RECAP" in one_set.stderr and "lager: fleet f-" in one_set.stderr
+    assert "on bench01 (1 box)" in one_set.stderr
 
 
 def test_adding_a_known_box_again_updates_its_groups(one_box: Agent, tmp_path: Path) -> None:
@@ -206,8 +207,34 @@ def test_inventory_boxes_run_with_lagers_key(laptop: Laptop, one_box: Agent,
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == ["dut1: dut1", "dut2: dut2"]
     rows = json.loads(laptop.run("python", "--list", "--json", "--box", "dut1",
-                                 "--inventory", str(inventory)).stdout)["dut1"]
+                                 "--inventory", str(inventory)).stdout)
     assert rows[-1]["started_by"]["user"] == "tester"
+
+
+def test_a_plain_inventory_name_stays_on_todays_path(laptop: Laptop, one_box: Agent,
+                                                     tmp_path: Path) -> None:
+    """ISSUE-NOTES 15: `--box dut1` is one box whether the inventory comes by `--inventory` or
+    by $LAGER_INVENTORY: today's output and exit code, no fleet line, no recap."""
+    _need_ansible()
+    inventory = write_script(tmp_path, "inv.yml", (
+        f"duts:\n  hosts:\n    dut1:\n      ansible_host: {one_box.host}\n"
+        f"      lager_port: {one_box.port}\n"))
+    script = write_script(tmp_path, "code.py", "import os, sys\nprint(os.environ['LAGER_BOX'])\n"
+                          "sys.exit(3)\n")
+    by_env = {**laptop.env, "LAGER_INVENTORY": str(inventory)}
+    for how, args, env in (("flag", ("--inventory", str(inventory)), None),
+                           ("joined flag", (f"--inventory={inventory}",), None),
+                           ("env", (), by_env)):
+        done = laptop.run("python", str(script), "--box", "dut1", *args, env=env)
+        assert done.returncode == 3, (how, done.stderr)
+        assert done.stdout == "dut1\n", how
+        assert "fleet" not in done.stderr and "RECAP" not in done.stderr, (how, done.stderr)
+        nets = laptop.run("nets", "--box", "dut1", *args, env=env)
+        assert nets.returncode == 0 and "dut1:" not in nets.stdout, (how, nets.stderr)
+    # Lager's config wins: bench01 is no inventory name, and an unknown one is still unknown.
+    assert laptop.run("nets", "--box", "bench01", env=by_env).returncode == 0
+    unknown = laptop.run("nets", "--box", "dut9", env=by_env)
+    assert unknown.returncode == 2 and "unknown box 'dut9'" in unknown.stderr
 
 
 def test_list_over_a_set_is_gathered_by_default(laptop: Laptop) -> None:
@@ -218,3 +245,67 @@ def test_list_over_a_set_is_gathered_by_default(laptop: Laptop) -> None:
     apart = laptop.run("python", "--list", "--box", "bench0[1-2]", "--no-gather")
     assert apart.returncode == 0, apart.stderr
     assert {ln.split(":")[0] for ln in apart.stdout.splitlines()} == {"bench01", "bench02"}
+
+
+def test_lagers_config_wins_over_the_inventory(laptop: Laptop, one_box: Agent,
+                                               tmp_path: Path) -> None:
+    """The inventory names bench01 at a port where nothing listens: lager's own bench01
+    is the one reached, in a set and alone."""
+    _need_ansible()
+    from test_fleet_rig import free_port
+
+    inventory = write_script(tmp_path, "wrong.yml", (
+        f"duts:\n  hosts:\n    bench01:\n      ansible_host: {one_box.host}\n"
+        f"      lager_port: {free_port()}\n"))
+    script = write_script(tmp_path, "who.py", "import os\nprint(os.environ['LAGER_BOX'])\n")
+    in_set = laptop.run("python", str(script), "--box", "@duts", "--inventory", str(inventory))
+    assert in_set.returncode == 0, in_set.stderr
+    assert in_set.stdout == "bench01: bench01\n"
+    alone = laptop.run("python", str(script), "--box", "bench01", "--inventory", str(inventory))
+    assert alone.returncode == 0 and alone.stdout == "bench01\n", alone.stderr
+
+
+def test_ansibles_all_and_a_user_at_host_in_a_set(laptop: Laptop, one_box: Agent,
+                                                  tmp_path: Path) -> None:
+    """`@all` and `@ungrouped` mean what they mean to Ansible users; `lab@HOST:PORT` (#12)
+    beside a name is one box, not a group."""
+    _need_ansible()
+    inventory = write_script(tmp_path, "mixed.yml", (
+        "all:\n  hosts:\n    loose:\n"
+        f"      ansible_host: {one_box.host}\n      lager_port: {one_box.port}\n"
+        "  children:\n    duts:\n      hosts:\n        bench01: {}\n        bench02: {}\n"))
+    for expression, boxes in (("@all", ["bench01", "bench02", "loose"]),
+                              ("@ungrouped", ["loose"]), ("@all!@duts", ["loose"])):
+        done = laptop.run("python", "--list", "--json", "--box", expression, "--inventory",
+                          str(inventory))
+        assert done.returncode == 0, (expression, done.stderr)
+        assert sorted(json.loads(done.stdout)) == boxes, expression
+    listed = json.loads(laptop.run("groups", "--json", "--inventory", str(inventory)).stdout)
+    assert "all" not in listed and "ungrouped" not in listed and "duts" in listed
+    direct = f"lab@{one_box.host}:{one_box.port}"
+    done = laptop.run("python", "--list", "--json", "--box", f"{direct},bench02")
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(done.stdout)) == sorted([direct, "bench02"])
+
+
+def test_an_inventory_box_with_an_unknown_host_key(laptop: Laptop, one_box: Agent,
+                                                   tmp_path: Path) -> None:
+    """Lager's key, but no pin for the address: the hint is the inventory's import."""
+    _need_ansible()
+    fresh = Laptop(tmp_path / "fresh")
+    fresh.config_dir.mkdir(parents=True)
+    for name in ("id_ed25519", "id_ed25519.pub"):  # the authorized key, without its pins
+        shutil.copy(laptop.config_dir / name, fresh.config_dir / name)
+    inventory = write_script(tmp_path, "duts.yml", (
+        f"duts:\n  hosts:\n    dut1:\n      ansible_host: {one_box.host}\n"
+        f"      lager_port: {one_box.port}\n"))
+    hint = f"lager boxes import --inventory {inventory}"
+    in_set = fresh.run("python", "--list", "--box", "@duts", "--inventory", str(inventory))
+    assert in_set.returncode == 255, in_set.stderr
+    assert in_set.stderr.startswith("dut1: unreachable: ") and hint in in_set.stderr
+    alone = fresh.run("python", "--list", "--box", "dut1", "--inventory", str(inventory))
+    assert alone.returncode == 255 and hint in alone.stderr, alone.stderr
+    assert len(alone.stderr.strip().splitlines()) == 1, alone.stderr
+    assert fresh.run("boxes", "import", "--inventory", str(inventory)).returncode == 0
+    assert fresh.run("python", "--list", "--box", "dut1", "--inventory",
+                     str(inventory)).returncode == 0

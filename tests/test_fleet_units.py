@@ -29,8 +29,25 @@ def test_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not wants_fleet(["python", "t.py", "--box", "bench01", "--", "--box", "a,b"])
     assert not wants_fleet(["boxes", "add", "x", "--host", "h", "--group", "g"])
     assert not wants_fleet(["python", "--continue", "7f3a"])
+    assert not wants_fleet(["python", "t.py", "--box", "dut1", "--inventory", "i.yml"])
+    assert wants_fleet(["python", "t.py", "--box", "@duts", "--inventory", "i.yml"])
     monkeypatch.setenv("LAGER_BOX", "@line1")  # $LAGER_BOX may be a set too
     assert wants_fleet(["nets"])
+
+
+def test_inventory_flag_becomes_the_env_on_one_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    from client.fleet.route import inventory_to_env
+
+    monkeypatch.setenv("LAGER_INVENTORY", "")  # restored after the test, whatever it sets
+    assert inventory_to_env(["nets", "--box", "d1", "--inventory", "a.yml", "--json"]) == \
+        ["nets", "--box", "d1", "--json"]
+    assert inventory_to_env(["python", "--inventory=b.yml", "t.py", "--", "--inventory",
+                             "x"]) == ["python", "t.py", "--", "--inventory", "x"]
+    import os
+
+    assert os.environ["LAGER_INVENTORY"] == "b.yml"
+    kept = ["boxes", "import", "--inventory", "c.yml"]
+    assert inventory_to_env(kept) == kept
 
 
 def test_route_fleet_ids_agree_with_the_protocol() -> None:
@@ -87,6 +104,16 @@ def test_exit_code_rule() -> None:
         ["ok", "timeout", "killed", "failed", "failed"]
 
 
+def test_after_ctrl_c_the_rows_code_unless_a_box_never_ended() -> None:
+    assert recap.interrupted_code(_rows(("", 0), ("", 0))) == 0  # caught SIGINT, exited 0
+    assert recap.interrupted_code(_rows(("", 130), ("", 130))) == 130
+    assert recap.interrupted_code(_rows(("", 0), ("", 3))) == 3
+    assert recap.interrupted_code(_rows(("", 0), ("", None))) == 130  # one never started
+    waiting = _rows(("", 0), ("", None))
+    waiting[1].state = recap.WAITING
+    assert recap.interrupted_code(waiting) == 130
+
+
 def test_enter_resumes_the_pauses_of_that_moment_only() -> None:
     shown: list[str] = []
     resumed: list[PauseEvent] = []
@@ -104,6 +131,9 @@ def test_enter_resumes_the_pauses_of_that_moment_only() -> None:
     board.paused_at(PauseEvent("bench03", "cc", 1, "check", "t.py", 19, None))
     assert board.lines() == ['=== 2/3 paused at t.py:19 "check" (running: bench01)  resume: '
                              'Enter, or lager python --continue f-3c9a']
+    for box in ("bench04", "bench05"):
+        board.started(box)
+    assert "(running: bench[01,04-05])" in board.lines()[0]  # folded, as everywhere
 
 
 def test_junit_has_one_case_per_box_with_each_outcome(tmp_path: object) -> None:
@@ -133,6 +163,13 @@ def test_junit_has_one_case_per_box_with_each_outcome(tmp_path: object) -> None:
     assert failure.message == "exit 3" and failure.text.endswith("boom")
     assert len(failure.text) == 64 * 1024
     assert path.read_text().index("<properties>") < path.read_text().index("<testcase")
+    said = {case.classname: case.system_out for case in suite}
+    assert said["lager.fleet.b4"] == "b4: no run"  # never started: no run id to name
+    assert said["lager.fleet.b2"] == f"run {'bb' * 8} on b2; full log: lager python " \
+        f"--reattach {'bb' * 8} --box b2"
+    write_junit(str(path), "f-3c9a", fleet, "t.py", rows, {}, "logs")
+    said = {c.classname: c.system_out for c in next(iter(JUnitXml.fromfile(str(path))))}
+    assert said["lager.fleet.b4"] == "b4: no run; output: logs/b4.stdout"
 
 
 def test_a_pause_notice_is_a_pause_event() -> None:
@@ -149,3 +186,37 @@ def test_a_pause_notice_is_a_pause_event() -> None:
         ("bench07", "ab" * 8, 2, "t.py", 19, "check")
     assert event.deadline is not None and before + 120 <= event.deadline <= time.monotonic() + 120
     assert pause_event_of("b", PauseNotice(run_id="c", seq=1, file="f", line=1)).deadline is None
+
+
+def test_raise_nofile_limit_in_a_child_process() -> None:
+    """In a child (the limit is the process's): a soft limit of 32 rises to the hard one, a
+    lowered hard limit is respected, and soft == hard stays as it is."""
+    import subprocess
+    import sys
+
+    child = (
+        "import resource, sys\n"
+        "from client.fleet.fanout import raise_nofile_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "cap = int(sys.argv[1])\n"
+        "if cap:\n"
+        "    hard = cap\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), hard))\n"
+        "got = raise_nofile_limit()\n"
+        "print(got, *resource.getrlimit(resource.RLIMIT_NOFILE), hard)\n")
+    for cap, start in ((0, 32), (100, 32), (64, 64)):
+        done = subprocess.run([sys.executable, "-c", child, str(cap), str(start)],
+                              capture_output=True, text=True, timeout=60, check=True)
+        got, soft, hard_now, hard = (int(x) for x in done.stdout.split())
+        assert hard_now == hard
+        assert got == soft, done.stdout
+        if hard == resource_infinity():
+            assert soft in (65536, 10240)
+        else:
+            assert soft == hard, (cap, start, done.stdout)
+
+
+def resource_infinity() -> int:
+    import resource
+
+    return int(resource.RLIM_INFINITY)

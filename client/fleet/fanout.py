@@ -41,15 +41,29 @@ class FleetOptions:
     script: str = ""
 
 
-def raise_nofile_limit() -> None:
-    """A socket and a pipe or two per box: the soft limit (1024, macOS 256) goes to the hard."""
+# macOS refuses a soft RLIMIT_NOFILE above OPEN_MAX (10240) even when the hard limit is
+# unlimited (setrlimit raises ValueError): the second try.
+_OPEN_MAX = 10240
+_UNLIMITED_WISH = 65536
+
+
+def raise_nofile_limit() -> int:
+    """A socket and a pipe or two per box: the soft limit (1024, macOS 256) goes to the hard,
+    or as near as the system allows. Returns the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft == resource.RLIM_INFINITY:
+        return soft  # nothing to raise (and RLIM_INFINITY compares as -1 here)
+    unlimited = hard == resource.RLIM_INFINITY
+    wanted = max(soft, _UNLIMITED_WISH) if unlimited else hard
+    for target in dict.fromkeys((wanted, min(wanted, _OPEN_MAX))):  # in order, no repeat
+        if target <= soft:
+            break
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError):
-            pass  # macOS refuses above OPEN_MAX: the soft limit stays, which is still usable
+            continue  # above what this system takes: the next, smaller, try
+        return target
+    return soft
 
 
 class FleetRun:
@@ -93,7 +107,8 @@ class FleetRun:
         records.save(self.obj.config, self.fleet_id, self.fleet.expression,
                      [t.box for t in self.fleet.targets])
         self.terminal.say(f"lager: fleet {self.fleet_id}: {self.options.script} on "
-                          f"{self.fleet.folded} ({len(self.boxes)} boxes)")
+                          f"{self.fleet.folded} ({len(self.boxes)} box"
+                          f"{'' if len(self.boxes) == 1 else 'es'})")
         if sys.stdin is not None and not sys.stdin.closed and not self.shared.request.detach:
             threading.Thread(target=self._enter_reader, daemon=True,
                              name="lager-fleet-enter").start()
@@ -162,20 +177,29 @@ class FleetRun:
             self.shared.gathered.print(self.terminal)
         if self.shared.request.detach:
             return self._detached(rows)
-        if self.options.junit_xml:
-            from .junit import write_junit
-
-            write_junit(self.options.junit_xml, self.fleet_id, self.fleet, self.options.script,
-                        rows, {b.name: bytes(b.out.stderr_tail) for b in self.boxes},
-                        self.options.output_dir)
         for line in recap.render(rows, self.options.gather):
             self.terminal.say(line)
-        code = recap.exit_code(rows)
+        code = recap.interrupted_code(rows) if self.signals else recap.exit_code(rows)
+        if self.options.junit_xml and not self._write_junit(rows) and code == 0:
+            code = 1  # CI reads the report: a missing one must not pass as green
         if self.options.as_json:
             self.terminal.write(1, (recap.as_json(self.fleet_id, rows) + "\n").encode())
-        if self.signals and code == 0:
-            return 130
         return code
+
+    def _write_junit(self, rows: list[recap.Row]) -> bool:
+        """After the recap, so a report that cannot be written loses neither the recap nor
+        the scripts' exit code: one line instead."""
+        from .junit import write_junit
+
+        path = self.options.junit_xml or ""
+        try:
+            write_junit(path, self.fleet_id, self.fleet, self.options.script, rows,
+                        {b.name: bytes(b.out.stderr_tail) for b in self.boxes},
+                        self.options.output_dir)
+        except OSError as exc:
+            self.terminal.say(f"lager: --junit-xml {path}: not written: {exc.strerror or exc}")
+            return False
+        return True
 
     def _detached(self, rows: list[recap.Row]) -> int:
         """ISSUE-NOTES 15: the fleet id and the run ids on stdout."""

@@ -18,10 +18,9 @@ from typing import Any
 from lager import protocol
 from lager.errors import UsageError
 
-from ..config import Box
+from ..config import ENV_INVENTORY, Box
 
-ENV_INVENTORY = "LAGER_INVENTORY"
-_SKIP_GROUPS = frozenset({"all", "ungrouped"})
+_IMPLICIT_GROUPS = frozenset({"all", "ungrouped"})
 
 
 @dataclass
@@ -29,6 +28,7 @@ class Inventory:
     source: str
     boxes: dict[str, Box] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    implicit: dict[str, list[str]] = field(default_factory=dict)  # @all, @ungrouped
 
 
 def inventory_file(given: str | None) -> str | None:
@@ -93,13 +93,15 @@ def read(path: str) -> Inventory:
         inv.boxes[name] = Box(name=name, host=str(values.get("ansible_host") or name),
                               port=_port(values.get("lager_port", protocol.DEFAULT_PORT),
                                          name, path),
-                              user=str(values.get("lager_user") or "lager"))
+                              user=str(values.get("lager_user") or "lager"), inventory=path)
     # An empty group shows only as some group's child.
     named = {g for g in data if g != "_meta"}
     named |= {str(c) for entry in data.values() if isinstance(entry, dict)
               for c in entry.get("children", [])}
-    for group in sorted(named - _SKIP_GROUPS):
-        inv.groups[group] = sorted(_members(data, group, set()))
+    for group in sorted(named):
+        members = sorted(_members(data, group, set()))
+        (inv.implicit if group in _IMPLICIT_GROUPS else inv.groups)[group] = members
+    inv.implicit["all"] = sorted(inv.boxes)  # every host, whether or not a group names it
     if not inv.boxes:
         raise UsageError(f"--inventory {path}: the inventory names no hosts")
     return inv

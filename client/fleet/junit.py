@@ -2,8 +2,12 @@
 per box (unique per box: GitLab keeps only the first of a duplicate), properties first."""
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
+
+from lager.errors import UsageError
 
 from . import recap
 from .targets import Fleet
@@ -14,6 +18,20 @@ OUT_LIMIT = 4 * 1024  # system-out stays short and names the full log
 
 def _tail(data: bytes) -> str:
     return data[-BODY_LIMIT:].decode("utf-8", "replace")
+
+
+def check_writable(path: str) -> None:
+    """Before any box starts: a report that cannot be written is a usage error (exit 2), not a
+    surprise after the scripts ran."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--junit-xml {path}: is a directory; give a file name")
+    if not parent.is_dir():
+        raise UsageError(f"--junit-xml {path}: no such directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists()
+                                                    and not os.access(target, os.W_OK)):
+        raise UsageError(f"--junit-xml {path}: not writable")
 
 
 def write_junit(path: str, fleet_id: str, fleet: Fleet, script: str, rows: list[recap.Row],
@@ -42,8 +60,11 @@ def write_junit(path: str, fleet_id: str, fleet: Fleet, script: str, rows: list[
             case.result = [Skipped(row.reason or "never started")]
         where = f"{output_dir}/{row.box}.stdout" if output_dir else \
             f"lager python --reattach {row.run_id} --box {row.box}" if row.run_id else ""
-        case.system_out = (f"run {row.run_id} on {row.box}; full log: {where}"
-                           if where else f"{row.box}: no run")[:OUT_LIMIT]
+        if row.run_id:
+            told = f"run {row.run_id} on {row.box}; full log: {where}"
+        else:  # never started (unreachable, reserved, skipped): no run to name
+            told = f"{row.box}: no run" + (f"; output: {where}" if where else "")
+        case.system_out = told[:OUT_LIMIT]
         suite.add_testcase(case)
     xml = JUnitXml()
     xml.add_testsuite(suite)

@@ -85,11 +85,10 @@ class Terminal:
         self.write(2, text.encode() + b"\n")
 
     def status(self, text: str) -> None:
-        """The pause lines: redrawn in place on a terminal (the first, and how many more), else
-        printed when they change."""
-        if self.tty and "\n" in text:
-            first, *more = text.split("\n")
-            text = f"{first}  (+{len(more)} more breakpoint{'s' if len(more) > 1 else ''})"
+        """The pause lines, one per breakpoint: redrawn in place on a terminal (as many as
+        its height leaves room for, then how many more), else printed when they change."""
+        if self.tty and text:
+            text = "\n".join(_fit(text.split("\n"), self._size()[1]))
         with self.lock:
             if text == self._status:
                 return
@@ -100,13 +99,39 @@ class Terminal:
                 self._printed_status = text
             self._draw()
 
+    def _size(self) -> tuple[int, int]:
+        try:
+            size = os.get_terminal_size(self.err.fileno())
+        except (AttributeError, OSError, ValueError):
+            return 80, 24
+        # A terminal that reports no size (0x0, as a new pty) gets the usual 80x24.
+        return size.columns or 80, size.lines or 24
+
+    def _rows(self) -> int:
+        """The terminal rows the drawn status takes: a line wider than the terminal wraps."""
+        width = self._size()[0]
+        return sum(max(1, -(-len(line) // width)) for line in self._status.split("\n"))
+
     def _clear(self) -> None:
         if self.tty and self._status:
-            write_all(self.err, b"\r\x1b[K")
+            up = self._rows() - 1
+            write_all(self.err, b"\r\x1b[K" if up == 0 else f"\r\x1b[{up}A\x1b[J".encode())
 
     def _draw(self) -> None:
         if self.tty and self._status:
             write_all(self.err, self._status.encode())
+
+
+def _fit(lines: list[str], height: int) -> list[str]:
+    """At most height - 1 lines (the rest of the screen keeps the output above); the last of
+    them says how many breakpoints did not fit."""
+    room = max(1, height - 1)
+    if len(lines) <= room:
+        return lines
+    shown = lines[:room - 1] if room > 1 else lines[:1]
+    more = len(lines) - len(shown)
+    tail = f"(+{more} more breakpoint{'s' if more > 1 else ''})"
+    return [*shown, f"=== {tail}"] if room > 1 else [f"{shown[0]}  {tail}"]
 
 
 class Gathered:

@@ -101,7 +101,7 @@ class PauseBoard:
         for (file, line, label), events in sorted(by_where.items(),
                                                   key=lambda kv: -len(kv[1])):
             text = f'"{label}" ' if label else ""
-            others = f"(running: {', '.join(running)})  " if running else ""
+            others = f"(running: {fold(running)})  " if running else ""
             out.append(f"=== {len(events)}/{total} paused at {file}:{line} {text}{others}"
                        f"resume: Enter, or lager python --continue {self.fleet_id}")
         return out

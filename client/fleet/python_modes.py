@@ -113,6 +113,10 @@ def _run(ctx: click.Context, obj: LagerContext, kw: dict[str, Any], fleet: Fleet
     if kw["downloads"]:
         raise UsageError("--download takes one box; with a set, write results to stdout or "
                          "use --output-dir")
+    if kw["junit_xml"]:
+        from .junit import check_writable
+
+        check_writable(kw["junit_xml"])
     request = FleetRunRequest(
         upload=build_upload(kw["script"], kw["add_files"]), args=list(kw["args"]),
         env=environment, timeout=_parse_timeout(kw["timeout"]), detach=kw["detach"],

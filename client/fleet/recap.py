@@ -7,6 +7,7 @@ from typing import Any
 
 from lager import protocol
 
+from .. import EXIT_INTERRUPTED
 from .targets import fold
 
 OK, FAILED, TIMEOUT, KILLED = "ok", "failed", "timeout", "killed"
@@ -57,6 +58,16 @@ def exit_code(rows: list[Row]) -> int:
     if any(r.state == RESERVED for r in rows):
         return EXIT_RESERVED
     return 0
+
+
+def interrupted_code(rows: list[Row]) -> int:
+    """After Ctrl-C: the rows' own code when every box's run ended with a status (a script
+    that catches SIGINT and exits 0 gives 0, as on one box); 130 when a box never started or
+    was left before its run ended, since then nothing said how it went."""
+    code = exit_code(rows)
+    if code == 0 and any(r.state in (SKIPPED, WAITING) for r in rows):
+        return EXIT_INTERRUPTED
+    return code
 
 
 def _cells(row: Row, fold_ids: bool) -> list[str]:

@@ -82,13 +82,27 @@ def rewrite_box_id(argv: list[str]) -> list[str] | None:
 
 
 def wants_fleet(argv: list[str]) -> bool:
-    """The fleet path: a set `--box`, `--continue f-…|all`, `--kill f-…`, `--inventory`."""
+    """The fleet path: a set `--box`, `--continue f-…|all`, `--kill f-…`. An `--inventory`
+    alone is not one (ISSUE-NOTES 15): a plain name stays on today's path (inventory_to_env)."""
     if not argv or argv[0] in ("boxes", "groups"):
         return False  # config commands (their --group and --inventory are their own)
     if is_set_syntax(box_value(argv)):
         return True
     if any(v == "all" or is_fleet_id(v) for _, v in _values(argv, "--continue")):
         return True
-    if any(is_fleet_id(v) for _, v in _values(argv, "--kill")):
-        return True
-    return bool(_values(argv, "--inventory"))
+    return any(is_fleet_id(v) for _, v in _values(argv, "--kill"))
+
+
+def inventory_to_env(argv: list[str]) -> list[str]:
+    """The single-box path: `--inventory FILE` becomes $LAGER_INVENTORY (what the box lookup,
+    client/config.py, reads when a name is no lager box), and leaves the argv, so the flag and
+    the env var behave the same. Config commands keep theirs."""
+    given = _values(argv, "--inventory")
+    if not given or not argv or argv[0] in ("boxes", "groups"):
+        return argv
+    os.environ["LAGER_INVENTORY"] = given[-1][1]
+    drop: set[int] = set()
+    for index, _ in given:
+        joined = argv[index].startswith("--inventory=")
+        drop |= {index} if joined else {index - 1, index}
+    return [a for i, a in enumerate(argv) if i not in drop]

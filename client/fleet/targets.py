@@ -12,7 +12,8 @@ from . import groups as lager_groups
 from .inventory import Inventory, inventory_file
 from .inventory import read as read_inventory
 
-_GROUP_REF = re.compile(r"@([A-Za-z0-9_.:-]+)")
+# `@name` starts a group only at the start of a term: `user@host` (#12) is one box.
+_GROUP_REF = re.compile(r"(?:^|[,&!^\s])@([A-Za-z0-9_.:-]+)")
 
 
 @dataclass
@@ -75,6 +76,8 @@ def resolve(config: Config, expression: str, inventory_path: str | None = None) 
     path = inventory_file(inventory_path)
     inventory = read_inventory(path) if path else None
     defined = all_groups(config, inventory)
+    if inventory is not None:  # Ansible's own @all and @ungrouped, which `lager groups` omits
+        defined = {**inventory.implicit, **defined}
     for name in _GROUP_REF.findall(expression):
         if name not in defined:
             known = ", ".join(f"@{g}" for g in sorted(defined)) or "none yet"
