@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import click
 
-from lager import protocol
+from lager import heap, protocol
 from lager.errors import LagerError
 
 from . import sdnotify
@@ -25,6 +25,9 @@ from .state import DEFAULT_STATE_DIR, StateDir
 
 DEFAULT_LISTEN = f"0.0.0.0:{protocol.DEFAULT_PORT}"
 _T = TypeVar("_T")
+# Buffers under 4 MiB from the heap, and up to 32 MiB of it kept free after a burst: what the
+# agent, which lives long and serves many channels, may hold for the next one.
+AGENT_MMAP_THRESHOLD, AGENT_TRIM_THRESHOLD = 4 * 1024 * 1024, 32 * 1024 * 1024
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -105,6 +108,8 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     # would bury everything else. The agent logs what matters itself (auth, refusals, drops).
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     _raise_fd_limit()
+    # Run streams pass 256 KiB packets and 1 MiB records through the heap: keep it (lager/heap.py).
+    heap.keep_freed_memory(AGENT_MMAP_THRESHOLD, AGENT_TRIM_THRESHOLD)
     try:
         asyncio.run(_serve(StateDir(state_dir), Serving(
             host, port, bench_file, name, limits, run_as, groups, host_cert, replace,

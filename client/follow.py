@@ -35,6 +35,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, BinaryIO
 
+from lager import heap, protocol
 from lager.errors import ConnectionFailed
 from lager.protocol.channel import Enter, Signal, Stop
 from lager.protocol.codec import Message
@@ -221,6 +222,9 @@ class Follower:
         # What is loaded now (paramiko, click, crypto) lives as long as we do: out of the
         # collector's way, so its full passes while output streams don't walk all of it.
         gc.freeze()
+        # The read path's buffers (up to the 16 MiB window at once) stay in the heap instead of
+        # being page-faulted in again for every read (lager/heap.py).
+        heap.keep_freed_memory(heap.MMAP_MAX, 2 * protocol.CLIENT_WINDOW)
         if self.read_stdin and sys.stdin is not None and not sys.stdin.closed:
             threading.Thread(target=self._forward_enter, args=(sys.stdin.fileno(),),
                              daemon=True, name="lager-enter").start()

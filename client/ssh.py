@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import AuthFailed, ConnectionFailed
 
-from . import known_hosts
+from . import chan_buffer, known_hosts
 from .config import (
     DEFAULT_CONNECT_TIMEOUT,
     ENV_CONNECT_TIMEOUT,
@@ -147,6 +147,8 @@ def _transport_class() -> Any:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self._service_accepted = threading.Event()
             super().__init__(*args, **kwargs)
+            # Received data kept as packets, not copied into one array (client/chan_buffer.py).
+            self._channels = chan_buffer.channel_map(paramiko)
 
         def _parse_service_accept(self, m: Any) -> None:
             super()._parse_service_accept(m)
