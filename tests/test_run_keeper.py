@@ -137,8 +137,8 @@ try:
     s.shutdown(socket.SHUT_WR)
     while chunk := s.recv(65536):
         reply += chunk
-except ConnectionResetError:
-    pass  # closed on us unread: no answer either
+except (ConnectionResetError, BrokenPipeError):
+    pass  # closed on us before or while we wrote (the peer check is instant): no answer either
 print("REPLY", reply.decode() or "<none>")
 """
 
