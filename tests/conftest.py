@@ -236,6 +236,12 @@ def pids_with_cmdline(*needles: str) -> list[int]:
     return found
 
 
+def keeper_processes(client: Client) -> list[int]:
+    """The connection keepers (client/mux.py) of this laptop, by its config dir."""
+    return sorted(set(pids_with_cmdline("client.mux"))
+                  & set(pids_with_env(f"LAGER_CONFIG_DIR={client.config_dir}\0")))
+
+
 def descendants_of(root: int) -> list[int]:
     from box_agent.monitor.process import descendants
 

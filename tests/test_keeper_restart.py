@@ -16,8 +16,8 @@ import pytest
 from conftest import (
     Agent,
     Client,
+    keeper_processes,
     make_client,
-    pids_with_cmdline,
     start_agent,
     start_run,
     wait_for,
@@ -59,18 +59,6 @@ def pause_of(client: Client, run_id: str) -> int | None:
     return row["pause"]["seq"] if row["state"] == "paused" else None
 
 
-def keepers(client: Client) -> list[int]:
-    return [pid for pid in pids_with_cmdline("client.mux")
-            if str(client.config_dir).encode() in _environ(pid)]
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return b""
-
-
 def keeper_socket(client: Client) -> bool:
     mux_dir = client.config_dir / "mux"
     return mux_dir.exists() and any(mux_dir.glob("*.sock"))
@@ -81,7 +69,7 @@ def spare_ready(client: Client) -> bool:
     threads are its main one, its transport's and its console server's; a request's thread
     and the one opening the next spare are gone. A request sent now goes out at once, so
     holding the link holds its answer, not the channel's opening."""
-    found = keepers(client)
+    found = keeper_processes(client)
     return keeper_socket(client) and len(found) == 1 and \
         len(list(Path(f"/proc/{found[0]}/task").iterdir())) == 3
 
@@ -114,7 +102,7 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
     try:
         run_id = detached_pauser(tmp_path, laptop)
         # The keeper the --list calls left (a spare one started meanwhile sees it and goes).
-        [keeper] = wait_for(lambda: len(keepers(laptop)) == 1 and keepers(laptop),
+        [keeper] = wait_for(lambda: len(keeper_processes(laptop)) == 1 and keeper_processes(laptop),
                             what="one keeper")
 
         box = laptop.agent = restart(box, how)
@@ -127,7 +115,7 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
         # The keeper logged in again (the same process: no second keeper), so the next
         # requests need no handshake.
         wait_for(lambda: keeper_serves_again(laptop, box), 30, what="the keeper back")
-        assert keepers(laptop) == [keeper]
+        assert keeper_processes(laptop) == [keeper]
         before = logins(box)
         again = laptop.run("python", "--continue", run_id[:8])
         assert again.returncode == 0 and again.stderr == "", again.stderr
@@ -146,7 +134,7 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
         wait_for(lambda: rows(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
     finally:
         box.stop()
-    wait_for(lambda: not keepers(laptop), 30, what="the keeper to go with its box")
+    wait_for(lambda: not keeper_processes(laptop), 30, what="the keeper to go with its box")
 
 
 @pytest.mark.parametrize("how", HOW)
@@ -317,7 +305,7 @@ def test_a_box_gone_for_good_fails_after_a_bounded_wait_and_its_keeper_goes(
     lines = listed.stderr.splitlines()
     assert lines[-1].startswith("Error: ") and len(lines) <= 3, listed.stderr
     assert all(line.startswith("lager: ") for line in lines[:-1]), listed.stderr
-    wait_for(lambda: not keepers(laptop), 30, what="the keeper to give up")
+    wait_for(lambda: not keeper_processes(laptop), 30, what="the keeper to give up")
 
 
 @pytest.mark.parametrize("line", ["abc#", "abc#x", "#1", "abc#1#2"])

@@ -15,8 +15,8 @@ from conftest import (
     Client,
     LiveRun,
     cannot_run,
+    keeper_processes,
     make_client,
-    pids_with_cmdline,
     start_agent,
     start_run,
     wait_for,
@@ -35,18 +35,6 @@ def connections(client: Client) -> int:
 def keeper_sockets(client: Client) -> list[Path]:
     mux = client.config_dir / "mux"
     return sorted(mux.glob("*.sock")) if mux.exists() else []
-
-
-def keeper_processes(client: Client) -> list[int]:
-    return [p for p in pids_with_cmdline("client.mux")
-            if str(client.config_dir).encode() in _environ(p)]
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return b""
 
 
 def pauses(run: LiveRun) -> int:

@@ -17,6 +17,7 @@ from lager.protocol.channel import InstrumentRequest
 
 from .. import instrument_views as views
 from ..context import LagerContext, box_option, pass_ctx
+from .option_scan import option_arities, option_arity
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
@@ -47,11 +48,7 @@ class KindCommand(click.Command):
     still click's usage error."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        takes_value: dict[str, bool] = {}
-        for param in self.get_params(ctx):
-            if isinstance(param, click.Option):
-                for name in (*param.opts, *param.secondary_opts):
-                    takes_value[name] = not (param.is_flag or param.count)
+        takes_value = option_arities(self, ctx)
         i = 0
         while i < len(args):
             token = args[i]
@@ -60,10 +57,7 @@ class KindCommand(click.Command):
                 break
             if not token.startswith("-") or token == "-" or is_number(token):
                 continue
-            name, eq, _ = token.partition("=")
-            if name not in takes_value:
-                raise click.NoSuchOption(name, ctx=ctx)
-            i += 1 if takes_value[name] and not eq else 0
+            i += option_arity(token, takes_value, ctx)
         return super().parse_args(ctx, args)
 
 

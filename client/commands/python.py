@@ -21,6 +21,7 @@ from lager.errors import LagerError, RemoteError, UsageError
 
 from ..context import LagerContext, box_option
 from ..run_views import format_runs
+from .option_scan import option_arities, option_arity
 
 MODES = ("continue_id", "console_id", "reattach_id", "kill_id", "list_runs", "kill_all")
 _MODE_FLAGS = "--continue, --console, --reattach, --kill, --kill-all, --list"
@@ -30,34 +31,14 @@ class ScriptCommand(click.Command):
     """Refuses an option that is not lager's before the script; click does the rest."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        takes_value: dict[str, bool] = {}
-        for param in self.get_params(ctx):
-            if isinstance(param, click.Option):
-                for name in (*param.opts, *param.secondary_opts):
-                    takes_value[name] = not (param.is_flag or param.count)
+        takes_value = option_arities(self, ctx)
         i = 0
         while i < len(args):
             token = args[i]
             if token == "--" or not token.startswith("-") or token == "-":
                 break  # the script (or `--`): what follows may be the script's
-            i += 1 + _option_arity(token, takes_value, ctx)
+            i += 1 + option_arity(token, takes_value, ctx)
         return super().parse_args(ctx, args)
-
-
-def _option_arity(token: str, takes_value: dict[str, bool], ctx: click.Context) -> int:
-    """How many more tokens an option of lager's takes; a usage error for any other option."""
-    if token.startswith("--"):
-        name, eq, _ = token.partition("=")
-        if name in takes_value:
-            return 1 if takes_value[name] and not eq else 0
-        raise click.NoSuchOption(name, ctx=ctx)
-    for j, char in enumerate(token[1:], start=1):  # a cluster of short options: -dp 8080
-        name = "-" + char
-        if name not in takes_value:
-            raise click.NoSuchOption(name, ctx=ctx)
-        if takes_value[name]:
-            return 0 if j + 1 < len(token) else 1
-    return 0
 
 
 def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
