@@ -14,6 +14,7 @@ from ..kinds.supply import SupplyDriver, SupplyState
 _CC, _CV = 1, 2
 # The five models in the firmware (:BATT:MOD:RCL <name>, manual 7-35), as the manual spells them.
 BUILTIN_MODELS = ("LI-ION4_2", "NIMH1_2", "NICD1_2", "LEAD-ACID12", "NIMH12")
+DISCHARGE = "discharge"
 # The battery parameters (lager.bench.kinds.battery) and the :BATT:SIM node that holds each.
 _PARAMS = {"soc": ("SOC", "{:.2f}"), "voc": ("VOC", "{:.4f}"),
            "voltage_full": ("VOC:FULL", "{:.4f}"), "voltage_empty": ("VOC:EMPT", "{:.4f}"),
@@ -161,11 +162,13 @@ class Keithley2281SBattery(BatteryDriver):
         return self.get_param("current_limit")
 
     def set_model(self, model: str) -> None:
-        """A memory slot (1-9) or a built-in model name such as LI-ION4_2."""
-        self._set(f":BATT:MOD:RCL {model}")
+        """A memory slot (1-9), a built-in model name such as LI-ION4_2, or 'discharge' (the
+        discharge mode, slot 0 on the simulated 2281S)."""
+        self._set(f":BATT:MOD:RCL {'0' if model == DISCHARGE else model}")
 
     def get_model(self) -> str:
-        return self._q(":BATT:MOD:RCL?")
+        model = self._q(":BATT:MOD:RCL?")
+        return DISCHARGE if model == "0" else model
 
     def terminal_voltage(self) -> float:
         return self._f(":BATT:SIM:TVOL?")

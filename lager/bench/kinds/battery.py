@@ -16,8 +16,8 @@ from .spec import NUMBER, WORD, Kind, Verb
 # The real lager's model names (docs: reference/python/battery, model()), to memory slots.
 MODEL_ALIASES = {"18650": "1", "liion": "1", "lithium": "1", "nimh": "2", "nickel": "2",
                  "nicd": "3", "nicad": "3", "lead": "4", "leadacid": "4", "sla": "4"}
-# 'discharge' (slot 0) is the instrument's idle default, not a stored model: the 2281S has no
-# SCPI recall for it (its manual takes slots 1-9), so asking for it is already satisfied.
+# 'discharge' (slot 0): the instrument's discharge mode, always there (docs: "always
+# available"); its Voc falls evenly from voltage_full to voltage_empty.
 DISCHARGE = ("discharge", "0")
 
 
@@ -206,7 +206,7 @@ class BatteryNet(Net):
         token = str(partnumber).strip()
         key = token.lower().replace("-", "").replace("_", "")
         if token.lower() in DISCHARGE:
-            return None
+            token = DISCHARGE[0]
         self._driver.set_model(MODEL_ALIASES.get(key, token))
         return None
 
