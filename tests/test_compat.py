@@ -510,7 +510,9 @@ print(json.dumps({"got": got, "models": models, "reads": reads, "soc": kept.soc,
     assert out["got"] == ["static", "1", 80.0, 3.9, 4.2, 3.0, 2.5, 1.5, 4.4, 2.0]
     assert out["reads"] == ["float"] * 3 and out["soc"] == 50.0 and out["enabled"] is True
     assert out["errors"][0] == "battery1: mode 'sideways' is not 'static' or 'dynamic'"
-    assert out["errors"][1].startswith("battery1: k2281s refused ':BATT:MOD:RCL 4': 706,")
+    assert out["errors"][1] == (
+        "battery1: no model 'lead-acid' (slot 4); the instrument holds 1, 2, 3, LI-ION4_2, "
+        "NIMH1_2, NICD1_2, LEAD-ACID12, NIMH12; 'discharge' is always available")
 
 
 def test_net_api(box: Client, tmp_path: Path) -> None:

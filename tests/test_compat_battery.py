@@ -1,15 +1,18 @@
 """Compatibility tier, the simulated 2281S's battery models as the real lager's scripts lean on
 them: 'discharge' is a model of its own (slot 0 here), and in static mode a Voc beyond the
 recalled model's curve is held rather than refused. Spoken in raw SCPI from the 2281S
-reference manual through pyvisa-py (code we did not write), against the real simulator."""
+reference manual through pyvisa-py (code we did not write), against the real simulator; and
+a model the instrument does not hold, asked for by a script and by the CLI on a real box."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pyvisa
-from conftest import simulator
+from conftest import Client, make_client, simulator, start_agent, write_script
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +83,54 @@ def test_discharge_model_is_slot_zero_and_keeps_the_voc(k: Any) -> None:
         assert k.query(":BATT:SIM:VOC?") == voc
     k.write(":BATT:MOD:RCL 7")  # an empty slot is still refused (manual: 706)
     assert errors(k) == ['706,"Battery model is empty"']
+
+
+HELD = ("1, 2, 3, LI-ION4_2, NIMH1_2, NICD1_2, LEAD-ACID12, NIMH12; 'discharge' is always "
+        "available")
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    agent = start_agent(tmp_path_factory.mktemp("battery-box") / "state")
+    try:
+        yield make_client(tmp_path_factory.mktemp("battery-laptop"), agent)
+    finally:
+        agent.stop()
+
+
+def test_a_model_the_instrument_lacks_lists_what_it_holds(box: Client, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "models.py", """
+import json
+from lager import Net, NetType, LagerError
+
+batt = Net.get('battery1', type=NetType.Battery)
+batt.set_mode_battery()
+errors = []
+for name in ('foo', 'sla', 7):
+    try:
+        batt.model(name)
+    except LagerError as e:
+        errors.append(str(e))
+catalog = batt.model_catalog()
+batt.model('nimh')
+batt.enable()
+try:
+    batt.model('LI-ION4_2')    # held, but not while the simulation runs: the instrument's words
+except LagerError as e:
+    errors.append(str(e))
+batt.disable()
+print(json.dumps({"errors": errors, "catalog": catalog}))
+""")
+    ran = box.run("python", str(script))
+    assert ran.returncode == 0, ran.stderr
+    out = json.loads(ran.stdout.splitlines()[-1])
+    assert out["errors"] == [
+        f"battery1: no model 'foo'; the instrument holds {HELD}",
+        f"battery1: no model 'sla' (slot 4); the instrument holds {HELD}",
+        f"battery1: no model '7'; the instrument holds {HELD}",
+        "battery1: k2281s refused ':BATT:MOD:RCL LI-ION4_2': 704,\"Not permitted while battery "
+        "model is running\""]
+    assert out["catalog"] == HELD.split("; ")[0].split(", ")
+    cli = box.run("battery", "battery1", "model", "foo")
+    assert cli.returncode == 1 and cli.stdout == ""
+    assert cli.stderr == f"Error: battery1: no model 'foo'; the instrument holds {HELD}\n"

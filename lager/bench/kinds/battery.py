@@ -116,7 +116,7 @@ class BatteryNet(Net):
     voltage_full = _param("voltage_full", "V", 0, None, "{:g} V")
     voltage_empty = _param("voltage_empty", "V", 0, None, "{:g} V")
     capacity = _param("capacity", "Ah", 1e-9, None, "{:g} Ah")
-    current_limit = _param("current_limit", "A", 0, None, "{:g} A")
+    current_limit = _param("current_limit", "A", 0.001, 6.0, "{:g} A")  # docs: 0.001-6 A
     ovp = _param("ovp", "V", 0, None, "{:g} V")
     ocp = _param("ocp", "A", 0, None, "{:g} A")
 
@@ -207,7 +207,16 @@ class BatteryNet(Net):
         key = token.lower().replace("-", "").replace("_", "")
         if token.lower() in DISCHARGE:
             token = DISCHARGE[0]
-        self._driver.set_model(MODEL_ALIASES.get(key, token))
+        wanted = MODEL_ALIASES.get(key, token)
+        try:
+            self._driver.set_model(wanted)
+        except NetError:
+            held = self._driver.models()
+            if wanted.upper() in held:
+                raise  # refused for another reason (the simulation runs...): its own words
+            slot = f" (slot {wanted})" if wanted != token else ""
+            raise NetError(f"{self.name}: no model {token!r}{slot}; the instrument holds "
+                           f"{', '.join(held)}; 'discharge' is always available") from None
         return None
 
     def models(self) -> list[str]:
@@ -215,6 +224,10 @@ class BatteryNet(Net):
         found = self._driver.models()
         say("\n".join(found))
         return found
+
+    def model_catalog(self) -> list[str]:
+        """The docs' name for models()."""
+        return self.models()
 
     def enable(self) -> None:
         self._driver.set_output(True)
