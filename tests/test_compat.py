@@ -395,8 +395,31 @@ def test_examples_for_kinds_this_bench_lacks_fail_in_one_line(box: Client, tmp_p
     result = run_script(box, tmp_path, "from lager import Net, NetType\nprint('imported')\n"
                         + script)
     assert result.returncode == 1 and result.stdout == "imported\n"
-    assert result.stderr.splitlines()[-1].startswith(
-        f"lager.errors.NoSuchNetType: this box has no {net_type} nets, so no ")
+    name = script.split("'")[1]
+    assert result.stderr == (f"lager: this box has no {net_type} nets, so no {name!r} (it has "
+                             "PowerSupply, Battery, ADC, ELoad nets)\n")
+
+
+def test_uncaught_lager_errors_are_one_line_and_others_keep_their_traceback(
+        box: Client, tmp_path: Path) -> None:
+    led = run_script(box, tmp_path, "from lager import Net, NetType\n"
+                     "Net.get('LED', NetType.GPIO)\n")
+    assert (led.returncode, led.stdout) == (1, "")
+    assert led.stderr == ("lager: this box has no GPIO nets, so no 'LED' (it has PowerSupply, "
+                          "Battery, ADC, ELoad nets)\n")
+    refused = run_script(box, tmp_path, "from lager import Net, NetType\n"
+                         "Net.get('supply2', NetType.PowerSupply).set_voltage(99)\n")
+    assert refused.returncode == 1
+    assert refused.stderr == ("lager: supply2: dp821 refused ':SOUR1:VOLT 99.000': -222,\"Data "
+                              "out of range; 99 not in 0 to 60\"\n"
+                              "lager: safe state: supply2 off\n")  # #15, as the run failed
+    other = run_script(box, tmp_path, "import lager\nraise KeyError('not ours')\n")
+    assert other.returncode == 1 and other.stderr.startswith("Traceback (most recent call last)")
+    assert other.stderr.endswith("KeyError: 'not ours'\n")
+    hooked = run_script(box, tmp_path, "import sys\nimport lager\n"
+                        "sys.excepthook = lambda *a: print('their hook', file=sys.stderr)\n"
+                        "lager.Net.get('nope')\n")
+    assert (hooked.returncode, hooked.stderr) == (1, "their hook\n")  # a script's own hook wins
 
 
 # --------------------------------------------------------------------------- every method
