@@ -2,9 +2,8 @@
 
 The scripts are the real lager's documented examples (docs.lagerdata.com, reference/python:
 supply, battery, adc, net, eload and the overview) call for call: the same methods, in the same
-order, with the same arguments and the same use of what they return. Only the net names are
-this bench's, and the comments and printed wording are ours (the docs' text is not ours to
-copy). The commands are the documented spellings of `lager python`, `lager supply`,
+order, with the same arguments, the same use of what they return and the same print lines.
+Only the net names are this bench's (and the comments are ours). The commands are the documented spellings of `lager python`, `lager supply`,
 `lager battery` and `lager boxes`. Real parts only: a box of our own, its simulated bench.
 """
 from __future__ import annotations
@@ -51,12 +50,12 @@ psu.set_voltage(3.3)
 psu.set_current(0.5)
 psu.enable()
 
-print(f"V {psu.voltage():.2f}")
-print(f"I {psu.current():.3f}")
-print(f"P {psu.power():.3f}")
+print(f"Voltage: {psu.voltage():.2f}V")
+print(f"Current: {psu.current():.3f}A")
+print(f"Power: {psu.power():.3f}W")
 
 psu.disable()
-""", [r"V 3\.30", r"I 0\.3(30|29)", r"P 1\.0\d\d"]),
+""", [r"Voltage: 3\.30V", r"Current: 0\.3(30|29)A", r"Power: 1\.0\d\dW"]),
     "supply: protection thresholds": ("""\
 from lager import Net, NetType
 import time
@@ -67,18 +66,18 @@ psu.set_current(0.5)
 psu.set_ovp(5.5)
 psu.set_ocp(0.6)
 psu.enable()
-print("on")
+print("Power enabled")
 
 time.sleep(1)
 if psu.is_ocp():
-    print("OCP tripped; clearing")
+    print("OCP fault! Clearing...")
     psu.clear_ocp()
 if psu.is_ovp():
-    print("OVP tripped; clearing")
+    print("OVP fault! Clearing...")
     psu.clear_ovp()
 
 psu.disable()
-""", [r"on"]),
+""", [r"Power enabled"]),
     "supply: full state inspection": ("""\
 from lager import Net, NetType
 
@@ -107,13 +106,13 @@ batt.capacity(2.5)
 
 batt.enable()
 batt.print_state()
-print(f"terminal {batt.terminal_voltage()}")
+print(f"Terminal voltage: {batt.terminal_voltage()}V")
 batt.disable()
 """, [r"Enabled: ON", r"Mode: static", r"Model: discharge", r"Terminal Voltage: 3\.69\d\d V",
       r"Current: 0\.0500 A", r"ESR: 0\.1000 ohm", r"SOC: 18\.5 %", r"VOC: 3\.7000 V",
       r"Voltage Range: 0\.0000 V - 20\.0000 V", r"Capacity: 2\.5000 Ah",
       rf"Current Limit: {NUMBER} A", rf"OCP Limit: {NUMBER} A", r"    OCP Tripped: NO",
-      rf"OVP Limit: {NUMBER} V", r"    OVP Tripped: NO", r"terminal 3\.69\d*"]),
+      rf"OVP Limit: {NUMBER} V", r"    OVP Tripped: NO", r"Terminal voltage: 3\.69\d*V"]),
     "battery: discharge by steps": ("""\
 from lager import Net, NetType
 import time
@@ -133,11 +132,12 @@ for soc_level in [100, 75, 50, 25, 10]:
     batt.soc(soc_level)
     time.sleep(0.5)
     v = batt.terminal_voltage()
-    print(f"{soc_level} {v:.2f}")
+    print(f"SOC: {soc_level}%, Terminal: {v:.2f}V")
 
 batt.disable()
-""", [r"100 4\.(19|20)", r"75 3\.(89|90)", r"50 3\.(59|60)", r"25 3\.(29|30)",
-      r"10 3\.1[12]"]),  # discharge mode: Voc falls evenly from 4.2 V to 3 V
+""", [r"SOC: 100%, Terminal: 4\.(19|20)V", r"SOC: 75%, Terminal: 3\.(89|90)V",
+      r"SOC: 50%, Terminal: 3\.(59|60)V", r"SOC: 25%, Terminal: 3\.(29|30)V",
+      r"SOC: 10%, Terminal: 3\.1[12]V"]),  # discharge mode: Voc falls evenly from 4.2 V to 3 V
     "battery: protection monitoring": ("""\
 from lager import Net, NetType
 
@@ -150,20 +150,20 @@ batt.ovp(4.3)
 batt.ocp(2.0)
 batt.enable()
 
-print(f"V {batt.terminal_voltage():.2f}")
-print(f"I {batt.current():.3f}")
+print(f"Voltage: {batt.terminal_voltage():.2f}V")
+print(f"Current: {batt.current():.3f}A")
 
 batt.clear_ovp()
 batt.clear_ocp()
 batt.disable()
-""", [r"V 3\.(69|70)", r"I 0\.050"]),
+""", [r"Voltage: 3\.(69|70)V", r"Current: 0\.050A"]),
     "adc: single reading": ("""\
 from lager import Net, NetType
 
 sensor = Net.get('adc1', type=NetType.ADC)   # the docs' 'TEMP_SENSOR'
 voltage = sensor.input()
-print(f"{voltage:.3f}")
-""", [r"-10\.60\d"]),
+print(f"Sensor voltage: {voltage:.3f}V")
+""", [r"Sensor voltage: -10\.60\dV"]),
     "adc: several sensors": ("""\
 from lager import Net, NetType
 
@@ -174,29 +174,31 @@ sensors = {
 }
 for name, sensor in sensors.items():
     voltage = sensor.input()
-    print(f"{name} {voltage:.3f}")
-""", [r"TEMP -10\.60\d", r"CURRENT -10\.60\d", rf"BATTERY {NUMBER}"]),
+    print(f"{name}: {voltage:.3f}V")
+""", [r"TEMP: -10\.60\dV", r"CURRENT: -10\.60\dV", rf"BATTERY: {NUMBER}V"]),
     "net: list and use nets": ("""\
 from lager import Net, NetType
 
-for net in Net.list_saved():
-    print(f"{net['name']} {net['role']}")
+nets = Net.list_saved()
+print("Available nets:")
+for net in nets:
+    print(f"  {net['name']}: {net['role']}")
 
 psu = Net.get('supply2', type=NetType.PowerSupply)
 psu.set_voltage(3.3)
 psu.enable()
-""", [r"supply1 power-supply", r"battery1 battery", r"supply2 power-supply",
-      r"supply3 power-supply", r"adc1 adc", r"adc2 adc", r"adc3 adc", r"adc4 adc",
-      r"load1 eload"]),
+""", ["Available nets:", r"  supply1: power-supply", r"  battery1: battery",
+      r"  supply2: power-supply", r"  supply3: power-supply", r"  adc1: adc", r"  adc2: adc",
+      r"  adc3: adc", r"  adc4: adc", r"  load1: eload"]),
     "overview: list available nets": ("""\
 from lager import Net
 
 nets = Net.list_saved()
 for net in nets:
-    print(f"{net['name']} is {net['role']}")
-""", [r"supply1 is power-supply", r"battery1 is battery", r"supply2 is power-supply",
-      r"supply3 is power-supply", r"adc1 is adc", r"adc2 is adc", r"adc3 is adc",
-      r"adc4 is adc", r"load1 is eload"]),
+    print(f"{net['name']}: {net['role']}")
+""", [r"supply1: power-supply", r"battery1: battery", r"supply2: power-supply",
+      r"supply3: power-supply", r"adc1: adc", r"adc2: adc", r"adc3: adc", r"adc4: adc",
+      r"load1: eload"]),
     "overview: control a power supply": ("""\
 from lager import Net, NetType
 
@@ -204,27 +206,27 @@ psu = Net.get('supply2', type=NetType.PowerSupply)
 psu.set_voltage(3.3)
 psu.set_current(0.5)
 psu.enable()
-print(f"V {psu.voltage()}")
-print(f"I {psu.current()}")
+print(f"Voltage: {psu.voltage()}V")
+print(f"Current: {psu.current()}A")
 psu.disable()
-""", [r"V 3\.(3|29)\d*", r"I 0\.3(3|29)\d*"]),
+""", [r"Voltage: 3\.(3|29)\d*V", r"Current: 0\.3(3|29)\d*A"]),
     "overview: read an adc": ("""\
 from lager import Net, NetType
 
 adc = Net.get('adc1', type=NetType.ADC)   # the docs' 'SENSOR'
 voltage = adc.input()
-print(f"read {voltage}")
-""", [rf"read {NUMBER}"]),
+print(f"Voltage: {voltage}V")
+""", [rf"Voltage: {NUMBER}V"]),
     "overview: error handling": ("""\
 from lager import Net, NetType, InvalidNetError
 
 try:
     net = Net.get('INVALID_NET', NetType.Analog)
 except InvalidNetError as e:
-    print(f"not found: {e}")
+    print(f"Net not found: {e}")
 except Exception as e:
-    print(f"other error: {e}")
-""", [r"not found: this box has no Analog nets, so no 'INVALID_NET' \(it has PowerSupply, "
+    print(f"Error: {e}")
+""", [r"Net not found: this box has no Analog nets, so no 'INVALID_NET' \(it has PowerSupply, "
       r"Battery, ADC, ELoad nets\)"]),
     "eload: constant current": ("""\
 from lager import Net, NetType
@@ -234,12 +236,12 @@ eload.mode('CC')
 eload.current(0.5)
 eload.enable()
 
-print(f"V {eload.measured_voltage():.2f}")
-print(f"I {eload.measured_current():.3f}")
-print(f"P {eload.measured_power():.3f}")
+print(f"Voltage: {eload.measured_voltage():.2f}V")
+print(f"Current: {eload.measured_current():.3f}A")
+print(f"Power: {eload.measured_power():.3f}W")
 
 eload.disable()
-""", [r"V 5\.00", r"I 0\.(500|499)", r"P 2\.(50|49)\d"]),
+""", [r"Voltage: 5\.00V", r"Current: 0\.(500|499)A", r"Power: 2\.(50|49)\dW"]),
     "eload: battery discharge test": ("""\
 from lager import Net, NetType
 import time
@@ -252,14 +254,16 @@ eload.enable()
 for i in range(30):
     v = eload.measured_voltage()
     i_curr = eload.measured_current()
-    print(f"{v:.2f} {i_curr:.3f}")
+    print(f"V={v:.2f}V, I={i_curr:.3f}A")
+
     if v < 3.0:
-        print("cut off")
+        print("Discharge cutoff reached")
         break
+
     time.sleep(1)
 
 eload.disable()
-""", [r"0\.00 0\.000", r"cut off"]),
+""", [r"V=0\.00V, I=0\.000A", r"Discharge cutoff reached"]),
     "eload: power efficiency": ("""\
 from lager import Net, NetType
 
@@ -276,13 +280,13 @@ eload.enable()
 p_in = 12.0 * psu.measured_current()
 p_out = eload.measured_power()
 efficiency = (p_out / p_in) * 100 if p_in > 0 else 0
-print(f"in {p_in:.2f}")
-print(f"out {p_out:.2f}")
-print(f"efficiency {efficiency:.1f}")
+print(f"Input: {p_in:.2f}W")
+print(f"Output: {p_out:.2f}W")
+print(f"Efficiency: {efficiency:.1f}%")
 
 eload.disable()
 psu.disable()
-""", [r"in 20\.\d\d", r"out 6\.00", r"efficiency 29\.\d"]),
+""", [r"Input: 20\.\d\dW", r"Output: 6\.00W", r"Efficiency: 29\.\d%"]),
 }
 
 # The long ones (they sleep through ten samples) run side by side, on separate instruments.
@@ -300,11 +304,11 @@ for sample in range(10):
     v = psu.voltage()
     i = psu.current()
     p = psu.power()
-    print(f"{v:.2f} {i:.3f} {p:.3f}")
+    print(f"V={v:.2f}V, I={i:.3f}A, P={p:.3f}W")
     time.sleep(1)
 
 psu.disable()
-""", [r"3\.30 0\.3(30|29) 1\.0\d\d"] * 10),
+""", [r"V=3\.30V, I=0\.3(30|29)A, P=1\.0\d\dW"] * 10),
     "adc: continuous monitoring": ("""\
 from lager import Net, NetType
 import time
@@ -312,9 +316,9 @@ import time
 battery = Net.get('adc4', type=NetType.ADC)   # the docs' 'BATTERY_SENSE'
 for i in range(10):
     voltage = battery.input()
-    print(f"{voltage:.2f}")
+    print(f"Battery: {voltage:.2f}V")
     time.sleep(1)
-""", [r"-?\d\.\d\d"] * 10),
+""", [r"Battery: -?\d+\.\d\dV"] * 10),
     "adc: data logging": ("""\
 from lager import Net, NetType
 import time
