@@ -690,6 +690,19 @@ def test_enabling_asks_on_a_terminal_unless_yes(box: Client) -> None:
     box.run("supply", "supply2", "disable")
 
 
+def test_enabling_the_battery_asks_on_a_terminal_unless_yes(box: Client) -> None:
+    assert _json(box, "battery", "battery1", "disable")["enabled"] is False
+    code, text = _on_a_terminal(box, ["battery", "battery1", "enable"], b"n\n")
+    assert code == 1 and "Enable Net? [y/N]" in text and "not confirmed" in text
+    assert _json(box, "battery", "battery1")["enabled"] is False
+    code, text = _on_a_terminal(box, ["battery", "battery1", "enable"], b"y\n")
+    assert code == 0 and "battery1: on " in text
+    assert _json(box, "battery", "battery1", "disable")["enabled"] is False
+    code, text = _on_a_terminal(box, ["battery", "battery1", "enable", "--yes"], None)
+    assert code == 0 and "[y/N]" not in text and "battery1: on " in text
+    box.run("battery", "battery1", "disable")
+
+
 ARGV_SCRIPT = """\
 import os, sys
 print(sys.argv[1:], os.environ.get("COMPAT_PASSED"), os.environ.get("A"))

@@ -65,11 +65,17 @@ psu = Net.get('supply2', type=NetType.PowerSupply)
 psu.set_voltage(5.0)
 psu.set_current(1.0)
 psu.enable()
+from lager import LagerError
 out = {"on": psu.output_is_enabled(), "mode": psu.get_output_mode(),
        "limits": psu.get_channel_limits(), "monitor": psu.get_monitor_state()}
 full = psu.get_full_state()
 out["full"] = [isinstance(full, dict), len(full) > 0, json.loads(json.dumps(full)) == dict(full),
                full["voltage_max"] == full.voltage_max]
+try:
+    psu.get_monitor_state(channel=2)  # supply2 is DP821 CH1: another channel is refused
+except LagerError as e:
+    out["other_channel"] = str(e)
+out["own_channel"] = psu.get_monitor_state(channel=1)["voltage_set"]
 psu.disable(teardown=False)          # the real signature
 out["off"] = psu.output_is_enabled()
 print(json.dumps(out))
@@ -81,6 +87,8 @@ print(json.dumps(out))
     assert (monitor["voltage_set"], monitor["current_set"], monitor["enabled"]) == (5.0, 1.0, True)
     assert abs(monitor["voltage"] - 5.0) < 0.01 and abs(monitor["current"] - 0.5) < 0.01
     assert out["full"] == [True, True, True, True]
+    assert out["other_channel"] == "supply2: channel 2 is not this net's (it is channel 1)"
+    assert out["own_channel"] == 5.0
 
 
 def test_the_real_suites_battery_methods(box: Client, tmp_path: Path) -> None:
@@ -99,7 +107,7 @@ batt.set_current_limit(1.0)
 batt.set_ovp(5.0)
 batt.set_ocp(2.0)
 batt.enable_battery()
-on = batt.get_monitor_state()
+on = batt.get_monitor_state(channel=1)
 reads = [type(batt.terminal_voltage()).__name__, type(batt.current()).__name__]
 batt.disable_battery()
 state = batt.state()

@@ -186,8 +186,9 @@ class BatteryNet(Net):
         """The real lager's other name for set_mode_battery() (its API tests use it)."""
         self.set_mode_battery()
 
-    def get_monitor_state(self) -> dict[str, Any]:
+    def get_monitor_state(self, channel: int | None = None) -> dict[str, Any]:
         """The state under the real lager's monitor keys (its API tests read them)."""
+        self._own_channel(channel)
         s = self._driver.state()
         return {"terminal_voltage": s.voltage, "current": s.current, "esr": s.esr,
                 "soc": s.soc, "voc": s.open_circuit_voltage, "enabled": s.enabled,
