@@ -4,10 +4,13 @@ message already names the net and what was wrong, as the CLI's own errors do. An
 exception keeps Python's traceback.
 
 Installed when a script under a run imports lager (lager/__init__.py), so it wraps whatever
-excepthook the script had then, and a hook the script installs later still wins.
+excepthook the script had then, and a hook the script installs later still wins. As DESIGN
+says, the traceback comes back with --debug: `lager --debug python ...` (or LAGER_DEBUG=1 in
+the run's environment) keeps Python's own report.
 """
 from __future__ import annotations
 
+import os
 import sys
 from types import TracebackType
 
@@ -15,6 +18,8 @@ from .errors import LagerError
 
 
 def install() -> None:
+    if os.environ.get("LAGER_DEBUG", "").lower() in ("1", "true", "yes", "on", "y", "t"):
+        return
     previous = sys.excepthook
 
     def one_line(kind: type[BaseException], exc: BaseException,

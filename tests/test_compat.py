@@ -424,6 +424,10 @@ def test_uncaught_lager_errors_are_one_line_and_others_keep_their_traceback(
                         "sys.excepthook = lambda *a: print('their hook', file=sys.stderr)\n"
                         "lager.Net.get('nope')\n")
     assert (hooked.returncode, hooked.stderr) == (1, "their hook\n")  # a script's own hook wins
+    debug = box.run("--debug", "python", str(write_script(
+        tmp_path, "debug.py", "from lager import Net\nNet.get('nope')\n")))
+    assert debug.returncode == 1 and debug.stderr.startswith("Traceback (most recent call")
+    assert debug.stderr.splitlines()[-1].startswith("lager.errors.UnknownNet: no net 'nope'")
 
 
 # --------------------------------------------------------------------------- every method

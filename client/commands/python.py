@@ -219,6 +219,8 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
         from ..upload import build_upload
 
         environment = {**_passenv(passenv), **_parse_env(env)}
+        if obj.debug:  # the run's uncaught lager errors keep their traceback (lager/uncaught.py)
+            environment.setdefault("LAGER_DEBUG", "1")
         request = RunRequest(upload=build_upload(script, add_files), args=list(args),
                              env=environment, timeout=_parse_timeout(timeout), detach=detach,
                              stop_on_disconnect=_stop_on_disconnect(ctx, stop_on_disconnect,
