@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .instrument import Instrument, Sfx, action, answer
+from .instrument import Sfx, action, answer
+from .k2281s_readings import Readings
 from .physics import DISCHARGE, OFF, BatteryModel, Clock, Output, battery_model, drive, noisy
 from .scpi import Limits, Params, ScpiError
 
@@ -25,7 +26,7 @@ CC, CV, OCP, OVP, OUTP = 1, 2, 4, 8, 64
 READING_AVAILABLE = 64
 
 
-class Keithley2281S(Instrument):
+class Keithley2281S(Readings):
     def on_reset(self) -> None:
         self.clock = Clock()
         self.trip = ""  # NONE, or what tripped (OVP/OCP) until cleared
@@ -375,67 +376,5 @@ class Keithley2281S(Instrument):
             if what == "res":
                 return self.reply("batt_res", value=self._resistance(model))
             return self.reply("batt_cap", value=soc / 100.0 * self.get("batt_cap_lim"))
-
-        return getter
-
-    def _reading(self) -> tuple[float, float]:
-        if self.get("function") == "POWER":
-            out = self.out
-            if out.mode == "OFF":
-                return 0.0, 0.0
-            return max(0.0, noisy(out.amps, 0.00002)), max(0.0, noisy(out.volts, 0.0002))
-        volts = noisy(self.out.volts, 0.0002) if self._simulating() else 0.0
-        return self.batt_amps, max(0.0, volts)
-
-    def _record(self) -> tuple[float, float]:
-        amps, volts = self._reading()
-        rel = self.clock.last - self.t0
-        if len(self.buffer) >= self.get("trace_points"):
-            self.buffer.pop(0)
-        model = self.model()
-        self.buffer.append((amps, volts, rel, float(self.get("batt_soc")),
-                            self._resistance(model)))
-        return amps, volts
-
-    def _measure(self, what: str) -> Any:
-        def getter(p: Params, _s: Sfx) -> str:
-            p.expect(0)
-            amps, volts = self._record()
-            if what == "volt":
-                return self.reply("meas_volt", value=volts)
-            if what == "curr":
-                return self.reply("meas_curr", value=amps)
-            return f"{self.reply('meas_curr', value=amps)},{self.reply('meas_volt', value=volts)}"
-
-        return getter
-
-    def _fetch(self, p: Params, _s: Sfx) -> str:
-        p.expect(0)
-        if not self.buffer:
-            raise ScpiError(-230, "no reading in the buffer")
-        amps, volts = self.buffer[-1][:2]
-        return f"{self.reply('meas_curr', value=amps)},{self.reply('meas_volt', value=volts)}"
-
-    def _initiate(self, p: Params, _s: Sfx) -> None:
-        p.expect(0)
-        self._record()
-
-    def _clear_buffer(self, p: Params, _s: Sfx) -> None:
-        p.expect(0)
-        self.buffer.clear()
-
-    def _data(self, *allowed: str) -> Any:
-        columns = {"READ": 0, "CURR": 0, "SOUR": 1, "VOLT": 1, "REL": 2, "SOC": 3, "RES": 4}
-
-        def getter(p: Params, _s: Sfx) -> str:
-            p.expect(0, 1)
-            wanted = [w.strip().upper() for w in p.string(0).split(",")] if p.has(0) \
-                else list(allowed[:1])
-            for word in wanted:
-                if word not in allowed:
-                    raise ScpiError(709, text="buffer elements not supported in this mode")
-            if not self.buffer:
-                return ""
-            return ",".join(f"{row[columns[w]]:+.6E}" for row in self.buffer for w in wanted)
 
         return getter
