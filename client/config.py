@@ -335,8 +335,21 @@ class Config:
         box = boxes[name]  # as stored: removing must not depend on today's ssh_config
         del boxes[name]
         self._save(boxes)
-        self.unpin(box)
+        # Two names for one address share one pin: it goes only with the last of them.
+        if box.known_hosts_name not in self._pin_names(boxes):
+            self.unpin(box)
         return box
+
+    def _pin_names(self, boxes: dict[str, Box]) -> set[str]:
+        """The pin names the given boxes use: a box reached the ssh way by its cached
+        resolution (which knows HostKeyAlias) when there is one, and by its stored address."""
+        names = {b.known_hosts_name for b in boxes.values()}
+        for name, stored in boxes.items():
+            if stored.ssh:
+                resolved = self.cached_box(name, boxes)
+                if resolved is not None:
+                    names.add(resolved.known_hosts_name)
+        return names
 
     # --- pinned host keys, in lager's own file (OpenSSH known_hosts syntax) ---
 

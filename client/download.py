@@ -3,7 +3,8 @@
 The box's `download` subsystem frames each file as a JSON line and its bytes (see
 box_agent/subsystems/files.py). Files land under the current directory at the paths the run
 gave them; a path that would land outside it is refused. A missing file is one line, and the
-other files still come.
+other files still come. A file that already exists here is kept, unless --allow-overwrite
+(`lager python` refuses up front when it can see the clash, before the run starts).
 """
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ if TYPE_CHECKING:
 _CHUNK = 256 * 1024
 
 
-def fetch(obj: LagerContext, run_id: str, paths: list[str], dest: Path | None = None) -> int:
-    """Download `paths` of run `run_id` into dest; returns how many were missing."""
+def existing(paths: list[str], dest: Path | None = None) -> list[str]:
+    """The requested paths that would replace a file already here."""
+    dest = dest or Path.cwd()
+    return [p for p in paths if (dest / p).is_file() or (dest / p).is_symlink()]
+
+
+def fetch(obj: LagerContext, run_id: str, paths: list[str], dest: Path | None = None,
+          overwrite: bool = False) -> int:
+    """Download `paths` of run `run_id` into dest; returns how many were missing or kept."""
     import click
 
     dest = (dest or Path.cwd()).resolve()
@@ -45,14 +53,34 @@ def fetch(obj: LagerContext, run_id: str, paths: list[str], dest: Path | None = 
                     click.echo(f"lager: download: {gone.path}: {gone.reason}", err=True)
                     missing += 1
                 return missing
-            _receive(stream, dest, head.path, head.size, head.mode)
+            rel, size = head.path, head.size
+            if not overwrite and _target(dest, rel).exists():
+                _skip(stream, rel, size)  # what is here stays: nothing lost
+                click.echo(f"lager: download: {rel}: already exists here, kept "
+                           "(--allow-overwrite replaces it)", err=True)
+                missing += 1
+                continue
+            _receive(stream, dest, rel, size, head.mode)
 
 
-def _receive(stream: Any, dest: Path, rel: str, size: int, mode: int) -> None:
+def _target(dest: Path, rel: str) -> Path:
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts:  # the box never sends one; refuse if it did
         raise RemoteError(f"the box sent a file outside the download dir: {rel!r}")
-    target = dest.joinpath(*pure.parts)
+    return dest.joinpath(*pure.parts)
+
+
+def _skip(stream: Any, rel: str, size: int) -> None:
+    left = size
+    while left:
+        chunk = stream.read(min(_CHUNK, left))
+        if not chunk:
+            raise ConnectionFailed(f"the connection ended in the middle of {rel}")
+        left -= len(chunk)
+
+
+def _receive(stream: Any, dest: Path, rel: str, size: int, mode: int) -> None:
+    target = _target(dest, rel)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.lager-part")
     with open(tmp, "wb") as out:

@@ -38,6 +38,7 @@ class RunRequest:
     pause_on_failure: bool = False
     safe_state: str = protocol.SAFE_STATE_ON_FAILURE
     downloads: list[str] = field(default_factory=list)  # fetched once the run has ended
+    overwrite: bool = False  # --allow-overwrite: a download may replace a file already here
     # Shared boxes: who is asking, in words (shown by the box, never trusted); how long to
     # queue for a reserved box (None: refused at once); the queue's grant once it came.
     label: str = ""
@@ -116,7 +117,8 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
     try:
         status = follower.run()
         if request.downloads and not follower.left:
-            _download(obj, follower.run_id or again.run_id_now(), request.downloads)
+            _download(obj, follower.run_id or again.run_id_now(), request.downloads,
+                      request.overwrite)
         return status
     finally:
         run_keeper.stop(serving)
@@ -124,7 +126,8 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
 
 
 def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None, *,
-             on_event: OnEvent | None = None, show_banners: bool = True) -> int:
+             on_event: OnEvent | None = None, show_banners: bool = True,
+             overwrite: bool = False) -> int:
     box = obj.box()
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
@@ -142,12 +145,12 @@ def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None,
             again.close()
     # Only a run the box found (its Hello came): an unknown id was said once already.
     if downloads and not follower.left and follower.run_id:
-        _download(obj, follower.run_id, downloads)
+        _download(obj, follower.run_id, downloads, overwrite)
     return status
 
 
-def _download(obj: LagerContext, run_id: str, paths: list[str]) -> None:
+def _download(obj: LagerContext, run_id: str, paths: list[str], overwrite: bool) -> None:
     """Fetch what the run wrote; a missing path is one line, and the run's code stands."""
     from .download import fetch
 
-    fetch(obj, run_id, paths)
+    fetch(obj, run_id, paths, overwrite=overwrite)

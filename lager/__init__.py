@@ -31,6 +31,14 @@ if _os.environ.get(_protocol.ENV_PAUSE_ON_FAILURE) and _os.environ.get(_protocol
     _enable()
 
 
+# Under a run, an uncaught LagerError is one line (lager/uncaught.py); the CLI, which imports
+# lager too and never runs under a run id, keeps its own error handling.
+if _os.environ.get(_protocol.ENV_RUN_ID):
+    from .uncaught import install as _install_one_line_errors
+
+    _install_one_line_errors()
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -6,11 +6,13 @@ banner naming the script as it was typed).
 
 The scripts are our adaptation of those suites' checks, in our words: the same calls with the
 same arguments, checked for what those suites check. Real parts only: a box of our own, its
-simulated bench (whose supplies drive a 10 ohm load, so "unloaded" readings are not zero here).
+simulated bench. Its supplies drive a 10 ohm DUT by default; those suites want "no load
+attached", which a box started with LAGER_SIM_SUPPLY_LOAD=none gives (the `bare` box here).
 """
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,20 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     agent = start_agent(tmp_path_factory.mktemp("methods-box") / "state")
     try:
         yield make_client(tmp_path_factory.mktemp("methods-laptop"), agent)
+    finally:
+        agent.stop()
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """A box whose supplies drive nothing, as the real suites' "no load attached" wants."""
+    os.environ["LAGER_SIM_SUPPLY_LOAD"] = "none"  # the agent, and the bench it starts, inherit it
+    try:
+        agent = start_agent(tmp_path_factory.mktemp("bare-box") / "state")
+    finally:
+        del os.environ["LAGER_SIM_SUPPLY_LOAD"]
+    try:
+        yield make_client(tmp_path_factory.mktemp("bare-laptop"), agent)
     finally:
         agent.stop()
 
@@ -49,11 +65,17 @@ psu = Net.get('supply2', type=NetType.PowerSupply)
 psu.set_voltage(5.0)
 psu.set_current(1.0)
 psu.enable()
+from lager import LagerError
 out = {"on": psu.output_is_enabled(), "mode": psu.get_output_mode(),
        "limits": psu.get_channel_limits(), "monitor": psu.get_monitor_state()}
 full = psu.get_full_state()
 out["full"] = [isinstance(full, dict), len(full) > 0, json.loads(json.dumps(full)) == dict(full),
                full["voltage_max"] == full.voltage_max]
+try:
+    psu.get_monitor_state(channel=2)  # supply2 is DP821 CH1: another channel is refused
+except LagerError as e:
+    out["other_channel"] = str(e)
+out["own_channel"] = psu.get_monitor_state(channel=1)["voltage_set"]
 psu.disable(teardown=False)          # the real signature
 out["off"] = psu.output_is_enabled()
 print(json.dumps(out))
@@ -65,6 +87,8 @@ print(json.dumps(out))
     assert (monitor["voltage_set"], monitor["current_set"], monitor["enabled"]) == (5.0, 1.0, True)
     assert abs(monitor["voltage"] - 5.0) < 0.01 and abs(monitor["current"] - 0.5) < 0.01
     assert out["full"] == [True, True, True, True]
+    assert out["other_channel"] == "supply2: channel 2 is not this net's (it is channel 1)"
+    assert out["own_channel"] == 5.0
 
 
 def test_the_real_suites_battery_methods(box: Client, tmp_path: Path) -> None:
@@ -83,7 +107,7 @@ batt.set_current_limit(1.0)
 batt.set_ovp(5.0)
 batt.set_ocp(2.0)
 batt.enable_battery()
-on = batt.get_monitor_state()
+on = batt.get_monitor_state(channel=1)
 reads = [type(batt.terminal_voltage()).__name__, type(batt.current()).__name__]
 batt.disable_battery()
 state = batt.state()
@@ -129,3 +153,54 @@ def test_banner_names_the_script_as_typed(box: Client, tmp_path: Path) -> None:
     assert '=== lager breakpoint "look" at bench/check.py:2' in run.err.text
     assert box.run("python", "--continue", ident).returncode == 0
     assert run.finish() == 0
+
+
+def test_the_real_suites_unloaded_checks_on_a_bare_bench(bare: Client, tmp_path: Path) -> None:
+    """test_supply_Rigol_DP821 / test_supply_Keithley_2281S / test_battery_Keithley_2281S:
+    near-zero current unloaded, 12 V reads 12 V on DP821 CH1, the 2281S rated 20 V / 6 A, and a
+    battery current limit within the docs' 0.001-6 A."""
+    out = script_json(bare, tmp_path, """
+from lager import LagerError
+out = {"unloaded": {}, "limits": {}, "refused": []}
+for name in ("supply1", "supply2", "supply3"):
+    psu = Net.get(name, type=NetType.PowerSupply)
+    psu.set_voltage(5.0)
+    for limit in (0.5, 1.0):
+        psu.set_current(limit)
+        psu.enable()
+        out["unloaded"][f"{name} {limit}"] = psu.current()
+    if name == "supply2":
+        psu.set_voltage(12.0)
+        out["twelve"] = round(psu.voltage(), 2)
+    out["limits"][name] = psu.get_channel_limits()
+    psu.disable()
+batt = Net.get('battery1', type=NetType.Battery)
+batt.set_mode_battery()
+for amps in (0, 0.0005, 6.1):
+    try:
+        batt.set_current_limit(amps)
+    except LagerError as e:
+        out["refused"].append(str(e))
+batt.set_current_limit(0.001)
+batt.set_current_limit(6.0)
+out["kept"] = batt.get_monitor_state()["current_limit"]
+print(json.dumps(out))
+""")
+    assert all(abs(amps) < 0.1 for amps in out["unloaded"].values()), out["unloaded"]
+    assert len(out["unloaded"]) == 6 and out["twelve"] == 12.0
+    assert out["limits"] == {"supply1": {"voltage_max": 20.0, "current_max": 6.0},
+                             "supply2": {"voltage_max": 60.0, "current_max": 1.0},
+                             "supply3": {"voltage_max": 8.0, "current_max": 10.0}}
+    assert out["refused"] == [
+        f"battery1: current limit {v} A is out of range (0.001 to 6 A)"
+        for v in ("0", "0.0005", "6.1")]
+    assert out["kept"] == 6.0
+
+
+def test_the_default_bench_still_drives_its_dut(box: Client) -> None:
+    """Without the option the supplies keep their 10 ohm DUT: 5 V draws 0.5 A."""
+    on = json.loads(box.run("supply", "supply3", "voltage", "5", "--yes", "--json").stdout)
+    assert on["set_voltage"] == 5.0
+    drawn = json.loads(box.run("supply", "supply3", "enable", "--yes", "--json").stdout)
+    box.run("supply", "supply3", "disable", "--yes")
+    assert abs(drawn["current"] - 0.5) < 0.01

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from .instrument import Instrument, Sfx, action, answer
-from .physics import OFF, BatteryModel, Clock, Output, drive, noisy
+from .instrument import Sfx, action, answer
+from .k2281s_readings import Readings
+from .physics import DISCHARGE, OFF, BatteryModel, Clock, Output, battery_model, drive, noisy
 from .scpi import Limits, Params, ScpiError
 
 FUNCTIONS = ("POWer", "TEST", "SIMulator")
 BUILTIN = ("LI-ION4_2", "NIMH1_2", "NICD1_2", "LEAD-ACID12", "NIMH12")
+# The front panel's discharge mode, which this simulated 2281S also recalls as slot 0 (real
+# firmware has no SCPI form for it; physics.battery_model has its curve). Recalling it opens
+# its Voc window to the whole output range.
+DISCHARGE_WINDOW = (0.0, 20.0)
 # QUES:INST:ISUM bits (2281S reference manual, appendix D)
 CC, CV, OCP, OVP, OUTP = 1, 2, 4, 8, 64
 # MEAS:INST:ISUM bit: a reading is available
 READING_AVAILABLE = 64
 
 
-class Keithley2281S(Instrument):
+class Keithley2281S(Readings):
     def on_reset(self) -> None:
         self.clock = Clock()
         self.trip = ""  # NONE, or what tripped (OVP/OCP) until cleared
@@ -29,17 +34,24 @@ class Keithley2281S(Instrument):
         self.batt_amps = 0.0
         self.buffer: list[tuple[float, ...]] = []
         self.t0 = self.clock.last
+        # A Voc set in static mode beyond the model's curve: the battery holds it (SOC pinned
+        # at 100 or 0 %) until the next SOC, Voc, method or model change.
+        self.held_voc: float | None = None
+        self.voc_before = 0.0  # the Voc as a threshold change starts (see _window_moved)
 
     # ------------------------------------------------------------ battery model
 
     def model(self) -> BatteryModel:
-        models: dict[Any, Any] = self.spec.extra.get("battery_models", {})
-        key: Any = self.get("batt_model")
-        key = int(key) if str(key).isdigit() else key
-        entry = models.get(key, "LI-ION4_2")
-        name = entry if isinstance(entry, str) else str(key)
-        data = models[entry] if isinstance(entry, str) else entry
-        return BatteryModel(name, tuple(data["voc"]), tuple(data["res"]))
+        return battery_model(self.spec.extra.get("battery_models", {}), self.get("batt_model"),
+                             (float(self.get("batt_voc_empty")), float(self.get("batt_voc_full"))))
+
+    def _voc_now(self, model: BatteryModel) -> float:
+        if self.held_voc is not None:
+            return self.held_voc
+        return model.voc_at(self.get("batt_soc"))
+
+    def _release_voc(self, _ch: int | None = None) -> None:
+        self.held_voc = None
 
     def _simulating(self) -> bool:
         return self.get("function") == "SIMULATOR" and self.get("batt_output") == 1
@@ -53,7 +65,7 @@ class Keithley2281S(Instrument):
         limit = float(self.get("batt_curr_lim"))
         if "ohms" in load and load["ohms"] > 0:
             res = model.res_at(soc) + self.get("batt_res_offs")
-            demand = model.voc_at(soc) / (load["ohms"] + max(0.0, res))
+            demand = self._voc_now(model) / (load["ohms"] + max(0.0, res))
         else:
             demand = load.get("amps", 0.0)
         return min(demand, limit)
@@ -88,7 +100,7 @@ class Keithley2281S(Instrument):
             return
         model = self.model()
         amps = self._battery_current(model, self.get("batt_soc"))
-        tvol = model.voc_at(self.get("batt_soc")) - amps * self._resistance(model)
+        tvol = self._voc_now(model) - amps * self._resistance(model)
         if self._simulating() and tvol > self.get("batt_tvol_prot"):
             self._trip("OVP")
         elif self._simulating() and amps > self.get("batt_curr_prot"):
@@ -154,10 +166,12 @@ class Keithley2281S(Instrument):
                  query=self._flag("batt_output"))
         self.add("BATTery#:OUTPut:PROTection:TRIPped", query=self._trip_query)
         self.add("BATTery#:OUTPut:PROTection:CLEar", set=self._trip_clear)
-        self.add_prop(f"{b}:SOC", "batt_soc")
+        self.add_prop(f"{b}:SOC", "batt_soc", on_set=self._release_voc)
         self.add(f"{b}:VOC", set=self._voc_set, query=self._voc_query)
-        self.add_prop(f"{b}:VOC:FULL", "batt_voc_full", "V", guard=self._voc_full)
-        self.add_prop(f"{b}:VOC:EMPTy", "batt_voc_empty", "V", guard=self._voc_empty)
+        self.add_prop(f"{b}:VOC:FULL", "batt_voc_full", "V", guard=self._voc_full,
+                      on_set=self._window_moved)
+        self.add_prop(f"{b}:VOC:EMPTy", "batt_voc_empty", "V", guard=self._voc_empty,
+                      on_set=self._window_moved)
         for node, name, unit in (("CAPacity:LIMit", "batt_cap_lim", ""),
                                  ("CURRent:LIMit", "batt_curr_lim", "A"),
                                  ("RESistance:OFFSet", "batt_res_offs", "OHM"),
@@ -202,22 +216,31 @@ class Keithley2281S(Instrument):
         if self.get("volt") > self.get("volt_lim"):
             self.values[("volt", None)] = self.get("volt_lim")
 
+    # The thresholds may lie beyond the model's curve (the manual bounds them only by the
+    # command's range and by each other): charging or discharging then stops at the curve's end.
     def _voc_full(self, _ch: int | None, volts: float) -> None:
-        self._voc_within_model(volts)
+        self._not_running(None)
+        self.voc_before = self._voc_now(self.model())
         if volts < self.get("batt_voc_empty"):
             raise ScpiError(703, text="Full Voc can't be less than empty Voc")
 
     def _voc_empty(self, _ch: int | None, volts: float) -> None:
-        self._voc_within_model(volts)
+        self._not_running(None)
+        self.voc_before = self._voc_now(self.model())
         if volts > self.get("batt_voc_full"):
             raise ScpiError(703, text="Full Voc can't be less than empty Voc")
 
-    def _voc_within_model(self, volts: float) -> None:
-        self._not_running(None)
-        model = self.model()
-        if not model.voc[0] <= volts <= model.voc[-1]:
-            raise ScpiError(-222, f"{volts:g} V not in the model's Voc, {model.voc[0]:g} to "
-                            f"{model.voc[-1]:g} V")
+    def _window_moved(self, _ch: int | None) -> None:
+        """In discharge mode the thresholds are the curve's ends: the battery keeps its Voc
+        and its SOC moves to match (held, as a Voc set is, when it falls outside)."""
+        if str(self.get("batt_model")) == DISCHARGE:
+            self._hold(self.model(), self.voc_before)
+
+    def _hold(self, model: BatteryModel, volts: float) -> None:
+        low, high = model.voc[0], model.voc[-1]
+        static = self.get("batt_method") == "STAT"
+        self.held_voc = None if low <= volts <= high or not static else volts
+        self.put("batt_soc", model.soc_at(volts))
 
     def _not_running(self, _ch: int | None, _value: float = 0.0) -> None:
         if self._simulating():
@@ -276,14 +299,21 @@ class Keithley2281S(Instrument):
     def _method_set(self, p: Params, _s: Sfx) -> None:
         p.expect(1)
         self.clock.step()
-        self.put("batt_method", {"DYNAMIC": "DYN", "STATIC": "STAT"}[
-            p.choice(0, ("DYNamic", "STATic"))])
+        method = {"DYNAMIC": "DYN", "STATIC": "STAT"}[p.choice(0, ("DYNamic", "STATic"))]
+        if method != self.get("batt_method"):
+            self.held_voc = None
+        self.put("batt_method", method)
 
     def _voc_set(self, p: Params, _s: Sfx) -> None:
+        """Within the model's curve the SOC follows (manual 7-48). In static mode a Voc beyond
+        the curve, up to the output's 20 V, is held as set; dynamic mode keeps to the curve,
+        since the model drives the Voc as the battery discharges."""
         p.expect(1)
         model = self.model()
-        volts = p.number(0, Limits(model.voc[0], model.voc[-1], model.voc[-1], "V"))
-        self.put("batt_soc", model.soc_at(volts))
+        low, high = model.voc[0], model.voc[-1]
+        static = self.get("batt_method") == "STAT"
+        self._hold(model, p.number(0, Limits(0.0 if static else low, DISCHARGE_WINDOW[1]
+                                             if static else high, high, "V")))
 
     def _voc_query(self, p: Params, _s: Sfx) -> str:
         p.expect(0, 1)
@@ -294,11 +324,19 @@ class Keithley2281S(Instrument):
             if word not in bound:
                 raise ScpiError(-224)
             return self.reply("batt_voc", value=bound[word])
-        return self.reply("batt_voc", value=model.voc_at(self.get("batt_soc")))
+        return self.reply("batt_voc", value=self._voc_now(model))
 
     def _recall(self, p: Params, _s: Sfx) -> None:
         p.expect(1)
         token = p.raw(0).strip("\"'").upper()
+        if token == DISCHARGE:  # the battery keeps its Voc; its SOC is read on the new curve
+            self._not_running(None)
+            volts = self._voc_now(self.model())
+            self.put("batt_model", DISCHARGE)
+            self.put("batt_voc_empty", DISCHARGE_WINDOW[0])
+            self.put("batt_voc_full", DISCHARGE_WINDOW[1])
+            self._hold(self.model(), volts)
+            return
         if token.isdigit():
             if not 1 <= int(token) <= 9:
                 raise ScpiError(-222, "model slots are 1 to 9")
@@ -307,6 +345,7 @@ class Keithley2281S(Instrument):
         elif token not in BUILTIN:
             raise ScpiError(-224, f"{token} is not a model slot or built-in model")
         self._not_running(None)
+        self.held_voc = None
         self.put("batt_model", token)
         model = self.model()
         self.put("batt_voc_full", model.voc[-1])
@@ -337,67 +376,5 @@ class Keithley2281S(Instrument):
             if what == "res":
                 return self.reply("batt_res", value=self._resistance(model))
             return self.reply("batt_cap", value=soc / 100.0 * self.get("batt_cap_lim"))
-
-        return getter
-
-    def _reading(self) -> tuple[float, float]:
-        if self.get("function") == "POWER":
-            out = self.out
-            if out.mode == "OFF":
-                return 0.0, 0.0
-            return max(0.0, noisy(out.amps, 0.00002)), max(0.0, noisy(out.volts, 0.0002))
-        volts = noisy(self.out.volts, 0.0002) if self._simulating() else 0.0
-        return self.batt_amps, max(0.0, volts)
-
-    def _record(self) -> tuple[float, float]:
-        amps, volts = self._reading()
-        rel = self.clock.last - self.t0
-        if len(self.buffer) >= self.get("trace_points"):
-            self.buffer.pop(0)
-        model = self.model()
-        self.buffer.append((amps, volts, rel, float(self.get("batt_soc")),
-                            self._resistance(model)))
-        return amps, volts
-
-    def _measure(self, what: str) -> Any:
-        def getter(p: Params, _s: Sfx) -> str:
-            p.expect(0)
-            amps, volts = self._record()
-            if what == "volt":
-                return self.reply("meas_volt", value=volts)
-            if what == "curr":
-                return self.reply("meas_curr", value=amps)
-            return f"{self.reply('meas_curr', value=amps)},{self.reply('meas_volt', value=volts)}"
-
-        return getter
-
-    def _fetch(self, p: Params, _s: Sfx) -> str:
-        p.expect(0)
-        if not self.buffer:
-            raise ScpiError(-230, "no reading in the buffer")
-        amps, volts = self.buffer[-1][:2]
-        return f"{self.reply('meas_curr', value=amps)},{self.reply('meas_volt', value=volts)}"
-
-    def _initiate(self, p: Params, _s: Sfx) -> None:
-        p.expect(0)
-        self._record()
-
-    def _clear_buffer(self, p: Params, _s: Sfx) -> None:
-        p.expect(0)
-        self.buffer.clear()
-
-    def _data(self, *allowed: str) -> Any:
-        columns = {"READ": 0, "CURR": 0, "SOUR": 1, "VOLT": 1, "REL": 2, "SOC": 3, "RES": 4}
-
-        def getter(p: Params, _s: Sfx) -> str:
-            p.expect(0, 1)
-            wanted = [w.strip().upper() for w in p.string(0).split(",")] if p.has(0) \
-                else list(allowed[:1])
-            for word in wanted:
-                if word not in allowed:
-                    raise ScpiError(709, text="buffer elements not supported in this mode")
-            if not self.buffer:
-                return ""
-            return ",".join(f"{row[columns[w]]:+.6E}" for row in self.buffer for w in wanted)
 
         return getter

@@ -9,6 +9,7 @@ length, and any model data (battery models). The top-level `wiring:` block descr
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ import yaml
 from .scpi import Limits, ScpiError
 
 _TYPES: dict[str, type] = {"float": float, "int": int, "str": str}
+# `none`: the supplies' outputs drive no DUT, as the real lager's supply test suites expect
+# ("no load attached"); the electronic load, the meters and the battery's load stay wired.
+# Read when the simulated bench starts (the agent's environment).
+ENV_SUPPLY_LOAD = "LAGER_SIM_SUPPLY_LOAD"
 
 
 @dataclass(frozen=True)
@@ -113,4 +118,6 @@ def load_models(path: Path) -> tuple[dict[str, DeviceSpec], Wiring]:
         inputs[str(meter)] = float(source["volts"]) if isinstance(source, dict) else str(source)
     loads = {str(k): {kk: float(vv) for kk, vv in v.items()}
              for k, v in (wiring.get("loads") or {}).items()}
+    if os.environ.get(ENV_SUPPLY_LOAD) == "none":
+        loads = {k: v for k, v in loads.items() if k.endswith(":battery")}
     return devices, Wiring(loads, inputs)

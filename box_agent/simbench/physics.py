@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .models import Wiring
 
@@ -117,6 +117,24 @@ class BatteryModel:
         low, high = table[i - 1], table[i]
         frac = (voc - low) / (high - low) if high > low else 0.0
         return (i - 1 + frac) * 100.0 / (len(table) - 1)
+
+
+DISCHARGE = "0"  # the 2281S's discharge mode, as this simulator's slot 0
+DISCHARGE_RES = 0.1
+
+
+def battery_model(models: dict[Any, Any], key: Any, window: tuple[float, float]) -> BatteryModel:
+    """The model a 2281S slot or built-in name holds (models: the YAML's `battery_models`).
+    Discharge mode is a battery whose Voc falls evenly across `window` (VOC:EMPT to VOC:FULL)."""
+    if str(key) == DISCHARGE:
+        empty, full = window
+        return BatteryModel("discharge", tuple(empty + (full - empty) * i / 10 for i in range(11)),
+                            (DISCHARGE_RES,) * 11)
+    key = int(key) if str(key).isdigit() else key
+    entry = models.get(key, "LI-ION4_2")
+    name = entry if isinstance(entry, str) else str(key)
+    data = models[entry] if isinstance(entry, str) else entry
+    return BatteryModel(name, tuple(data["voc"]), tuple(data["res"]))
 
 
 class Clock:

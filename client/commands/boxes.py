@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 import threading
 import time
@@ -57,6 +58,23 @@ def boxes(ctx: click.Context, with_status: bool) -> None:
                          "`lager boxes list --status`")
 
 
+def _host_port(host: str | None, port: int | None) -> tuple[str | None, int | None]:
+    """`--ip 10.0.0.7:2222` (or `[fe80::1]:2222`) as the address and port; a bare IPv6
+    address keeps its colons. A port given twice must agree."""
+    if not host:
+        return host, port
+    match = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", host)
+    if not match:
+        return host.strip("[]"), port
+    address, number = (match[1], match[2]) if match[1] else (match[3], match[4])
+    given = int(number)
+    if not 1 <= given <= 65535:
+        raise UsageError(f"--host {host}: port {given} is not 1-65535")
+    if port is not None and port != given:
+        raise UsageError(f"--host {host} says port {given} but --port says {port}; give one")
+    return address, given
+
+
 def _name(name: str | None, name_opt: str | None) -> str:
     """NAME, or the real lager's --name NAME (the same, if both are given)."""
     if name and name_opt and name != name_opt:
@@ -72,8 +90,9 @@ def _name(name: str | None, name_opt: str | None) -> str:
 @group_option
 @click.option("--name", "name_opt", metavar="NAME", help="the box's name (the real lager's "
               "spelling of NAME)")
-@click.option("--host", "--ip", "host", metavar="HOST",
-              help="address or host name of the box (--ip is the real lager's spelling)")
+@click.option("--host", "--ip", "host", metavar="HOST[:PORT]",
+              help="address or host name of the box, optionally with its port (--ip is the "
+                   "real lager's spelling)")
 @click.option("--ssh", "ssh", metavar="HOST",
               help="reach the box as ssh would: an ssh_config Host (ProxyJump, User, Port, "
                    "IdentityFile... read at each use), or [USER@]HOST[:PORT]")
@@ -89,10 +108,13 @@ def _name(name: str | None, name_opt: str | None) -> str:
 @click.option("--connect-timeout", "connect_timeout", metavar="SECONDS", default=None,
               help=f"give up on a box that does not answer (default "
                    f"{DEFAULT_CONNECT_TIMEOUT:g}s; ${ENV_CONNECT_TIMEOUT} overrides it)")
+@click.option("--json", "as_json", is_flag=True,
+              help="print the box as `boxes list --json` does (progress goes to stderr)")
 @pass_ctx
 def add(obj: LagerContext, name: str | None, name_opt: str | None, host: str | None,
         ssh: str | None, port: int | None, user: str | None, identity: str | None,
-        repin: bool, yes: bool, connect_timeout: str | None, groups: tuple[str, ...]) -> None:
+        repin: bool, yes: bool, connect_timeout: str | None, groups: tuple[str, ...],
+        as_json: bool) -> None:
     """Connect once to NAME, pin its host key, and check that our key is authorized."""
     from ..enroll import add_box
     from ..fleet.groups import check_group_name, set_box_groups
@@ -102,12 +124,19 @@ def add(obj: LagerContext, name: str | None, name_opt: str | None, host: str | N
         raise UsageError("give the box's address: --host HOST (or --ip IP), or an ssh_config "
                          "Host: --ssh HOST")
     timeout = parse_seconds(connect_timeout, "--connect-timeout") if connect_timeout else None
+    host, port = _host_port(host, port)
     for group in groups:
         check_group_name(group)
+
+    def say(line: str) -> None:
+        click.echo(line, err=as_json)
+
     add_box(obj.config, name, host=host, ssh=ssh, port=port, user=user, identity=identity,
-            connect_timeout=timeout, repin=repin, echo=click.echo)
+            connect_timeout=timeout, repin=repin, echo=say)
     if groups:
         set_box_groups(obj.config, name, list(groups))
+    if as_json:
+        click.echo(json.dumps(vars(obj.config.boxes()[name])))
 
 
 @boxes.command("list")
@@ -145,19 +174,26 @@ def list_(obj: LagerContext, as_json: bool = False, with_status: bool = False) -
 @click.argument("name", required=False)
 @click.option("--name", "name_opt", metavar="NAME", help="the box's name")
 @click.option("--yes", is_flag=True, help="do not ask first (it asks only on a terminal)")
+@click.option("--json", "as_json", is_flag=True,
+              help='print {"removed": NAME, "unpinned": true|false}')
 @pass_ctx
-def remove(obj: LagerContext, name: str | None, name_opt: str | None, yes: bool) -> None:
+def remove(obj: LagerContext, name: str | None, name_opt: str | None, yes: bool,
+           as_json: bool) -> None:
     """Forget NAME and its pinned host key (`delete` is the real lager's spelling)."""
     name = _name(name, name_opt)
     obj.config.box(name)  # an unknown box says so before any question
     if not yes and sys.stdin.isatty() and \
             not click.confirm(f"Delete box {name} and its pinned host key?", default=False):
         raise LagerError(f"{name} kept (--yes skips the question)")
-    obj.config.remove_box(name)
+    gone = obj.config.remove_box(name)
     from ..fleet.groups import forget_box
 
     forget_box(obj.config, name)
-    click.echo(f"removed {name}")
+    if as_json:  # unpinned: false when another box at the same address keeps the pin
+        click.echo(json.dumps({"removed": name,
+                               "unpinned": obj.config.pinned_line(gone) is None}))
+    else:
+        click.echo(f"removed {name}")
 
 
 boxes.add_command(remove, "delete")

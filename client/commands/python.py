@@ -137,6 +137,9 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
 @click.option("--reconnect-for", "reconnect_for", metavar="SECONDS", default=None,
               help="after a lost link, try to reconnect this long before giving up (the run "
                    "goes on; default $LAGER_RECONNECT_FOR, else 600; 0: do not)")
+@click.option("--allow-overwrite", "allow_overwrite", is_flag=True,
+              help="let --download replace files that already exist here (without it they "
+                   "are kept, and a clash seen before the run starts refuses it)")
 @click.option("--add-file", "add_files", multiple=True, metavar="FILE",
               help="upload an extra file beside the script")
 @click.option("--pause-on-failure", is_flag=True,
@@ -166,7 +169,7 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
 @click.pass_context
 def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: tuple[str, ...],
            passenv: tuple[str, ...], timeout: str, detach: bool, stop_on_disconnect: bool,
-           downloads: tuple[str, ...], reconnect_for: str | None,
+           downloads: tuple[str, ...], reconnect_for: str | None, allow_overwrite: bool,
            add_files: tuple[str, ...], pause_on_failure: bool,
            safe_state: str, wait: str | None, ports: tuple[str, ...], continue_id: str | None,
            console_id: str | None, reattach_id: str | None, kill_id: str | None,
@@ -197,6 +200,15 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
         if not (script or reattach_id) or detach:
             raise UsageError("--reconnect-for goes with a SCRIPT (not --detach) or --reattach")
         _parse_reconnect_for(reconnect_for)
+    if allow_overwrite and not downloads:
+        raise UsageError("--allow-overwrite goes with --download")
+    if downloads and not allow_overwrite:
+        from ..download import existing
+
+        clash = existing(list(downloads))
+        if clash:  # before the run starts: the file here is not lost, nor the run's time
+            raise UsageError(f"--download {clash[0]}: {clash[0]} already exists here; "
+                             "--allow-overwrite replaces it")
     if wait is not None and not script:
         raise UsageError("--wait goes with a SCRIPT")
     if (any_owner or yes) and not kill_all_runs:
@@ -218,19 +230,23 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
     elif reattach_id is not None:
         from ..run_client import reattach
 
-        raise SystemExit(reattach(obj, _id_arg(reattach_id), list(downloads)))
+        raise SystemExit(reattach(obj, _id_arg(reattach_id), list(downloads),
+                                  overwrite=allow_overwrite))
     elif script:
         from .. import reservation_wait
         from ..run_client import RunRequest, run_script
         from ..upload import build_upload
 
         environment = {**_passenv(passenv), **_parse_env(env)}
+        if obj.debug:  # the run's uncaught lager errors keep their traceback (lager/uncaught.py)
+            environment.setdefault("LAGER_DEBUG", "1")
         request = RunRequest(upload=build_upload(script, add_files), args=list(args),
                              env=environment, timeout=_parse_timeout(timeout), detach=detach,
                              stop_on_disconnect=_stop_on_disconnect(ctx, stop_on_disconnect,
                                                                     detach),
                              pause_on_failure=pause_on_failure, safe_state=safe_state,
-                             downloads=list(downloads), label=reservation_wait.label(),
+                             downloads=list(downloads), overwrite=allow_overwrite,
+                             label=reservation_wait.label(),
                              wait=reservation_wait.wait_seconds(wait))
         raise SystemExit(run_script(obj, request))
     else:

@@ -124,6 +124,13 @@ class Net:
         self._closed = False
         self._teardown: Hook | None = None
 
+    def _own_channel(self, channel: int | None) -> None:
+        """The real lager's device methods take a channel; a net here is one channel, so
+        only its own (or none) is accepted."""
+        if channel is not None and channel != (self.channel or 1):
+            raise NetError(f"{self.name}: channel {channel!r} is not this net's (it is channel "
+                           f"{self.channel or 1})")
+
     @staticmethod
     def get(name: str, type: NetType | str | None = None, *,  # `type`: the real API's name
             setup_function: Hook | None = None, teardown_function: Hook | None = None) -> Any:

@@ -14,6 +14,8 @@ from ..kinds.supply import SupplyDriver, SupplyState
 _CC, _CV = 1, 2
 # The five models in the firmware (:BATT:MOD:RCL <name>, manual 7-35), as the manual spells them.
 BUILTIN_MODELS = ("LI-ION4_2", "NIMH1_2", "NICD1_2", "LEAD-ACID12", "NIMH12")
+DISCHARGE = "discharge"
+RATED = (20.0, 6.0)  # volts, amps
 # The battery parameters (lager.bench.kinds.battery) and the :BATT:SIM node that holds each.
 _PARAMS = {"soc": ("SOC", "{:.2f}"), "voc": ("VOC", "{:.4f}"),
            "voltage_full": ("VOC:FULL", "{:.4f}"), "voltage_empty": ("VOC:EMPT", "{:.4f}"),
@@ -40,7 +42,9 @@ class Keithley2281SSupply(SupplyDriver):
         return self._f(":SOUR:VOLT?"), self._f(":SOUR:CURR?")
 
     def ratings(self) -> tuple[float, float]:
-        return self._f(":SOUR:VOLT? MAX"), self._f(":SOUR:CURR? MAX")
+        """20 V / 6 A, as the model's name (2281S-20-6) and the real lager's docs say:
+        `:SOUR:CURR? MAX` answers 6.1 A, the setting range beyond the rating."""
+        return min(self._f(":SOUR:VOLT? MAX"), RATED[0]), min(self._f(":SOUR:CURR? MAX"), RATED[1])
 
     def state(self) -> SupplyState:
         # :MEAS:CONC? measures both at once and answers "amps,volts".
@@ -161,11 +165,13 @@ class Keithley2281SBattery(BatteryDriver):
         return self.get_param("current_limit")
 
     def set_model(self, model: str) -> None:
-        """A memory slot (1-9) or a built-in model name such as LI-ION4_2."""
-        self._set(f":BATT:MOD:RCL {model}")
+        """A memory slot (1-9), a built-in model name such as LI-ION4_2, or 'discharge' (the
+        discharge mode, slot 0 on the simulated 2281S)."""
+        self._set(f":BATT:MOD:RCL {'0' if model == DISCHARGE else model}")
 
     def get_model(self) -> str:
-        return self._q(":BATT:MOD:RCL?")
+        model = self._q(":BATT:MOD:RCL?")
+        return DISCHARGE if model == "0" else model
 
     def terminal_voltage(self) -> float:
         return self._f(":BATT:SIM:TVOL?")

@@ -16,8 +16,8 @@ from .spec import NUMBER, WORD, Kind, Verb
 # The real lager's model names (docs: reference/python/battery, model()), to memory slots.
 MODEL_ALIASES = {"18650": "1", "liion": "1", "lithium": "1", "nimh": "2", "nickel": "2",
                  "nicd": "3", "nicad": "3", "lead": "4", "leadacid": "4", "sla": "4"}
-# 'discharge' (slot 0) is the instrument's idle default, not a stored model: the 2281S has no
-# SCPI recall for it (its manual takes slots 1-9), so asking for it is already satisfied.
+# 'discharge' (slot 0): the instrument's discharge mode, always there (docs: "always
+# available"); its Voc falls evenly from voltage_full to voltage_empty.
 DISCHARGE = ("discharge", "0")
 
 
@@ -116,7 +116,7 @@ class BatteryNet(Net):
     voltage_full = _param("voltage_full", "V", 0, None, "{:g} V")
     voltage_empty = _param("voltage_empty", "V", 0, None, "{:g} V")
     capacity = _param("capacity", "Ah", 1e-9, None, "{:g} Ah")
-    current_limit = _param("current_limit", "A", 0, None, "{:g} A")
+    current_limit = _param("current_limit", "A", 0.001, 6.0, "{:g} A")  # docs: 0.001-6 A
     ovp = _param("ovp", "V", 0, None, "{:g} V")
     ocp = _param("ocp", "A", 0, None, "{:g} A")
 
@@ -186,8 +186,9 @@ class BatteryNet(Net):
         """The real lager's other name for set_mode_battery() (its API tests use it)."""
         self.set_mode_battery()
 
-    def get_monitor_state(self) -> dict[str, Any]:
+    def get_monitor_state(self, channel: int | None = None) -> dict[str, Any]:
         """The state under the real lager's monitor keys (its API tests read them)."""
+        self._own_channel(channel)
         s = self._driver.state()
         return {"terminal_voltage": s.voltage, "current": s.current, "esr": s.esr,
                 "soc": s.soc, "voc": s.open_circuit_voltage, "enabled": s.enabled,
@@ -206,8 +207,17 @@ class BatteryNet(Net):
         token = str(partnumber).strip()
         key = token.lower().replace("-", "").replace("_", "")
         if token.lower() in DISCHARGE:
-            return None
-        self._driver.set_model(MODEL_ALIASES.get(key, token))
+            token = DISCHARGE[0]
+        wanted = MODEL_ALIASES.get(key, token)
+        try:
+            self._driver.set_model(wanted)
+        except NetError:
+            held = self._driver.models()
+            if wanted.upper() in held:
+                raise  # refused for another reason (the simulation runs...): its own words
+            slot = f" (slot {wanted})" if wanted != token else ""
+            raise NetError(f"{self.name}: no model {token!r}{slot}; the instrument holds "
+                           f"{', '.join(held)}; 'discharge' is always available") from None
         return None
 
     def models(self) -> list[str]:
@@ -215,6 +225,10 @@ class BatteryNet(Net):
         found = self._driver.models()
         say("\n".join(found))
         return found
+
+    def model_catalog(self) -> list[str]:
+        """The docs' name for models()."""
+        return self.models()
 
     def enable(self) -> None:
         self._driver.set_output(True)

@@ -204,8 +204,9 @@ class PowerSupplyNet(Net):
         volts, amps = self._driver.ratings()
         return {"voltage_max": volts, "current_max": amps}
 
-    def get_monitor_state(self) -> dict[str, Any]:
+    def get_monitor_state(self, channel: int | None = None) -> dict[str, Any]:
         """The state under the real lager's monitor keys (voltage_set, not set_voltage)."""
+        self._own_channel(channel)
         s = self._driver.state()
         volts, amps = self._driver.ratings()
         return {"voltage": s.voltage, "current": s.current, "power": s.power,
