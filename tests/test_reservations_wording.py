@@ -40,10 +40,10 @@ def test_refusals_places_and_status_read_well(pair: Pair) -> None:
     # A locks the box as well: two holds, A's lock first.
     locked = pair.a.run("boxes", "lock", "--reason", "scope on the DUT")
     assert locked.returncode == 0, locked.stderr
-    waiters = [start_run(env_of(laptop, CI="true", LAGER_LOCK_WAIT="300"), quick)
-               for laptop in (pair.b, c)]
-    for waiter in waiters:
-        waiter.err.wait_for("waiting for the box")
+    waiters = []
+    for laptop in (pair.b, c):  # B in the queue before C comes
+        waiters.append(start_run(env_of(laptop, CI="true", LAGER_LOCK_WAIT="300"), quick))
+        waiters[-1].err.wait_for("waiting for the box")
     try:
         place = next(line for line in waiters[0].err.text.splitlines() if "waiting for" in line)
         # The first hold and how many more: one holder's words, not every holder's.
