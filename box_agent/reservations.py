@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lager import protocol
 from lager.errors import LagerError, Reserved
-from lager.protocol.codec import ProtocolError
 from lager.protocol.reservation import (
     ForcedUnlock,
     Hold,
@@ -43,19 +41,18 @@ from lager.protocol.reservation import (
 )
 
 from . import queue_places as places
+from . import reservation_state as state
 from .monitor_link import RUN_FILE, read_json
 from .queue_places import KeptPlaces
+from .reservation_state import AUDIT_FILE, KEEP_FORCED, STATE_FILE
 
 if TYPE_CHECKING:
     from .runs import Caller, Run, Supervisor
 
 log = logging.getLogger("lager-box.reservations")
 
-STATE_FILE = "reservation.json"
-AUDIT_FILE = "audit.log"
 MAX_LABEL = 120
 MAX_REASON = 200
-KEEP_FORCED = 10  # forced unlocks `lager boxes status` shows, newest last
 
 READ, CHANGE, RUN, OPERATE = "read", "change", "run", "operate"
 # What another identity did to a run, as the run's own clients are told it.
@@ -78,6 +75,14 @@ def clean_text(value: Any, limit: int, what: str) -> str:
         raise LagerError(f"malformed request: {what} must be a string")
     text = "".join(c if c.isprintable() else " " for c in value).strip()
     return text[:limit]
+
+
+def held_by(holds: list[Hold]) -> str:
+    """Who holds the box, in one line of a terminal's width or so: the first hold, and how
+    many more (`lager boxes status` lists them all)."""
+    first = holds[0]
+    more = f" (+{len(holds) - 1} more)" if len(holds) > 1 else ""
+    return f"held by {first.who()} for {first.what()} since {when(first.since)}{more}"
 
 
 def _hold_of(caller: Caller, label: str, since: float, kind: str, **extra: Any) -> Hold:
@@ -112,53 +117,20 @@ class Reservations:
     # -- the state dir ---------------------------------------------------------------------
 
     def _load(self) -> None:
-        saved = read_json(self.path)
-        if not saved:
-            if self.path.exists():  # written atomically, so only a hand edit gets here
-                log.error("%s is not readable JSON; starting without its lock", self.path)
-            return
-        lock = saved.get("lock")
-        try:
-            self.lock = Hold.from_dict(lock) if lock is not None else None
-        except ProtocolError as exc:
-            log.error("%s: the lock record is damaged (%s); starting without it", self.path, exc)
-        forced = saved.get("forced")
-        for record in forced if isinstance(forced, list) else []:
-            try:
-                self.forced.append(ForcedUnlock.from_dict(record))
-            except ProtocolError as exc:  # one damaged record costs only itself
-                log.error("%s: a forced-unlock record is damaged (%s)", self.path, exc)
-        self.forced = self.forced[-KEEP_FORCED:]
-        self.kept = KeptPlaces(saved.get("queue"))
+        saved = state.load(self.path)
+        self.lock, self.forced, self.kept = saved.lock, saved.forced, KeptPlaces(saved.queue)
 
     def _save(self) -> None:
-        data = {"lock": self.lock.to_dict() if self.lock else None,
-                "forced": [f.to_dict() for f in self.forced],
-                "queue": [*self.kept.records(),
-                          *(places.record(w.token, w.caller.holder(), w.since)
-                            for w in self.queue)]}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a power cut
-        finally:
-            os.close(dir_fd)
+        state.save(self.path, self.lock, self.forced,
+                   [*self.kept.records(), *(places.record(w.token, w.caller.holder(), w.since)
+                                            for w in self.queue)])
 
     def audit(self, event: str, caller: Caller, **details: Any) -> None:
         record = {"at": when(time.time()), "event": event, "by": caller.holder(),
                   "name": caller.key_comment or caller.user, "user": caller.user, **details}
         log.warning("audit: %s by %s: %s", event, caller.describe(),
                     json.dumps(details, sort_keys=True))
-        try:
-            with open(self.audit_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as exc:
-            log.error("cannot write the audit record to %s: %s", self.audit_path, exc)
+        state.append_audit(self.audit_path, record)
 
     # -- who holds the box -----------------------------------------------------------------
 
@@ -211,12 +183,9 @@ class Reservations:
             raise self._refusal(others, "new runs" if action == RUN else "changes")
 
     def _refusal(self, others: list[Hold], what: str) -> Reserved:
-        first = others[0]
-        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
         return Reserved(
-            f"box reserved: held by {first.who()} for {first.what()} since {when(first.since)}"
-            f"{more}; {what} from other keys are refused. Queue with --wait SECONDS (or "
-            "CI=true); `lager boxes status` shows who holds it",
+            f"box reserved: {held_by(others)}; {what} from other keys are refused. Queue with "
+            "--wait SECONDS (or CI=true); `lager boxes status` shows who holds it",
             Refusal(reserved=others).to_dict())
 
     def operated(self, caller: Caller, what: str, run: Run) -> None:
@@ -335,10 +304,9 @@ class Reservations:
         holds = self.holds()
         ahead = self.queue.index(waiter) + sum(1 for h in holds if h.kind != "lock") + \
             self.kept.ahead_of(waiter.since)
-        return Place(ahead, holds,
-                     f"waiting for the box: {ahead} run{'s' if ahead != 1 else ''} ahead; "
-                     + "; ".join(f"held by {h.who()} for {h.what()} since {when(h.since)}"
-                                 for h in holds[:3]), waiter.token)
+        line = f"waiting for the box: {ahead} run{'s' if ahead != 1 else ''} ahead"
+        return Place(ahead, holds, line + (f"; {held_by(holds)}" if holds else ""),
+                     waiter.token)
 
     def _timeout(self, seconds: float) -> Reserved:
         others = self.holds()

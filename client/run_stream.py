@@ -47,6 +47,7 @@ class RunStream:
         self._decoder = FrameDecoder()
         self._peeked = b""
         self._hidden: list[tuple[int, int]] = []  # stderr byte ranges left out (banners)
+        self._error_line_starts = True  # the next framed stderr byte starts a refusal line
 
     # --- bytes in ---
 
@@ -92,7 +93,19 @@ class RunStream:
             return [(STDERR, data)]
         if not self.framed:
             self.received[STDERR] += len(data)
-        return [(STDERR, data)]
+            return [(STDERR, data)]
+        return [(STDERR, self._as_errors(data))]
+
+    def _as_errors(self, data: bytes) -> bytes:
+        """A framed channel's stderr is only the box refusing the run (a reservation, a
+        quota...): each line is said as the CLI says every error, `Error: REASON`."""
+        said = bytearray()
+        for piece in data.splitlines(keepends=True):
+            if self._error_line_starts:
+                said += b"Error: "
+            said += piece
+            self._error_line_starts = piece.endswith(b"\n")
+        return bytes(said)
 
     def at_end(self) -> list[Piece]:
         """The channel ended: bytes still held to decide the form are the script's."""

@@ -11,8 +11,10 @@ terminal; a waiter that loses its box comes back to the queue.
 """
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+from typing import Any
 
 import pytest
 from conftest import Client, LiveRun, start_agent, start_run, wait_for, write_script
@@ -24,6 +26,7 @@ from two_keys import (
     hold_box,
     pair_fixture,  # noqa: F401 (the fixture `pair`)
     rows,
+    run_row,
 )
 
 RESERVED = 75
@@ -64,6 +67,18 @@ def told(text: str, doing: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("lager: ") and doing in line]
 
 
+def audit_of(pair: Pair) -> list[dict[str, Any]]:
+    """The box's audit log, one JSON record a line (none yet: no file)."""
+    path = pair.agent.state_dir / "audit.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def audited(pair: Pair, event: str) -> list[dict[str, Any]]:
+    return [record for record in audit_of(pair) if record["event"] == event]
+
+
 def test_the_holders_terminal_is_told_and_its_offsets_stay_exact(pair: Pair) -> None:
     b_key = fingerprint(pair.b)
     script = write_script(pair.root, "watched.py", WATCHED)
@@ -98,12 +113,29 @@ def test_the_holders_terminal_is_told_and_its_offsets_stay_exact(pair: Pair) -> 
     assert b"err-before\n" in plain_err and b"err-middle\n" in plain_err
     run.err.wait_for("reconnected")
 
+    # B follows it too (--reattach, here OpenSSH's plain attach): open to every key holder,
+    # A is told.
+    watcher = plain_attach(pair.b, ident)
+    run.err.wait_for("is watching run")
+    [line] = told(run.err.text, "is watching run")
+    assert b_key in line and "(--reattach)" in line
+
     # B kills it: told, and A's run ends with the script's own code.
     killed = pair.b.run("python", "--kill", ident)
     assert killed.returncode == 0, killed.stderr
     assert run.finish(timeout=60) == 3, run.err.text
     [line] = told(run.err.text, "sent --kill to run")
     assert b_key in line
+    watched_out, _ = watcher.communicate(timeout=60)
+    assert watcher.returncode == 3 and watched_out.endswith(b"killed\n")
+
+    # The box's audit: each of B's acts on A's run, once, by B's key, on A's run.
+    row = run_row(pair.a, ident)
+    a_key = row["started_by"]["fingerprint"]
+    for event in ("console", "continue", "reattach", "kill"):
+        [record] = audited(pair, event)
+        assert record["by"] == f"key:{b_key}" and record["owner"] == f"key:{a_key}", record
+        assert record["run"] == row["id"], record
 
     # Byte for byte what the run wrote: A's stdout, and A's stderr without lager's own lines
     # (the notices and the reconnect's), against an OpenSSH attach's full copy of the log.
@@ -114,6 +146,42 @@ def test_the_holders_terminal_is_told_and_its_offsets_stay_exact(pair: Pair) -> 
                     if not line.startswith("lager: "))
     assert shown == full.stderr.decode()
     assert b"opened a console" not in full.stderr and b"--kill" not in full.stderr
+
+
+PLAIN_PAUSE = """\
+from lager import pause
+print("pausing", flush=True)
+pause("no console here", timeout=600)
+print("resumed", flush=True)
+"""
+
+
+def test_a_refused_console_or_kill_is_neither_audited_nor_told(pair: Pair) -> None:
+    """B's `ssh -s console` on a pause without a console, and B's kill with a signal the box
+    does not know, are refused (status 1) and did nothing: no audit record, and A's terminal
+    is not told. B's --continue afterwards is both, and A is told it first: anything the
+    refusals had told A would be in A's stderr before it."""
+    b_key = fingerprint(pair.b)
+    run = start_run(pair.a, write_script(pair.root, "plain.py", PLAIN_PAUSE))
+    ident = run.banner_id()
+
+    console = openssh(pair.b, "console", f"{ident}\n")
+    assert console.returncode == 1, console.stderr
+    assert b"without a console" in console.stderr
+    bad_signal = openssh(pair.b, "kill", f"{ident} SIGNOPE\n")
+    assert bad_signal.returncode == 1, bad_signal.stderr
+    assert b"unknown signal" in bad_signal.stderr
+    assert audit_of(pair) == []
+
+    resumed = pair.b.run("python", "--continue", ident)
+    assert resumed.returncode == 0, resumed.stderr
+    run.err.wait_for("resumed run")
+    assert run.finish(timeout=60) == 0, run.err.text
+    assert run.out.text == "pausing\nresumed\n"
+    [line] = [line for line in run.err.text.splitlines() if line.startswith("lager: ")
+              and b_key in line]
+    assert "resumed run" in line, run.err.text
+    assert [record["event"] for record in audit_of(pair)] == ["continue"]
 
 
 def test_the_runs_own_key_tells_nobody(pair: Pair) -> None:

@@ -16,11 +16,13 @@ from .common import Context, Interrupt, WindowChange
 async def handle_console(ctx: Context) -> None:
     run = await ctx.run_from_request()
     link = run.paused_link()
-    ctx.reservations.operated(ctx.caller, "console", run)
     pty = ctx.process.get_terminal_type() is not None
     cols, rows = wire.clamp_size(*ctx.process.get_terminal_size()[:2]) if pty else \
         (wire.DEFAULT_COLS, wire.DEFAULT_ROWS)
     sock = link.open_console(pty, cols, rows)
+    # Audited and told only once the console is open: a refused one (no console at this
+    # pause) did nothing to the run, so there is nothing to record or tell its holder.
+    ctx.reservations.operated(ctx.caller, "console", run)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     if pty:
         writer.write(wire.window(cols, rows))

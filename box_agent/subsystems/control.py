@@ -66,9 +66,11 @@ async def handle_kill(ctx: Context) -> None:
                              "it no longer runs, and its exit code is unknown")
         raise LagerError(f"run {protocol.short_id(run.id)} already exited "
                          f"with code {run.exit_status}")
+    # The signal is read first: an unknown one is refused and sends nothing, so nothing is
+    # audited or told to the run's holder.
+    sig = _parse_signal(words[1]) if len(words) == 2 else None
     ctx.reservations.operated(ctx.caller, "kill", run)
-    if len(words) == 2:
-        sig = _parse_signal(words[1])
+    if sig is not None:
         run.signal_group(sig)
         ctx.write_line(f"sent {sig.name} to run {protocol.short_id(run.id)}")
     else:

@@ -21,6 +21,7 @@ from lager.errors import LagerError, UsageError
 from lager.protocol import DEFAULT_PORT, short_id
 from lager.protocol.codec import Message
 from lager.protocol.reservation import (
+    Hold,
     Locked,
     LockRequest,
     ReservationStatus,
@@ -272,6 +273,16 @@ def unlock(obj: LagerContext, force: bool) -> None:
     click.echo(f"box {obj.box().name}: {answer.message}")
 
 
+def _holding(hold: Hold) -> str:
+    """What a hold is doing, as the status header says it: a paused run says so."""
+    if hold.kind == "lock":
+        return "locked"
+    if hold.kind != "run":
+        return "starting a run"
+    run = f"run {short_id(hold.run_id)} ({hold.script})"
+    return f'paused {run} at "{hold.paused}"' if hold.paused is not None else f"running {run}"
+
+
 @boxes.command("status")
 @box_option
 @click.option("--json", "as_json", is_flag=True)
@@ -290,16 +301,15 @@ def status(obj: LagerContext, as_json: bool) -> None:
     elif not answer.holds:
         click.echo(f"box {name}: free")
     for hold in answer.holds:
-        what = {"lock": "locked", "starting": "starting a run"}.get(hold.kind, "running")
-        detail = f" run {short_id(hold.run_id)} ({hold.script})" if hold.kind == "run" else ""
-        reason = f", reason: {hold.reason}" if hold.reason else ""
-        click.echo(f"box {name}: {what}{detail} by {hold.who()} since "
-                   f"{when(hold.since)}{reason}")
+        click.echo(f"box {name}: {_holding(hold)} by {hold.who()} since {when(hold.since)}"
+                   + (f", reason: {hold.reason}" if hold.reason else ""))
     if answer.runs:
         click.echo(format_runs(answer.runs))
     for place, waiter in enumerate(answer.queue, 1):
         label = f" [{waiter.label}]" if waiter.label else ""
-        click.echo(f"queue {place}: {waiter.name}{label} waiting since {when(waiter.since)}")
+        # The identity beside the name: two keys both called lager:user@vm are two waiters.
+        click.echo(f"queue {place}: {waiter.name} ({waiter.identity.removeprefix('key:')})"
+                   f"{label} waiting since {when(waiter.since)}")
     for forced in answer.forced_unlocks:
         click.echo(f"forced unlock at {when(forced.at)} by {forced.by_name} "
                    f"({forced.by}) of {forced.lock.who()}'s lock")
