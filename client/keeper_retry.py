@@ -148,16 +148,25 @@ def patiently(ask: Callable[[], _T], patient: bool) -> _T:
 
     deadline = time.monotonic() + RECONNECT_FOR
     backoff = FIRST_BACKOFF
-    while True:
-        try:
-            return ask()
-        except ConnectionFailed as exc:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise
-            if backoff == FIRST_BACKOFF:  # once: a box gone for good is a wait, then an error
-                sys.stderr.write(f"lager: {exc}; trying again for up to {RECONNECT_FOR:g} s "
-                                 "(the box's agent may be restarting)\n")
-                sys.stderr.flush()
-            time.sleep(min(backoff, left))  # a backoff between attempts
-            backoff = min(backoff * 2, MAX_BACKOFF)
+    # The wait is said only on a terminal, as a status line that goes once the wait ends:
+    # whatever happens, the command's own outcome stays its one line (a log gets only that).
+    status_line = sys.stderr.isatty()
+    try:
+        while True:
+            try:
+                return ask()
+            except ConnectionFailed as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ConnectionFailed(f"{exc} (tried again for {RECONNECT_FOR:g} s)") \
+                        from None
+                if backoff == FIRST_BACKOFF and status_line:
+                    sys.stderr.write(f"lager: {exc}; trying again for up to "
+                                     f"{RECONNECT_FOR:g} s (the box's agent may be restarting)")
+                    sys.stderr.flush()
+                time.sleep(min(backoff, left))  # a backoff between attempts
+                backoff = min(backoff * 2, MAX_BACKOFF)
+    finally:
+        if status_line and backoff != FIRST_BACKOFF:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()

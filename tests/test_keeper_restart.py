@@ -59,6 +59,10 @@ def pause_of(client: Client, run_id: str) -> int | None:
     return row["pause"]["seq"] if row["state"] == "paused" else None
 
 
+def _one(found: list[int]) -> list[int] | None:
+    return found if len(found) == 1 else None
+
+
 def keeper_socket(client: Client) -> bool:
     mux_dir = client.config_dir / "mux"
     return mux_dir.exists() and any(mux_dir.glob("*.sock"))
@@ -102,8 +106,7 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
     try:
         run_id = detached_pauser(tmp_path, laptop)
         # The keeper the --list calls left (a spare one started meanwhile sees it and goes).
-        [keeper] = wait_for(lambda: len(keeper_processes(laptop)) == 1 and keeper_processes(laptop),
-                            what="one keeper")
+        [keeper] = wait_for(lambda: _one(keeper_processes(laptop)), what="one keeper")
 
         box = laptop.agent = restart(box, how)
         resumed = laptop.run("python", "--continue", run_id[:8])
@@ -115,7 +118,8 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
         # The keeper logged in again (the same process: no second keeper), so the next
         # requests need no handshake.
         wait_for(lambda: keeper_serves_again(laptop, box), 30, what="the keeper back")
-        assert keeper_processes(laptop) == [keeper]
+        # A spare keeper a direct call started may show for a moment, until it sees ours.
+        wait_for(lambda: keeper_processes(laptop) == [keeper], 30, what="the same keeper alone")
         before = logins(box)
         again = laptop.run("python", "--continue", run_id[:8])
         assert again.returncode == 0 and again.stderr == "", again.stderr
