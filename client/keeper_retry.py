@@ -10,8 +10,10 @@ arrival does nothing more:
 - `list`, and `nets` reads (the net list, or a verb asked without a value): they change nothing.
 - `continue ID#N`: the agent resumes pause N at most once, and answers "already resumed" (exit 0)
   when it was. A bare `continue ID` is pinned to the run's current pause first, through the same
-  keeper, so the retry can never resume the pause after the one meant. That costs one round trip
-  to the box (measured: +35 to 55 ms at 50 ms RTT), the price of knowing what a lost answer did.
+  keeper, so the retry can never resume the pause after the one meant. An attached run serving
+  as keeper pins its own run from the notices it showed (client/own_pause.py), for free; any
+  other pin costs one round trip to the box (measured: +35 to 75 ms at 50 ms RTT), the price of
+  knowing what a lost answer did.
 - Never `kill` (`kill ID SIG` signals twice) nor an instrument write (a supply set, an output
   switched): their retry would repeat a write that may have happened, so they fail with one line
   (exit 255) that says so.
