@@ -153,6 +153,8 @@ class Supervisor:
         assert run.link is not None and run.monitor is not None
         run.script_pid = hello.pid
         run.log.end = max(run.log.end, hello.end)
+        # A new agent knows which pauses were resumed (a stale `ID#N` is "already resumed").
+        run.link.resumed_seq = max(run.link.resumed_seq, hello.resumed)
         if hello.pause is not None:
             run.link.handle(hello.pause, hello.paused_at, hello.banner_at)
         run.monitor.send(Window(until=self._window(run), seen=run.log.end))

@@ -10,8 +10,10 @@ arrival does nothing more:
 - `list`, and `nets` reads (the net list, or a verb asked without a value): they change nothing.
 - `continue ID#N`: the agent resumes pause N at most once, and answers "already resumed" (exit 0)
   when it was. A bare `continue ID` is pinned to the run's current pause first, through the same
-  keeper, so the retry can never resume the pause after the one meant. That costs one round trip
-  to the box (measured: +35 to 55 ms at 50 ms RTT), the price of knowing what a lost answer did.
+  keeper, so the retry can never resume the pause after the one meant. An attached run serving
+  as keeper pins its own run from the notices it showed (client/own_pause.py), for free; any
+  other pin costs one round trip to the box (measured: +35 to 75 ms at 50 ms RTT), the price of
+  knowing what a lost answer did.
 - Never `kill` (`kill ID SIG` signals twice) nor an instrument write (a supply set, an output
   switched): their retry would repeat a write that may have happened, so they fail with one line
   (exit 255) that says so.
@@ -79,6 +81,8 @@ def resend_safe(subsystem: str, line: str | None) -> bool:
 def pin_pause(path: Path, box_name: str, line: str) -> str:
     """`ID` -> `FULLID#N` for the run's current pause N, asked through the keeper at `path`.
 
+    A run serving as keeper numbers its own run from its notices, with no round trip
+    (`ID#N`, the id as typed: client/own_pause.py); any other keeper asks the box's list.
     The line stays as it is when it already has a number, when no keeper answers (the request
     then goes direct, where nothing is retried), or when the box's list does not name exactly
     one paused run for it (the box's own answer to the bare id says what is wrong).
@@ -87,9 +91,11 @@ def pin_pause(path: Path, box_name: str, line: str) -> str:
 
     if pinned(line) or not path.exists():
         return line
-    answer = mux.request(path, box_name, protocol.SUB_LIST, None, None)
-    notice = mux.fallback_notice
-    mux.fallback_notice = None
+    answer = mux.request(path, box_name, protocol.SUB_LIST, None, None, pin=line)
+    notice, said = mux.fallback_notice, mux.pinned_by_keeper
+    mux.fallback_notice = mux.pinned_by_keeper = None
+    if said is not None and pinned(said):
+        return said
     if answer is None or answer[2] != 0 or notice:
         return line  # the keeper could not say: the continue goes its own way, bare
     try:
@@ -111,13 +117,17 @@ def already_resumed(line: str, err: str) -> str | None:
     """The answer to a pinned retry refused because the run is no longer paused.
 
     The pause was current when the line was pinned, and is not now: it was resumed (by the
-    first try, or by anyone). An agent restarted in between has forgotten which pauses were
-    resumed, so it says "not paused" where it would otherwise say "already resumed" (rule 9).
+    first try, or by anyone). An agent restarted in between learns the highest resumed number
+    from the run's monitor (MonitorHello.resumed) and says "already resumed" itself; this
+    guess stays for a run whose monitor predates that field (monitors outlive an agent
+    upgrade), whose new agent says "not paused" instead (rule 9).
     """
     if not pinned(line) or "is not paused" not in err:
         return None
     run_id, seq = protocol.split_pause(line)
-    return f"already resumed: run {protocol.short_id(run_id)} pause {seq}"
+    # The id as typed when a run serving as keeper numbered it (client/own_pause.py).
+    shown = protocol.short_id(run_id) if len(run_id) == len(protocol.new_run_id()) else run_id
+    return f"already resumed: run {shown} pause {seq}"
 
 
 def settle(subsystem: str, line: str | None, answer: tuple[str, str, int],

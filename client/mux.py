@@ -88,8 +88,13 @@ def _unsure(box_name: str, subsystem: str, why: str) -> ConnectionFailed:
 fallback_notice: str | None = None
 
 
+# The keeper's answer to the last request()'s `pin` (KeeperRequest.pin), when it had one.
+pinned_by_keeper: str | None = None
+
+
 def request(path: Path, box_name: str, subsystem: str, line: str | None,
-            env: dict[str, str] | None) -> tuple[str, str, int] | None:
+            env: dict[str, str] | None, pin: str | None = None
+            ) -> tuple[str, str, int] | None:
     """The box's answer through the keeper, or None when the caller should go direct.
 
     None only when the request surely never reached the box (no keeper, the keeper did not
@@ -97,8 +102,8 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     Otherwise an unanswered request raises ConnectionFailed (exit 255) instead of being
     re-sent: the keeper may already have forwarded it.
     """
-    global fallback_notice
-    fallback_notice = None
+    global fallback_notice, pinned_by_keeper
+    fallback_notice = pinned_by_keeper = None
     if not path.exists():
         return None
     from .keeper_retry import resend_safe as safe_to_resend
@@ -110,7 +115,7 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     try:
         try:
             sock.connect(str(path))
-            sock.sendall(KeeperRequest(subsystem=subsystem, line=line, env=env,
+            sock.sendall(KeeperRequest(subsystem=subsystem, line=line, env=env, pin=pin,
                                        v=protocol.PROTOCOL_VERSION).encode())
             # Until this EOF the keeper acts on nothing: a request cut short is never sent.
             sock.shutdown(socket.SHUT_WR)
@@ -131,6 +136,7 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     finally:
         sock.close()
     if reply is not None and reply.status >= 0:
+        pinned_by_keeper = reply.pinned if pin is not None else None
         return reply.out, reply.err, reply.status
     if reply is not None and reply.delivered is False:
         # Never sent, so going direct is safe.

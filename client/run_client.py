@@ -110,10 +110,13 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
         click.echo(_commands_hint(box.name, started.short_id))
         return 0
     again = Reattacher(obj, client_ref=request.client_ref)
-    follower = Follower(chan, box.name, stops_run=True, reconnect=again,
-                        on_event=on_event, show_banners=show_banners)
     from . import run_keeper  # issue 13: this run serves the other terminals' requests
-    serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn)
+    from .own_pause import OwnPause
+
+    own = OwnPause()  # numbers its own run's bare --continue, from the notices (rule 9)
+    follower = Follower(chan, box.name, stops_run=True, reconnect=own.reconnecting(again),
+                        on_event=own.chain(on_event), show_banners=show_banners)
+    serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn, own)
     try:
         status = follower.run()
         if request.downloads and not follower.left:
@@ -134,10 +137,14 @@ def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None,
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)
-        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint, reconnect=again,
-                            on_event=on_event, show_banners=show_banners)
         from . import run_keeper  # issue 13: this run serves the other terminals' requests
-        serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn)
+        from .own_pause import OwnPause
+
+        own = OwnPause()  # numbers its own run's bare --continue, from the notices (rule 9)
+        follower = Follower(chan, box.name, stops_run=False, leave_hint=hint,
+                            reconnect=own.reconnecting(again), on_event=own.chain(on_event),
+                            show_banners=show_banners)
+        serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn, own)
         try:
             status = follower.run()
         finally:

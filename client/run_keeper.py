@@ -22,11 +22,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from lager import protocol
 from lager.errors import ConnectionFailed
+from lager.protocol.channel import KeeperReply, KeeperRequest
+from lager.protocol.codec import ProtocolError
 
 from . import keeper_channels, mux
 from .config import Box, Config
 from .keeper_stream import StreamServer
+from .own_pause import OwnPause
 
 if TYPE_CHECKING:
     import paramiko
@@ -75,9 +79,12 @@ class RunKeeper(mux.Keeper):
     """mux.Keeper's request handling (peer check, forwarding, replies) over a run's connection,
     served from a thread of the `lager python` process while it follows the run."""
 
-    def __init__(self, config: Config, box: Box, current: CurrentConnection) -> None:
+    def __init__(self, config: Config, box: Box, current: CurrentConnection,
+                 own: OwnPause | None = None) -> None:
         # No super().__init__(): that would make a connection of its own.
         self.conn = cast("BoxConnection", _RunConnection(box, current))
+        self._current = current
+        self._own = own
         self.path = mux.socket_path(config, box)
         self.last_used = time.monotonic()
         self.active = 0
@@ -118,6 +125,24 @@ class RunKeeper(mux.Keeper):
         keeper_channels.prime(self.conn)
         self._streams = StreamServer(self.path, lambda: self.conn).start()  # consoles
         return True
+
+    def _forward(self, raw: bytes) -> KeeperReply:
+        """A `pin` for this run's own pause is answered here, with no round trip to the box
+        (client/own_pause.py); anything else goes to the box as the keeper forwards it."""
+        if self._own is not None:
+            try:
+                req = KeeperRequest.decode(raw)
+            except ProtocolError:
+                req = None
+            if req is not None and req.pin is not None and req.subsystem == protocol.SUB_LIST:
+                said = self._own.pin(req.pin, self._link_up)
+                if said is not None:
+                    return KeeperReply(status=0, pinned=said, v=protocol.PROTOCOL_VERSION)
+        return super()._forward(raw)
+
+    def _link_up(self) -> bool:
+        conn = self._current()
+        return conn is not None and conn.transport.is_active()
 
     def _accept_loop(self) -> None:
         server = self._server
@@ -178,12 +203,14 @@ def _unlink_quietly(path: Any) -> None:
         pass
 
 
-def serve(config: Config, box: Box, current: CurrentConnection) -> RunKeeper | None:
+def serve(config: Config, box: Box, current: CurrentConnection,
+          own: OwnPause | None = None) -> RunKeeper | None:
     """Start serving for the run being followed (the hook in client/run_client.py), or once
-    the keeper serving now goes; None when LAGER_MUX=0."""
+    the keeper serving now goes; None when LAGER_MUX=0. `own`: the run's pause as its
+    follower saw it, which numbers a bare --continue of this run without asking the box."""
     if not mux.enabled():
         return None
-    keeper = RunKeeper(config, box, current)
+    keeper = RunKeeper(config, box, current, own)
     if not keeper.start():
         keeper.watch()
     return keeper

@@ -9,6 +9,17 @@ double paused_at = 0.0;
 /* where its banner lies in the run's stderr, [start, end) */
 int has_banner_at = 0;
 long long banner_start = 0, banner_end = 0;
+long long resumed_seq = 0;
+
+/* A resume relayed or a resumed message: the highest number stays (MonitorHello.resumed). */
+static void note_resumed(const char *body, const char *body_end) {
+    const char *vs, *ve;
+    if (json_field(body, body_end, "seq", &vs, &ve)) {
+        long long seq = strtoll(vs, NULL, 10); /* a J_INT, checked by fields_ok */
+        if (seq > resumed_seq)
+            resumed_seq = seq;
+    }
+}
 
 static char linkbuf[MSG_MAX + 1];
 static char banner_text[MSG_MAX]; /* a decoded banner: never longer than its JSON */
@@ -61,6 +72,8 @@ void to_script(const char *body, const char *body_end, int *fds, int nfds) {
                                                                                    : NULL;
     if (!spec || !fields_ok(body, body_end, spec))
         return;
+    if (spec == RESUME_FIELDS)
+        note_resumed(body, body_end);
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
@@ -139,8 +152,11 @@ void from_script(short revents) {
         has_banner_at = has_range;
         banner_start = start;
         banner_end = end;
-    } else if (pause_seq && (size_t)(seq_e - seq_s) == strlen(pause_seq) &&
-               memcmp(seq_s, pause_seq, seq_e - seq_s) == 0) {
+    } else {
+        note_resumed(p, e);
+    }
+    if (!is_pause && pause_seq && (size_t)(seq_e - seq_s) == strlen(pause_seq) &&
+        memcmp(seq_s, pause_seq, seq_e - seq_s) == 0) {
         clear_pause();
     }
     char head[] = "{\"op\":\"script\",\"body\":";

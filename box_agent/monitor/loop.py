@@ -74,6 +74,7 @@ class Monitor:
         self.pause: PauseMsg | None = None  # the script's current pause, for a new agent
         self.paused_at = 0.0
         self.banner_at: BannerAt | None = None  # where its banner lies in the run's stderr
+        self.resumed = 0  # the highest pause number resumed, for a new agent (MonitorHello)
         self.pipes: dict[int, int] = {}  # read end -> stream
         self.wake_r, self.wake_w = os.pipe()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -122,7 +123,8 @@ class Monitor:
         assert self.script is not None
         self.outstanding, self.acked_end = False, self.log.end
         self._tell(MonitorHello(pid=self.script.pid, end=self.log.end, pause=self.pause,
-                                paused_at=self.paused_at, banner_at=self.banner_at))
+                                paused_at=self.paused_at, banner_at=self.banner_at,
+                                resumed=self.resumed))
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -266,6 +268,7 @@ class Monitor:
             self.outstanding = False
         elif isinstance(msg, ToScript) and self.link is not None:
             body = msg.body
+            self._note_resumed(body)
             if body.get("op") == "resume" and self.pause and body.get("seq") == self.pause.seq:
                 self.pause, self.banner_at = None, None
             try:
@@ -274,6 +277,12 @@ class Monitor:
                                     array.array("i", fds))] if fds else [])
             except OSError:
                 pass  # the script is gone; its exit is on its way
+
+    def _note_resumed(self, body: dict[str, object]) -> None:
+        """The agent resumed a pause (the body relayed to the script): remember its number."""
+        seq = body.get("seq")
+        if body.get("op") == "resume" and isinstance(seq, int) and not isinstance(seq, bool):
+            self.resumed = max(self.resumed, seq)
 
     def _agent_gone(self) -> None:
         """The agent went away. The run goes on; a new agent reconnects through our socket."""
@@ -319,8 +328,10 @@ class Monitor:
                 pass  # the script is gone; its exit is on its way
         if isinstance(body, PauseMsg):
             self.pause, self.paused_at, self.banner_at = body, time.time(), banner_at
-        elif isinstance(body, ResumedMsg) and self.pause and self.pause.seq == body.seq:
-            self.pause, self.banner_at = None, None
+        elif isinstance(body, ResumedMsg):
+            self.resumed = max(self.resumed, body.seq)
+            if self.pause and self.pause.seq == body.seq:
+                self.pause, self.banner_at = None, None
         self._tell(FromScript(body=body.to_dict(), at=self.paused_at, banner_at=banner_at))
 
     def _put_banner(self, text: str) -> BannerAt | None:

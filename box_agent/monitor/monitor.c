@@ -85,10 +85,11 @@ void tell(const char *fmt, ...) {
 static void hello(void) {
     outstanding = 0;
     acked_end = log_end;
-    char head[160], tail[128];
+    char head[160], tail[192];
     int h = snprintf(head, sizeof head, "{\"op\":\"hello\",\"pid\":%d,\"end\":%lld,\"pause\":",
                      (int)script_pid, log_end);
-    int t = snprintf(tail, sizeof tail, ",\"paused_at\":%.6f", paused_at);
+    int t = snprintf(tail, sizeof tail, ",\"paused_at\":%.6f,\"resumed\":%lld", paused_at,
+                     resumed_seq);
     t += banner_at_json(tail + t, sizeof tail - t, has_banner_at, banner_start, banner_end);
     t += snprintf(tail + t, sizeof tail - t, "}\n");
     struct iovec iov[3] = {{head, (size_t)h},

@@ -61,6 +61,7 @@ extern char *pause_body;
 extern double paused_at;
 extern int has_banner_at;
 extern long long banner_start, banner_end;
+extern long long resumed_seq; /* the highest pause number resumed, for a new agent's hello */
 int banner_at_json(char *out, size_t size, int has, long long start, long long end);
 void clear_pause(void);
 void to_script(const char *body, const char *body_end, int *fds, int nfds);

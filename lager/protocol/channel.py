@@ -139,6 +139,9 @@ class KeeperRequest(Message):
     line: str | None = None
     env: dict[str, str] | None = None
     v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
+    # With a `list`: the bare continue id to number. A keeper that knows the pause (an
+    # attached run's own) answers `pinned` at once; others (and older ones) answer the list.
+    pin: str | None = None
 
 
 @dataclass
@@ -189,6 +192,7 @@ class KeeperReply(Message):
     error: str | None = None
     delivered: bool | None = None
     v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
+    pinned: str | None = None  # the answer to a `pin`, given without asking the box
 
 
 @dataclass

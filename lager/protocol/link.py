@@ -113,7 +113,10 @@ BannerAt = list[int]  # [start, end): byte offsets in the run's stderr
 
 @dataclass
 class MonitorHello(Message):
-    """monitor -> agent, on every connection: the script, the log's end, the current pause."""
+    """monitor -> agent, on every connection: the script, the log's end, the current pause,
+    and the highest pause number resumed so far (`resumed`), so that a new agent still answers
+    a stale `ID#N` "already resumed" (ISSUE-NOTES 9). A monitor older than that field sends
+    none: 0, nothing known."""
 
     OP = "hello"
     WHAT = "monitor hello"
@@ -122,6 +125,7 @@ class MonitorHello(Message):
     pause: PauseMsg | None = None
     paused_at: float = 0.0  # wall clock
     banner_at: BannerAt | None = None
+    resumed: int = 0
 
 
 @dataclass
