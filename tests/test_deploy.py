@@ -458,12 +458,107 @@ def test_an_upgrade_through_the_role_replaces_the_agent_and_keeps_the_paused_run
 
     after = _handed_over(host, before)
     assert "--max-auth-tries 5" in host.sh(f"tr '\\0' ' ' < /proc/{after}/cmdline").stdout
-    # The new agent can hand over in turn: a second upgrade, by hand this time.
+    # The new agent can hand over in turn: a second upgrade, by hand this time. `systemctl
+    # reload` returns once the new agent serves: no waiting before the checks.
     assert host.sh("systemctl reload lager-box").returncode == 0
+    third = _main_pid(host)
+    assert third not in (0, after)
+    assert "--replace" in host.sh(f"tr '\\0' ' ' < /proc/{third}/cmdline").stdout
+    assert host.sh("systemctl show lager-box -p StatusText --value").stdout.startswith(
+        "listening on")
+    listed = _direct(client).run("python", "--list")  # a new login, at once
+    assert listed.returncode == 0 and ident in listed.stdout and "paused" in listed.stdout, \
+        listed
     _handed_over(host, after)
     _still_paused(client)  # on the third agent
     assert client.run("python", "--continue", ident).returncode == 0
     assert run.finish(60) == 0 and run.out.text == "before\nafter\n"
+
+
+def _direct(client: Client) -> Client:
+    """The same laptop without its connection keeper: each command is a new login."""
+    direct = Client(client.config_dir, client.agent, client.box)
+    direct.env.update(LAGER_SSH_CONFIG=client.env["LAGER_SSH_CONFIG"], LAGER_MUX="0")
+    return direct
+
+
+@pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_broken_upgrade_fails_the_reload_and_the_old_agent_serves_on(
+        lab: Lab, tmp_path: Path) -> None:
+    """The unit's ExecReload with a serve option the new agent refuses (a drop-in, as a typo
+    in an upgrade would be): `systemctl reload` fails, the journal says why in one line, and
+    the old agent stays the main process with its paused run."""
+    if not lab.systemd:
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
+    host = lab.hosts[1]
+    client = lab.client(host.name)
+    script = write_script(tmp_path, "b.py", "from lager import pause\nprint('before', "
+                          "flush=True)\npause('broken upgrade')\nprint('after')\n")
+    run = start_run(client, script)
+    ident = run.banner_id(60)
+    before = _main_pid(host)
+    dropin = "/etc/systemd/system/lager-box.service.d"
+    broken = host.sh(f"mkdir -p {dropin} && {{ echo '[Service]'; echo 'ExecReload='; "
+                     f"grep '^ExecReload=' {UNIT} | sed 's/$/ --run-log-limit lots/'; }} "
+                     f"> {dropin}/broken.conf && systemctl daemon-reload")
+    assert broken.returncode == 0, broken.stderr
+    try:
+        reload = host.sh("systemctl reload lager-box")
+        assert reload.returncode != 0, reload
+        # journald may file the line a moment after systemctl returns.
+        said = wait_for(lambda: [line for line in host.sh(
+            "journalctl -u lager-box --no-pager -o cat").stdout.splitlines()
+            if line.startswith("lager-box reload:")], 60, what="reload's line in the journal")
+        journal = host.sh("journalctl -u lager-box --no-pager -o cat -n 20").stdout
+        assert "exited (status 2) before it took over" in said[-1], journal[-20:]
+        assert "the running agent keeps serving" in said[-1]
+        assert _main_pid(host) == before
+        assert host.sh("systemctl is-active lager-box").stdout.strip() == "active"
+        listed = _direct(client).run("python", "--list")
+        assert listed.returncode == 0 and ident in listed.stdout, listed
+        assert "paused" in listed.stdout, listed.stdout
+    finally:
+        host.sh(f"rm -rf {dropin} && systemctl daemon-reload")
+    assert client.run("python", "--continue", ident).returncode == 0
+    assert run.finish(90) == 0 and run.out.text == "before\nafter\n"
+
+
+@pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_limited_run_keeps_every_box_in_the_laptop_files(lab: Lab, tmp_path: Path) -> None:
+    """`--limit box2` with one more box in the group that cannot be reached: the laptops'
+    known_hosts and ssh_config still list every box; box2's key is collected again, box1's
+    and box3's lines are kept from the last run, the unreachable box is listed as not reached,
+    and the laptop's lager still reaches box3 (not in the play) through them."""
+    laptop_dir = tmp_path / "lab"
+    laptop_dir.mkdir()
+    for name in ("known_hosts", "ssh_config"):
+        text = (lab.laptop_dir / name).read_text()
+        # Where the laptop files live is part of their text (UserKnownHostsFile).
+        (laptop_dir / name).write_text(text.replace(str(lab.laptop_dir), str(laptop_dir)))
+    before = (laptop_dir / "known_hosts").read_text()
+    inventory = json.loads(lab.inventory.read_text())
+    inventory["lager_boxes"]["hosts"]["box4"] = {"ansible_host": "127.0.0.1", "ansible_port": 1}
+    wider = tmp_path / "inventory.yml"
+    wider.write_text(json.dumps(inventory))
+    limited = _playbook(lab.work, wider, "--limit", "box2,box4",
+                        "-e", f"lager_box_laptop_dir={laptop_dir}")
+    counts = recap(limited)
+    assert counts["box4"]["unreachable"] == 1 and counts["box2"]["failed"] == 0, limited.stdout
+    assert set(counts) == {"box2", "box4"}, counts
+    known = (laptop_dir / "known_hosts").read_text()
+    config = (laptop_dir / "ssh_config").read_text()
+    assert known == before + \
+        "# box box4\n# (not reached yet: its key comes with the first run that reaches it)\n", \
+        known
+    for host in lab.hosts:
+        assert f"# box {host.name}\nHost {host.name}\n    HostName {host.address}\n" in config
+    assert "# box box4\n# (not reached yet" in config
+    client = lab.client("box3")
+    client.env["LAGER_SSH_CONFIG"] = str(laptop_dir / "ssh_config")
+    listed = client.run("python", "--list")
+    assert listed.returncode == 0, listed.stderr
 
 
 @pytest.mark.container
