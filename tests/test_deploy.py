@@ -3,8 +3,8 @@
 the spec's example on every box with host keys from the known_hosts the role collected.
 
 The boxes run systemd as PID 1 when this machine lets a container do so; then the unit the role
-wrote is what runs the agent, and an upgrade goes through `systemctl reload` (`serve
---replace`). Where systemd cannot be PID 1, the test says so and starts the unit's ExecStart as
+wrote is what runs the agent, and an upgrade goes through `systemctl reload` (`lager-box
+reload`, which starts `serve --replace` and returns once it serves). Where systemd cannot be PID 1, the test says so and starts the unit's ExecStart as
 the unit's User itself (LAGER_DEPLOY_NO_SYSTEMD=1 takes that path on purpose). In CI
 (CI=true) a missing Docker engine fails this tier.
 
@@ -469,8 +469,75 @@ def test_an_upgrade_through_the_role_replaces_the_agent_and_keeps_the_paused_run
     listed = _direct(client).run("python", "--list")  # a new login, at once
     assert listed.returncode == 0 and ident in listed.stdout and "paused" in listed.stdout, \
         listed
+    # The main PID is the very agent `lager-box reload` (ExecReload) saw become ready.
+    served = wait_for(lambda: [line for line in host.sh(
+        "journalctl -u lager-box --no-pager -o cat").stdout.splitlines()
+        if line.startswith("lager-box reload: the new agent (pid")], 60,
+        what="reload's line in the journal")
+    assert served[-1] == f"lager-box reload: the new agent (pid {third}) serves", served
     _handed_over(host, after)
     _still_paused(client)  # on the third agent
+    assert client.run("python", "--continue", ident).returncode == 0
+    assert run.finish(60) == 0 and run.out.text == "before\nafter\n"
+
+
+def _venv_of(host: Host, pid: int) -> str:
+    """The venv an agent runs from: its argv is VENV/bin/python VENV/bin/lager-box serve ..."""
+    argv = host.sh(f"tr '\\0' '\\n' < /proc/{pid}/cmdline").stdout.splitlines()
+    return argv[1].rsplit("/bin/", 1)[0]
+
+
+def _tree_sum(host: Host, path: str) -> str:
+    """One hash of every file under path but bytecode and the built C monitor (which the
+    agent itself may add)."""
+    summed = host.sh(f"cd {path} && find . -type f ! -name '*.pyc' ! -path './libexec/*' "
+                     "-print0 | sort -z | xargs -0 sha256sum | sha256sum")
+    assert summed.returncode == 0, summed.stderr
+    return summed.stdout.split()[0]
+
+
+@pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_new_wheel_goes_to_a_new_venv_and_the_running_agent_keeps_its_own(
+        lab: Lab, tmp_path: Path) -> None:
+    """An upgrade to another wheel installs into a venv of its own while the old agent runs
+    on from its venv, untouched; then `lager-box reload` moves the unit to the new one under
+    a paused run."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    if not lab.systemd:
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
+    host = lab.hosts[2]
+    client = lab.client(host.name)
+    run = start_run(client, write_script(tmp_path, "w.py", "from lager import pause\nprint("
+                                         "'before', flush=True)\npause('new wheel')\n"
+                                         "print('after')\n"))
+    ident = run.banner_id(60)
+    before = _main_pid(host)
+    old_venv = _venv_of(host, before)
+    old_sum = _tree_sum(host, old_venv)
+    # Another wheel of the same code: the same files, another archive (its zip comment), so
+    # another sha256, as a rebuild would be.
+    wheelhouse = tmp_path / "wheelhouse"
+    shutil.copytree(lab.work / "wheelhouse", wheelhouse)
+    (wheel,) = wheelhouse.glob("lager_over_ssh-*.whl")
+    with zipfile.ZipFile(wheel, "a") as archive:
+        archive.comment = b"rebuilt"
+    new_sum = hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+    upgrade = lab.playbook("--limit", host.name, "-e", f"lager_box_wheelhouse={wheelhouse}",
+                           "-e", f"lager_box_laptop_dir={tmp_path / 'lab'}")
+    assert upgrade.returncode == 0, upgrade.stdout[-4000:]
+    assert "RUNNING HANDLER [lager_box : Replace the agent]" in upgrade.stdout
+    after = _main_pid(host)  # `systemctl reload` returned: the new agent is the main process
+    assert after != before
+    new_venv = _venv_of(host, after)
+    assert new_venv != old_venv and new_venv.endswith(new_sum[:12]), (old_venv, new_venv)
+    assert host.sh("readlink /opt/lager").stdout.strip() == new_venv
+    assert _tree_sum(host, old_venv) == old_sum  # nothing written under the old agent
+    _still_paused(client)
     assert client.run("python", "--continue", ident).returncode == 0
     assert run.finish(60) == 0 and run.out.text == "before\nafter\n"
 
