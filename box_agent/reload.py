@@ -98,7 +98,7 @@ def _wait_for_ready(child: subprocess.Popen[bytes], read_end: int, timeout: floa
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return _timed_out(child, TOOK in words, timeout)
+            return _timed_out(child, read_end, TOOK in words, timeout)
         readable, _, _ = select.select([read_end], [], [], left)
         if not readable:
             continue
@@ -119,7 +119,8 @@ def _wait_for_ready(child: subprocess.Popen[bytes], read_end: int, timeout: floa
                 return int(rest)
 
 
-def _timed_out(child: subprocess.Popen[bytes], took: bool, timeout: float) -> int:
+def _timed_out(child: subprocess.Popen[bytes], read_end: int, took: bool,
+               timeout: float) -> int:
     if took:
         # It is the agent now (the old one has let go): killing it would leave none.
         raise ReloadFailed(f"the new agent (pid {child.pid}) took over but did not say it was "
@@ -127,8 +128,26 @@ def _timed_out(child: subprocess.Popen[bytes], took: bool, timeout: float) -> in
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
     child.wait()
+    # It may have taken over in the instant before the kill (the sockets received, `took` not
+    # yet written, or written since the last read). Then the old agent has gone too, and,
+    # under systemd, the unit's main process (the killed one) failed: Restart=on-failure
+    # starts a new agent, which adopts the runs. Say which happened.
+    if TOOK.encode() in _rest_of(read_end):
+        raise ReloadFailed(f"the new agent took over as the {timeout:g} s ran out and was "
+                           "killed; under systemd the unit restarts (the runs are kept)")
     raise ReloadFailed(f"the new agent did not take over within {timeout:g} s and was "
                        "killed; the running agent keeps serving")
+
+
+def _rest_of(read_end: int) -> bytes:
+    """What is in the pipe now (without blocking: something the child started in a session of
+    its own might still hold the write end)."""
+    os.set_blocking(read_end, False)
+    rest = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read_end, 4096):
+            rest += chunk
+    return rest
 
 
 def _exit_status(child: subprocess.Popen[bytes]) -> str:
