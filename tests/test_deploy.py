@@ -629,6 +629,26 @@ def test_a_limited_run_keeps_every_box_in_the_laptop_files(lab: Lab, tmp_path: P
 
 
 @pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_venv_of_the_role_before_versioned_venvs_is_moved_aside(lab: Lab,
+                                                                   tmp_path: Path) -> None:
+    """A box deployed when /opt/lager was the venv itself: the role moves that directory
+    aside (after any reload) and makes /opt/lager the link to the current venv."""
+    host = lab.hosts[0]
+    current = host.sh("readlink /opt/lager").stdout.strip()
+    assert current.startswith("/opt/lager-venvs/lager-"), current
+    legacy = host.sh(f"rm /opt/lager && cp -a {current} /opt/lager && test -d /opt/lager")
+    assert legacy.returncode == 0, legacy.stderr
+    again = lab.playbook("--limit", host.name, "-e", f"lager_box_laptop_dir={tmp_path / 'lab'}")
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert host.sh("readlink /opt/lager").stdout.strip() == current
+    assert host.sh("test -x /opt/lager-venvs/lager-before-versioned/bin/lager-box").returncode \
+        == 0
+    if lab.systemd:
+        assert host.sh("systemctl is-active lager-box").stdout.strip() == "active"
+
+
+@pytest.mark.container
 @pytest.mark.timeout(600)
 def test_restarting_the_unit_ends_the_agent_alone(lab: Lab, tmp_path: Path) -> None:
     """KillMode=process: `systemctl restart` takes the agent down and up again; the paused
