@@ -84,12 +84,14 @@ def main() -> None:
               help="how long a finished run stays listable and reattachable (24h, 90m, 3600s)")
 @click.option("--keep-finished-runs", metavar="N", default="100", show_default=True,
               help="at most this many finished runs are kept (the oldest go first)")
+@click.option("--ready-fd", type=int, hidden=True,
+              help="(for `lager-box reload`) say took/ready on this inherited pipe")
 @click.option("-v", "--verbose", is_flag=True)
 def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
           run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
           per_source_max_startups: int, max_auth_tries: int, host_cert: Path | None,
           replace: bool, reservations: str, run_log_limit: str, keep_finished: str,
-          keep_finished_runs: str, verbose: bool) -> None:
+          keep_finished_runs: str, ready_fd: int | None, verbose: bool) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
     run_limits = _run_limits(run_log_limit, keep_finished, keep_finished_runs)
@@ -113,7 +115,7 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     try:
         asyncio.run(_serve(StateDir(state_dir), Serving(
             host, port, bench_file, name, limits, run_as, groups, host_cert, replace,
-            reservations == "on", run_limits)))
+            reservations == "on", run_limits, ready_fd)))
     except LagerError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -165,11 +167,13 @@ class Serving:
     replace: bool
     reservations: bool = True
     run_limits: RunLimits = field(default_factory=RunLimits)
+    ready_fd: int | None = None  # `lager-box reload` waits on it
 
 
 async def _serve(state: StateDir, how: Serving) -> None:
     from .bench_host import BenchHost
     from .handover import HandoverPoint, take_over
+    from .reload import TOOK, ReadyPipe
     from .reservations import Reservations
     from .runs import Supervisor
     from .server import Agent, host_keys
@@ -178,6 +182,8 @@ async def _serve(state: StateDir, how: Serving) -> None:
     host_keys(state, how.host_cert)  # a certificate that does not fit says so at once
     # Before adopting anything: the running agent lets go of its runs when it hands over.
     handed = take_over(state.root) if how.replace else None
+    ready_pipe = ReadyPipe(how.ready_fd)
+    ready_pipe.say(TOOK)
     bench = await BenchHost.start(how.bench_file, state.root, state.claims_dir)
     # Scripts get the agent's environment minus what is systemd's word to the agent alone.
     base_env = {k: v for k, v in os.environ.items() if k not in sdnotify.AGENT_ONLY_ENV}
@@ -203,6 +209,7 @@ async def _serve(state: StateDir, how: Serving) -> None:
     print(f"lager-box listening on {bound_host}:{bound_port} (host key {fingerprint})",
           flush=True)
     sdnotify.ready(f"listening on {bound_host}:{bound_port}")  # systemd's Type=notify
+    ready_pipe.ready()  # after READY=1: `systemctl reload` returns once systemd knows
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -222,6 +229,27 @@ async def _serve(state: StateDir, how: Serving) -> None:
     await agent.wait_closed()
     await supervisor.shutdown()
     await bench.stop()
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR,
+              show_default=True, help="the running agent's state dir")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="seconds the new agent has to take over")
+@click.argument("serve_command", nargs=-1, type=click.UNPROCESSED, required=True)
+def reload(state_dir: Path, timeout: float, serve_command: tuple[str, ...]) -> None:
+    """Upgrade with no gap, and wait for it: start SERVE_COMMAND (`lager-box serve ...`) with
+    --replace, return once it serves; if it dies or does not take over within --timeout, exit
+    1 and the running agent goes on (systemd's ExecReload:
+    `lager-box reload --state-dir DIR -- /path/to/lager-box serve ...`)."""
+    from .reload import ReloadFailed, reload_agent
+
+    try:
+        pid = reload_agent(state_dir, serve_command, timeout)
+    except ReloadFailed as exc:
+        click.echo(f"lager-box reload: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"lager-box reload: the new agent (pid {pid}) serves")
 
 
 @main.command()

@@ -3,8 +3,8 @@
 the spec's example on every box with host keys from the known_hosts the role collected.
 
 The boxes run systemd as PID 1 when this machine lets a container do so; then the unit the role
-wrote is what runs the agent, and an upgrade goes through `systemctl reload` (`serve
---replace`). Where systemd cannot be PID 1, the test says so and starts the unit's ExecStart as
+wrote is what runs the agent, and an upgrade goes through `systemctl reload` (`lager-box
+reload`, which starts `serve --replace` and returns once it serves). Where systemd cannot be PID 1, the test says so and starts the unit's ExecStart as
 the unit's User itself (LAGER_DEPLOY_NO_SYSTEMD=1 takes that path on purpose). In CI
 (CI=true) a missing Docker engine fails this tier.
 
@@ -458,12 +458,194 @@ def test_an_upgrade_through_the_role_replaces_the_agent_and_keeps_the_paused_run
 
     after = _handed_over(host, before)
     assert "--max-auth-tries 5" in host.sh(f"tr '\\0' ' ' < /proc/{after}/cmdline").stdout
-    # The new agent can hand over in turn: a second upgrade, by hand this time.
+    # The new agent can hand over in turn: a second upgrade, by hand this time. `systemctl
+    # reload` returns once the new agent serves: no waiting before the checks.
     assert host.sh("systemctl reload lager-box").returncode == 0
+    third = _main_pid(host)
+    assert third not in (0, after)
+    assert "--replace" in host.sh(f"tr '\\0' ' ' < /proc/{third}/cmdline").stdout
+    assert host.sh("systemctl show lager-box -p StatusText --value").stdout.startswith(
+        "listening on")
+    listed = _direct(client).run("python", "--list")  # a new login, at once
+    assert listed.returncode == 0 and ident in listed.stdout and "paused" in listed.stdout, \
+        listed
+    # The main PID is the very agent `lager-box reload` (ExecReload) saw become ready.
+    served = wait_for(lambda: [line for line in host.sh(
+        "journalctl -u lager-box --no-pager -o cat").stdout.splitlines()
+        if line.startswith("lager-box reload: the new agent (pid")], 60,
+        what="reload's line in the journal")
+    assert served[-1] == f"lager-box reload: the new agent (pid {third}) serves", served
     _handed_over(host, after)
     _still_paused(client)  # on the third agent
     assert client.run("python", "--continue", ident).returncode == 0
     assert run.finish(60) == 0 and run.out.text == "before\nafter\n"
+
+
+def _venv_of(host: Host, pid: int) -> str:
+    """The venv an agent runs from: its argv is VENV/bin/python VENV/bin/lager-box serve ..."""
+    argv = host.sh(f"tr '\\0' '\\n' < /proc/{pid}/cmdline").stdout.splitlines()
+    return argv[1].rsplit("/bin/", 1)[0]
+
+
+def _tree_sum(host: Host, path: str) -> str:
+    """One hash of every file under path but bytecode and the built C monitor (which the
+    agent itself may add)."""
+    summed = host.sh(f"cd {path} && find . -type f ! -name '*.pyc' ! -path './libexec/*' "
+                     "-print0 | sort -z | xargs -0 sha256sum | sha256sum")
+    assert summed.returncode == 0, summed.stderr
+    return summed.stdout.split()[0]
+
+
+@pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_new_wheel_goes_to_a_new_venv_and_the_running_agent_keeps_its_own(
+        lab: Lab, tmp_path: Path) -> None:
+    """An upgrade to another wheel installs into a venv of its own while the old agent runs
+    on from its venv, untouched; then `lager-box reload` moves the unit to the new one under
+    a paused run."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    if not lab.systemd:
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
+    host = lab.hosts[2]
+    client = lab.client(host.name)
+    run = start_run(client, write_script(tmp_path, "w.py", "from lager import pause\nprint("
+                                         "'before', flush=True)\npause('new wheel')\n"
+                                         "print('after')\n"))
+    ident = run.banner_id(60)
+    before = _main_pid(host)
+    old_venv = _venv_of(host, before)
+    old_sum = _tree_sum(host, old_venv)
+    # Another wheel of the same code: the same files, another archive (its zip comment), so
+    # another sha256, as a rebuild would be.
+    wheelhouse = tmp_path / "wheelhouse"
+    shutil.copytree(lab.work / "wheelhouse", wheelhouse)
+    (wheel,) = wheelhouse.glob("lager_over_ssh-*.whl")
+    with zipfile.ZipFile(wheel, "a") as archive:
+        archive.comment = b"rebuilt"
+    new_sum = hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+    upgrade = lab.playbook("--limit", host.name, "-e", f"lager_box_wheelhouse={wheelhouse}",
+                           "-e", f"lager_box_laptop_dir={tmp_path / 'lab'}")
+    assert upgrade.returncode == 0, upgrade.stdout[-4000:]
+    assert "RUNNING HANDLER [lager_box : Replace the agent]" in upgrade.stdout
+    after = _main_pid(host)  # `systemctl reload` returned: the new agent is the main process
+    assert after != before
+    new_venv = _venv_of(host, after)
+    assert new_venv != old_venv and new_venv.endswith(new_sum[:12]), (old_venv, new_venv)
+    assert host.sh("readlink /opt/lager").stdout.strip() == new_venv
+    assert _tree_sum(host, old_venv) == old_sum  # nothing written under the old agent
+    _still_paused(client)
+    assert client.run("python", "--continue", ident).returncode == 0
+    assert run.finish(60) == 0 and run.out.text == "before\nafter\n"
+
+
+def _direct(client: Client) -> Client:
+    """The same laptop without its connection keeper: each command is a new login."""
+    direct = Client(client.config_dir, client.agent, client.box)
+    direct.env.update(LAGER_SSH_CONFIG=client.env["LAGER_SSH_CONFIG"], LAGER_MUX="0")
+    return direct
+
+
+@pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_broken_upgrade_fails_the_reload_and_the_old_agent_serves_on(
+        lab: Lab, tmp_path: Path) -> None:
+    """The unit's ExecReload with a serve option the new agent refuses (a drop-in, as a typo
+    in an upgrade would be): `systemctl reload` fails, the journal says why in one line, and
+    the old agent stays the main process with its paused run."""
+    if not lab.systemd:
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
+    host = lab.hosts[1]
+    client = lab.client(host.name)
+    script = write_script(tmp_path, "b.py", "from lager import pause\nprint('before', "
+                          "flush=True)\npause('broken upgrade')\nprint('after')\n")
+    run = start_run(client, script)
+    ident = run.banner_id(60)
+    before = _main_pid(host)
+    dropin = "/etc/systemd/system/lager-box.service.d"
+    broken = host.sh(f"mkdir -p {dropin} && {{ echo '[Service]'; echo 'ExecReload='; "
+                     f"grep '^ExecReload=' {UNIT} | sed 's/$/ --run-log-limit lots/'; }} "
+                     f"> {dropin}/broken.conf && systemctl daemon-reload")
+    assert broken.returncode == 0, broken.stderr
+    try:
+        reload = host.sh("systemctl reload lager-box")
+        assert reload.returncode != 0, reload
+        # journald may file the line a moment after systemctl returns.
+        said = wait_for(lambda: [line for line in host.sh(
+            "journalctl -u lager-box --no-pager -o cat").stdout.splitlines()
+            if line.startswith("lager-box reload:")], 60, what="reload's line in the journal")
+        journal = host.sh("journalctl -u lager-box --no-pager -o cat -n 20").stdout
+        assert "exited (status 2) before it took over" in said[-1], journal[-20:]
+        assert "the running agent keeps serving" in said[-1]
+        assert _main_pid(host) == before
+        assert host.sh("systemctl is-active lager-box").stdout.strip() == "active"
+        listed = _direct(client).run("python", "--list")
+        assert listed.returncode == 0 and ident in listed.stdout, listed
+        assert "paused" in listed.stdout, listed.stdout
+    finally:
+        host.sh(f"rm -rf {dropin} && systemctl daemon-reload")
+    assert client.run("python", "--continue", ident).returncode == 0
+    assert run.finish(90) == 0 and run.out.text == "before\nafter\n"
+
+
+@pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_limited_run_keeps_every_box_in_the_laptop_files(lab: Lab, tmp_path: Path) -> None:
+    """`--limit box2` with one more box in the group that cannot be reached: the laptops'
+    known_hosts and ssh_config still list every box; box2's key is collected again, box1's
+    and box3's lines are kept from the last run, the unreachable box is listed as not reached,
+    and the laptop's lager still reaches box3 (not in the play) through them."""
+    laptop_dir = tmp_path / "lab"
+    laptop_dir.mkdir()
+    for name in ("known_hosts", "ssh_config"):
+        text = (lab.laptop_dir / name).read_text()
+        # Where the laptop files live is part of their text (UserKnownHostsFile).
+        (laptop_dir / name).write_text(text.replace(str(lab.laptop_dir), str(laptop_dir)))
+    before = (laptop_dir / "known_hosts").read_text()
+    inventory = json.loads(lab.inventory.read_text())
+    inventory["lager_boxes"]["hosts"]["box4"] = {"ansible_host": "127.0.0.1", "ansible_port": 1}
+    wider = tmp_path / "inventory.yml"
+    wider.write_text(json.dumps(inventory))
+    limited = _playbook(lab.work, wider, "--limit", "box2,box4",
+                        "-e", f"lager_box_laptop_dir={laptop_dir}")
+    counts = recap(limited)
+    assert counts["box4"]["unreachable"] == 1 and counts["box2"]["failed"] == 0, limited.stdout
+    assert set(counts) == {"box2", "box4"}, counts
+    known = (laptop_dir / "known_hosts").read_text()
+    config = (laptop_dir / "ssh_config").read_text()
+    assert known == before + \
+        "# box box4\n# (not reached yet: its key comes with the first run that reaches it)\n", \
+        known
+    for host in lab.hosts:
+        assert f"# box {host.name}\nHost {host.name}\n    HostName {host.address}\n" in config
+    assert "# box box4\n# (not reached yet" in config
+    client = lab.client("box3")
+    client.env["LAGER_SSH_CONFIG"] = str(laptop_dir / "ssh_config")
+    listed = client.run("python", "--list")
+    assert listed.returncode == 0, listed.stderr
+
+
+@pytest.mark.container
+@pytest.mark.timeout(900)
+def test_a_venv_of_the_role_before_versioned_venvs_is_moved_aside(lab: Lab,
+                                                                   tmp_path: Path) -> None:
+    """A box deployed when /opt/lager was the venv itself: the role moves that directory
+    aside (after any reload) and makes /opt/lager the link to the current venv."""
+    host = lab.hosts[0]
+    current = host.sh("readlink /opt/lager").stdout.strip()
+    assert current.startswith("/opt/lager-venvs/lager-"), current
+    legacy = host.sh(f"rm /opt/lager && cp -a {current} /opt/lager && test -d /opt/lager")
+    assert legacy.returncode == 0, legacy.stderr
+    again = lab.playbook("--limit", host.name, "-e", f"lager_box_laptop_dir={tmp_path / 'lab'}")
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert host.sh("readlink /opt/lager").stdout.strip() == current
+    assert host.sh("test -x /opt/lager-venvs/lager-before-versioned/bin/lager-box").returncode \
+        == 0
+    if lab.systemd:
+        assert host.sh("systemctl is-active lager-box").stdout.strip() == "active"
 
 
 @pytest.mark.container
