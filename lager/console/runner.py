@@ -93,6 +93,9 @@ class Job:
     events: queue.Queue[str] = field(default_factory=queue.Queue)
     done: threading.Event = field(default_factory=threading.Event)
     exit: bool = False  # exit() or quit(): the console disconnects
+    # Ctrl-C (or the resume) that came before the runner started it: it never starts. An Enter
+    # then Ctrl-C at once used to be lost that way, and the statement ran on.
+    stopped_before_start: type[BaseException] | None = None
 
     def summary(self, limit: int = 100) -> str:
         line = self.source.strip().splitlines()[0] if self.source.strip() else ""
@@ -133,7 +136,10 @@ class Runner:
         """Raise exc_type in job's statement; False when it is not running any more."""
         with self._lock:
             if self._running is not job:
-                return False
+                if job.done.is_set() or job.stopped_before_start is not None:
+                    return False
+                job.stopped_before_start = exc_type  # not started yet: it never will
+                return True
             if exc_type is ConsoleClosed:
                 self.silenced = True  # no traceback for a statement the resume stops
             raise_in(self.thread, exc_type)
@@ -168,7 +174,16 @@ class Runner:
 
     def _execute(self, job: Job) -> None:
         with self._lock:
-            self._running = job
+            stopped = job.stopped_before_start
+            if stopped is None:
+                self._running = job
+        if stopped is not None:
+            if stopped is ConsoleClosed:
+                self.silenced = True
+            else:
+                self.write("KeyboardInterrupt\n")
+            self._settle(job)
+            return
         try:
             self.interp.runcode(job.code)  # prints any error but SystemExit, as the REPL does
         except SystemExit:

@@ -143,6 +143,15 @@ class ConsoleSession:
             self.job.events.put("interrupt")
             return True
 
+    def _typed_ahead_interrupt(self) -> bool:
+        """A Ctrl-C that came after the Enter that ran this statement, but before it was the
+        running job, waits in the inbox as a key: take it as the statement's interrupt."""
+        with self.inbox.mutex:
+            if "\x03" in self.inbox.queue:
+                self.inbox.queue.remove("\x03")
+                return True
+        return False
+
     def _next_key(self) -> str | Resize | None:
         item = self.inbox.get()
         if item is _RESIZED:
@@ -237,6 +246,8 @@ class ConsoleSession:
             if self.closed.is_set():
                 return False
             self.job = job
+            if self.pty and self._typed_ahead_interrupt():
+                job.events.put("interrupt")
         runner = self.runner
         runner.submit(job)
         try:
