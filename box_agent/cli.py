@@ -11,12 +11,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from lager import heap, protocol
-from lager.errors import LagerError
+from lager.errors import LagerError, usage_line
 
 from . import sdnotify
 from .preauth import Limits, parse_max_startups
@@ -37,7 +37,27 @@ def _parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsage(click.Group):
+    """Click's usage errors (an unknown option, a bad value) as one line, exit 2, as the
+    lager CLI prints them; everything else as click's standalone mode does."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.UsageError as exc:
+            click.echo(usage_line(exc.format_message(),
+                                  exc.ctx.command_path if exc.ctx else None), err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(130)
+
+
+@click.group(cls=_OneLineUsage, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The lager box agent."""
 

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
-from lager.errors import ConnectionFailed, LagerError
+from lager.errors import ConnectionFailed, LagerError, usage_line
 
 from . import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
 from .context import LagerContext
@@ -128,15 +128,24 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit 1.
+def run_group(group: click.Group, argv: list[str] | None = None) -> int:
+    """Run a click group as lager does: not click's standalone mode (it turns Ctrl-C into
+    "Aborted!" and exit 1), and click's own usage errors as one line, exit 2."""
     try:
-        code = cli.main(prog_name="lager", standalone_mode=False)
+        code = group.main(args=argv, prog_name="lager", standalone_mode=False)
     except click.Abort:  # Ctrl-C (or EOF) while click itself was parsing
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except click.UsageError as exc:  # bad input on the command line: one line, exit 2
+        click.echo(usage_line(exc.format_message(), exc.ctx.command_path if exc.ctx else None),
+                   err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(code if isinstance(code, int) else 0)
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run_group(cli))

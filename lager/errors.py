@@ -105,3 +105,10 @@ class BenchConfigError(NetError):
 class PauseTimeout(LagerError):
     """pause(on_timeout="fail") timed out: nobody resumed it in time. The one exception pause()
     raises, and only when asked to (`from lager import PauseTimeout`)."""
+
+
+def usage_line(message: str, command_path: str | None) -> str:
+    """Click's usage error as the one line both CLIs print (click's own form is four lines:
+    the usage, a hint, a blank, the error)."""
+    where = f" (see '{command_path} --help')" if command_path else ""
+    return f"Error: {message.rstrip('.')}{where}"

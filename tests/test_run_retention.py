@@ -334,7 +334,9 @@ def test_the_deploy_role_passes_its_variables_to_serve(tmp_path: Path) -> None:
          "-a", f"src={ROLE / 'templates' / 'lager-box.service.j2'} dest={unit}",
          "-e", f"@{ROLE / 'defaults' / 'main.yml'}",
          "-e", f"ansible_python_interpreter={BIN / 'python'}",
-         "-e", "lager_box_run_log_limit=1G", "-e", "lager_box_keep_finished_runs=7"],
+         "-e", "lager_box_run_log_limit=1G", "-e", "lager_box_keep_finished_runs=7",
+         # Set by the role's install task (the versioned venv this wheel went into).
+         "-e", "lager_box_venv_current=/opt/lager-venvs/lager-test"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert rendered.returncode == 0, rendered.stdout[-3000:] + rendered.stderr[-3000:]
     [exec_start] = [line for line in unit.read_text().splitlines()

@@ -13,8 +13,7 @@ import click
 from lager import protocol
 from lager.errors import UsageError
 
-from .. import EXIT_INTERRUPTED
-from ..cli import LagerGroup
+from ..cli import LagerGroup, run_group
 from ..cli import cli as main_cli
 from ..config import ENV_CONNECT_TIMEOUT, parse_seconds
 from ..context import LagerContext, box_option
@@ -118,16 +117,7 @@ class FleetGroup(LagerGroup):
 def main(argv: list[str]) -> int:
     group = FleetGroup(name="lager", params=main_cli.params, callback=main_cli.callback,
                        context_settings=main_cli.context_settings, help=main_cli.help)
-    try:
-        code = group.main(args=argv, prog_name="lager", standalone_mode=False)
-    except click.Abort:
-        return EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    return code if isinstance(code, int) else 0
+    return run_group(group, argv)
 
 
 def is_fleet_id(value: str | None) -> bool:
