@@ -255,14 +255,39 @@ def test_openssh_continue_of_one_box_shows_in_the_line(rig: Rig, tmp_path: Path)
 
 def _wide_pty() -> tuple[int, int]:
     """A pty wide enough that a pause line (with its long temp path) takes one row."""
+    return _pty_of_size(rows=50, columns=1000)
+
+
+def _pty_of_size(rows: int, columns: int) -> tuple[int, int]:
     import fcntl
     import pty
     import struct
     import termios
 
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     return master, slave
+
+
+def _statuses_on_a_pty(rows: int, columns: int, *statuses: str) -> bytes:
+    """What a real pty of that size receives when the fleet's Terminal shows statuses in turn
+    (read until the last one has arrived)."""
+    import os
+    import threading
+
+    from client.fleet.output import Terminal
+
+    master, slave = _pty_of_size(rows, columns)
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
+        terminal = Terminal(stdout=out, stderr=err)
+        for status in statuses:
+            terminal.status(status)
+        last = statuses[-1].encode()
+        wait_for(lambda: seen.endswith(last), 10, what=repr(bytes(seen)))
+    os.close(master)
+    return bytes(seen)
 
 
 def _pty_reader(master: int, seen: bytearray) -> None:
@@ -313,26 +338,8 @@ def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) ->
 
 def test_the_lines_fit_the_terminal_height() -> None:
     """A real pty three rows high: two rows of status at most, the second says what is left."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import termios
-    import threading
-
-    from client.fleet.output import Terminal
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 3, 200, 0, 0))
-    seen = bytearray()
-    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
-    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
-        terminal = Terminal(stdout=out, stderr=err)
-        terminal.status("=== a\n=== b\n=== c\n=== d")
-        terminal.status("=== a")
-        wait_for(lambda: seen.endswith(b"=== a"), 10, what=repr(bytes(seen)))
-    os.close(master)
-    text = bytes(seen).replace(b"\r\n", b"\n")
+    seen = _statuses_on_a_pty(3, 200, "=== a\n=== b\n=== c\n=== d", "=== a")
+    text = seen.replace(b"\r\n", b"\n")
     assert text.startswith(b"=== a\n=== (+3 more breakpoints)"), text
     assert b"=== b" not in text
     assert text.endswith(b"\r\x1b[1A\x1b[J=== a"), text
@@ -340,23 +347,5 @@ def test_the_lines_fit_the_terminal_height() -> None:
 
 def test_a_wrapped_line_is_cleared_whole() -> None:
     """A pty 20 columns wide: a 30-character line takes two rows, so the redraw goes up one."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import termios
-    import threading
-
-    from client.fleet.output import Terminal
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 20, 0, 0))
-    seen = bytearray()
-    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
-    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
-        terminal = Terminal(stdout=out, stderr=err)
-        terminal.status("=== " + "x" * 26)
-        terminal.status("=== short")
-        wait_for(lambda: seen.endswith(b"=== short"), 10, what=repr(bytes(seen)))
-    os.close(master)
-    assert bytes(seen).endswith(b"x" * 26 + b"\r\x1b[1A\x1b[J=== short"), bytes(seen)
+    seen = _statuses_on_a_pty(24, 20, "=== " + "x" * 26, "=== short")
+    assert seen.endswith(b"x" * 26 + b"\r\x1b[1A\x1b[J=== short"), seen
