@@ -145,6 +145,20 @@ def client(agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Client:
     return make_client(tmp_path_factory.mktemp("laptop"), agent)
 
 
+@contextlib.contextmanager
+def laptop_on_a_new_box(tmp_path: Path, *agent_args: str) -> Iterator[Client]:
+    """A fresh agent (state in tmp_path/state, extra serve arguments agent_args) and a laptop
+    that knows it as 'mybox'; the agent the laptop points at when the block ends is stopped
+    (a test may swap in a restarted one through `laptop.agent`)."""
+    box = start_agent(tmp_path / "state", *agent_args)
+    laptop: Client | None = None
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        yield laptop
+    finally:
+        (laptop.agent if laptop is not None else box).stop()
+
+
 def write_script(tmp: Path, name: str, body: str) -> Path:
     path = tmp / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,18 +14,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import Client, make_client, start_agent, start_run, wait_for, write_script
+from conftest import (
+    Client,
+    laptop_on_a_new_box,
+    make_client,
+    start_agent,
+    wait_for,
+    write_script,
+)
 from holding_proxy import HoldingProxy
+from keeper_rig import PAUSES_THREE_TIMES, keeper_socket_path, run_to_first_pause
 from sshclients import openssh
 from test_keeper_restart import restart
 
 from box_agent import monitor_build
 from client import keeper_retry
-from client.config import Config
-from client.mux import socket_path
 
-SCRIPT = ("from lager import pause\nfor i in range(3):\n    pause('p', timeout=0)\n"
-          "print('done')\n")
 # Resumed from pause 1, the script runs (waits for a file) before it pauses again.
 RUNS_BETWEEN = ("import pathlib, sys, time\nfrom lager import pause\npause('one', timeout=0)\n"
                 "go = pathlib.Path(sys.argv[1], 'go')\nwhile not go.exists():\n"
@@ -48,13 +52,12 @@ def test_an_attached_run_numbers_its_own_pause_without_the_box(tmp_path: Path) -
     proxy = HoldingProxy((box.host, box.port))
     try:
         laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
-        config = Config(laptop.config_dir)
-        path = socket_path(config, config.box("mybox"))
+        run, ident = run_to_first_pause(laptop, tmp_path)
+        path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the run's keeper socket")
         # Another run on the box: its id is numbered from the box's list, as before.
-        other = laptop.run("python", str(write_script(tmp_path, "o.py", SCRIPT)), "--detach")
+        other_script = write_script(tmp_path, "o.py", PAUSES_THREE_TIMES)
+        other = laptop.run("python", str(other_script), "--detach")
         assert other.returncode == 0, other.stderr
         other_id = wait_for(lambda: next((i for i, r in rows(laptop).items()
                                           if r["state"] == "paused" and
@@ -99,9 +102,7 @@ def test_a_restarted_agent_knows_the_pauses_resumed_before(
         monkeypatch.setenv(monitor_build.ENV_PYTHON_MONITOR, "1")
     else:
         monkeypatch.delenv(monitor_build.ENV_PYTHON_MONITOR, raising=False)
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         started = laptop.run("python", str(write_script(tmp_path, "r.py", RUNS_BETWEEN)),
                              "--detach", str(tmp_path))
         assert started.returncode == 0, started.stderr
@@ -110,7 +111,7 @@ def test_a_restarted_agent_knows_the_pauses_resumed_before(
         assert laptop.run("python", "--continue", f"{run_id}#1").returncode == 0
         wait_for(lambda: state_of(laptop, run_id)[0] == "running", what="the run running")
 
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         # OpenSSH, the number typed: the new agent says it itself, on stdout, exit 0.
         stale = openssh(laptop, "continue", f"{run_id}#1\n")
         assert stale.returncode == 0, stale.stderr
@@ -131,19 +132,13 @@ def test_a_restarted_agent_knows_the_pauses_resumed_before(
         assert again.returncode == 0 and again.stdout.startswith("resumed run"), again
         wait_for(lambda: state_of(laptop, run_id)[0] not in ("running", "paused"),
                  what="the run's end")
-    finally:
-        box.stop()
 
 
 def test_bad_ids_to_number_get_the_boxs_own_answer(tmp_path: Path) -> None:
     """Hostile ids through an attached run: never numbered, so the box says what is wrong."""
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
-        config = Config(laptop.config_dir)
-        path = socket_path(config, config.box("mybox"))
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        run, ident = run_to_first_pause(laptop, tmp_path)
+        path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the run's keeper socket")
         for bad in ("", "\u2026", "zz", ident + "zz", "ffffffff"):
             assert keeper_retry.pin_pause(path, "mybox", bad) == bad
@@ -155,5 +150,3 @@ def test_bad_ids_to_number_get_the_boxs_own_answer(tmp_path: Path) -> None:
                      what=f"pause {n}")
             assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
-    finally:
-        box.stop()
