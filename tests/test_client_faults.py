@@ -87,20 +87,31 @@ class SlowReader:
             time.sleep(self.delay)
 
 
-def test_ctrl_c_into_a_slow_pipe_stops_the_run_and_exits_130(client: Client,
-                                                             tmp_path: Path) -> None:
-    script = write_script(tmp_path, "flood.py", FLOOD)
+def ctrl_c_into_a_slow_pipe(client: Client, script: Path) -> tuple[int, str]:
+    """`lager python script` with its stdout read slowly, sent SIGINT once the output is well
+    past the pipe's 64 KiB (lager is then writing into a full, slow pipe): its exit code and
+    what it wrote on stderr."""
     proc = subprocess.Popen([LAGER, "python", str(script), "--box", client.box], env=client.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
     reader = SlowReader(proc.stdout.fileno())
     err = StreamReader(proc.stderr)
-    # Well past the pipe's 64 KiB: lager is now writing into a full, slow pipe.
     wait_for(lambda: reader.total > 256 * 1024, 30, what="output to stream")
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 130  # the old client hung here, every time
-    assert "sent Ctrl-C" in err.join()
+    code = proc.wait(30)
+    # The reader to its EOF before proc's pipe is closed with it: a reader left on the fd would
+    # read whatever next takes that number (the --list a test runs next).
+    reader.thread.join(30)
+    return code, err.join()
+
+
+def test_ctrl_c_into_a_slow_pipe_stops_the_run_and_exits_130(client: Client,
+                                                             tmp_path: Path) -> None:
+    script = write_script(tmp_path, "flood.py", FLOOD)
+    code, err = ctrl_c_into_a_slow_pipe(client, script)
+    assert code == 130  # the old client hung here, every time
+    assert "sent Ctrl-C" in err
     [row] = rows_for(client, script)
     assert row["state"] == "exited" and row["exit_code"] == 130
 
@@ -132,16 +143,9 @@ def test_ctrl_c_typed_on_a_terminal_stops_the_run(client: Client, tmp_path: Path
 def test_a_script_that_catches_ctrl_c_gives_its_own_code(client: Client,
                                                           tmp_path: Path) -> None:
     script = write_script(tmp_path, "catch.py", CATCH_AND_EXIT_5)
-    proc = subprocess.Popen([LAGER, "python", str(script), "--box", client.box], env=client.env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    reader = SlowReader(proc.stdout.fileno())
-    err = StreamReader(proc.stderr)
-    wait_for(lambda: reader.total > 256 * 1024, 30, what="output to stream")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 5
-    assert "caught ctrl-c" in err.join()
+    code, err = ctrl_c_into_a_slow_pipe(client, script)
+    assert code == 5
+    assert "caught ctrl-c" in err
     [row] = rows_for(client, script)
     assert row["exit_code"] == 5
 
