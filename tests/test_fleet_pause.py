@@ -172,27 +172,8 @@ def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> N
 
 def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:
     import os
-    import threading
 
-    master, slave = _wide_pty()
-    proc = subprocess.Popen([*rig.laptop_cmd("python", str(_script(tmp_path)), "--box", ALL)],
-                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=slave, text=True)
-    STARTED.append(proc)
-    os.close(slave)
-    seen = bytearray()
-
-    def read() -> None:
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            seen.extend(data)
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, master, seen = _fleet_on_a_terminal(rig, _script(tmp_path))
     wait_for(lambda: b"=== 5/5 paused at" in seen, 60, what=f"5/5 on the terminal: {seen!r}")
     text = bytes(seen)
     # Each change clears the line and draws the new count in place; only the first draw
@@ -253,6 +234,24 @@ def test_openssh_continue_of_one_box_shows_in_the_line(rig: Rig, tmp_path: Path)
     assert out.count("after") == 5
 
 
+def _fleet_on_a_terminal(rig: Rig,
+                         script: Path) -> tuple[subprocess.Popen[str], int, bytearray]:
+    """`lager python script` on all five boxes with its stderr on a wide pty: the process, the
+    pty's master (for the caller to close) and what the pty has shown so far (read on)."""
+    import os
+    import threading
+
+    master, slave = _wide_pty()
+    proc = subprocess.Popen(rig.laptop_cmd("python", str(script), "--box", ALL),
+                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    STARTED.append(proc)
+    os.close(slave)
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    return proc, master, seen
+
+
 def _wide_pty() -> tuple[int, int]:
     """A pty wide enough that a pause line (with its long temp path) takes one row."""
     return _pty_of_size(rows=50, columns=1000)
@@ -307,7 +306,6 @@ def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) ->
     """Boxes 0, 2, 4 pause at one line, 1 and 3 at another: two lines, both redrawn in place
     (the cursor goes back up over both before each redraw)."""
     import os
-    import threading
 
     script = write_script(tmp_path, "two.py", (
         "import os\nfrom lager import pause\n"
@@ -316,14 +314,7 @@ def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) ->
         "else:\n"
         "    pause('even', timeout=0)\n"
         "print('after')\n"))
-    master, slave = _wide_pty()
-    proc = subprocess.Popen(rig.laptop_cmd("python", str(script), "--box", ALL),
-                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=slave, text=True)
-    STARTED.append(proc)
-    os.close(slave)
-    seen = bytearray()
-    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    proc, master, seen = _fleet_on_a_terminal(rig, script)
     both = re.compile(rb'=== 3/5 paused at \S*two\.py:6 "even" .*\r?\n'
                       rb'=== 2/5 paused at \S*two\.py:4 "odd" ')
     wait_for(lambda: both.search(seen), 60, what="both lines")
