@@ -18,6 +18,7 @@ from conftest import (
     Client,
     keeper_processes,
     make_client,
+    runs_by_id,
     start_agent,
     start_run,
     wait_for,
@@ -48,14 +49,8 @@ def restart(box: Agent, how: str) -> Agent:
     return start_agent(box.state_dir, listen=f"127.0.0.1:{box.port}")
 
 
-def rows(client: Client) -> dict[str, dict]:
-    listed = client.run("python", "--list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return {row["id"]: row for row in json.loads(listed.stdout)}
-
-
 def pause_of(client: Client, run_id: str) -> int | None:
-    row = rows(client)[run_id]
+    row = runs_by_id(client)[run_id]
     return row["pause"]["seq"] if row["state"] == "paused" else None
 
 
@@ -86,7 +81,7 @@ def detached_pauser(tmp: Path, client: Client) -> str:
     started = client.run("python", str(write_script(tmp, "p.py", PAUSER)), "--detach",
                          str(tmp))
     assert started.returncode == 0, started.stderr
-    run_id = wait_for(lambda: next(iter(rows(client)), None), what="the run")
+    run_id = wait_for(lambda: next(iter(runs_by_id(client)), None), what="the run")
     wait_for(lambda: pause_of(client, run_id) == 1, what="the first pause")
     return run_id
 
@@ -135,7 +130,7 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
         assert json.loads(read.stdout)["net"] == "supply1", read.stdout
         killed = laptop.run("python", "--kill", run_id[:8])
         assert killed.returncode == 0 and killed.stdout.startswith("stopping run"), killed.stderr
-        wait_for(lambda: rows(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
+        wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
     finally:
         box.stop()
     wait_for(lambda: not keeper_processes(laptop), 30, what="the keeper to go with its box")
@@ -150,7 +145,7 @@ def test_an_attached_runs_keeper_across_a_restart_and_openssh_after_it(
         run = start_run(laptop, write_script(tmp_path, "p.py", PAUSER), str(tmp_path))
         short = run.banner_id()
         wait_for(lambda: keeper_socket(laptop), what="the run's keeper")
-        run_id = next(iter(rows(laptop)))
+        run_id = next(iter(runs_by_id(laptop)))
 
         box = laptop.agent = restart(box, how)
         resumed = laptop.run("python", "--continue", short)  # the run's link is down or re-made
@@ -273,7 +268,7 @@ def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
         script = write_script(tmp_path, "count.py", SIGNAL_COUNTER)
         assert laptop.run("python", str(script), "--detach", str(tmp_path)).returncode == 0
         wait_for((tmp_path / "ready").exists, what="the script's handler")
-        run_id = next(iter(rows(laptop)))  # through the keeper the direct call left
+        run_id = next(iter(runs_by_id(laptop)))  # through the keeper the direct call left
         wait_for(lambda: spare_ready(laptop), what="the keeper, idle")
         proxy.hold_all(towards_client_only=True)
         asked = laptop.popen("python", "--kill", run_id, "--signal", "USR1",
@@ -288,7 +283,7 @@ def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
         assert err.count("\n") == 1 and "may have reached the box" in err, err
         assert (tmp_path / "usr1").read_text() == "usr1\n"
         (tmp_path / "stop").touch()
-        wait_for(lambda: rows(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
+        wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
         assert (tmp_path / "usr1").read_text() == "usr1\n"
     finally:
         proxy.close()

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from conftest import (
     Client,
     laptop_on_a_new_box,
     make_client,
+    runs_by_id,
     start_agent,
     wait_for,
     write_script,
@@ -36,14 +36,8 @@ RUNS_BETWEEN = ("import pathlib, sys, time\nfrom lager import pause\npause('one'
                 "    time.sleep(0.05)\npause('two', timeout=0)\nprint('done')\n")
 
 
-def rows(client: Client) -> dict[str, dict]:
-    listed = client.run("python", "--list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return {row["id"]: row for row in json.loads(listed.stdout)}
-
-
 def state_of(client: Client, run_id: str) -> tuple[str, int | None]:
-    row = rows(client)[run_id]
+    row = runs_by_id(client)[run_id]
     return row["state"], (row.get("pause") or {}).get("seq")
 
 
@@ -59,7 +53,7 @@ def test_an_attached_run_numbers_its_own_pause_without_the_box(tmp_path: Path) -
         other_script = write_script(tmp_path, "o.py", PAUSES_THREE_TIMES)
         other = laptop.run("python", str(other_script), "--detach")
         assert other.returncode == 0, other.stderr
-        other_id = wait_for(lambda: next((i for i, r in rows(laptop).items()
+        other_id = wait_for(lambda: next((i for i, r in runs_by_id(laptop).items()
                                           if r["state"] == "paused" and
                                           not i.startswith(ident[:4])), None),
                             what="the other run's pause")
@@ -106,7 +100,7 @@ def test_a_restarted_agent_knows_the_pauses_resumed_before(
         started = laptop.run("python", str(write_script(tmp_path, "r.py", RUNS_BETWEEN)),
                              "--detach", str(tmp_path))
         assert started.returncode == 0, started.stderr
-        run_id = wait_for(lambda: next(iter(rows(laptop)), None), what="the run")
+        run_id = wait_for(lambda: next(iter(runs_by_id(laptop)), None), what="the run")
         wait_for(lambda: state_of(laptop, run_id) == ("paused", 1), what="pause 1")
         assert laptop.run("python", "--continue", f"{run_id}#1").returncode == 0
         wait_for(lambda: state_of(laptop, run_id)[0] == "running", what="the run running")
