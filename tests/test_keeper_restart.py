@@ -224,6 +224,20 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
         box.stop()
 
 
+def box_lost_the_answer_to(asked: subprocess.Popen[str], box: Agent, laptop: Client,
+                           proxy: HoldingProxy) -> None:
+    """With box's answer to `asked` held on the proxy, box SIGKILLed and restarted (the laptop
+    pointed at the new agent, through the proxy, so stop `laptop.agent` at the end) and the
+    link cut: the request may have reached the box, so it ends with one line saying so, exit
+    255, nothing on stdout."""
+    wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
+    laptop.agent = replace(restart(box, "sigkill"), port=proxy.port)
+    proxy.cut_all()
+    out, err = asked.communicate(timeout=120)
+    assert asked.returncode == 255 and out == "", err
+    assert err.count("\n") == 1 and "may have reached the box" in err, err
+
+
 def test_a_lost_instrument_write_is_not_sent_again(tmp_path: Path) -> None:
     """A supply set whose answer was lost may have happened: one line, exit 255, not twice."""
     box = start_agent(tmp_path / "state")
@@ -237,16 +251,10 @@ def test_a_lost_instrument_write_is_not_sent_again(tmp_path: Path) -> None:
         proxy.hold_all(towards_client_only=True)
         asked = laptop.popen("supply", "supply1", "voltage", "1.5", "--yes",
                              stdin=subprocess.DEVNULL)
-        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
-        box = restart(box, "sigkill")
-        laptop.agent = replace(box, port=proxy.port)
-        proxy.cut_all()
-        out, err = asked.communicate(timeout=120)
-        assert asked.returncode == 255 and out == "", err
-        assert err.count("\n") == 1 and "may have reached the box" in err, err
+        box_lost_the_answer_to(asked, box, laptop, proxy)
     finally:
         proxy.close()
-        box.stop()
+        laptop.agent.stop()
 
 
 SIGNAL_COUNTER = """
@@ -274,20 +282,14 @@ def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
         asked = laptop.popen("python", "--kill", run_id, "--signal", "USR1",
                              stdin=subprocess.DEVNULL)
         wait_for((tmp_path / "usr1").exists, what="the signal")
-        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
-        box = restart(box, "sigkill")
-        laptop.agent = replace(box, port=proxy.port)
-        proxy.cut_all()
-        out, err = asked.communicate(timeout=120)
-        assert asked.returncode == 255 and out == "", err
-        assert err.count("\n") == 1 and "may have reached the box" in err, err
+        box_lost_the_answer_to(asked, box, laptop, proxy)
         assert (tmp_path / "usr1").read_text() == "usr1\n"
         (tmp_path / "stop").touch()
         wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
         assert (tmp_path / "usr1").read_text() == "usr1\n"
     finally:
         proxy.close()
-        box.stop()
+        laptop.agent.stop()
 
 
 def test_a_box_gone_for_good_fails_after_a_bounded_wait_and_its_keeper_goes(
