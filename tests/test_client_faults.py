@@ -28,6 +28,7 @@ from conftest import (
     wait_for,
     write_script,
 )
+from tcp_peer import TcpPeer
 
 from client.config import Box, Config
 
@@ -238,34 +239,19 @@ def test_a_box_that_hangs_up_at_once_is_255_without_paramikos_traceback(
         slam.close()
 
 
-class BlackHole:
+class BlackHole(TcpPeer):
     """Accepts TCP connections and never sends a byte: a box that hangs before SSH starts.
     With slam=True it closes each one at once instead, as a box over its connection limit."""
 
     def __init__(self, slam: bool = False) -> None:
         self.slam = slam
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(16)
-        self.port = int(self.server.getsockname()[1])
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            if self.slam:
-                conn.close()
-            else:
-                self.held.append(conn)
-
-    def close(self) -> None:
-        self.server.close()
-        for conn in self.held:
+    def connected(self, conn: socket.socket) -> None:
+        if self.slam:
             conn.close()
+        else:
+            super().connected(conn)
 
 
 @pytest.fixture
@@ -303,7 +289,7 @@ def test_ctrl_c_while_connecting_is_130_not_aborted(client: Client, hole: BlackH
     proc = subprocess.Popen([LAGER, "python", "--list", "--box", "slowhole"], env=client.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: hole.held, 30, what="lager to connect")
+    wait_for(lambda: hole.kept, 30, what="lager to connect")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
