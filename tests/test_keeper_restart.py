@@ -17,6 +17,7 @@ from conftest import (
     Agent,
     Client,
     keeper_processes,
+    laptop_on_a_new_box,
     make_client,
     runs_by_id,
     start_agent,
@@ -25,10 +26,10 @@ from conftest import (
     write_script,
 )
 from holding_proxy import HoldingProxy
+from keeper_rig import keeper_socket_path, keeper_sockets
 from sshclients import openssh
 
-from client import keeper_retry, mux
-from client.config import Config
+from client import keeper_retry
 
 # Each pause leaves a file behind once it is resumed: what the box did, seen without asking it.
 PAUSER = ("import pathlib, sys\nfrom lager import pause\nfor i in range(4):\n"
@@ -58,18 +59,13 @@ def _one(found: list[int]) -> list[int] | None:
     return found if len(found) == 1 else None
 
 
-def keeper_socket(client: Client) -> bool:
-    mux_dir = client.config_dir / "mux"
-    return mux_dir.exists() and any(mux_dir.glob("*.sock"))
-
-
 def spare_ready(client: Client) -> bool:
     """One keeper, idle, with its channel opened ahead (client/keeper_channels.py) ready: its
     threads are its main one, its transport's and its console server's; a request's thread
     and the one opening the next spare are gone. A request sent now goes out at once, so
     holding the link holds its answer, not the channel's opening."""
     found = keeper_processes(client)
-    return keeper_socket(client) and len(found) == 1 and \
+    return bool(keeper_sockets(client)) and len(found) == 1 and \
         len(list(Path(f"/proc/{found[0]}/task").iterdir())) == 3
 
 
@@ -96,14 +92,12 @@ def keeper_serves_again(client: Client, box: Agent) -> bool:
 @pytest.mark.parametrize("how", HOW)
 def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
         tmp_path: Path, how: str) -> None:
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         run_id = detached_pauser(tmp_path, laptop)
         # The keeper the --list calls left (a spare one started meanwhile sees it and goes).
         [keeper] = wait_for(lambda: _one(keeper_processes(laptop)), what="one keeper")
 
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         resumed = laptop.run("python", "--continue", run_id[:8])
         assert resumed.returncode == 0, resumed.stderr
         assert resumed.stdout.startswith("resumed run"), resumed.stdout
@@ -112,42 +106,38 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
 
         # The keeper logged in again (the same process: no second keeper), so the next
         # requests need no handshake.
-        wait_for(lambda: keeper_serves_again(laptop, box), 30, what="the keeper back")
+        wait_for(lambda: keeper_serves_again(laptop, laptop.agent), 30, what="the keeper back")
         # A spare keeper a direct call started may show for a moment, until it sees ours.
         wait_for(lambda: keeper_processes(laptop) == [keeper], 30, what="the same keeper alone")
-        before = logins(box)
+        before = logins(laptop.agent)
         again = laptop.run("python", "--continue", run_id[:8])
         assert again.returncode == 0 and again.stderr == "", again.stderr
         wait_for(lambda: pause_of(laptop, run_id) == 3, what="the third pause")
         nets = laptop.run("nets", "--json")
         assert nets.returncode == 0 and json.loads(nets.stdout), nets.stderr
-        assert logins(box) == before
+        assert logins(laptop.agent) == before
 
         # --kill and an instrument read, first thing after another restart of the same kind.
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         read = laptop.run("supply", "supply1", "--json")
         assert read.returncode == 0, read.stderr
         assert json.loads(read.stdout)["net"] == "supply1", read.stdout
         killed = laptop.run("python", "--kill", run_id[:8])
         assert killed.returncode == 0 and killed.stdout.startswith("stopping run"), killed.stderr
         wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
-    finally:
-        box.stop()
     wait_for(lambda: not keeper_processes(laptop), 30, what="the keeper to go with its box")
 
 
 @pytest.mark.parametrize("how", HOW)
 def test_an_attached_runs_keeper_across_a_restart_and_openssh_after_it(
         tmp_path: Path, how: str) -> None:
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         run = start_run(laptop, write_script(tmp_path, "p.py", PAUSER), str(tmp_path))
         short = run.banner_id()
-        wait_for(lambda: keeper_socket(laptop), what="the run's keeper")
+        wait_for(lambda: keeper_sockets(laptop), what="the run's keeper")
         run_id = next(iter(runs_by_id(laptop)))
 
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         resumed = laptop.run("python", "--continue", short)  # the run's link is down or re-made
         assert resumed.returncode == 0 and resumed.stdout.startswith("resumed run"), \
             resumed.stderr
@@ -167,18 +157,13 @@ def test_an_attached_runs_keeper_across_a_restart_and_openssh_after_it(
         assert laptop.run("python", "--continue", short).returncode == 0
         assert run.finish(60) == 0
         assert run.out.text.count("at ") == 4 and run.out.text.endswith("done\n")
-    finally:
-        box.stop()
 
 
 def test_a_bare_continue_is_pinned_to_the_current_pause_by_the_keeper(tmp_path: Path) -> None:
     """What the lost answer's retry carries: the pause number, asked through the keeper."""
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         run_id = detached_pauser(tmp_path, laptop)
-        config = Config(laptop.config_dir)
-        path = mux.socket_path(config, config.box("mybox"))
+        path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the keeper's socket")
         assert keeper_retry.pin_pause(path, "mybox", run_id[:6]) == f"{run_id}#1"
         assert keeper_retry.pin_pause(path, "mybox", f"{run_id}#7") == f"{run_id}#7"
@@ -186,8 +171,6 @@ def test_a_bare_continue_is_pinned_to_the_current_pause_by_the_keeper(tmp_path: 
         assert laptop.run("python", "--kill", run_id).returncode == 0
         wait_for(lambda: pause_of(laptop, run_id) is None, what="the run's end")
         assert keeper_retry.pin_pause(path, "mybox", run_id) == run_id  # not paused: bare
-    finally:
-        box.stop()
 
 
 @pytest.mark.parametrize("how", ("sigkill", "sigterm"))
@@ -205,10 +188,7 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
         proxy.hold_all(towards_client_only=True)
         asked = laptop.popen("python", "--continue", f"{run_id}#1", stdin=subprocess.DEVNULL)
         wait_for((tmp_path / "resumed-1").exists, what="the box to act on it")
-        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
-        box = restart(box, how)
-        laptop.agent = replace(box, port=proxy.port)
-        proxy.cut_all()
+        restart_under_a_held_answer(box, laptop, proxy, how)
         out, err = asked.communicate(timeout=120)
         assert asked.returncode == 0, err
         assert out.startswith(f"already resumed: run {run_id[:4]}"), out
@@ -221,18 +201,23 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
         assert not (tmp_path / "resumed-2").exists()  # resumed once, not twice
     finally:
         proxy.close()
-        box.stop()
+        laptop.agent.stop()
+
+
+def restart_under_a_held_answer(box: Agent, laptop: Client, proxy: HoldingProxy,
+                                how: str) -> None:
+    """Once box's answer is held on the proxy: box restarted (`how`), the laptop pointed at the
+    new agent through the proxy (so stop `laptop.agent` at the end), the link cut."""
+    wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
+    laptop.agent = replace(restart(box, how), port=proxy.port)
+    proxy.cut_all()
 
 
 def box_lost_the_answer_to(asked: subprocess.Popen[str], box: Agent, laptop: Client,
                            proxy: HoldingProxy) -> None:
-    """With box's answer to `asked` held on the proxy, box SIGKILLed and restarted (the laptop
-    pointed at the new agent, through the proxy, so stop `laptop.agent` at the end) and the
-    link cut: the request may have reached the box, so it ends with one line saying so, exit
-    255, nothing on stdout."""
-    wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
-    laptop.agent = replace(restart(box, "sigkill"), port=proxy.port)
-    proxy.cut_all()
+    """restart_under_a_held_answer by SIGKILL while `asked` waits: the request may have reached
+    the box, so it ends with one line saying so, exit 255, nothing on stdout."""
+    restart_under_a_held_answer(box, laptop, proxy, "sigkill")
     out, err = asked.communicate(timeout=120)
     assert asked.returncode == 255 and out == "", err
     assert err.count("\n") == 1 and "may have reached the box" in err, err
@@ -245,7 +230,7 @@ def test_a_lost_instrument_write_is_not_sent_again(tmp_path: Path) -> None:
     laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
     try:
         assert laptop.run("nets").returncode == 0
-        wait_for(lambda: keeper_socket(laptop), what="the keeper's socket")
+        wait_for(lambda: keeper_sockets(laptop), what="the keeper's socket")
         assert laptop.run("nets").returncode == 0  # through the keeper: its spare opens
         wait_for(lambda: spare_ready(laptop), what="the keeper, idle")
         proxy.hold_all(towards_client_only=True)
@@ -294,13 +279,9 @@ def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
 
 def test_a_box_gone_for_good_fails_after_a_bounded_wait_and_its_keeper_goes(
         tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         assert laptop.run("python", "--list").returncode == 0
-        wait_for(lambda: keeper_socket(laptop), what="the keeper's socket")
-    finally:
-        box.stop()
+        wait_for(lambda: keeper_sockets(laptop), what="the keeper's socket")
     listed = laptop.run("python", "--list")
     assert listed.returncode == 255 and listed.stdout == ""
     lines = listed.stderr.splitlines()
