@@ -18,7 +18,6 @@ from conftest import (
     Client,
     keeper_processes,
     laptop_on_a_new_box,
-    make_client,
     runs_by_id,
     start_agent,
     start_run,
@@ -26,7 +25,7 @@ from conftest import (
     write_script,
 )
 from holding_proxy import HoldingProxy
-from keeper_rig import keeper_socket_path, keeper_sockets
+from keeper_rig import keeper_socket_path, keeper_sockets, laptop_behind_a_holding_proxy
 from sshclients import openssh
 
 from client import keeper_retry
@@ -179,10 +178,7 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
     """The keeper forwards `continue ID#1`, the box acts on it and its answer is held on the
     link; the agent then restarts and the link drops. The client asks again directly with the
     number: "already resumed", exit 0, and the run went one pause further, not two."""
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-    try:
+    with laptop_behind_a_holding_proxy(tmp_path) as (box, proxy, laptop):
         run_id = detached_pauser(tmp_path, laptop)
         wait_for(lambda: spare_ready(laptop), what="the keeper, idle")
         proxy.hold_all(towards_client_only=True)
@@ -199,9 +195,6 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
         assert all(line.startswith("lager: ") for line in notices), err
         wait_for(lambda: pause_of(laptop, run_id) == 2, what="the second pause")
         assert not (tmp_path / "resumed-2").exists()  # resumed once, not twice
-    finally:
-        proxy.close()
-        laptop.agent.stop()
 
 
 def restart_under_a_held_answer(box: Agent, laptop: Client, proxy: HoldingProxy,
@@ -225,10 +218,7 @@ def box_lost_the_answer_to(asked: subprocess.Popen[str], box: Agent, laptop: Cli
 
 def test_a_lost_instrument_write_is_not_sent_again(tmp_path: Path) -> None:
     """A supply set whose answer was lost may have happened: one line, exit 255, not twice."""
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-    try:
+    with laptop_behind_a_holding_proxy(tmp_path) as (box, proxy, laptop):
         assert laptop.run("nets").returncode == 0
         wait_for(lambda: keeper_sockets(laptop), what="the keeper's socket")
         assert laptop.run("nets").returncode == 0  # through the keeper: its spare opens
@@ -237,9 +227,6 @@ def test_a_lost_instrument_write_is_not_sent_again(tmp_path: Path) -> None:
         asked = laptop.popen("supply", "supply1", "voltage", "1.5", "--yes",
                              stdin=subprocess.DEVNULL)
         box_lost_the_answer_to(asked, box, laptop, proxy)
-    finally:
-        proxy.close()
-        laptop.agent.stop()
 
 
 SIGNAL_COUNTER = """
@@ -254,10 +241,7 @@ while not pathlib.Path(sys.argv[1], "stop").exists():
 
 def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
     """`--kill ID --signal USR1` whose answer was lost: one line, 255, and one signal only."""
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-    try:
+    with laptop_behind_a_holding_proxy(tmp_path) as (box, proxy, laptop):
         script = write_script(tmp_path, "count.py", SIGNAL_COUNTER)
         assert laptop.run("python", str(script), "--detach", str(tmp_path)).returncode == 0
         wait_for((tmp_path / "ready").exists, what="the script's handler")
@@ -272,9 +256,6 @@ def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
         (tmp_path / "stop").touch()
         wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
         assert (tmp_path / "usr1").read_text() == "usr1\n"
-    finally:
-        proxy.close()
-        laptop.agent.stop()
 
 
 def test_a_box_gone_for_good_fails_after_a_bounded_wait_and_its_keeper_goes(

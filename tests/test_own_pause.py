@@ -9,21 +9,22 @@
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import (
     Client,
     laptop_on_a_new_box,
-    make_client,
     runs_by_id,
-    start_agent,
     wait_for,
     write_script,
 )
-from holding_proxy import HoldingProxy
-from keeper_rig import PAUSES_THREE_TIMES, keeper_socket_path, run_to_first_pause
+from keeper_rig import (
+    PAUSES_THREE_TIMES,
+    keeper_socket_path,
+    laptop_behind_a_holding_proxy,
+    run_to_first_pause,
+)
 from sshclients import openssh
 from test_keeper_restart import restart
 
@@ -42,10 +43,7 @@ def state_of(client: Client, run_id: str) -> tuple[str, int | None]:
 
 
 def test_an_attached_run_numbers_its_own_pause_without_the_box(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    try:
-        laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
+    with laptop_behind_a_holding_proxy(tmp_path) as (_, proxy, laptop):
         run, ident = run_to_first_pause(laptop, tmp_path)
         path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the run's keeper socket")
@@ -83,9 +81,6 @@ def test_an_attached_run_numbers_its_own_pause_without_the_box(tmp_path: Path) -
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0 and "done" in run.out.text
         assert laptop.run("python", "--kill", other_id).returncode == 0
-    finally:
-        proxy.close()
-        box.stop()
 
 
 @pytest.mark.parametrize(("monitor", "how"), [("c", "sigkill"), ("c", "sigterm"),

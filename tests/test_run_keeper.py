@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from conftest import (
@@ -17,12 +16,16 @@ from conftest import (
     keeper_processes,
     laptop_on_a_new_box,
     make_client,
-    start_agent,
     wait_for,
     write_script,
 )
-from holding_proxy import HoldingProxy
-from keeper_rig import PAUSES_THREE_TIMES, connections, keeper_sockets, run_to_first_pause
+from keeper_rig import (
+    PAUSES_THREE_TIMES,
+    connections,
+    keeper_sockets,
+    laptop_behind_a_holding_proxy,
+    run_to_first_pause,
+)
 
 from client import keeper_retry
 
@@ -141,10 +144,7 @@ def test_another_uid_gets_nothing(tmp_path: Path) -> None:
 
 
 def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    try:
-        laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
+    with laptop_behind_a_holding_proxy(tmp_path) as (_, proxy, laptop):
         run, ident = run_to_first_pause(laptop, tmp_path)
         wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")
 
@@ -202,9 +202,6 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
         assert connections(laptop) == before
-    finally:
-        proxy.close()
-        box.stop()
 
 
 CONSOLE_SCRIPT = ("from lager import pause\nprobe = [41]\npause('look', timeout=0, interactive=True)\n"
