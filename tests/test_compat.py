@@ -19,7 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LAGER, Client, make_client, start_agent, start_run, wait_for, write_script
+from conftest import (
+    LAGER,
+    Client,
+    laptop_on_a_new_box,
+    make_client,
+    start_agent,
+    start_run,
+    wait_for,
+    write_script,
+)
 
 NUMBER = r"-?\d+\.\d+"
 
@@ -27,11 +36,8 @@ NUMBER = r"-?\d+\.\d+"
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """A box of our own: the examples change instrument state other tests would see."""
-    agent = start_agent(tmp_path_factory.mktemp("compat-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("compat-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("compat")) as laptop:
+        yield laptop
 
 
 def run_script(client: Client, tmp_path: Path, body: str, *args: str) -> subprocess.CompletedProcess[str]:
