@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from procs import pids_with
+from table import print_table
 
 BIN = Path(sys.executable).parent
 LAGER, LAGER_BOX = str(BIN / "lager"), str(BIN / "lager-box")
@@ -366,10 +367,7 @@ def main() -> None:
             rows += restart_rows(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'what'.ljust(width)}  {'measured':>10}  baseline (same run)")
-    for what, value, base in rows:
-        print(f"{what.ljust(width)}  {value:>10}  {base}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

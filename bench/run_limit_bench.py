@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from procs import end_left_under
+from table import print_table
 
 BIN = Path(sys.executable).parent
 LAGER, LAGER_BOX = str(BIN / "lager"), str(BIN / "lager-box")
@@ -75,10 +76,7 @@ def main() -> None:
                              f"{base:.0f} MB/s at {LIMITS[0]} ({measured[limit] / base:.2f}x)"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'what'.ljust(width)}  {'measured':>10}  baseline (same run)")
-    for what, value, baseline in rows:
-        print(f"{what.ljust(width)}  {value:>10}  {baseline}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -145,11 +145,51 @@ def client(agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Client:
     return make_client(tmp_path_factory.mktemp("laptop"), agent)
 
 
+@contextlib.contextmanager
+def laptop_on_a_new_box(tmp_path: Path, *agent_args: str) -> Iterator[Client]:
+    """A fresh agent (state in tmp_path/state, extra serve arguments agent_args) and a laptop
+    that knows it as 'mybox'; the agent the laptop points at when the block ends is stopped
+    (a test may swap in a restarted one through `laptop.agent`)."""
+    box = start_agent(tmp_path / "state", *agent_args)
+    laptop: Client | None = None
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        yield laptop
+    finally:
+        (laptop.agent if laptop is not None else box).stop()
+
+
+def runs_by_id(client: Client) -> dict[str, dict]:
+    """The box's runs as `lager python --list --json` gives them, by run id."""
+    listed = client.run("python", "--list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {row["id"]: row for row in json.loads(listed.stdout)}
+
+
 def write_script(tmp: Path, name: str, body: str) -> Path:
     path = tmp / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body)
     return path
+
+
+def numbered_output(lines: int, digits: int, filler: str, err_every: int,
+                    last_line: str) -> tuple[str, str]:
+    """What the tests' streaming scripts print: `out NNNN<filler>` lines on stdout then
+    last_line, and `err NNNN` on stderr every err_every lines."""
+    out = "".join(f"out {i:0{digits}d} {filler}\n" for i in range(lines)) + last_line + "\n"
+    err = "".join(f"err {i:0{digits}d}\n" for i in range(0, lines, err_every))
+    return out, err
+
+
+def script_gated_on_a_file(tmp: Path) -> tuple[Path, Path]:
+    """A script that prints `ready`, waits until the gate file exists, prints `finished`:
+    (the script, the gate)."""
+    gate = tmp / "go"
+    script = write_script(tmp, "gated.py", "import os, time\nprint('ready', flush=True)\n"
+                          f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
+                          "print('finished')\n")
+    return script, gate
 
 
 def wait_for(predicate, timeout: float = 20, interval: float = 0.05, what: str = "condition"):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import LAGER, Client, make_client, start_agent, start_run, write_script
 from scenarios import run_spec_example
+from tcp_peer import TcpPeer
 
 
 def test_spec_full_example(client: Client, tmp_path: Path) -> None:
@@ -141,22 +142,15 @@ for name, kind in (("adc1", NetType.PowerSupply), ("zzz", NetType.ADC)):
         "supply2, supply3"]
 
 
-class FaultyInstrument:
+class FaultyInstrument(TcpPeer):
     """A TCP peer that accepts and then never answers, or answers junk."""
 
     def __init__(self, reply: bytes | None) -> None:
         self.reply = reply
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+    def connected(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
 
     def _talk(self, conn: socket.socket) -> None:
         with conn:

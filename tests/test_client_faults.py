@@ -28,6 +28,7 @@ from conftest import (
     wait_for,
     write_script,
 )
+from tcp_peer import TcpPeer
 
 from client.config import Box, Config
 
@@ -87,20 +88,31 @@ class SlowReader:
             time.sleep(self.delay)
 
 
-def test_ctrl_c_into_a_slow_pipe_stops_the_run_and_exits_130(client: Client,
-                                                             tmp_path: Path) -> None:
-    script = write_script(tmp_path, "flood.py", FLOOD)
+def ctrl_c_into_a_slow_pipe(client: Client, script: Path) -> tuple[int, str]:
+    """`lager python script` with its stdout read slowly, sent SIGINT once the output is well
+    past the pipe's 64 KiB (lager is then writing into a full, slow pipe): its exit code and
+    what it wrote on stderr."""
     proc = subprocess.Popen([LAGER, "python", str(script), "--box", client.box], env=client.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
     reader = SlowReader(proc.stdout.fileno())
     err = StreamReader(proc.stderr)
-    # Well past the pipe's 64 KiB: lager is now writing into a full, slow pipe.
     wait_for(lambda: reader.total > 256 * 1024, 30, what="output to stream")
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 130  # the old client hung here, every time
-    assert "sent Ctrl-C" in err.join()
+    code = proc.wait(30)
+    # The reader to its EOF before proc's pipe is closed with it: a reader left on the fd would
+    # read whatever next takes that number (the --list a test runs next).
+    reader.thread.join(30)
+    return code, err.join()
+
+
+def test_ctrl_c_into_a_slow_pipe_stops_the_run_and_exits_130(client: Client,
+                                                             tmp_path: Path) -> None:
+    script = write_script(tmp_path, "flood.py", FLOOD)
+    code, err = ctrl_c_into_a_slow_pipe(client, script)
+    assert code == 130  # the old client hung here, every time
+    assert "sent Ctrl-C" in err
     [row] = rows_for(client, script)
     assert row["state"] == "exited" and row["exit_code"] == 130
 
@@ -132,16 +144,9 @@ def test_ctrl_c_typed_on_a_terminal_stops_the_run(client: Client, tmp_path: Path
 def test_a_script_that_catches_ctrl_c_gives_its_own_code(client: Client,
                                                           tmp_path: Path) -> None:
     script = write_script(tmp_path, "catch.py", CATCH_AND_EXIT_5)
-    proc = subprocess.Popen([LAGER, "python", str(script), "--box", client.box], env=client.env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    reader = SlowReader(proc.stdout.fileno())
-    err = StreamReader(proc.stderr)
-    wait_for(lambda: reader.total > 256 * 1024, 30, what="output to stream")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 5
-    assert "caught ctrl-c" in err.join()
+    code, err = ctrl_c_into_a_slow_pipe(client, script)
+    assert code == 5
+    assert "caught ctrl-c" in err
     [row] = rows_for(client, script)
     assert row["exit_code"] == 5
 
@@ -234,34 +239,19 @@ def test_a_box_that_hangs_up_at_once_is_255_without_paramikos_traceback(
         slam.close()
 
 
-class BlackHole:
+class BlackHole(TcpPeer):
     """Accepts TCP connections and never sends a byte: a box that hangs before SSH starts.
     With slam=True it closes each one at once instead, as a box over its connection limit."""
 
     def __init__(self, slam: bool = False) -> None:
         self.slam = slam
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(16)
-        self.port = int(self.server.getsockname()[1])
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            if self.slam:
-                conn.close()
-            else:
-                self.held.append(conn)
-
-    def close(self) -> None:
-        self.server.close()
-        for conn in self.held:
+    def connected(self, conn: socket.socket) -> None:
+        if self.slam:
             conn.close()
+        else:
+            super().connected(conn)
 
 
 @pytest.fixture
@@ -299,7 +289,7 @@ def test_ctrl_c_while_connecting_is_130_not_aborted(client: Client, hole: BlackH
     proc = subprocess.Popen([LAGER, "python", "--list", "--box", "slowhole"], env=client.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: hole.held, 30, what="lager to connect")
+    wait_for(lambda: hole.kept, 30, what="lager to connect")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130

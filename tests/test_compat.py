@@ -19,7 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LAGER, Client, make_client, start_agent, start_run, wait_for, write_script
+from conftest import (
+    LAGER,
+    Client,
+    laptop_on_a_new_box,
+    make_client,
+    start_agent,
+    start_run,
+    wait_for,
+    write_script,
+)
 
 NUMBER = r"-?\d+\.\d+"
 
@@ -27,11 +36,8 @@ NUMBER = r"-?\d+\.\d+"
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """A box of our own: the examples change instrument state other tests would see."""
-    agent = start_agent(tmp_path_factory.mktemp("compat-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("compat-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("compat")) as laptop:
+        yield laptop
 
 
 def run_script(client: Client, tmp_path: Path, body: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -681,30 +687,20 @@ def _on_a_terminal(client: Client, args: list[str], answer: bytes | None) -> tup
     return proc.wait(30), out.decode(errors="replace")
 
 
-def test_enabling_asks_on_a_terminal_unless_yes(box: Client) -> None:
-    assert _json(box, "supply", "supply2", "disable")["enabled"] is False
-    code, text = _on_a_terminal(box, ["supply", "supply2", "enable"], b"n\n")
+@pytest.mark.parametrize(("kind", "net", "switched_on"), [("supply", "supply2", "supply2: on"),
+                                                          ("battery", "battery1", "battery1: on ")])
+def test_enabling_asks_on_a_terminal_unless_yes(box: Client, kind: str, net: str,
+                                                switched_on: str) -> None:
+    assert _json(box, kind, net, "disable")["enabled"] is False
+    code, text = _on_a_terminal(box, [kind, net, "enable"], b"n\n")
     assert code == 1 and "Enable Net? [y/N]" in text and "not confirmed" in text
-    assert _json(box, "supply", "supply2")["enabled"] is False
-    code, text = _on_a_terminal(box, ["supply", "supply2", "enable"], b"y\n")
-    assert code == 0 and "supply2: on" in text
-    assert _json(box, "supply", "supply2", "disable")["enabled"] is False
-    code, text = _on_a_terminal(box, ["supply", "supply2", "enable", "--yes"], None)
-    assert code == 0 and "[y/N]" not in text and "supply2: on" in text
-    box.run("supply", "supply2", "disable")
-
-
-def test_enabling_the_battery_asks_on_a_terminal_unless_yes(box: Client) -> None:
-    assert _json(box, "battery", "battery1", "disable")["enabled"] is False
-    code, text = _on_a_terminal(box, ["battery", "battery1", "enable"], b"n\n")
-    assert code == 1 and "Enable Net? [y/N]" in text and "not confirmed" in text
-    assert _json(box, "battery", "battery1")["enabled"] is False
-    code, text = _on_a_terminal(box, ["battery", "battery1", "enable"], b"y\n")
-    assert code == 0 and "battery1: on " in text
-    assert _json(box, "battery", "battery1", "disable")["enabled"] is False
-    code, text = _on_a_terminal(box, ["battery", "battery1", "enable", "--yes"], None)
-    assert code == 0 and "[y/N]" not in text and "battery1: on " in text
-    box.run("battery", "battery1", "disable")
+    assert _json(box, kind, net)["enabled"] is False
+    code, text = _on_a_terminal(box, [kind, net, "enable"], b"y\n")
+    assert code == 0 and switched_on in text
+    assert _json(box, kind, net, "disable")["enabled"] is False
+    code, text = _on_a_terminal(box, [kind, net, "enable", "--yes"], None)
+    assert code == 0 and "[y/N]" not in text and switched_on in text
+    box.run(kind, net, "disable")
 
 
 ARGV_SCRIPT = """\

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pyvisa
-from conftest import Client, make_client, simulator, start_agent, write_script
+from conftest import Client, laptop_on_a_new_box, simulator, write_script
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +91,8 @@ HELD = ("1, 2, 3, LI-ION4_2, NIMH1_2, NICD1_2, LEAD-ACID12, NIMH12; 'discharge' 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    agent = start_agent(tmp_path_factory.mktemp("battery-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("battery-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("battery")) as laptop:
+        yield laptop
 
 
 def test_a_model_the_instrument_lacks_lists_what_it_holds(box: Client, tmp_path: Path) -> None:

@@ -9,16 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Client, cannot_run, make_client, start_agent, write_script
+from conftest import Client, cannot_run, laptop_on_a_new_box, make_client, start_agent, write_script
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    agent = start_agent(tmp_path_factory.mktemp("compat-boxes") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("compat-boxes-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("compat-boxes")) as laptop:
+        yield laptop
 
 
 def openssh_list(client: Client) -> subprocess.CompletedProcess[bytes]:

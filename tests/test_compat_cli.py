@@ -10,16 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LAGER, Client, make_client, start_agent, write_script
+from conftest import LAGER, Client, laptop_on_a_new_box, write_script
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    agent = start_agent(tmp_path_factory.mktemp("cli-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("cli-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("cli")) as laptop:
+        yield laptop
 
 
 WRITER = """\

@@ -17,16 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Client, make_client, start_agent, start_run, write_script
+from conftest import Client, laptop_on_a_new_box, make_client, start_agent, start_run, write_script
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    agent = start_agent(tmp_path_factory.mktemp("methods-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("methods-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("methods")) as laptop:
+        yield laptop
 
 
 @pytest.fixture(scope="module")

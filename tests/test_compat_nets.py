@@ -19,16 +19,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Agent, Client, cannot_run, make_client, start_agent, start_run, write_script
+from conftest import (
+    Agent,
+    Client,
+    cannot_run,
+    laptop_on_a_new_box,
+    make_client,
+    start_agent,
+    start_run,
+    write_script,
+)
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    agent = start_agent(tmp_path_factory.mktemp("nets-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("nets-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("nets")) as laptop:
+        yield laptop
 
 
 def saved_file(agent: Agent) -> Path:

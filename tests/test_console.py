@@ -18,6 +18,7 @@ import paramiko
 import pytest
 from conftest import LAGER, Client, LiveRun, start_run, wait_for, write_script
 from sshclients import openssh, paramiko_connect, paramiko_subsystem
+from tcp_peer import TcpPeer
 from unit.vt import Screen
 
 from lager import protocol
@@ -492,34 +493,12 @@ BLOCKERS = {
 }
 
 
-class SilentInstrument:
+class SilentInstrument(TcpPeer):
     """A TCP 'instrument' that accepts and never answers, until told to."""
 
-    def __init__(self) -> None:
-        import socket
-        import threading
-
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
     def answer(self) -> None:
-        for conn in self.conns:
+        for conn in self.kept:
             conn.sendall(b"answer\n")
-
-    def close(self) -> None:
-        self.server.close()
-        for conn in self.conns:
-            conn.close()
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ from conftest import (
     Client,
     LiveRun,
     make_client,
+    numbered_output,
     pids_with_cmdline,
     pids_with_env,
+    runs_by_id,
     start_agent,
     start_run,
     wait_for,
@@ -41,15 +43,7 @@ print("END")
 
 
 def expected_streamer() -> tuple[str, str]:
-    out = "".join(f"out {i:05d} " + "x" * 40 + "\n" for i in range(4000)) + "END\n"
-    err = "".join(f"err {i:05d}\n" for i in range(0, 4000, 400))
-    return out, err
-
-
-def rows(client: Client) -> dict[str, dict]:
-    listed = client.run("python", "--list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return {r["id"]: r for r in json.loads(listed.stdout)}
+    return numbered_output(4000, 5, "x" * 40, 400, "END")
 
 
 def holders(client: Client) -> dict[str, str]:
@@ -95,7 +89,7 @@ print('after')
     ssh, chan = console_open(laptop, paused_ids[0])  # a console open across the crash
     try:
         wait_for(lambda: chan.recv_ready(), 10, what="the console prompt")
-        before = rows(laptop)
+        before = runs_by_id(laptop)
         assert len(before) == 5
         claims_before = holders(laptop)
         assert set(claims_before) == {"supply2", "supply3", "adc4"}  # supply3: supply2's box
@@ -110,7 +104,7 @@ print('after')
     finally:
         ssh.close()
     try:
-        after = rows(laptop)
+        after = runs_by_id(laptop)
         assert set(after) == set(before)
         states = {run_id: row["state"] for run_id, row in after.items()}
         by_script = {}
@@ -124,13 +118,13 @@ print('after')
             assert laptop.run("python", "--continue", ident).returncode == 0
         out, err = expected_streamer()
         for row in by_script["streamer.py"]:
-            wait_for(lambda row=row: rows(laptop)[row["id"]]["state"] == "exited", 30,
+            wait_for(lambda row=row: runs_by_id(laptop)[row["id"]]["state"] == "exited", 30,
                      what="a streamer to finish")
             attach = laptop.run("python", "--reattach", row["id"])
             assert attach.returncode == 0
             assert attach.stdout == out and attach.stderr == err
         for row in by_script["pauser.py"]:
-            wait_for(lambda row=row: rows(laptop)[row["id"]]["exit_code"] == 0, 30,
+            wait_for(lambda row=row: runs_by_id(laptop)[row["id"]]["exit_code"] == 0, 30,
                      what="a resumed run to finish")
             attach = laptop.run("python", "--reattach", row["id"])
             assert attach.stdout.endswith("before\nafter\n")  # after what state() printed
@@ -181,13 +175,13 @@ def test_a_reattach_after_a_killed_client_is_byte_identical(client: Client,
     seen = b""
     while len(seen) < 1024 * 1024:  # mid-stream: bytes are flowing to this client now
         seen += proc.stdout.read(1024 * 1024 - len(seen))
-    run_id = next(r["id"] for r in rows(client).values() if r["state"] == "running"
+    run_id = next(r["id"] for r in runs_by_id(client).values() if r["state"] == "running"
                   and r["script"].endswith("flood.py"))
     proc.kill()
     proc.wait()
     go.write_text("go")
-    wait_for(lambda: rows(client)[run_id]["state"] == "exited", 60, what="the run to finish")
-    assert rows(client)[run_id]["exit_code"] == 0
+    wait_for(lambda: runs_by_id(client)[run_id]["state"] == "exited", 60, what="the run to finish")
+    assert runs_by_id(client)[run_id]["exit_code"] == 0
     attach = subprocess.run([LAGER, "python", "--reattach", run_id, "--box", client.box],
                             env=client.env, capture_output=True, timeout=120,
                             stdin=subprocess.DEVNULL)
@@ -256,7 +250,7 @@ def test_a_stopped_laptop_finds_its_pause_still_waiting(tmp_path: Path) -> None:
     run.proc.send_signal(signal.SIGSTOP)
     try:
         time.sleep(120)  # the issue's figure: longer than the box's keepalive gives a client
-        listed = {r["short_id"]: r["state"] for r in rows(laptop).values()}
+        listed = {r["short_id"]: r["state"] for r in runs_by_id(laptop).values()}
         assert listed[ident] == "paused"
     finally:
         run.proc.send_signal(signal.SIGCONT)
@@ -311,7 +305,7 @@ sys.exit(4)
     assert any("key" in p and "link" in p for p in problems)
     assert any("nope.txt" in p and "no such file" in p for p in problems)
     # A finished run, later, through --reattach.
-    run_id = next(r["id"] for r in rows(client).values() if r["script"].endswith("writes.py"))
+    run_id = next(r["id"] for r in runs_by_id(client).values() if r["script"].endswith("writes.py"))
     later = tmp_path / "later"
     later.mkdir()
     again = subprocess.run([LAGER, "python", "--reattach", run_id, "--box", client.box,

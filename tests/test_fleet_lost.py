@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import StreamReader, start_agent, wait_for, write_script
+from conftest import StreamReader, script_gated_on_a_file, start_agent, wait_for, write_script
 from test_fleet_rig import Rig, start_rig
 
 
@@ -27,21 +27,13 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 STARTED: list[subprocess.Popen[str]] = []
 
 
-def _gated(tmp: Path) -> tuple[Path, Path]:
-    gate = tmp / "go"
-    script = write_script(tmp, "gated.py", "import os, time\nprint('ready', flush=True)\n"
-                          f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
-                          "print('finished')\n")
-    return script, gate
-
-
 def _restart(rig: Rig, box: str) -> None:
     old = rig.agents[box]
     rig.agents[box] = start_agent(old.state_dir, listen=f"{old.host}:{old.port}")
 
 
 def test_a_dropped_link_reconnects_and_the_run_goes_on(rig: Rig, tmp_path: Path) -> None:
-    script, gate = _gated(tmp_path)
+    script, gate = script_gated_on_a_file(tmp_path)
     rig.laptop.env["LAGER_RECONNECT_FOR"] = "120"
     proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]")
     STARTED.append(proc)
@@ -60,7 +52,7 @@ def test_a_dropped_link_reconnects_and_the_run_goes_on(rig: Rig, tmp_path: Path)
 
 def test_a_box_that_stays_away_is_lost_with_its_reattach_command(rig: Rig,
                                                                 tmp_path: Path) -> None:
-    script, gate = _gated(tmp_path)
+    script, gate = script_gated_on_a_file(tmp_path)
     rig.laptop.env["LAGER_RECONNECT_FOR"] = "1"
     proc = rig.laptop.popen("python", str(script), "--box", "bench[01-02]")
     STARTED.append(proc)

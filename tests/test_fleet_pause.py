@@ -172,27 +172,8 @@ def test_continue_all_resumes_only_this_keys_runs(rig: Rig, tmp_path: Path) -> N
 
 def test_on_a_terminal_the_line_is_redrawn_in_place(rig: Rig, tmp_path: Path) -> None:
     import os
-    import threading
 
-    master, slave = _wide_pty()
-    proc = subprocess.Popen([*rig.laptop_cmd("python", str(_script(tmp_path)), "--box", ALL)],
-                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=slave, text=True)
-    STARTED.append(proc)
-    os.close(slave)
-    seen = bytearray()
-
-    def read() -> None:
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            seen.extend(data)
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, master, seen = _fleet_on_a_terminal(rig, _script(tmp_path))
     wait_for(lambda: b"=== 5/5 paused at" in seen, 60, what=f"5/5 on the terminal: {seen!r}")
     text = bytes(seen)
     # Each change clears the line and draws the new count in place; only the first draw
@@ -253,16 +234,59 @@ def test_openssh_continue_of_one_box_shows_in_the_line(rig: Rig, tmp_path: Path)
     assert out.count("after") == 5
 
 
+def _fleet_on_a_terminal(rig: Rig,
+                         script: Path) -> tuple[subprocess.Popen[str], int, bytearray]:
+    """`lager python script` on all five boxes with its stderr on a wide pty: the process, the
+    pty's master (for the caller to close) and what the pty has shown so far (read on)."""
+    import os
+    import threading
+
+    master, slave = _wide_pty()
+    proc = subprocess.Popen(rig.laptop_cmd("python", str(script), "--box", ALL),
+                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    STARTED.append(proc)
+    os.close(slave)
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    return proc, master, seen
+
+
 def _wide_pty() -> tuple[int, int]:
     """A pty wide enough that a pause line (with its long temp path) takes one row."""
+    return _pty_of_size(rows=50, columns=1000)
+
+
+def _pty_of_size(rows: int, columns: int) -> tuple[int, int]:
     import fcntl
     import pty
     import struct
     import termios
 
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     return master, slave
+
+
+def _statuses_on_a_pty(rows: int, columns: int, *statuses: str) -> bytes:
+    """What a real pty of that size receives when the fleet's Terminal shows statuses in turn
+    (read until the last one has arrived)."""
+    import os
+    import threading
+
+    from client.fleet.output import Terminal
+
+    master, slave = _pty_of_size(rows, columns)
+    seen = bytearray()
+    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
+        terminal = Terminal(stdout=out, stderr=err)
+        for status in statuses:
+            terminal.status(status)
+        last = statuses[-1].encode()
+        wait_for(lambda: seen.endswith(last), 10, what=repr(bytes(seen)))
+    os.close(master)
+    return bytes(seen)
 
 
 def _pty_reader(master: int, seen: bytearray) -> None:
@@ -282,7 +306,6 @@ def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) ->
     """Boxes 0, 2, 4 pause at one line, 1 and 3 at another: two lines, both redrawn in place
     (the cursor goes back up over both before each redraw)."""
     import os
-    import threading
 
     script = write_script(tmp_path, "two.py", (
         "import os\nfrom lager import pause\n"
@@ -291,14 +314,7 @@ def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) ->
         "else:\n"
         "    pause('even', timeout=0)\n"
         "print('after')\n"))
-    master, slave = _wide_pty()
-    proc = subprocess.Popen(rig.laptop_cmd("python", str(script), "--box", ALL),
-                            env=rig.laptop.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=slave, text=True)
-    STARTED.append(proc)
-    os.close(slave)
-    seen = bytearray()
-    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
+    proc, master, seen = _fleet_on_a_terminal(rig, script)
     both = re.compile(rb'=== 3/5 paused at \S*two\.py:6 "even" .*\r?\n'
                       rb'=== 2/5 paused at \S*two\.py:4 "odd" ')
     wait_for(lambda: both.search(seen), 60, what="both lines")
@@ -313,26 +329,8 @@ def test_on_a_terminal_each_breakpoint_has_its_line(rig: Rig, tmp_path: Path) ->
 
 def test_the_lines_fit_the_terminal_height() -> None:
     """A real pty three rows high: two rows of status at most, the second says what is left."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import termios
-    import threading
-
-    from client.fleet.output import Terminal
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 3, 200, 0, 0))
-    seen = bytearray()
-    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
-    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
-        terminal = Terminal(stdout=out, stderr=err)
-        terminal.status("=== a\n=== b\n=== c\n=== d")
-        terminal.status("=== a")
-        wait_for(lambda: seen.endswith(b"=== a"), 10, what=repr(bytes(seen)))
-    os.close(master)
-    text = bytes(seen).replace(b"\r\n", b"\n")
+    seen = _statuses_on_a_pty(3, 200, "=== a\n=== b\n=== c\n=== d", "=== a")
+    text = seen.replace(b"\r\n", b"\n")
     assert text.startswith(b"=== a\n=== (+3 more breakpoints)"), text
     assert b"=== b" not in text
     assert text.endswith(b"\r\x1b[1A\x1b[J=== a"), text
@@ -340,23 +338,5 @@ def test_the_lines_fit_the_terminal_height() -> None:
 
 def test_a_wrapped_line_is_cleared_whole() -> None:
     """A pty 20 columns wide: a 30-character line takes two rows, so the redraw goes up one."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import termios
-    import threading
-
-    from client.fleet.output import Terminal
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 20, 0, 0))
-    seen = bytearray()
-    threading.Thread(target=_pty_reader, args=(master, seen), daemon=True).start()
-    with open(slave, "wb", buffering=0) as err, open(os.devnull, "wb") as out:
-        terminal = Terminal(stdout=out, stderr=err)
-        terminal.status("=== " + "x" * 26)
-        terminal.status("=== short")
-        wait_for(lambda: seen.endswith(b"=== short"), 10, what=repr(bytes(seen)))
-    os.close(master)
-    assert bytes(seen).endswith(b"x" * 26 + b"\r\x1b[1A\x1b[J=== short"), bytes(seen)
+    seen = _statuses_on_a_pty(24, 20, "=== " + "x" * 26, "=== short")
+    assert seen.endswith(b"x" * 26 + b"\r\x1b[1A\x1b[J=== short"), seen

@@ -17,17 +17,18 @@ from conftest import (
     Agent,
     Client,
     keeper_processes,
-    make_client,
+    laptop_on_a_new_box,
+    runs_by_id,
     start_agent,
     start_run,
     wait_for,
     write_script,
 )
 from holding_proxy import HoldingProxy
+from keeper_rig import keeper_socket_path, keeper_sockets, laptop_behind_a_holding_proxy
 from sshclients import openssh
 
-from client import keeper_retry, mux
-from client.config import Config
+from client import keeper_retry
 
 # Each pause leaves a file behind once it is resumed: what the box did, seen without asking it.
 PAUSER = ("import pathlib, sys\nfrom lager import pause\nfor i in range(4):\n"
@@ -48,24 +49,13 @@ def restart(box: Agent, how: str) -> Agent:
     return start_agent(box.state_dir, listen=f"127.0.0.1:{box.port}")
 
 
-def rows(client: Client) -> dict[str, dict]:
-    listed = client.run("python", "--list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return {row["id"]: row for row in json.loads(listed.stdout)}
-
-
 def pause_of(client: Client, run_id: str) -> int | None:
-    row = rows(client)[run_id]
+    row = runs_by_id(client)[run_id]
     return row["pause"]["seq"] if row["state"] == "paused" else None
 
 
 def _one(found: list[int]) -> list[int] | None:
     return found if len(found) == 1 else None
-
-
-def keeper_socket(client: Client) -> bool:
-    mux_dir = client.config_dir / "mux"
-    return mux_dir.exists() and any(mux_dir.glob("*.sock"))
 
 
 def spare_ready(client: Client) -> bool:
@@ -74,7 +64,7 @@ def spare_ready(client: Client) -> bool:
     and the one opening the next spare are gone. A request sent now goes out at once, so
     holding the link holds its answer, not the channel's opening."""
     found = keeper_processes(client)
-    return keeper_socket(client) and len(found) == 1 and \
+    return bool(keeper_sockets(client)) and len(found) == 1 and \
         len(list(Path(f"/proc/{found[0]}/task").iterdir())) == 3
 
 
@@ -86,7 +76,7 @@ def detached_pauser(tmp: Path, client: Client) -> str:
     started = client.run("python", str(write_script(tmp, "p.py", PAUSER)), "--detach",
                          str(tmp))
     assert started.returncode == 0, started.stderr
-    run_id = wait_for(lambda: next(iter(rows(client)), None), what="the run")
+    run_id = wait_for(lambda: next(iter(runs_by_id(client)), None), what="the run")
     wait_for(lambda: pause_of(client, run_id) == 1, what="the first pause")
     return run_id
 
@@ -101,14 +91,12 @@ def keeper_serves_again(client: Client, box: Agent) -> bool:
 @pytest.mark.parametrize("how", HOW)
 def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
         tmp_path: Path, how: str) -> None:
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         run_id = detached_pauser(tmp_path, laptop)
         # The keeper the --list calls left (a spare one started meanwhile sees it and goes).
         [keeper] = wait_for(lambda: _one(keeper_processes(laptop)), what="one keeper")
 
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         resumed = laptop.run("python", "--continue", run_id[:8])
         assert resumed.returncode == 0, resumed.stderr
         assert resumed.stdout.startswith("resumed run"), resumed.stdout
@@ -117,42 +105,38 @@ def test_the_first_request_after_a_restart_works_through_a_stale_keeper(
 
         # The keeper logged in again (the same process: no second keeper), so the next
         # requests need no handshake.
-        wait_for(lambda: keeper_serves_again(laptop, box), 30, what="the keeper back")
+        wait_for(lambda: keeper_serves_again(laptop, laptop.agent), 30, what="the keeper back")
         # A spare keeper a direct call started may show for a moment, until it sees ours.
         wait_for(lambda: keeper_processes(laptop) == [keeper], 30, what="the same keeper alone")
-        before = logins(box)
+        before = logins(laptop.agent)
         again = laptop.run("python", "--continue", run_id[:8])
         assert again.returncode == 0 and again.stderr == "", again.stderr
         wait_for(lambda: pause_of(laptop, run_id) == 3, what="the third pause")
         nets = laptop.run("nets", "--json")
         assert nets.returncode == 0 and json.loads(nets.stdout), nets.stderr
-        assert logins(box) == before
+        assert logins(laptop.agent) == before
 
         # --kill and an instrument read, first thing after another restart of the same kind.
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         read = laptop.run("supply", "supply1", "--json")
         assert read.returncode == 0, read.stderr
         assert json.loads(read.stdout)["net"] == "supply1", read.stdout
         killed = laptop.run("python", "--kill", run_id[:8])
         assert killed.returncode == 0 and killed.stdout.startswith("stopping run"), killed.stderr
-        wait_for(lambda: rows(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
-    finally:
-        box.stop()
+        wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
     wait_for(lambda: not keeper_processes(laptop), 30, what="the keeper to go with its box")
 
 
 @pytest.mark.parametrize("how", HOW)
 def test_an_attached_runs_keeper_across_a_restart_and_openssh_after_it(
         tmp_path: Path, how: str) -> None:
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         run = start_run(laptop, write_script(tmp_path, "p.py", PAUSER), str(tmp_path))
         short = run.banner_id()
-        wait_for(lambda: keeper_socket(laptop), what="the run's keeper")
-        run_id = next(iter(rows(laptop)))
+        wait_for(lambda: keeper_sockets(laptop), what="the run's keeper")
+        run_id = next(iter(runs_by_id(laptop)))
 
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         resumed = laptop.run("python", "--continue", short)  # the run's link is down or re-made
         assert resumed.returncode == 0 and resumed.stdout.startswith("resumed run"), \
             resumed.stderr
@@ -172,18 +156,13 @@ def test_an_attached_runs_keeper_across_a_restart_and_openssh_after_it(
         assert laptop.run("python", "--continue", short).returncode == 0
         assert run.finish(60) == 0
         assert run.out.text.count("at ") == 4 and run.out.text.endswith("done\n")
-    finally:
-        box.stop()
 
 
 def test_a_bare_continue_is_pinned_to_the_current_pause_by_the_keeper(tmp_path: Path) -> None:
     """What the lost answer's retry carries: the pause number, asked through the keeper."""
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         run_id = detached_pauser(tmp_path, laptop)
-        config = Config(laptop.config_dir)
-        path = mux.socket_path(config, config.box("mybox"))
+        path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the keeper's socket")
         assert keeper_retry.pin_pause(path, "mybox", run_id[:6]) == f"{run_id}#1"
         assert keeper_retry.pin_pause(path, "mybox", f"{run_id}#7") == f"{run_id}#7"
@@ -191,8 +170,6 @@ def test_a_bare_continue_is_pinned_to_the_current_pause_by_the_keeper(tmp_path: 
         assert laptop.run("python", "--kill", run_id).returncode == 0
         wait_for(lambda: pause_of(laptop, run_id) is None, what="the run's end")
         assert keeper_retry.pin_pause(path, "mybox", run_id) == run_id  # not paused: bare
-    finally:
-        box.stop()
 
 
 @pytest.mark.parametrize("how", ("sigkill", "sigterm"))
@@ -201,19 +178,13 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
     """The keeper forwards `continue ID#1`, the box acts on it and its answer is held on the
     link; the agent then restarts and the link drops. The client asks again directly with the
     number: "already resumed", exit 0, and the run went one pause further, not two."""
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-    try:
+    with laptop_behind_a_holding_proxy(tmp_path) as (box, proxy, laptop):
         run_id = detached_pauser(tmp_path, laptop)
         wait_for(lambda: spare_ready(laptop), what="the keeper, idle")
         proxy.hold_all(towards_client_only=True)
         asked = laptop.popen("python", "--continue", f"{run_id}#1", stdin=subprocess.DEVNULL)
         wait_for((tmp_path / "resumed-1").exists, what="the box to act on it")
-        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
-        box = restart(box, how)
-        laptop.agent = replace(box, port=proxy.port)
-        proxy.cut_all()
+        restart_under_a_held_answer(box, laptop, proxy, how)
         out, err = asked.communicate(timeout=120)
         assert asked.returncode == 0, err
         assert out.startswith(f"already resumed: run {run_id[:4]}"), out
@@ -224,34 +195,38 @@ def test_a_lost_answer_is_retried_with_its_number_and_resumes_once(
         assert all(line.startswith("lager: ") for line in notices), err
         wait_for(lambda: pause_of(laptop, run_id) == 2, what="the second pause")
         assert not (tmp_path / "resumed-2").exists()  # resumed once, not twice
-    finally:
-        proxy.close()
-        box.stop()
+
+
+def restart_under_a_held_answer(box: Agent, laptop: Client, proxy: HoldingProxy,
+                                how: str) -> None:
+    """Once box's answer is held on the proxy: box restarted (`how`), the laptop pointed at the
+    new agent through the proxy (so stop `laptop.agent` at the end), the link cut."""
+    wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
+    laptop.agent = replace(restart(box, how), port=proxy.port)
+    proxy.cut_all()
+
+
+def box_lost_the_answer_to(asked: subprocess.Popen[str], box: Agent, laptop: Client,
+                           proxy: HoldingProxy) -> None:
+    """restart_under_a_held_answer by SIGKILL while `asked` waits: the request may have reached
+    the box, so it ends with one line saying so, exit 255, nothing on stdout."""
+    restart_under_a_held_answer(box, laptop, proxy, "sigkill")
+    out, err = asked.communicate(timeout=120)
+    assert asked.returncode == 255 and out == "", err
+    assert err.count("\n") == 1 and "may have reached the box" in err, err
 
 
 def test_a_lost_instrument_write_is_not_sent_again(tmp_path: Path) -> None:
     """A supply set whose answer was lost may have happened: one line, exit 255, not twice."""
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-    try:
+    with laptop_behind_a_holding_proxy(tmp_path) as (box, proxy, laptop):
         assert laptop.run("nets").returncode == 0
-        wait_for(lambda: keeper_socket(laptop), what="the keeper's socket")
+        wait_for(lambda: keeper_sockets(laptop), what="the keeper's socket")
         assert laptop.run("nets").returncode == 0  # through the keeper: its spare opens
         wait_for(lambda: spare_ready(laptop), what="the keeper, idle")
         proxy.hold_all(towards_client_only=True)
         asked = laptop.popen("supply", "supply1", "voltage", "1.5", "--yes",
                              stdin=subprocess.DEVNULL)
-        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
-        box = restart(box, "sigkill")
-        laptop.agent = replace(box, port=proxy.port)
-        proxy.cut_all()
-        out, err = asked.communicate(timeout=120)
-        assert asked.returncode == 255 and out == "", err
-        assert err.count("\n") == 1 and "may have reached the box" in err, err
-    finally:
-        proxy.close()
-        box.stop()
+        box_lost_the_answer_to(asked, box, laptop, proxy)
 
 
 SIGNAL_COUNTER = """
@@ -266,44 +241,28 @@ while not pathlib.Path(sys.argv[1], "stop").exists():
 
 def test_a_lost_kill_is_not_sent_again(tmp_path: Path) -> None:
     """`--kill ID --signal USR1` whose answer was lost: one line, 255, and one signal only."""
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-    try:
+    with laptop_behind_a_holding_proxy(tmp_path) as (box, proxy, laptop):
         script = write_script(tmp_path, "count.py", SIGNAL_COUNTER)
         assert laptop.run("python", str(script), "--detach", str(tmp_path)).returncode == 0
         wait_for((tmp_path / "ready").exists, what="the script's handler")
-        run_id = next(iter(rows(laptop)))  # through the keeper the direct call left
+        run_id = next(iter(runs_by_id(laptop)))  # through the keeper the direct call left
         wait_for(lambda: spare_ready(laptop), what="the keeper, idle")
         proxy.hold_all(towards_client_only=True)
         asked = laptop.popen("python", "--kill", run_id, "--signal", "USR1",
                              stdin=subprocess.DEVNULL)
         wait_for((tmp_path / "usr1").exists, what="the signal")
-        wait_for(lambda: proxy.held_bytes > 0, what="the box's answer on the held link")
-        box = restart(box, "sigkill")
-        laptop.agent = replace(box, port=proxy.port)
-        proxy.cut_all()
-        out, err = asked.communicate(timeout=120)
-        assert asked.returncode == 255 and out == "", err
-        assert err.count("\n") == 1 and "may have reached the box" in err, err
+        box_lost_the_answer_to(asked, box, laptop, proxy)
         assert (tmp_path / "usr1").read_text() == "usr1\n"
         (tmp_path / "stop").touch()
-        wait_for(lambda: rows(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
+        wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30, what="the run's end")
         assert (tmp_path / "usr1").read_text() == "usr1\n"
-    finally:
-        proxy.close()
-        box.stop()
 
 
 def test_a_box_gone_for_good_fails_after_a_bounded_wait_and_its_keeper_goes(
         tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         assert laptop.run("python", "--list").returncode == 0
-        wait_for(lambda: keeper_socket(laptop), what="the keeper's socket")
-    finally:
-        box.stop()
+        wait_for(lambda: keeper_sockets(laptop), what="the keeper's socket")
     listed = laptop.run("python", "--list")
     assert listed.returncode == 255 and listed.stdout == ""
     lines = listed.stderr.splitlines()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Client, make_client, start_agent, write_script
+from conftest import Client, laptop_on_a_new_box, write_script
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +129,8 @@ def test_the_load_can_trip_the_supply(sim: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    agent = start_agent(tmp_path_factory.mktemp("load-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("load-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("load")) as laptop:
+        yield laptop
 
 
 def test_net_api(box: Client, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ with no exit recorded: it is `lost`, its output on disk is still whole, and ever
 so in words. A client that gives up reconnecting names the run to reattach."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -22,7 +21,10 @@ from conftest import (
     StreamReader,
     descendants_of,
     make_client,
+    numbered_output,
     pids_with_cmdline,
+    runs_by_id,
+    script_gated_on_a_file,
     start_agent,
     start_run,
     wait_for,
@@ -77,15 +79,7 @@ while True:
 
 
 def waiter_output() -> tuple[str, str]:
-    out = "".join(f"out {i:04d} " + "y" * 30 + "\n" for i in range(300)) + "all written\n"
-    err = "".join(f"err {i:04d}\n" for i in range(0, 300, 50))
-    return out, err
-
-
-def list_rows(client: Client) -> dict[str, dict]:
-    listed = client.run("python", "--list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return {r["id"]: r for r in json.loads(listed.stdout)}
+    return numbered_output(300, 4, "y" * 30, 50, "all written")
 
 
 def kill_tree(pid: int) -> None:
@@ -113,7 +107,7 @@ def started_waiter(laptop: Client, tmp_path: Path, left: Leftovers) -> tuple[str
     run = start_run(laptop, write_script(tmp_path, "waiter.py", WAITER))
     left.procs.append(run.proc)
     run.out.wait_for("all written\n")
-    row = next(r for r in list_rows(laptop).values() if r["script"].endswith("waiter.py"))
+    row = next(r for r in runs_by_id(laptop).values() if r["script"].endswith("waiter.py"))
     run.proc.kill()  # the laptop goes too; the run goes on without it
     run.proc.wait()
     return row["id"], int(row["pid"])
@@ -135,7 +129,7 @@ def test_a_rebooted_box_lists_the_run_lost_and_reattach_gives_its_output(
     kill_monitor_and_script(run_id, script_pid)
     again = left.agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
     try:
-        row = list_rows(laptop)[run_id]
+        row = runs_by_id(laptop)[run_id]
         assert row["state"] == "lost" and row["exit_code"] is None, row
         human = laptop.run("python", "--list")
         line = next(x for x in human.stdout.splitlines() if x.startswith(row["short_id"]))
@@ -167,21 +161,13 @@ def test_a_monitor_killed_under_a_live_agent_is_lost_too(tmp_path: Path,
     try:
         run_id, script_pid = started_waiter(laptop, tmp_path, left)
         kill_monitor_and_script(run_id, script_pid)
-        wait_for(lambda: list_rows(laptop)[run_id]["state"] == "lost", 30,
+        wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "lost", 30,
                  what="the run to be lost")
         attach = laptop.run("python", "--reattach", run_id)
         assert attach.returncode != 0 and attach.stdout == waiter_output()[0]
         assert attach.stderr.count("was lost: its monitor died") == 1, attach.stderr
     finally:
         box.stop()
-
-
-def _gated(tmp: Path) -> tuple[Path, Path]:
-    gate = tmp / "go"
-    script = write_script(tmp, "gated.py", "import os, time\nprint('ready', flush=True)\n"
-                          f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
-                          "print('finished')\n")
-    return script, gate
 
 
 def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path,
@@ -191,7 +177,7 @@ def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path,
     box = left.agent(tmp_path / "state")
     laptop = make_client(tmp_path / "laptop", box)
     laptop.env["LAGER_RECONNECT_FOR"] = "600"  # the flag wins over the env
-    script, gate = _gated(tmp_path)
+    script, gate = script_gated_on_a_file(tmp_path)
     run = start_run(laptop, script, "--reconnect-for", "1")
     left.procs.append(run.proc)
     run.out.wait_for("ready\n")
@@ -209,7 +195,7 @@ def test_giving_up_prints_the_command_that_reattaches_the_run(tmp_path: Path,
         result = laptop.run(*words[1:], box=False)
         assert result.returncode == 0, result.stderr
         assert result.stdout == "ready\nfinished\n"
-        assert list_rows(laptop)[command.group(2)]["exit_code"] == 0
+        assert runs_by_id(laptop)[command.group(2)]["exit_code"] == 0
     finally:
         again.stop()
 
@@ -253,7 +239,7 @@ def test_an_auto_resume_due_while_the_agent_was_down_says_how_long_it_waited(
     started = laptop.run("python", str(script), "--detach")
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.split()[2]
-    row = wait_for(lambda: (r := list_rows(laptop)[run_id])["state"] == "paused" and r, 30,
+    row = wait_for(lambda: (r := runs_by_id(laptop)[run_id])["state"] == "paused" and r, 30,
                    what="the pause")
     box.proc.send_signal(signal.SIGKILL)
     box.proc.wait()
@@ -261,7 +247,7 @@ def test_an_auto_resume_due_while_the_agent_was_down_says_how_long_it_waited(
     wait_for(lambda: time.time() > due + 3, 30, what="the auto-resume to fall due, and more")
     again = left.agent(tmp_path / "state", listen=f"127.0.0.1:{box.port}")
     try:
-        wait_for(lambda: list_rows(laptop)[run_id]["state"] == "exited", 30,
+        wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 30,
                  what="the overdue run to resume and end")
         attach = laptop.run("python", "--reattach", run_id)
         assert attach.returncode == 0 and attach.stdout == "after\n", attach.stderr

@@ -7,34 +7,13 @@ import stat
 import time
 from pathlib import Path
 
-from conftest import (
-    Client,
-    make_client,
-    pids_with_env,
-    start_agent,
-    start_run,
-    wait_for,
-    write_script,
-)
-
-SCRIPT = "from lager import pause\nfor i in range(3):\n    pause('p', timeout=0)\nprint('done')\n"
-
-
-def connections(client: Client) -> int:
-    return client.agent.log().count(" succeeded")
-
-
-def keeper_sockets(client: Client) -> list[Path]:
-    mux = client.config_dir / "mux"
-    return sorted(mux.glob("*.sock")) if mux.exists() else []
+from conftest import laptop_on_a_new_box, pids_with_env, wait_for
+from keeper_rig import connections, keeper_sockets, run_to_first_pause
 
 
 def test_short_requests_reuse_one_connection(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        run, ident = run_to_first_pause(laptop, tmp_path)
         assert laptop.run("python", "--continue", ident).returncode == 0  # direct, leaves a keeper
         sock = wait_for(lambda: keeper_sockets(laptop), what="the keeper's socket")[0]
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
@@ -51,16 +30,12 @@ def test_short_requests_reuse_one_connection(tmp_path: Path) -> None:
         wait_for(lambda: run.err.text.count("=== lager breakpoint") == 3, what="third pause")
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
-    finally:
-        box.stop()
     # The keeper goes with its connection: no process and no socket left behind.
     wait_for(lambda: not keeper_sockets(laptop), 15, what="the keeper to exit")
 
 
 def test_a_dead_keeper_falls_back_to_direct(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
+    with laptop_on_a_new_box(tmp_path) as laptop:
         assert laptop.run("python", "--list").returncode == 0
         sock = wait_for(lambda: keeper_sockets(laptop), what="keeper")[0]
         pid = next(p for p in pids_with_env(str(laptop.config_dir))
@@ -72,21 +47,15 @@ def test_a_dead_keeper_falls_back_to_direct(tmp_path: Path) -> None:
         result = laptop.run("python", "--continue", "abcd")
         assert result.returncode == 1 and "no run with id" in result.stderr
         assert connections(laptop) == before + 1  # it went direct
-    finally:
-        box.stop()
 
 
 def test_lager_mux_0_turns_it_off(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
+    with laptop_on_a_new_box(tmp_path) as laptop:
         laptop.env["LAGER_MUX"] = "0"
         for _ in range(2):
             assert laptop.run("python", "--list").returncode == 0
         time.sleep(0.5)
         assert keeper_sockets(laptop) == []
-    finally:
-        box.stop()
 
 
 def _cmdline(proc: Path) -> bytes:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Client, make_client, wait_for, write_script
+from conftest import Client, make_client, numbered_output, wait_for, write_script
 from sshclients import openssh
 from test_lost_runs import Leftovers
 
@@ -34,8 +34,7 @@ sys.exit(7)
 
 
 def gated_output() -> tuple[bytes, bytes]:
-    out = "".join(f"out {i:05d} " + "z" * 60 + "\n" for i in range(2000)) + "END\n"
-    err = "".join(f"err {i:05d}\n" for i in range(0, 2000, 100))
+    out, err = numbered_output(2000, 5, "z" * 60, 100, "END")
     return out.encode(), err.encode()
 
 

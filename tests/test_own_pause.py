@@ -9,54 +9,49 @@
 """
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import Client, make_client, start_agent, start_run, wait_for, write_script
-from holding_proxy import HoldingProxy
+from conftest import (
+    Client,
+    laptop_on_a_new_box,
+    runs_by_id,
+    wait_for,
+    write_script,
+)
+from keeper_rig import (
+    PAUSES_THREE_TIMES,
+    keeper_socket_path,
+    laptop_behind_a_holding_proxy,
+    run_to_first_pause,
+)
 from sshclients import openssh
 from test_keeper_restart import restart
 
 from box_agent import monitor_build
 from client import keeper_retry
-from client.config import Config
-from client.mux import socket_path
 
-SCRIPT = ("from lager import pause\nfor i in range(3):\n    pause('p', timeout=0)\n"
-          "print('done')\n")
 # Resumed from pause 1, the script runs (waits for a file) before it pauses again.
 RUNS_BETWEEN = ("import pathlib, sys, time\nfrom lager import pause\npause('one', timeout=0)\n"
                 "go = pathlib.Path(sys.argv[1], 'go')\nwhile not go.exists():\n"
                 "    time.sleep(0.05)\npause('two', timeout=0)\nprint('done')\n")
 
 
-def rows(client: Client) -> dict[str, dict]:
-    listed = client.run("python", "--list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return {row["id"]: row for row in json.loads(listed.stdout)}
-
-
 def state_of(client: Client, run_id: str) -> tuple[str, int | None]:
-    row = rows(client)[run_id]
+    row = runs_by_id(client)[run_id]
     return row["state"], (row.get("pause") or {}).get("seq")
 
 
 def test_an_attached_run_numbers_its_own_pause_without_the_box(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    try:
-        laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
-        config = Config(laptop.config_dir)
-        path = socket_path(config, config.box("mybox"))
+    with laptop_behind_a_holding_proxy(tmp_path) as (_, proxy, laptop):
+        run, ident = run_to_first_pause(laptop, tmp_path)
+        path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the run's keeper socket")
         # Another run on the box: its id is numbered from the box's list, as before.
-        other = laptop.run("python", str(write_script(tmp_path, "o.py", SCRIPT)), "--detach")
+        other_script = write_script(tmp_path, "o.py", PAUSES_THREE_TIMES)
+        other = laptop.run("python", str(other_script), "--detach")
         assert other.returncode == 0, other.stderr
-        other_id = wait_for(lambda: next((i for i, r in rows(laptop).items()
+        other_id = wait_for(lambda: next((i for i, r in runs_by_id(laptop).items()
                                           if r["state"] == "paused" and
                                           not i.startswith(ident[:4])), None),
                             what="the other run's pause")
@@ -86,9 +81,6 @@ def test_an_attached_run_numbers_its_own_pause_without_the_box(tmp_path: Path) -
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0 and "done" in run.out.text
         assert laptop.run("python", "--kill", other_id).returncode == 0
-    finally:
-        proxy.close()
-        box.stop()
 
 
 @pytest.mark.parametrize(("monitor", "how"), [("c", "sigkill"), ("c", "sigterm"),
@@ -99,18 +91,16 @@ def test_a_restarted_agent_knows_the_pauses_resumed_before(
         monkeypatch.setenv(monitor_build.ENV_PYTHON_MONITOR, "1")
     else:
         monkeypatch.delenv(monitor_build.ENV_PYTHON_MONITOR, raising=False)
-    box = start_agent(tmp_path / "state")
-    laptop = make_client(tmp_path / "laptop", box)
-    try:
+    with laptop_on_a_new_box(tmp_path) as laptop:
         started = laptop.run("python", str(write_script(tmp_path, "r.py", RUNS_BETWEEN)),
                              "--detach", str(tmp_path))
         assert started.returncode == 0, started.stderr
-        run_id = wait_for(lambda: next(iter(rows(laptop)), None), what="the run")
+        run_id = wait_for(lambda: next(iter(runs_by_id(laptop)), None), what="the run")
         wait_for(lambda: state_of(laptop, run_id) == ("paused", 1), what="pause 1")
         assert laptop.run("python", "--continue", f"{run_id}#1").returncode == 0
         wait_for(lambda: state_of(laptop, run_id)[0] == "running", what="the run running")
 
-        box = laptop.agent = restart(box, how)
+        laptop.agent = restart(laptop.agent, how)
         # OpenSSH, the number typed: the new agent says it itself, on stdout, exit 0.
         stale = openssh(laptop, "continue", f"{run_id}#1\n")
         assert stale.returncode == 0, stale.stderr
@@ -131,19 +121,13 @@ def test_a_restarted_agent_knows_the_pauses_resumed_before(
         assert again.returncode == 0 and again.stdout.startswith("resumed run"), again
         wait_for(lambda: state_of(laptop, run_id)[0] not in ("running", "paused"),
                  what="the run's end")
-    finally:
-        box.stop()
 
 
 def test_bad_ids_to_number_get_the_boxs_own_answer(tmp_path: Path) -> None:
     """Hostile ids through an attached run: never numbered, so the box says what is wrong."""
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
-        config = Config(laptop.config_dir)
-        path = socket_path(config, config.box("mybox"))
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        run, ident = run_to_first_pause(laptop, tmp_path)
+        path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the run's keeper socket")
         for bad in ("", "\u2026", "zz", ident + "zz", "ffffffff"):
             assert keeper_retry.pin_pause(path, "mybox", bad) == bad
@@ -155,5 +139,3 @@ def test_bad_ids_to_number_get_the_boxs_own_answer(tmp_path: Path) -> None:
                      what=f"pause {n}")
             assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
-    finally:
-        box.stop()

@@ -22,6 +22,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 from conftest import LAGER, Client, make_client, start_agent
+from tcp_peer import TcpPeer
 
 from client import quick_ssh as q
 from client.config import Box, Config
@@ -82,24 +83,15 @@ SCRIPTS: dict[str, Script] = {"garbage": _garbage, "version then garbage": _vers
                               "escape sequences": _escapes}
 
 
-class FakeBox:
+class FakeBox(TcpPeer):
     """Accepts connections and plays `script` on each, then closes it once the client has."""
 
     def __init__(self, script: Script) -> None:
         self.script = script
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.server.getsockname()[1])
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._play, args=(conn,), daemon=True).start()
+    def connected(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._play, args=(conn,), daemon=True).start()
 
     def _play(self, conn: socket.socket) -> None:
         with conn:
@@ -112,8 +104,6 @@ class FakeBox:
             except OSError:
                 pass
 
-    def close(self) -> None:
-        self.server.close()
 
 
 @pytest.fixture(scope="module")

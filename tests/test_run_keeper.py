@@ -8,35 +8,26 @@ import stat
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from conftest import (
-    Client,
     LiveRun,
     cannot_run,
     keeper_processes,
+    laptop_on_a_new_box,
     make_client,
-    start_agent,
-    start_run,
     wait_for,
     write_script,
 )
-from holding_proxy import HoldingProxy
+from keeper_rig import (
+    PAUSES_THREE_TIMES,
+    connections,
+    keeper_sockets,
+    laptop_behind_a_holding_proxy,
+    run_to_first_pause,
+)
 
 from client import keeper_retry
-
-SCRIPT = ("from lager import pause\nfor i in range(3):\n    pause('p', timeout=0)\n"
-          "print('done')\n")
-
-
-def connections(client: Client) -> int:
-    return client.agent.log().count(" succeeded")
-
-
-def keeper_sockets(client: Client) -> list[Path]:
-    mux = client.config_dir / "mux"
-    return sorted(mux.glob("*.sock")) if mux.exists() else []
 
 
 def pauses(run: LiveRun) -> int:
@@ -44,11 +35,8 @@ def pauses(run: LiveRun) -> int:
 
 
 def test_a_second_terminal_rides_the_attached_runs_connection(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        run, ident = run_to_first_pause(laptop, tmp_path)
         sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
@@ -71,29 +59,23 @@ def test_a_second_terminal_rides_the_attached_runs_connection(tmp_path: Path) ->
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
         assert "done" in run.out.text
-    finally:
-        box.stop()
     # The run took its socket with it; the next request goes direct and leaves a keeper.
     assert keeper_sockets(laptop) == []
 
 
 def test_lager_mux_0_serves_nothing_and_asks_no_keeper(tmp_path: Path) -> None:
     # Two laptops (two keys) with runs at once: a shared box would hold the second one back.
-    box = start_agent(tmp_path / "state", "--reservations", "off")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
+    with laptop_on_a_new_box(tmp_path, "--reservations", "off") as laptop:
         laptop.env["LAGER_MUX"] = "0"
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
+        run, ident = run_to_first_pause(laptop, tmp_path)
         assert keeper_sockets(laptop) == []
         before = connections(laptop)
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert connections(laptop) == before + 1  # direct
         wait_for(lambda: pauses(run) == 2, what="the second pause")
         # A run that serves, and a second terminal that turned it off: that one goes direct.
-        served = make_client(tmp_path / "laptop2", box)
-        run2 = start_run(served, write_script(tmp_path, "q.py", SCRIPT))
-        ident2 = run2.banner_id()
+        served = make_client(tmp_path / "laptop2", laptop.agent)
+        run2, ident2 = run_to_first_pause(served, tmp_path, "q.py")
         wait_for(lambda: keeper_sockets(served), what="the run's keeper socket")
         before = connections(served)
         served.env["LAGER_MUX"] = "0"
@@ -105,8 +87,6 @@ def test_lager_mux_0_serves_nothing_and_asks_no_keeper(tmp_path: Path) -> None:
             wait_for(lambda r=live: pauses(r) == 3, what="the third pause")  # type: ignore[misc]
             assert client.run("python", "--continue", ident_).returncode == 0
             assert live.finish() == 0
-    finally:
-        box.stop()
 
 
 _KNOCK = r"""
@@ -136,11 +116,8 @@ print("REPLY", reply.decode() or "<none>")
 def test_another_uid_gets_nothing(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         cannot_run("a second uid needs root")
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        run, ident = run_to_first_pause(laptop, tmp_path)
         sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
         # Another uid cannot even walk to the socket (0700 dirs): give it a way in, a hard link
         # in an open directory, so the socket's own checks are what is tested.
@@ -164,17 +141,11 @@ def test_another_uid_gets_nothing(tmp_path: Path) -> None:
         run.proc.terminate()
         run.finish()
         shutil.rmtree(door)
-    finally:
-        box.stop()
 
 
 def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    proxy = HoldingProxy((box.host, box.port))
-    try:
-        laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
-        run = start_run(laptop, write_script(tmp_path, "p.py", SCRIPT))
-        ident = run.banner_id()
+    with laptop_behind_a_holding_proxy(tmp_path) as (_, proxy, laptop):
+        run, ident = run_to_first_pause(laptop, tmp_path)
         wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")
 
         # A --list on the run's link when it goes quiet, then drops: safe to ask again, so it
@@ -231,9 +202,6 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
         assert connections(laptop) == before
-    finally:
-        proxy.close()
-        box.stop()
 
 
 CONSOLE_SCRIPT = ("from lager import pause\nprobe = [41]\npause('look', timeout=0, interactive=True)\n"
@@ -241,11 +209,8 @@ CONSOLE_SCRIPT = ("from lager import pause\nprobe = [41]\npause('look', timeout=
 
 
 def test_a_console_from_a_second_terminal_rides_the_runs_connection(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        run = start_run(laptop, write_script(tmp_path, "c.py", CONSOLE_SCRIPT))
-        ident = run.banner_id()
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        run, ident = run_to_first_pause(laptop, tmp_path, "c.py", CONSOLE_SCRIPT)
         sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
         streams = sock.with_name(sock.stem + ".stream.sock")
         assert stat.S_IMODE(streams.stat().st_mode) == 0o600
@@ -259,18 +224,13 @@ def test_a_console_from_a_second_terminal_rides_the_runs_connection(tmp_path: Pa
         assert run.finish() == 0
         assert "after [41, 99]" in run.out.text  # the console's change reached the script
         assert connections(laptop) == before
-    finally:
-        box.stop()
     assert not any((laptop.config_dir / "mux").glob("*.sock"))  # both sockets went with it
 
 
 def test_a_console_through_a_standalone_keeper_and_without_one(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
+    with laptop_on_a_new_box(tmp_path) as laptop:
         laptop.env["LAGER_MUX"] = "0"  # the run does not serve: a keeper of its own does
-        run = start_run(laptop, write_script(tmp_path, "c.py", CONSOLE_SCRIPT))
-        ident = run.banner_id()
+        run, ident = run_to_first_pause(laptop, tmp_path, "c.py", CONSOLE_SCRIPT)
         del laptop.env["LAGER_MUX"]
         assert laptop.run("python", "--list").returncode == 0  # direct, leaves a keeper
         wait_for(lambda: [s for s in keeper_sockets(laptop) if ".stream" in s.name],
@@ -286,15 +246,12 @@ def test_a_console_through_a_standalone_keeper_and_without_one(tmp_path: Path) -
         assert connections(laptop) == before + 1
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0
-    finally:
-        box.stop()
 
 
 def test_a_reattached_run_serves_too(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        started = laptop.run("python", str(write_script(tmp_path, "p.py", SCRIPT)), "--detach")
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        script = write_script(tmp_path, "p.py", PAUSES_THREE_TIMES)
+        started = laptop.run("python", str(script), "--detach")
         assert started.returncode == 0, started.stderr
         ident = started.stdout.split("started run ")[1].split()[0]
         proc = laptop.popen("python", "--reattach", ident)
@@ -307,19 +264,13 @@ def test_a_reattached_run_serves_too(tmp_path: Path) -> None:
         assert proc.wait(60) == 0
         assert connections(laptop) == before  # lists and continues, all over its connection
         assert not sock.exists()
-    finally:
-        box.stop()
 
 
 def test_a_second_attached_run_takes_over_when_the_first_ends(tmp_path: Path) -> None:
-    box = start_agent(tmp_path / "state")
-    try:
-        laptop = make_client(tmp_path / "laptop", box)
-        first = start_run(laptop, write_script(tmp_path, "one.py", SCRIPT))
-        ident1 = first.banner_id()
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        first, ident1 = run_to_first_pause(laptop, tmp_path, "one.py")
         wait_for(lambda: keeper_sockets(laptop), what="the first run's socket")
-        second = start_run(laptop, write_script(tmp_path, "two.py", SCRIPT))
-        ident2 = second.banner_id()
+        second, ident2 = run_to_first_pause(laptop, tmp_path, "two.py")
         for _ in range(3):  # the first run to its end, over its own connection
             count = pauses(first)
             assert laptop.run("python", "--continue", ident1).returncode == 0
@@ -336,5 +287,3 @@ def test_a_second_attached_run_takes_over_when_the_first_ends(tmp_path: Path) ->
         assert laptop.run("python", "--continue", ident2).returncode == 0
         assert second.finish() == 0
         assert connections(laptop) == before
-    finally:
-        box.stop()

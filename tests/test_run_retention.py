@@ -8,7 +8,6 @@ deploy role's variables go through the real Ansible into the unit's ExecStart.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import shlex
@@ -23,6 +22,7 @@ from conftest import (
     Agent,
     Client,
     make_client,
+    runs_by_id,
     start_agent,
     wait_for,
     write_script,
@@ -80,14 +80,8 @@ def assert_monitored_by(kind: str, exe_file: Path) -> None:
         assert Path(exe).name.startswith("python"), exe
 
 
-def rows(client: Client) -> dict[str, dict]:
-    listed = client.run("python", "--list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return {r["id"]: r for r in json.loads(listed.stdout)}
-
-
 def run_id_of(client: Client, script_name: str) -> str:
-    [found] = [r["id"] for r in rows(client).values() if r["script"].endswith(script_name)]
+    [found] = [r["id"] for r in runs_by_id(client).values() if r["script"].endswith(script_name)]
     return found
 
 
@@ -168,18 +162,18 @@ def test_a_run_keeps_its_log_limit_across_an_agent_restart(tmp_path: Path, monit
             second = start_agent(tmp_path / "state", "--replace")
             first.proc.wait(60)
         assert second.port == first.port  # the laptop's box entry still holds
-        assert rows(laptop)[run_id]["state"] == "running"
+        assert runs_by_id(laptop)[run_id]["state"] == "running"
         go.write_text("go")
-        wait_for(lambda: rows(laptop)[run_id]["state"] == "exited", 120,
+        wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "exited", 120,
                  what="the run to finish")
-        assert rows(laptop)[run_id]["exit_code"] == 0
+        assert runs_by_id(laptop)[run_id]["exit_code"] == 0
         assert_monitored_by(monitor, tmp_path / "exe")
         assert_newest_bytes_kept(*reattach(laptop, run_id), limit=MiB)
 
         (tmp_path / "exe").unlink()
         fresh = laptop.run("python", str(script), str(tmp_path / "exe"), timeout=180)
         assert fresh.returncode == 0 and fresh.stdout == expected_stdout()
-        fresh_id = next(i for i, r in rows(laptop).items() if i != run_id)
+        fresh_id = next(i for i, r in runs_by_id(laptop).items() if i != run_id)
         stdout, stderr, dropped = reattach(laptop, fresh_id)
         assert (stdout, stderr, dropped) == (expected_stdout(), "END\n", None)
     finally:
@@ -199,11 +193,11 @@ def test_the_third_finished_run_pushes_out_the_oldest(tmp_path: Path, monitor: s
             script = write_script(tmp_path, f"run{n}.py", f"print('run {n}')\n")
             done = laptop.run("python", str(script))
             assert done.returncode == 0 and done.stdout == f"run {n}\n", done.stderr
-            [new] = [i for i in rows(laptop) if i not in ids]  # the oldest may be gone now
+            [new] = [i for i in runs_by_id(laptop) if i not in ids]  # the oldest may be gone now
             ids.append(new)
         oldest, *newest = ids
-        wait_for(lambda: oldest not in rows(laptop), 60, what="the oldest run to go")
-        assert sorted(rows(laptop)) == sorted(newest)
+        wait_for(lambda: oldest not in runs_by_id(laptop), 60, what="the oldest run to go")
+        assert sorted(runs_by_id(laptop)) == sorted(newest)
         gone = laptop.run("python", "--reattach", oldest)
         assert gone.returncode != 0 and len(gone.stderr.strip().splitlines()) == 1
         assert "no run with id" in gone.stderr
@@ -236,12 +230,12 @@ print("went")
         long_id = run_id_of(laptop, "waits.py")
         quick = write_script(tmp_path, "quick.py", "print('quick')\n")
         assert laptop.run("python", str(quick)).returncode == 0
-        quick_id = next(i for i in rows(laptop) if i != long_id)
-        wait_for(lambda: quick_id not in rows(laptop), 60, what="the finished run to go")
+        quick_id = next(i for i in runs_by_id(laptop) if i != long_id)
+        wait_for(lambda: quick_id not in runs_by_id(laptop), 60, what="the finished run to go")
         assert not (box.state_dir / "runs" / quick_id).exists()
-        assert rows(laptop)[long_id]["state"] == "running"  # older than 2 s, not finished
+        assert runs_by_id(laptop)[long_id]["state"] == "running"  # older than 2 s, not finished
         go.write_text("go")
-        wait_for(lambda: long_id not in rows(laptop), 60, what="the long run to go once done")
+        wait_for(lambda: long_id not in runs_by_id(laptop), 60, what="the long run to go once done")
     finally:
         box.stop()
 
@@ -259,13 +253,13 @@ def test_a_restarted_agent_applies_its_own_retention_to_the_runs_it_finds(
         for n in range(3):
             script = write_script(tmp_path, f"run{n}.py", f"print('run {n}')\n")
             assert laptop.run("python", str(script)).returncode == 0
-            [new] = [i for i in rows(laptop) if i not in ids]
+            [new] = [i for i in runs_by_id(laptop) if i not in ids]
             ids.append(new)
-        assert sorted(rows(laptop)) == sorted(ids)
+        assert sorted(runs_by_id(laptop)) == sorted(ids)
         first.stop(keep_runs=True)
         second = start_agent(tmp_path / "state", "--keep-finished-runs", "1",
                              listen=f"127.0.0.1:{first.port}")
-        wait_for(lambda: list(rows(laptop)) == ids[-1:], 60, what="only the newest run")
+        wait_for(lambda: list(runs_by_id(laptop)) == ids[-1:], 60, what="only the newest run")
         assert reattach(laptop, ids[-1])[0] == "run 2\n"
         runs_dir = second.state_dir / "runs"
         assert sorted(p.name for p in runs_dir.iterdir()) == [ids[-1], f"{ids[-1]}.monitor"]

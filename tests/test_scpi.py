@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 import pyvisa
-from conftest import Client, make_client, simulator, start_agent, wait_for, write_script
+from conftest import (
+    Client,
+    laptop_on_a_new_box,
+    simulator,
+    wait_for,
+    write_script,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -431,11 +437,8 @@ def test_overlong_line_is_an_input_overrun(ports: dict[str, int]) -> None:
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """A box of our own (its own simulated bench), so nothing here leaks into other tests."""
-    agent = start_agent(tmp_path_factory.mktemp("scpi-box") / "state")
-    try:
-        yield make_client(tmp_path_factory.mktemp("scpi-laptop"), agent)
-    finally:
-        agent.stop()
+    with laptop_on_a_new_box(tmp_path_factory.mktemp("scpi")) as laptop:
+        yield laptop
 
 
 @pytest.mark.parametrize("args, command, words", [

@@ -4,13 +4,13 @@ it (hypothesis generates the messages and the hostile bytes)."""
 from __future__ import annotations
 
 import json
-import types
 import typing
 from dataclasses import fields
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from message_strategies import JSON, message
 
 from box_agent.subsystems.reservation import _seconds
 from lager.errors import LagerError
@@ -20,30 +20,6 @@ from lager.protocol.codec import Message, ProtocolError
 MESSAGES = sorted((obj for obj in vars(reservation).values()
                    if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
                    and obj.__module__ == reservation.__name__), key=lambda cls: cls.__name__)
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8)
-                    | st.floats(allow_nan=False, allow_infinity=False),
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
-
-
-def strategy(tp: typing.Any) -> st.SearchStrategy[typing.Any]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return st.one_of(*(strategy(a) for a in typing.get_args(tp)))
-    if origin is list:
-        return st.lists(strategy(typing.get_args(tp)[0]), max_size=3)
-    if origin is dict:
-        return st.dictionaries(st.text(max_size=6), strategy(typing.get_args(tp)[1]),
-                               max_size=3)
-    if isinstance(tp, type) and issubclass(tp, Message):
-        return message(tp)
-    return {str: st.text(max_size=20), int: st.integers(), bool: st.booleans(),
-            float: st.floats(allow_nan=False), type(None): st.none()}.get(tp, JSON)
-
-
-def message(cls: type[Message]) -> st.SearchStrategy[Message]:
-    hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: strategy(hints[f.name]) for f in fields(cls)})
 
 
 def test_every_reservation_message_is_covered() -> None:

@@ -1,0 +1,58 @@
+"""Shared by the connection-keeper tests (test_mux, test_run_keeper, test_own_pause,
+test_keeper_restart): the three-pause script, the set-up behind a holding proxy, and what they
+read of a laptop's keepers."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from conftest import Agent, Client, LiveRun, make_client, start_agent, start_run, write_script
+from holding_proxy import HoldingProxy
+
+from client.config import Config
+from client.mux import socket_path
+
+PAUSES_THREE_TIMES = ("from lager import pause\nfor i in range(3):\n    pause('p', timeout=0)\n"
+                      "print('done')\n")
+
+
+def connections(client: Client) -> int:
+    """SSH handshakes the laptop's box has accepted so far (a request over a keeper adds none)."""
+    return client.agent.log().count(" succeeded")
+
+
+def keeper_sockets(client: Client) -> list[Path]:
+    mux = client.config_dir / "mux"
+    return sorted(mux.glob("*.sock")) if mux.exists() else []
+
+
+def keeper_socket_path(client: Client) -> Path:
+    """Where the keeper for the laptop's box 'mybox' listens (there or not yet)."""
+    config = Config(client.config_dir)
+    return socket_path(config, config.box("mybox"))
+
+
+def run_to_first_pause(client: Client, tmp_path: Path, name: str = "p.py",
+                       script: str = PAUSES_THREE_TIMES, *args: str) -> tuple[LiveRun, str]:
+    """An attached `lager python` of script, at its first pause: the run and its id."""
+    run = start_run(client, write_script(tmp_path, name, script), *args)
+    return run, run.banner_id()
+
+
+@contextlib.contextmanager
+def laptop_behind_a_holding_proxy(
+        tmp_path: Path) -> Iterator[tuple[Agent, HoldingProxy, Client]]:
+    """A fresh agent, a HoldingProxy in front of it and a laptop that reaches it only through
+    the proxy: (the agent, the proxy, the laptop). At the end the proxy closes and the agent the
+    laptop points at is stopped (a restarted one, if the test swapped it into `laptop.agent`)."""
+    box = start_agent(tmp_path / "state")
+    proxy = HoldingProxy((box.host, box.port))
+    laptop: Client | None = None
+    try:
+        laptop = make_client(tmp_path / "laptop", replace(box, port=proxy.port))
+        yield box, proxy, laptop
+    finally:
+        proxy.close()
+        (laptop.agent if laptop is not None else box).stop()
