@@ -32,6 +32,7 @@ from conftest import (
     BIN,
     CI_VARIABLES,
     Client,
+    LiveRun,
     cannot_run,
     start_agent,
     start_run,
@@ -410,6 +411,19 @@ def _main_pid(host: Host) -> int:
     return int(host.sh("systemctl show lager-box -p MainPID --value").stdout.strip())
 
 
+def _paused_under_systemd(lab: Lab, index: int, tmp_path: Path, label: str
+                          ) -> tuple[Host, Client, LiveRun, str, int]:
+    """A run paused at `label` on the lab's box `index`, and the unit's main pid then."""
+    if not lab.systemd:
+        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
+    host = lab.hosts[index]
+    client = lab.client(host.name)
+    script = write_script(tmp_path, "paused.py", "from lager import pause\nprint('before', "
+                          f"flush=True)\npause({label!r})\nprint('after')\n")
+    run = start_run(client, script)
+    return host, client, run, run.banner_id(60), _main_pid(host)
+
+
 def _still_paused(client: Client) -> None:
     """The run is listed, paused, by the agent that runs now. Asked first because the
     laptop's connection keeper may still hold a connection to the agent that left, and a
@@ -439,15 +453,7 @@ def test_an_upgrade_through_the_role_replaces_the_agent_and_keeps_the_paused_run
     """A changed unit (here: one more serve option) makes the role reload the unit: the new
     agent takes over with `serve --replace`, becomes the unit's main process, and the run that
     was paused on the old one goes on."""
-    if not lab.systemd:
-        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
-    host = lab.hosts[2]
-    client = lab.client(host.name)
-    script = write_script(tmp_path, "p.py", "from lager import pause\nprint('before', "
-                          "flush=True)\npause('upgrade here')\nprint('after')\n")
-    run = start_run(client, script)
-    ident = run.banner_id(60)
-    before = _main_pid(host)
+    host, client, run, ident, before = _paused_under_systemd(lab, 2, tmp_path, "upgrade here")
 
     upgrade = lab.playbook("--limit", host.name, "-e", "lager_box_laptop_dir="
                            f"{tmp_path / 'lab'}", "-e", '{"lager_box_extra_args": '
@@ -556,15 +562,8 @@ def test_a_broken_upgrade_fails_the_reload_and_the_old_agent_serves_on(
     """The unit's ExecReload with a serve option the new agent refuses (a drop-in, as a typo
     in an upgrade would be): `systemctl reload` fails, the journal says why in one line, and
     the old agent stays the main process with its paused run."""
-    if not lab.systemd:
-        cannot_run("systemd is not PID 1 in these containers (said when the lab started)")
-    host = lab.hosts[1]
-    client = lab.client(host.name)
-    script = write_script(tmp_path, "b.py", "from lager import pause\nprint('before', "
-                          "flush=True)\npause('broken upgrade')\nprint('after')\n")
-    run = start_run(client, script)
-    ident = run.banner_id(60)
-    before = _main_pid(host)
+    host, client, run, ident, before = _paused_under_systemd(lab, 1, tmp_path,
+                                                             "broken upgrade")
     dropin = "/etc/systemd/system/lager-box.service.d"
     broken = host.sh(f"mkdir -p {dropin} && {{ echo '[Service]'; echo 'ExecReload='; "
                      f"grep '^ExecReload=' {UNIT} | sed 's/$/ --run-log-limit lots/'; }} "
