@@ -7,7 +7,7 @@ import platform
 import subprocess
 import sys
 
-import pytest
+from conftest import cannot_run
 
 _BURSTS = """
 import resource, sys
@@ -32,9 +32,9 @@ def _faults(mode: str) -> int:
     return int(done.stdout)
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                    reason="mallopt is glibc's")
 def test_freed_buffers_are_reused_not_faulted_in_again() -> None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        cannot_run("mallopt is glibc's")
     default, kept = _faults("default"), _faults("kept")
     # 50 bursts of 8 MiB: about 2048 faults each when the heap is trimmed after every one.
     assert kept * 3 < default, (kept, default)
