@@ -340,3 +340,17 @@ def test_a_wrapped_line_is_cleared_whole() -> None:
     """A pty 20 columns wide: a 30-character line takes two rows, so the redraw goes up one."""
     seen = _statuses_on_a_pty(24, 20, "=== " + "x" * 26, "=== short")
     assert seen.endswith(b"x" * 26 + b"\r\x1b[1A\x1b[J=== short"), seen
+
+
+def test_wide_characters_count_two_columns_in_the_redraw() -> None:
+    """A pty 20 columns wide: 4 + 9 CJK characters (2 columns each) is 22 columns, two rows,
+    though it is 13 characters; the redraw must go up one row to clear it whole."""
+    seen = _statuses_on_a_pty(24, 20, "=== " + "界" * 9, "=== short")
+    assert seen.endswith("界".encode() * 9 + b"\r\x1b[1A\x1b[J=== short"), seen
+
+
+def test_a_label_s_escape_is_shown_not_obeyed() -> None:
+    """A label with ESC [ 2 J (clear screen) in it: the terminal gets ^[ as text."""
+    seen = _statuses_on_a_pty(24, 80, '=== 1/1 paused at t.py:3 "x\x1b[2Jy"', "=== short")
+    assert b"\x1b[2J" not in seen, seen
+    assert b'"x^[[2Jy"' in seen, seen

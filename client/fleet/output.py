@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lager.console.screen import Layout, shown
+
 from ..terminal_out import write_all
 
 PARTIAL_FLUSH = 64 * 1024  # a line longer than this is cut, so one box cannot hold memory
@@ -88,7 +90,10 @@ class Terminal:
         """The pause lines, one per breakpoint: redrawn in place on a terminal (as many as
         its height leaves room for, then how many more), else printed when they change."""
         if self.tty and text:
-            text = "\n".join(_fit(text.split("\n"), self._size()[1]))
+            # A label's control characters go as ^X: sent raw, an escape would move the
+            # cursor, and the redraw would clear the wrong rows.
+            text = "\n".join("".join(map(shown, line))
+                             for line in _fit(text.split("\n"), self._size()[1]))
         with self.lock:
             if text == self._status:
                 return
@@ -110,7 +115,7 @@ class Terminal:
     def _rows(self) -> int:
         """The terminal rows the drawn status takes: a line wider than the terminal wraps."""
         width = self._size()[0]
-        return sum(max(1, -(-len(line) // width)) for line in self._status.split("\n"))
+        return sum(_rows_of(line, width) for line in self._status.split("\n"))
 
     def _clear(self) -> None:
         if self.tty and self._status:
@@ -120,6 +125,14 @@ class Terminal:
     def _draw(self) -> None:
         if self.tty and self._status:
             write_all(self.err, self._status.encode())
+
+
+def _rows_of(line: str, width: int) -> int:
+    """Rows a line takes on a terminal `width` columns wide: a wide character (CJK, most
+    emoji) takes two columns and wraps whole, a combining one none (xterm's placement)."""
+    if not line:
+        return 1
+    return Layout("", line, width).starts[-1][0] + 1
 
 
 def _fit(lines: list[str], height: int) -> list[str]:
