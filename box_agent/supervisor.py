@@ -181,6 +181,12 @@ class Supervisor:
         if self.closing:  # an agent going away leaves its runs to the next one
             return
         if status is None:
+            # The monitor went without its last word: what it logged after its last report
+            # is on disk all the same, so the viewers (and a later --reattach) get it too.
+            from .runlog import log_end
+
+            on_disk = await asyncio.to_thread(log_end, self.monitor_dir(run.id))
+            await run.log.feed_to(on_disk)
             status = self._recorded_status(run)
         stopped = run.stop_reason is not None or run.timed_out
         try:

@@ -340,3 +340,49 @@ def test_a_fleet_takes_reconnect_for_too(tmp_path: Path) -> None:
                          err.join(), re.M), err.text
     finally:
         rig.stop()
+
+
+def _logged(box: Agent, run_id: str, needle: bytes) -> bool:
+    """Whether the run's log on the box's disk holds needle yet (the monitor wrote it)."""
+    return any(needle in seg.read_bytes()
+               for seg in (box.state_dir / "runs").glob(f"{run_id}*/log.*"))
+
+
+@pytest.mark.parametrize("monitor", ["c", "python"])
+def test_output_logged_after_the_monitor_s_last_report_is_not_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, monitor: str,
+        left: Leftovers) -> None:
+    """The monitor reports new output one report at a time (the next waits for the agent's
+    answer). With the agent stopped, `second` is reported and `third` only logged; then the
+    monitor dies. The agent, continued, must serve `third` from the disk too: the attached
+    client shows it, and so does a --reattach."""
+    if monitor == "python":
+        monkeypatch.setenv("LAGER_BOX_PYTHON_MONITOR", "1")
+    box = left.agent(tmp_path / "state")
+    laptop = make_client(tmp_path / "laptop", box)
+    gates = [tmp_path / "gate1", tmp_path / "gate2"]
+    script = write_script(tmp_path, "three.py", (
+        "import os, time\nprint('first', flush=True)\n"
+        f"for word, gate in (('second', {str(gates[0])!r}), ('third', {str(gates[1])!r})):\n"
+        "    while not os.path.exists(gate):\n        time.sleep(0.02)\n"
+        "    print(word + '-logged', flush=True)\n"
+        "while True:\n    time.sleep(1)\n"))
+    run = start_run(laptop, script)
+    left.procs.append(run.proc)
+    run.out.wait_for("first\n")
+    row = next(r for r in runs_by_id(laptop).values() if r["script"].endswith("three.py"))
+    run_id, script_pid = row["id"], int(row["pid"])
+    box.proc.send_signal(signal.SIGSTOP)
+    try:
+        for gate, word in zip(gates, (b"second-logged", b"third-logged"), strict=True):
+            gate.touch()
+            wait_for(lambda: _logged(box, run_id, word), 30,  # noqa: B023
+                     what=f"{word!r} in the run's log")
+        kill_monitor_and_script(run_id, script_pid)
+    finally:
+        box.proc.send_signal(signal.SIGCONT)
+    assert run.finish(60) != 0
+    assert run.out.text == "first\nsecond-logged\nthird-logged\n", run.out.text
+    wait_for(lambda: runs_by_id(laptop)[run_id]["state"] == "lost", 30, what="lost")
+    attach = laptop.run("python", "--reattach", run_id)
+    assert attach.stdout == "first\nsecond-logged\nthird-logged\n", attach.stdout
