@@ -73,15 +73,17 @@ class OutputLog:
         """Subscribe a viewer that already has this much of each stream: it gets the rest,
         no byte twice. `dropped` counts what it lacks that the log no longer holds."""
         self.viewers.append(viewer)
-        offset, stream, skip = self.reader.locate(stdout_bytes, stderr_bytes, self.end)
+        offset, seen = self.reader.locate(stdout_bytes, stderr_bytes, self.end)
+        want = {STDOUT: stdout_bytes, STDERR: stderr_bytes}
         first = self.reader.first_before()
         lacking = max(0, first[0] - stdout_bytes) + max(0, first[1] - stderr_bytes)
 
         def rest() -> Iterator[tuple[int, bytes]]:
-            for n, chunk in enumerate(self.reader.read(offset, self.end, budget=1 << 62)):
-                data = chunk.data[skip:] if n == 0 and chunk.stream == stream else chunk.data
-                if data:
-                    yield chunk.stream, data
+            for chunk in self.reader.read(offset, self.end, budget=1 << 62):
+                skip = max(0, want[chunk.stream] - seen[chunk.stream])
+                seen[chunk.stream] += len(chunk.data)
+                if skip < len(chunk.data):
+                    yield chunk.stream, chunk.data[skip:]
         return rest(), lacking
 
     def detach(self, viewer: Viewer) -> None:

@@ -189,27 +189,29 @@ class LogReader:
             if budget <= 0 or offset >= end:
                 return
 
-    def locate(self, stdout_bytes: int, stderr_bytes: int, end: int) -> tuple[int, int, int]:
-        """Where a reader that already has this much of each stream goes on: the log offset,
-        and how many bytes of the stream there to skip (the first record may be half seen).
-        Returns (offset, skip_stream, skip) with skip_stream 0 when nothing is to be skipped.
-        Bytes the reader lacks that were already dropped are simply not there to send."""
+    def locate(self, stdout_bytes: int, stderr_bytes: int, end: int
+               ) -> tuple[int, dict[int, int]]:
+        """Where a reader that already has this much of each stream goes on: the offset of
+        the first record with a byte it lacks, and how much of each stream came before that
+        offset (so the caller skips, per stream, what the reader has). Counts that no moment
+        of the run had both at once (a client's own bookkeeping, or OpenSSH's `attach "ID OUT
+        ERR"` typed by hand) still give each stream from its own count: no byte twice, none
+        left out. Bytes the reader lacks that were already dropped are simply not there."""
         want = {STDOUT: stdout_bytes, STDERR: stderr_bytes}
         found = segments(self.directory)
         # Start in the last segment that begins before everything the reader still needs.
         base = next((s for s in reversed(found) if s.before[0] <= stdout_bytes
                      and s.before[1] <= stderr_bytes), found[0] if found else None)
         if base is None:
-            return 0, 0, 0
+            return 0, {STDOUT: 0, STDERR: 0}
         seen = {STDOUT: base.before[0], STDERR: base.before[1]}
         offset = base.start
         for chunk in self.read(offset, end, budget=1 << 62):
-            have = want[chunk.stream] - seen[chunk.stream]
-            if have < len(chunk.data):
-                return offset, chunk.stream, max(0, have)
+            if want[chunk.stream] - seen[chunk.stream] < len(chunk.data):
+                return offset, seen
             seen[chunk.stream] += len(chunk.data)
             offset = chunk.end
-        return offset, 0, 0
+        return offset, seen
 
     def first_before(self) -> tuple[int, int]:
         """Bytes of stdout and of stderr that came before the oldest record on disk."""
