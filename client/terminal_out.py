@@ -2,9 +2,10 @@
 
 Output is written by writer threads, in the order it arrived, so the loop that talks to the
 box (client/follow.py) never waits on a slow reader: a stalled pipe or terminal can hold up the
-output, never Ctrl-C. When stdout and stderr are both terminals (as a rule the same one), one
-writer takes both in arrival order, so a banner never shows before the line printed ahead of
-it; otherwise each stream has its own writer, so a stalled `| less` never holds back stderr.
+output, never Ctrl-C. When stdout and stderr end in one place (both terminals, as a rule the
+same one, or one pipe or file: `2>&1 | tee`), one writer takes both in arrival order, so a
+banner never shows before the line printed ahead of it; otherwise each stream has its own
+writer, so a stalled `| less` never holds back stderr.
 
 The loop keeps the queue short (it stops reading the channel while the queue is full, which is
 what backpressures the box), except after Ctrl-C: from then on what the reader cannot take is
@@ -76,7 +77,7 @@ class RunOutput:
         # The countdown line is redrawn on stderr; stdout output must clear it first only when
         # both go to a terminal (then, as a rule, the same one).
         self._stdout_on_tty = self.countdown and _isatty(self._streams[1].out)
-        one_terminal = _isatty(self._streams[1].out) and _isatty(self.stderr)
+        one_target = _one_target(self._streams[1].out, self.stderr)
         self._arrivals = 0
         self._wake = wake or (lambda: None)
         self._lock = threading.Lock()  # the terminal, shared by the writers and the countdown
@@ -89,7 +90,7 @@ class RunOutput:
         self._at_line_start = True
         self._stop = threading.Event()
         streams = list(self._streams.values())
-        for served in [streams] if one_terminal else [[s] for s in streams]:
+        for served in [streams] if one_target else [[s] for s in streams]:
             threading.Thread(target=self._writer, args=(served,), daemon=True,
                              name=f"lager-output-{'+'.join(str(s.number) for s in served)}"
                              ).start()
@@ -210,6 +211,19 @@ class RunOutput:
                 write_all(self.stderr, f"\r    ... auto-resume in {left}s "
                            "(Enter resumes now)\x1b[K".encode())
                 self._status_shown = True
+
+
+def _one_target(stdout: BinaryIO, stderr: BinaryIO) -> bool:
+    """Whether both streams end in one place: a terminal each (as a rule the same one), or
+    one pipe or file (`2>&1 | tee log`). One writer then keeps the order they arrived in, and
+    costs nothing: a reader that stalls one stream stalls the other anyway."""
+    if _isatty(stdout) and _isatty(stderr):
+        return True
+    try:
+        out, err = os.fstat(stdout.fileno()), os.fstat(stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
 
 
 def _isatty(out: BinaryIO) -> bool:

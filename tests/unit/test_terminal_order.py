@@ -57,3 +57,25 @@ def test_a_stalled_stdout_pipe_does_not_hold_back_stderr() -> None:
         if thread.name.startswith("lager-output"):
             thread.join(10)
     os.close(err_r)
+
+
+def test_one_pipe_for_both_streams_keeps_arrival_order() -> None:
+    """`lager python test.py 2>&1 | tee log`: stdout and stderr are one pipe, and the log
+    must read as the run wrote (the README's demo showed `=== resumed` after the lines the
+    script printed once resumed, each stream having had a writer of its own)."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    pairs = 300
+    with open(write_end, "wb", buffering=0) as stdout, \
+            open(os.dup(write_end), "wb", buffering=0) as stderr:
+        out = RunOutput(stdout, stderr, countdown=False)
+        try:
+            for i in range(pairs):
+                out.write(2, f"=== banner {i}\n".encode())
+                out.write(1, f"out {i}\n".encode())
+            expected = "".join(f"=== banner {i}\nout {i}\n" for i in range(pairs)).encode()
+            shown = _read_until(read_end, len(expected))
+        finally:
+            out.close()
+    os.close(read_end)
+    assert shown == expected
