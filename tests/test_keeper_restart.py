@@ -60,12 +60,13 @@ def _one(found: list[int]) -> list[int] | None:
 
 def spare_ready(client: Client) -> bool:
     """One keeper, idle, with its channel opened ahead (client/keeper_channels.py) ready: its
-    threads are its main one, its transport's and its console server's; a request's thread
+    threads are its main one, its transport's, its console server's and its pauses watch's
+    (client/pause_table.py); a request's thread
     and the one opening the next spare are gone. A request sent now goes out at once, so
     holding the link holds its answer, not the channel's opening."""
     found = keeper_processes(client)
     return bool(keeper_sockets(client)) and len(found) == 1 and \
-        len(list(Path(f"/proc/{found[0]}/task").iterdir())) == 3
+        len(list(Path(f"/proc/{found[0]}/task").iterdir())) == 4
 
 
 def logins(box: Agent) -> int:
