@@ -46,7 +46,7 @@ class PauseTable:
         self._ready = False  # the watch is up and its snapshot was read
         self._stop = threading.Event()
         self._chan: Any = None
-        self.opened = 0  # how many times the watch was opened (tests read it)
+        self.ended = threading.Event()  # set once it has stopped watching for good
 
     def start(self) -> PauseTable:
         threading.Thread(target=self._watch, daemon=True, name="lager-keeper-pauses").start()
@@ -80,6 +80,12 @@ class PauseTable:
         return f"{typed}{protocol.PAUSE_MARK}{matches[0]}"
 
     def _watch(self) -> None:
+        try:
+            self._watch_while_up()
+        finally:
+            self.ended.set()
+
+    def _watch_while_up(self) -> None:
         wait = REOPEN_AFTER
         while not self._stop.is_set() and self._transport.is_active():
             snapshot_read = self._follow()
@@ -103,7 +109,6 @@ class PauseTable:
         except Exception as exc:  # noqa: BLE001 - paramiko's or a socket's: the list it is
             log.info("cannot watch the box's pauses: %s", exc)
             return False
-        self.opened += 1
         snapshot_read = False
         pending = b""
         try:

@@ -5,16 +5,21 @@ read from its own log (`-vv` names each channel's subsystem), never from the cli
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import shutil
+import signal
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import asyncssh
+import paramiko
 import pytest
 from conftest import (
     Agent,
     Client,
+    cannot_run,
     keeper_processes,
     laptop_on_a_new_box,
     make_client,
@@ -25,10 +30,12 @@ from conftest import (
 )
 from holding_proxy import HoldingProxy
 from keeper_rig import PAUSES_THREE_TIMES, keeper_socket_path
+from openssh_rig import Sshd, keygen
 from sshclients import openssh, paramiko_subsystem
 from test_keeper_restart import spare_ready
 
 from client import keeper_retry
+from client.pause_table import PauseTable
 from lager.protocol.events import PauseNotice, ResumeNotice
 from lager.protocol.pauses import PauseSnapshot, decode_watch_record
 
@@ -257,3 +264,52 @@ def test_a_watcher_that_sends_anything_is_refused_in_one_line(
         assert by_openssh.returncode == 1 and by_openssh.stderr.count(b"\n") == 1, by_openssh
         assert laptop.run("python", "--list").returncode == 0
         assert "Traceback" not in laptop.agent.log()
+
+
+def test_after_the_agent_restarts_the_keeper_watches_again(tmp_path: Path) -> None:
+    """The keeper's connection dies with the agent; once it has logged in again it opens the
+    watch on the new agent, and a bare continue is again numbered without a list."""
+    with laptop_on_a_new_box(tmp_path, DEBUG) as laptop:
+        run_id = detached(laptop, tmp_path)
+        typed = run_id[:8]
+        wait_for(lambda: paused_at(laptop, run_id) == 1, what="the first pause")
+        [keeper] = wait_for(lambda: keeper_processes(laptop), what="the keeper")
+        wait_for(lambda: table_pins(laptop, typed, 1), what="the keeper's table")
+
+        old = laptop.agent
+        old.proc.send_signal(signal.SIGTERM)  # ours: the agent this test started
+        old.proc.wait(30)
+        laptop.agent = start_agent(old.state_dir, DEBUG, listen=f"127.0.0.1:{old.port}")
+        wait_for(lambda: asked(laptop.agent, "pauses") == 1, 30, what="the watch, again")
+        wait_for(lambda: table_pins(laptop, typed, 1), what="the table from the new agent")
+        assert keeper_processes(laptop) == [keeper]  # the same keeper, logged in again
+        lists = asked(laptop.agent, "list")
+        resumed = laptop.run("python", "--continue", typed)
+        assert resumed.returncode == 0 and resumed.stdout.startswith("resumed run"), \
+            resumed.stderr
+        assert asked(laptop.agent, "list") == lists
+        assert paused_at(laptop, run_id) == 2
+
+
+def test_a_server_without_the_subsystem_leaves_no_table(tmp_path: Path) -> None:
+    """OpenSSH's sshd stands in for an agent from before `pauses`: it refuses the subsystem,
+    the table stops watching and never numbers anything, so the keeper asks the list."""
+    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        cannot_run("OpenSSH's sshd is not installed")
+    key = keygen(tmp_path / "key")
+    sshd = Sshd(tmp_path / "sshd", [key])
+    ssh = paramiko.SSHClient()
+    ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a throwaway server of ours
+    try:
+        ssh.connect("127.0.0.1", sshd.port, username=getpass.getuser(), key_filename=str(key),
+                    look_for_keys=False, allow_agent=False)
+        transport = ssh.get_transport()
+        assert transport is not None
+        table = PauseTable(transport).start()
+        wait_for(table.ended.is_set, 30, what="the table to give up")
+        assert not table.ready and table.pin("7f3a") is None
+        assert "subsystem request for pauses by user" in sshd.log_path.read_text()  # refused
+        assert transport.is_active()  # the refusal cost the connection nothing
+    finally:
+        ssh.close()
+        sshd.stop()
