@@ -11,8 +11,9 @@ either in the snapshot or sent after it, never lost between them, and a watcher 
 changes in the order the box made them.
 
 Bounded: lines a watcher has not taken (beyond its SSH window) wait in its channel's send
-buffer; one that passes BACKLOG_LIMIT is dropped (its channel closed at once, the unsent lines
-thrown away), so a watcher that never reads costs the box at most that much. Visibility is
+buffer; one that passes BACKLOG_LIMIT (plus its snapshot's size) is dropped (its channel
+closed at once, the unsent lines thrown away), so a watcher that never reads costs the box at
+most that much. Visibility is
 `list`'s: every run on the box.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ class PauseWatch:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
-        self._watchers: set[Process[bytes]] = set()
+        self._watchers: dict[Process[bytes], int] = {}  # each watcher -> its backlog limit
 
     def open(self, process: Process[bytes]) -> None:
         """Write the snapshot and start sending changes, in one step of the event loop."""
@@ -58,15 +59,18 @@ class PauseWatch:
                   for run in sorted(self._supervisor.runs.values(), key=lambda r: r.started_at)
                   if run.link is not None and run.link.pause is not None
                   and not run.done.is_set()]
-        self._watchers.add(process)
-        self._send(process, PauseSnapshot(v=protocol.PROTOCOL_VERSION, paused=paused).encode())
+        snapshot = PauseSnapshot(v=protocol.PROTOCOL_VERSION, paused=paused).encode()
+        # The snapshot may be larger than a small window: it counts on top of the limit, so
+        # a box with many paused runs does not drop every watcher it gets.
+        self._watchers[process] = BACKLOG_LIMIT + len(snapshot)
+        self._send(process, snapshot)
 
     def close(self, process: Process[bytes]) -> None:
-        self._watchers.discard(process)
+        self._watchers.pop(process, None)
 
     def changed(self, run_id: str, old: Pause | None, new: Pause | None, how: str) -> None:
         """BreakpointLink.on_change: pause `old` is over (how), and/or `new` is current."""
-        lines = b""
+        lines = b""  # both lines in one write: a watcher never sees half a change
         if old is not None and (new is None or new.seq != old.seq):
             lines += ResumeNotice(run_id=run_id, seq=old.seq, how=how or "gone").encode()
         if new is not None and (old is None or new.seq != old.seq):
@@ -76,18 +80,26 @@ class PauseWatch:
                 self._send(process, lines)
 
     def _send(self, process: Process[bytes], data: bytes) -> None:
+        limit = self._watchers.get(process)
+        if limit is None:
+            return
         if process.is_closing():
-            self._watchers.discard(process)
+            self.close(process)
             return
         try:
             process.stdout.write(data)
         except (BrokenPipeError, ConnectionError, asyncssh.Error):
-            self._watchers.discard(process)
+            self.close(process)
             return
-        if process.channel.get_write_buffer_size() > BACKLOG_LIMIT:
-            self._watchers.discard(process)
-            log.info("dropped a pauses watcher that did not read (%d bytes unsent)",
-                     process.channel.get_write_buffer_size())
+        except Exception:  # a watcher must never fail the resume that told it: logged, dropped
+            log.exception("dropped a pauses watcher: writing to it failed")
+            self.close(process)
+            process.channel.abort()
+            return
+        unsent = process.channel.get_write_buffer_size()
+        if unsent > limit:
+            self.close(process)
+            log.info("dropped a pauses watcher that did not read (%d bytes unsent)", unsent)
             process.channel.abort()  # its unsent lines go too: that is the bound
 
 
