@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import random
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import asyncssh
 import paramiko
-import pytest
 from conftest import (
     Agent,
     Client,
@@ -31,7 +31,7 @@ from conftest import (
 from holding_proxy import HoldingProxy
 from keeper_rig import PAUSES_THREE_TIMES, keeper_socket_path
 from openssh_rig import Sshd, keygen
-from sshclients import openssh, paramiko_subsystem
+from sshclients import openssh, paramiko_connect
 from test_keeper_restart import spare_ready
 
 from client import keeper_retry
@@ -252,16 +252,43 @@ def test_a_watcher_that_never_reads_is_dropped_and_the_box_stays_well(tmp_path: 
         assert "Traceback" not in laptop.agent.log()
 
 
-@pytest.mark.parametrize("garbage", [b"hello\n", b"\x00\xff" * 3000, b"{\"op\": \"snapshot\"}\n"])
-def test_a_watcher_that_sends_anything_is_refused_in_one_line(
-        tmp_path: Path, garbage: bytes) -> None:
+REFUSED = b"the pauses subsystem takes no input; open it and read\n"
+
+
+def _generated_garbage(count: int) -> list[bytes]:
+    """Seeded hostile input: random bytes, control characters, JSON lookalikes, long lines."""
+    rng = random.Random(1913)
+    cases = [b"hello\n", b"\x00\xff" * 3000, b'{"op": "snapshot", "v": 2}\n', b"\n",
+             b"\x1b[2J\r\n", "7f3a\u2026e9#1\n".encode(), b"x" * 70000]
+    while len(cases) < count:
+        size = rng.choice((1, 2, 17, 4096, 40000))
+        cases.append(bytes(rng.randrange(256) for _ in range(size)))
+    return cases
+
+
+def test_a_watcher_that_sends_anything_is_refused_in_one_line(tmp_path: Path) -> None:
     with laptop_on_a_new_box(tmp_path) as laptop:
-        status, out, err = paramiko_subsystem(laptop, "pauses", garbage)
-        assert status == 1
-        assert err == b"the pauses subsystem takes no input; open it and read\n"
-        assert isinstance(decode_watch_record(out.splitlines()[0]), PauseSnapshot)
-        by_openssh = openssh(laptop, "pauses", garbage)
-        assert by_openssh.returncode == 1 and by_openssh.stderr.count(b"\n") == 1, by_openssh
+        ssh = paramiko_connect(laptop)
+        try:
+            transport = ssh.get_transport()
+            assert transport is not None
+            for garbage in _generated_garbage(40):
+                chan = transport.open_session()
+                chan.invoke_subsystem("pauses")
+                try:
+                    chan.sendall(garbage)
+                    chan.shutdown_write()
+                except OSError:
+                    pass  # the box may refuse before it has all been sent
+                out = chan.makefile("rb").read()
+                err = chan.makefile_stderr("rb").read()
+                assert (chan.recv_exit_status(), err) == (1, REFUSED), garbage[:40]
+                assert isinstance(decode_watch_record(out.splitlines()[0]), PauseSnapshot)
+                chan.close()
+        finally:
+            ssh.close()
+        by_openssh = openssh(laptop, "pauses", b"\x00garbage\n")
+        assert (by_openssh.returncode, by_openssh.stderr) == (1, REFUSED), by_openssh
         assert laptop.run("python", "--list").returncode == 0
         assert "Traceback" not in laptop.agent.log()
 
