@@ -26,6 +26,7 @@ from lager.protocol.link import (
     ResumeMsg,
     decode_from_script,
 )
+from lager.protocol.pauses import GONE
 
 log = logging.getLogger("lager-box.breakpoints")
 
@@ -86,6 +87,13 @@ class BreakpointLink:
         self.last_resume: dict[str, Any] | None = None
         self.resumed_seq = 0  # the highest pause number resumed so far
         self._closed = False
+        # Told of every change of `pause` (old, new, how it ended): box_agent/pause_watch.py.
+        self.on_change: Callable[[str, Pause | None, Pause | None, str], None] | None = None
+
+    def _set_pause(self, pause: Pause | None, how: str) -> None:
+        old, self.pause = self.pause, pause
+        if self.on_change is not None and old is not pause:
+            self.on_change(self.run_id, old, pause, how)
 
     def handle(self, body: dict[str, Any] | PauseMsg, paused_at: float,
                banner_at: BannerAt | None = None) -> Notice | None:
@@ -112,14 +120,14 @@ class BreakpointLink:
         if timeout > 0:
             pause.timer = asyncio.get_running_loop().call_later(
                 max(0.0, timeout - age), self._auto_resume, pause.seq)
-        self.pause = pause
+        self._set_pause(pause, "")
         return pause
 
     def script_closed(self) -> None:
         """The script closed its end (it is exiting): no pause can be current."""
         if self.pause and self.pause.timer:
             self.pause.timer.cancel()
-        self.pause = None
+        self._set_pause(None, GONE)
 
     def _auto_resume(self, seq: int) -> None:
         if self.pause is not None and self.pause.seq == seq:
@@ -133,7 +141,7 @@ class BreakpointLink:
     def resume(self, how: str, by: str | None) -> Pause:
         """Resume the current pause. Raises NotPaused (and arms nothing) when there is none."""
         pause = self.current()
-        self.pause = None
+        self._set_pause(None, how)
         if pause.timer:
             pause.timer.cancel()
         self.resumed_seq = max(self.resumed_seq, pause.seq)

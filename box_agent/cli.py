@@ -106,12 +106,13 @@ def main() -> None:
               help="at most this many finished runs are kept (the oldest go first)")
 @click.option("--ready-fd", type=int, hidden=True,
               help="(for `lager-box reload`) say took/ready on this inherited pipe")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", count=True,
+              help="-v logs at INFO; -vv at DEBUG, which names each channel's subsystem")
 def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
           run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
           per_source_max_startups: int, max_auth_tries: int, host_cert: Path | None,
           replace: bool, reservations: str, run_log_limit: str, keep_finished: str,
-          keep_finished_runs: str, ready_fd: int | None, verbose: bool) -> None:
+          keep_finished_runs: str, ready_fd: int | None, verbose: int) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
     run_limits = _run_limits(run_log_limit, keep_finished, keep_finished_runs)
@@ -124,7 +125,8 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     groups = [g.strip() for g in run_groups.split(",") if g.strip()]
     if groups and not run_as:
         raise click.BadParameter("needs --run-as", param_hint="--run-groups")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else
+                        logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # asyncssh logs several lines per connection and channel at INFO: a flood of connections
     # would bury everything else. The agent logs what matters itself (auth, refusals, drops).

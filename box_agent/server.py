@@ -229,6 +229,7 @@ class Agent:
             assert isinstance(owner, BoxSSHServer)
             env = _channel_env(process)
             ctx = Context(process, self.supervisor, owner.caller(), env, self.reservations)
+            log.debug("%s request by %s", _one_line(name or "shell")[:40], ctx.caller.describe())
             handler = HANDLERS.get(name or "")
             if handler is None:
                 what = f"subsystem {name!r}" if name else "a shell or command"

@@ -60,6 +60,9 @@ class Supervisor:
         self.on_end: Callable[[Run], None] | None = None  # told once a run has fully ended
         self.holds: dict[str, int] = {}  # run id -> log offset its output is held at
         self._adopting = False  # adopt() prunes once at its end, not once per run it finds
+        from .pause_watch import PauseWatch
+
+        self.pause_watch = PauseWatch(self)  # the `pauses` subsystem's watchers
         monitor_program()  # built now, if it must be, rather than while a client waits
         if run_as:
             self.identities = RunIdentities(run_as, run_groups)
@@ -141,6 +144,7 @@ class Supervisor:
         monitor = run.monitor
         run.link = BreakpointLink(run.id, lambda body, fds: monitor.send(
             ToScript(body=body), fds))
+        run.link.on_change = self.pause_watch.changed
         self._on_hello(run, hello)
         self.runs[run.id] = run
         self._prune()

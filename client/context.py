@@ -44,7 +44,6 @@ class LagerContext:
         going direct is allowed: a request it may have forwarded is sent again only when a
         second arrival does nothing more (client/keeper_retry.py: a continue is numbered).
         """
-        from lager import protocol
 
         from . import keeper_retry, mux
 
@@ -53,9 +52,8 @@ class LagerContext:
         typed = line
         if mux.enabled():
             path = mux.socket_path(self.config, box)
-            if subsystem == protocol.SUB_CONTINUE and line:
-                line = keeper_retry.pin_pause(path, box.name, line)  # a lost answer's retry
-            answer = mux.request(path, box.name, subsystem, line, env)
+            # A continue goes numbered: a lost answer's retry (keeper_retry.through_keeper)
+            line, answer = keeper_retry.through_keeper(path, box.name, subsystem, line, env)
         if answer is None:
             def direct() -> tuple[str, str, int]:
                 with self.connect() as conn:

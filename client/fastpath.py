@@ -205,7 +205,6 @@ def try_fast(argv: list[str]) -> int | None:
 
     if is_set_syntax(call.box):
         return None  # a set is the fleet's (client/entry.py routes it there)
-    from lager import protocol
     from lager.errors import LagerError
 
     from . import keeper_retry, mux
@@ -226,10 +225,9 @@ def try_fast(argv: list[str]) -> int | None:
         typed = call.line
         if mux.enabled():
             path = mux.socket_path(config, box)
-            if call.subsystem == protocol.SUB_CONTINUE and call.line:
-                # Numbered, so that a lost answer is retried directly, never twice
-                call.line = keeper_retry.pin_pause(path, box.name, call.line)
-            answer = mux.request(path, box.name, call.subsystem, call.line, None)
+            # A continue goes numbered, so that a lost answer is retried directly, never twice
+            call.line, answer = keeper_retry.through_keeper(path, box.name, call.subsystem,
+                                                            call.line, None)
         if answer is None:
             patient = mux.fallback_notice is not None and \
                 keeper_retry.resend_safe(call.subsystem, call.line)

@@ -98,19 +98,43 @@ def pin_pause(path: Path, box_name: str, line: str) -> str:
         return said
     if answer is None or answer[2] != 0 or notice:
         return line  # the keeper could not say: the continue goes its own way, bare
+    return number_from_list(line, answer[0]) or line
+
+
+def number_from_list(line: str, listing: str) -> str | None:
+    """`FULLID#N` when the box's list (its JSON answer) names exactly one paused run for the
+    bare id `line`; else None (the box's own answer to the bare id says what is wrong)."""
     try:
-        rows = json.loads(answer[0])
+        rows = json.loads(listing)
     except ValueError:
-        return line
+        return None
+    if not isinstance(rows, list):
+        return None
     matches = [row for row in rows if isinstance(row, dict)
                and protocol.id_matches(line, str(row.get("id", "")))]
     if len(matches) != 1:
-        return line
+        return None
     pause = matches[0].get("pause")
     seq = pause.get("seq") if isinstance(pause, dict) else None
     if not isinstance(seq, int) or isinstance(seq, bool):
-        return line
+        return None
     return f"{matches[0]['id']}{protocol.PAUSE_MARK}{seq}"
+
+
+def through_keeper(path: Path, box_name: str, subsystem: str, line: str | None,
+                   env: dict[str, str] | None) -> tuple[str | None, tuple[str, str, int] | None]:
+    """(the line as sent, the keeper's answer or None to go direct), in one keeper exchange.
+
+    A bare `continue ID` goes with `pin`: the keeper numbers it (from what it knows, or the
+    box's list) and sends `ID#N`, so a lost answer can be retried directly with that line. A
+    keeper from before this answers the bare id, which is then never retried (mux.request)."""
+    from . import mux
+
+    if subsystem != protocol.SUB_CONTINUE or not line or pinned(line):
+        return line, mux.request(path, box_name, subsystem, line, env)
+    answer = mux.request(path, box_name, subsystem, line, env, pin=line)
+    said = mux.pinned_by_keeper
+    return (said if said is not None and pinned(said) else line), answer
 
 
 def already_resumed(line: str, err: str) -> str | None:

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed
@@ -38,6 +38,9 @@ from lager.protocol.channel import KeeperReply, KeeperRequest
 from lager.protocol.codec import ProtocolError
 
 from .config import Box, Config, parse_seconds
+
+if TYPE_CHECKING:
+    from .pause_table import PauseTable
 
 IDLE_SECONDS = 300.0
 MAX_REQUEST = 1024 * 1024
@@ -135,8 +138,12 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
             reply = None
     finally:
         sock.close()
+    if reply is not None and pin is not None:
+        pinned_by_keeper = reply.pinned
+        if subsystem == protocol.SUB_CONTINUE and reply.pinned is not None:
+            # The keeper sent `ID#N`: a second arrival does nothing more.
+            resend_safe = safe_to_resend(subsystem, reply.pinned)
     if reply is not None and reply.status >= 0:
-        pinned_by_keeper = reply.pinned if pin is not None else None
         return reply.out, reply.err, reply.status
     if reply is not None and reply.delivered is False:
         # Never sent, so going direct is safe.
@@ -187,6 +194,7 @@ class Keeper:
         self.last_used = time.monotonic()
         self.active = 0
         self.lock = threading.Lock()
+        self.pauses: PauseTable | None = None  # the box's paused runs, kept from `pauses`
 
     def _serve_one(self, client: socket.socket) -> None:
         with client:
@@ -209,7 +217,11 @@ class Keeper:
                 pass  # the client gave up waiting; it never re-sends what may have gone out
 
     def _forward(self, raw: bytes) -> KeeperReply:
-        """The box's answer, or an error that says whether the request went out at all."""
+        """The box's answer, or an error that says whether the request went out at all.
+
+        A `pin` with a `list` is answered here when this keeper knows the pause (no round trip);
+        a `pin` with a bare `continue` numbers it first (here, or from the box's list) and
+        sends `ID#N`, in the same exchange: the reply's `pinned` says what was sent."""
         from .keeper_channels import exchange
 
         sent = False
@@ -219,6 +231,7 @@ class Keeper:
             sent = True
 
         v = protocol.PROTOCOL_VERSION
+        numbered: str | None = None
         try:
             req = KeeperRequest.decode(raw)
             if req.v > v:
@@ -226,11 +239,40 @@ class Keeper:
                 # a keeper of its own version once this one has gone idle).
                 return KeeperReply(error=f"this connection keeper speaks protocol {v}, the "
                                    f"client {req.v}", delivered=False, v=v)
-            out, err, status = exchange(self.conn, req.subsystem, req.line, req.env,
+            line = req.line
+            if req.pin is not None and req.subsystem == protocol.SUB_LIST:
+                numbered = self._local_pin(req.pin)
+                if numbered is not None:
+                    return KeeperReply(status=0, pinned=numbered, v=v)
+            elif req.pin is not None and req.subsystem == protocol.SUB_CONTINUE and line:
+                from .keeper_retry import pinned
+
+                if not pinned(line):
+                    numbered = self._local_pin(line) or self._pin_from_list(line)
+                    line = numbered or line
+            out, err, status = exchange(self.conn, req.subsystem, line, req.env,
                                         timeout=KEEPER_EXCHANGE_TIMEOUT, on_sent=mark_sent)
         except Exception as exc:  # noqa: BLE001 - reported to the client, which decides
-            return KeeperReply(error=str(exc) or type(exc).__name__, delivered=sent, v=v)
-        return KeeperReply(out=out, err=err, status=status, v=v)
+            return KeeperReply(error=str(exc) or type(exc).__name__, delivered=sent, v=v,
+                               pinned=numbered)
+        return KeeperReply(out=out, err=err, status=status, v=v, pinned=numbered)
+
+    def _local_pin(self, line: str) -> str | None:
+        """`TYPED#N` from what this keeper knows without asking the box (client/pause_table.py)."""
+        table = self.pauses
+        return table.pin(line) if table is not None else None
+
+    def _pin_from_list(self, line: str) -> str | None:
+        """`FULLID#N` from the box's list (one round trip), or None when it cannot say."""
+        from .keeper_channels import exchange
+        from .keeper_retry import number_from_list
+
+        try:
+            out, _, status = exchange(self.conn, protocol.SUB_LIST, None, None,
+                                      timeout=KEEPER_EXCHANGE_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the continue then goes bare, and says what it meets
+            return None
+        return number_from_list(line, out) if status == 0 else None
 
     def _handle(self, client: socket.socket) -> None:
         with self.lock:
@@ -260,6 +302,7 @@ class Keeper:
         from .keeper_stream import StreamServer
 
         prime(self.conn)  # a channel opened ahead: the first request is one round trip too
+        self._watch_pauses()
         streams = StreamServer(self.path, lambda: self.conn).start()  # consoles (issue 13)
         try:
             while self._connected():
@@ -282,6 +325,8 @@ class Keeper:
             server.close()
             self._finish_in_flight()  # an answer lost here could not be told from one unsent
             streams.stop()
+            if self.pauses is not None:
+                self.pauses.stop()
             self.conn.close()
 
     def _connected(self) -> bool:
@@ -302,7 +347,16 @@ class Keeper:
         from .keeper_channels import prime
 
         prime(fresh)
+        self._watch_pauses()
         return True
+
+    def _watch_pauses(self) -> None:
+        """Keep the box's paused runs from its `pauses` subsystem, on the current connection."""
+        from .pause_table import PauseTable
+
+        if self.pauses is not None:
+            self.pauses.stop()
+        self.pauses = PauseTable(self.conn.transport).start()
 
     def _finish_in_flight(self) -> None:
         from .keeper_restart import FINISH_IN_FLIGHT

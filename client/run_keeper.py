@@ -22,10 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from lager import protocol
 from lager.errors import ConnectionFailed
-from lager.protocol.channel import KeeperReply, KeeperRequest
-from lager.protocol.codec import ProtocolError
 
 from . import keeper_channels, mux
 from .config import Box, Config
@@ -126,19 +123,10 @@ class RunKeeper(mux.Keeper):
         self._streams = StreamServer(self.path, lambda: self.conn).start()  # consoles
         return True
 
-    def _forward(self, raw: bytes) -> KeeperReply:
-        """A `pin` for this run's own pause is answered here, with no round trip to the box
-        (client/own_pause.py); anything else goes to the box as the keeper forwards it."""
-        if self._own is not None:
-            try:
-                req = KeeperRequest.decode(raw)
-            except ProtocolError:
-                req = None
-            if req is not None and req.pin is not None and req.subsystem == protocol.SUB_LIST:
-                said = self._own.pin(req.pin, self._link_up)
-                if said is not None:
-                    return KeeperReply(status=0, pinned=said, v=protocol.PROTOCOL_VERSION)
-        return super()._forward(raw)
+    def _local_pin(self, line: str) -> str | None:
+        """This run's own pause is numbered here, with no round trip to the box
+        (client/own_pause.py); other ids are numbered from the box's list (mux.Keeper)."""
+        return self._own.pin(line, self._link_up) if self._own is not None else None
 
     def _link_up(self) -> bool:
         conn = self._current()

@@ -5,6 +5,7 @@ from collections.abc import Awaitable, Callable
 
 from lager import protocol
 
+from ..pause_watch import handle_pauses
 from .common import Context, fail
 from .console import handle_console
 from .control import handle_continue, handle_kill, handle_list
@@ -25,6 +26,7 @@ HANDLERS: dict[str, Handler] = {
     protocol.SUB_NETS: handle_nets,
     protocol.SUB_DOWNLOAD: handle_download,
     protocol.SUB_RESERVATION: handle_reservation,
+    protocol.SUB_PAUSES: handle_pauses,
 }
 # The one list of subsystems: what the handlers serve.
 SUBSYSTEMS = tuple(HANDLERS)

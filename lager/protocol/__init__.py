@@ -7,6 +7,7 @@ Every message is a typed dataclass, defined once in this package and used by bot
 - `lager.protocol.channel`: the run header, control lines, attach, nets and keeper requests;
 - `lager.protocol.events`: the run channel's framed form and its pause/resume notices;
 - `lager.protocol.reservation`: the `reservation` subsystem (lock, unlock, status, the queue);
+- `lager.protocol.pauses`: the `pauses` subsystem (the paused runs, then each change);
 - `lager.protocol.version`: the version carried in the JSON requests.
 docs/protocol.md describes them; tests/unit/test_protocol_doc.py keeps it in step.
 """
@@ -26,6 +27,9 @@ SUB_NETS = "nets"
 SUB_DOWNLOAD = "download"
 # Shared boxes: lock, unlock, status, and the first-come queue (box_agent/reservations.py).
 SUB_RESERVATION = "reservation"
+# Pause state as it changes: a snapshot of the paused runs, then one line per change
+# (box_agent/pause_watch.py; a standalone keeper numbers a bare --continue from it).
+SUB_PAUSES = "pauses"
 
 # Channel tuning both ends share: 256 KiB packets and AES-GCM are the measured way to full
 # throughput (DESIGN.md). A bit under 256 KiB, because asyncssh checks what a peer sends against

@@ -140,7 +140,10 @@ class KeeperRequest(Message):
     env: dict[str, str] | None = None
     v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
     # With a `list`: the bare continue id to number. A keeper that knows the pause (an
-    # attached run's own) answers `pinned` at once; others (and older ones) answer the list.
+    # attached run's own, a standalone keeper's `pauses` table) answers `pinned` at once;
+    # others (and older ones) answer the list. With a bare `continue` (the same id): the keeper
+    # numbers it and sends `ID#N` in the same exchange (KeeperReply.pinned says what it sent);
+    # a keeper from before forwards the bare id.
     pin: str | None = None
 
 
