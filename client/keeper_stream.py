@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lager.protocol.channel import StreamExit, StreamOpen, StreamRefused, StreamResize
 from lager.protocol.codec import ProtocolError
+from lager.protocol.keeper import StreamExit, StreamOpen, StreamRefused, StreamResize
 
 if TYPE_CHECKING:
     from .ssh import BoxConnection

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed
-from lager.protocol.channel import KeeperReply, KeeperRequest
-from lager.protocol.codec import ProtocolError
 
 from .config import Box, Config, parse_seconds
 
 if TYPE_CHECKING:
+    from lager.protocol.keeper import KeeperReply
+
     from .pause_table import PauseTable
 
 IDLE_SECONDS = 300.0
@@ -109,6 +109,10 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
     fallback_notice = pinned_by_keeper = None
     if not path.exists():
         return None
+    # Loaded only here: a first call (no keeper yet) never needs the message classes.
+    from lager.protocol.codec import ProtocolError
+    from lager.protocol.keeper import KeeperReply, KeeperRequest
+
     from .keeper_retry import resend_safe as safe_to_resend
 
     resend_safe = safe_to_resend(subsystem, line)
@@ -222,6 +226,8 @@ class Keeper:
         A `pin` with a `list` is answered here when this keeper knows the pause (no round trip);
         a `pin` with a bare `continue` numbers it first (here, or from the box's list) and
         sends `ID#N`, in the same exchange: the reply's `pinned` says what was sent."""
+        from lager.protocol.keeper import KeeperReply, KeeperRequest
+
         from .keeper_channels import exchange
 
         sent = False

@@ -5,8 +5,8 @@ client may send control lines (Enter, a signal, a stop), one JSON object each.
 `attach`: one line, `ID` or `ID STDOUT_BYTES STDERR_BYTES` (LAGER_PROTOCOL in its env).
 A detached run is answered by one RunStarted line.
 `nets`: one InstrumentRequest line. `download`: one DownloadRequest line, answered by
-DownloadFile records and a DownloadEnd. The connection keeper (client/mux.py) takes one
-KeeperRequest and answers one KeeperReply.
+DownloadFile records and a DownloadEnd. The connection keeper's own socket has its messages in
+lager.protocol.keeper.
 """
 from __future__ import annotations
 
@@ -128,74 +128,6 @@ class InstrumentRequest(Message):
         from .version import PROTOCOL_VERSION
 
         return cls(**fields, v=PROTOCOL_VERSION).as_line()
-
-
-@dataclass
-class KeeperRequest(Message):
-    """client -> its connection keeper: one short subsystem request to forward."""
-
-    WHAT = "keeper request"
-    subsystem: str
-    line: str | None = None
-    env: dict[str, str] | None = None
-    v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
-    # With a `list`: the bare continue id to number. A keeper that knows the pause (an
-    # attached run's own, a standalone keeper's `pauses` table) answers `pinned` at once;
-    # others (and older ones) answer the list. With a bare `continue` (the same id): the keeper
-    # numbers it and sends `ID#N` in the same exchange (KeeperReply.pinned says what it sent);
-    # a keeper from before forwards the bare id.
-    pin: str | None = None
-
-
-@dataclass
-class StreamOpen(Message):
-    """client -> its keeper's stream socket (client/keeper_stream.py): open a console channel;
-    the frames that follow carry its bytes."""
-
-    WHAT = "keeper stream request"
-    subsystem: str
-    line: str | None = None
-    pty: list[Any] | None = None  # [TERM, cols, rows]
-
-
-@dataclass
-class StreamRefused(Message):
-    """keeper -> client, instead of the open channel: why not (the client goes another way)."""
-
-    WHAT = "keeper stream refusal"
-    error: str = ""
-
-
-@dataclass
-class StreamResize(Message):
-    """client -> keeper: the terminal's new size, for the console's PTY."""
-
-    WHAT = "window size"
-    cols: int
-    rows: int
-
-
-@dataclass
-class StreamExit(Message):
-    """keeper -> client: the console channel's exit status, its last frame."""
-
-    WHAT = "console exit"
-    status: int
-
-
-@dataclass
-class KeeperReply(Message):
-    """The box's answer (status >= 0), or why there is none and whether the request went out
-    (`delivered`: False means the client may safely go direct)."""
-
-    WHAT = "keeper reply"
-    out: str = ""
-    err: str = ""
-    status: int = -1
-    error: str | None = None
-    delivered: bool | None = None
-    v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
-    pinned: str | None = None  # the answer to a `pin`, given without asking the box
 
 
 @dataclass

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from message_strategies import JSON, message
 
 from lager.errors import LagerError
-from lager.protocol import channel, events, link, version
+from lager.protocol import channel, events, keeper, link, pauses, version
 from lager.protocol.codec import Message, ProtocolError
 
-MODULES = (channel, events, link)
+MODULES = (channel, events, keeper, link, pauses)
 MESSAGES = sorted({obj for module in MODULES for obj in vars(module).values()
                    if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message},
                   key=lambda cls: cls.__name__)
@@ -25,7 +25,8 @@ def test_every_protocol_module_is_covered() -> None:
             "InstrumentRequest", "PauseMsg", "ResumedMsg", "ResumeMsg", "ConsoleMsg",
             "MonitorHello", "FromScript", "Window", "ToScript", "Hello", "PauseNotice",
             "ResumeNotice", "RunStarted", "DownloadRequest", "DownloadFile", "DownloadEnd",
-            "DownloadMissing"} <= {cls.__name__ for cls in MESSAGES}
+            "DownloadMissing", "StreamOpen", "StreamExit", "PauseSnapshot"} <= {
+               cls.__name__ for cls in MESSAGES}
 
 
 @pytest.mark.parametrize("cls", MESSAGES, ids=lambda cls: cls.__name__)
