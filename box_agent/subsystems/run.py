@@ -84,20 +84,24 @@ class ChannelViewer:
     async def write_unlocked(self, stream: int, data: bytes) -> None:
         if self.process.is_closing():
             raise ConnectionError("channel closed")
-        if self.framed:
-            self.process.stdout.write(record(stream, data))
-            target = self.process.stdout
-        else:
-            target = self.process.stderr if stream != STDOUT else self.process.stdout
+        target = self.process.stdout if self.framed or stream == STDOUT else self.process.stderr
         # In pieces of at most one packet: asyncssh copies what it is given and sends a longer
         # buffer by slicing a packet off its front and shifting the rest down, which for the
-        # monitor's 1 MiB records cost more than encrypting them.
+        # monitor's 1 MiB records cost more than encrypting them. In what lager's client takes
+        # per packet (protocol.MAX_PACKET); other clients take less and asyncssh splits
+        # further, which costs only on their (slower) channels.
+        piece = protocol.MAX_PACKET
         view = memoryview(data)
         try:
-            # in what lager's client takes per packet (protocol.MAX_PACKET); other clients take
-            # less and asyncssh splits further, which costs only on their (slower) channels
-            piece = protocol.MAX_PACKET
-            for start in range(0, len(view), piece):
+            sent = 0
+            if self.framed:
+                # The record's header shares its first packet: written on its own it went as a
+                # packet of its own, a fifth of a stream's packets, each with its own work on
+                # both ends (issue 13).
+                head = record(stream, data)
+                sent = piece - len(head)
+                target.write(head + view[:sent])
+            for start in range(sent, len(view), piece):
                 target.write(view[start:start + piece])  # type: ignore[arg-type]
             await target.drain()
         except asyncssh.Error as exc:
