@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import LAGER, Client, laptop_on_a_new_box, write_script
-from sshclients import openssh
+from sshclients import openssh, paramiko_connect
+
+from lager import protocol
 
 # The script's body and the test's expectation come from this one function.
 FLOOD = '''
@@ -92,15 +94,43 @@ def test_the_python_monitor_logs_it_in_order_too(tmp_path: Path,
         check_in_order_through_openssh(laptop, "aes128-gcm@openssh.com")
 
 
-def check_in_order_through_openssh(client: Client, cipher: str) -> None:
+def test_paramiko_with_big_packets_reads_it_while_rekeying(client: Client) -> None:
+    """Packets as big as lager's client takes (the agent's straight-to-packet path) while the
+    client rekeys every 2 MiB: the agent's send keys change under the stream."""
+    ssh = paramiko_connect(client)
+    try:
+        transport = ssh.get_transport()
+        assert transport is not None
+        transport.packetizer.REKEY_BYTES = 2 << 20
+        chan = transport.open_session(window_size=protocol.CLIENT_WINDOW,
+                                      max_packet_size=protocol.MAX_PACKET + 1024)
+        chan.invoke_subsystem("run")
+        chan.sendall(request())
+        received = bytearray()
+        while data := chan.recv(1 << 20):
+            received += data
+        assert chan.recv_exit_status() == 0
+    finally:
+        ssh.close()
+    check_records(bytes(received))
+
+
+def request() -> bytes:
     body = SCRIPT.encode()
     head = {"main": "t.py", "script": "t.py", "files": [{"path": "t.py", "size": len(body)}],
             "v": 2, "events": True}
-    done = openssh(client, "run", json.dumps(head).encode() + b"\n" + body, "-c", cipher,
-                   "-o", "RekeyLimit=1M", timeout=300)
+    return json.dumps(head).encode() + b"\n" + body
+
+
+def check_in_order_through_openssh(client: Client, cipher: str) -> None:
+    done = openssh(client, "run", request(), "-c", cipher, "-o", "RekeyLimit=1M", timeout=300)
     assert done.returncode == 0, done.stderr[-500:]
+    check_records(done.stdout)
+
+
+def check_records(stdout: bytes) -> None:
     out, err, lines = expected()
-    got = records(done.stdout)
+    got = records(stdout)
     assert b"".join(p for s, p in got if s == 1) == out
     assert b"".join(p for s, p in got if s == 2) == err
     # Each stderr line comes after every stdout byte the script wrote before it.

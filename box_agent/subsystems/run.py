@@ -33,6 +33,7 @@ from lager.protocol.channel import (
 from lager.protocol.codec import Message, load_object
 from lager.protocol.events import NOTICE, Hello, event_record, record
 
+from .. import fast_send
 from ..output_log import STDOUT
 from ..reservations import MAX_LABEL, RUN, clean_text
 from ..runs import Run, RunSpec
@@ -100,14 +101,21 @@ class ChannelViewer:
                 # both ends (issue 13).
                 head = record(stream, data)
                 sent = piece - len(head)
-                target.write(head + view[:sent])
+                self._write(target, head + view[:sent])
             for start in range(sent, len(view), piece):
-                target.write(view[start:start + piece])  # type: ignore[arg-type]
+                self._write(target, view[start:start + piece])
             await target.drain()
         except asyncssh.Error as exc:
             # A client killed mid-stream: asyncssh's ConnectionLost is no ConnectionError, and
             # let through it ended the agent's tracking of a run that was still going.
             raise ConnectionError(str(exc)) from None
+
+
+    def _write(self, target: asyncssh.SSHWriter[bytes], data: bytes | memoryview) -> None:
+        # stdout's data straight into a packet when asyncssh would send it at once anyway
+        # (box_agent/fast_send.py); stderr, and anything asyncssh must queue, its own way.
+        if target is not self.process.stdout or not fast_send.send_now(target.channel, data):
+            target.write(data)  # type: ignore[arg-type]
 
 
 MAX_FILES = 20_000
