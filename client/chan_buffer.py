@@ -34,6 +34,10 @@ class PacketQueue:
             self._chunks.append(bytes(data))
             self._size += len(data)
 
+    def first_size(self) -> int:
+        """The length of the oldest packet's bytes (0 when empty)."""
+        return len(self._chunks[0]) if self._chunks else 0
+
     def head(self, limit: int | None = None) -> bytes:
         """The first `limit` bytes (all with None), without taking them."""
         if limit is None or limit >= self._size:
@@ -61,6 +65,15 @@ class PacketQueue:
             else:
                 self._chunks[0] = first[drop:]
                 drop = 0
+
+
+def packet_read_size(pipe: Any, default: int) -> int:
+    """What a read of this channel buffer should ask for to take its oldest packet as it came:
+    a read of everything joins the packets into new bytes, one more copy of all a run streams.
+    `default` for a buffer that is not a PacketQueue (or holds nothing yet)."""
+    buffer = getattr(pipe, "_buffer", None)
+    size = buffer.first_size() if isinstance(buffer, PacketQueue) else 0
+    return size or default
 
 
 def _pipe_class() -> Any:

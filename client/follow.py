@@ -42,6 +42,7 @@ from lager.protocol.codec import Message
 from lager.protocol.events import Event, Hello
 
 from . import EXIT_INTERRUPTED
+from .chan_buffer import packet_read_size
 from .run_stream import OnEvent, Piece, RunStream
 from .terminal_out import RunOutput
 
@@ -329,7 +330,9 @@ class Follower:
             self._heard_at = time.monotonic()
             # stdout first: a box's hello comes before anything it writes on stderr.
             if chan.recv_ready():
-                self._show(self.stream.stdout_data(chan.recv(_CHUNK)))
+                # A packet at a time, as it came: no join of the packets into new bytes.
+                size = packet_read_size(getattr(chan, "in_buffer", None), _CHUNK)
+                self._show(self.stream.stdout_data(chan.recv(size)))
             if chan.recv_stderr_ready():
                 self._show(self.stream.stderr_data(chan.recv_stderr(_CHUNK)))
 

@@ -101,7 +101,7 @@ static int put_banner(const char *vs, const char *ve, long long *start, long lon
             int avail = 0;
             if (ioctl(pipe_fd[s], FIONREAD, &avail) < 0 || avail <= 0)
                 break;
-            drain(s);
+            drain(s, 0);
         }
     size_t len = json_string(vs, ve, banner_text);
     *start = stream_total(STDERR_STREAM);

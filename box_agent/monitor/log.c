@@ -138,8 +138,9 @@ static void append_by_read(int stream, int fd, size_t n) {
     }
 }
 
-/* Everything the pipe holds, as one record. Returns 0 at the pipe's end. */
-int drain(int stream) {
+/* Everything the pipe holds (at most `most` bytes, unless 0), as one record. Returns 0 at the
+ * pipe's end. */
+int drain(int stream, size_t most) {
     int fd = pipe_fd[stream], avail = 0;
     if (ioctl(fd, FIONREAD, &avail) < 0 || avail <= 0) {
         char byte;
@@ -156,6 +157,8 @@ int drain(int stream) {
         return 0;
     }
     size_t n = avail > PIPE_BYTES ? PIPE_BYTES : (size_t)avail;
+    if (most > 0 && n > most)
+        n = most;
     if (no_splice) {
         append_by_read(stream, fd, n);
         return 1;

@@ -8,6 +8,7 @@ import os
 import select
 import signal
 import socket
+import termios
 import time
 from pathlib import Path
 
@@ -42,6 +43,18 @@ WINDOW = 4 * 1024 * 1024
 # and us costs a wakeup, and on a busy box wakeups, not bytes, set the pace.
 PIPE_BYTES = 1 << 20
 _CHUNK = PIPE_BYTES
+
+
+def _available(fd: int | None) -> int:
+    """Bytes waiting in a pipe (0 when it cannot say)."""
+    if fd is None:
+        return 0
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count, True)
+    except OSError:
+        return 0
+    return count[0]
 STATUS_FILE = "status.json"
 # After the run's end, how long the monitor waits for the agent to take its last messages (the
 # agent may first be feeding a slow client the last window of output).
@@ -203,8 +216,7 @@ class Monitor:
         if self.link is not None and self.link.fileno() in ready:
             self._from_script(bool(events[self.link.fileno()] & (select.POLLHUP |
                                                                   select.POLLERR)))
-        for fd in [fd for fd in self.pipes if fd in ready]:
-            self._drain(fd)
+        self._drain_in_order(ready)
         self._notify()
         self.script.tick()
 
@@ -215,9 +227,21 @@ class Monitor:
             self.outstanding = True
             self._tell(MonitorOutput(end=self.log.end))
 
-    def _drain(self, fd: int) -> bool:
+    def _drain_in_order(self, ready: set[int]) -> None:
+        """What the script wrote to stdout before a stderr line is logged before that line:
+        stderr's bytes are counted first and only those taken, after stdout (monitor.c's
+        drain_in_order says why)."""
+        fd_of = {stream: fd for fd, stream in self.pipes.items()}
+        out, err = fd_of.get(STDOUT), fd_of.get(STDERR)
+        err_avail = _available(err) if err in ready else 0
+        if out is not None and (out in ready or (err_avail and _available(out))):
+            self._drain(out)
+        if err is not None and err in ready:
+            self._drain(err, err_avail or _CHUNK)
+
+    def _drain(self, fd: int, most: int = _CHUNK) -> bool:
         try:
-            data = os.read(fd, _CHUNK)
+            data = os.read(fd, most)
         except BlockingIOError:
             return False
         if not data:

@@ -188,6 +188,21 @@ static void notify(void) {
 
 /* ---- the loop --------------------------------------------------------------------------- */
 
+/* Both pipes, so that what the script wrote to stdout before a stderr line is logged before
+ * that line. stderr's bytes are counted first and only those are taken, after all of stdout:
+ * stdout written before any of them is in its pipe by then. Draining each pipe whole, one
+ * after the other, logged the stderr lines the script wrote while stdout was being taken
+ * ahead of the rest of a big stdout write (issue 13's test: tests/test_stream_exact.py). */
+static void drain_in_order(int out_ready, int err_ready) {
+    int err_avail = 0;
+    if (err_ready && ioctl(pipe_fd[STDERR_STREAM], FIONREAD, &err_avail) < 0)
+        err_avail = 0;
+    if (pipe_fd[STDOUT_STREAM] >= 0 && (out_ready || err_avail > 0))
+        drain(STDOUT_STREAM, 0);
+    if (err_ready)
+        drain(STDERR_STREAM, err_avail > 0 ? (size_t)err_avail : 0);
+}
+
 static void poll_once(void) {
     struct pollfd fds[6];
     int n = 0, i_listener = -1, i_agent = -1, i_link = -1, i_pipe[3] = {-1, -1, -1};
@@ -240,9 +255,8 @@ static void poll_once(void) {
         from_agent();
     if (i_link >= 0 && script_link >= 0 && fds[i_link].revents)
         from_script(fds[i_link].revents);
-    for (int s = STDOUT_STREAM; s <= STDERR_STREAM; s++)
-        if (i_pipe[s] >= 0 && fds[i_pipe[s]].revents)
-            drain(s);
+    drain_in_order(i_pipe[STDOUT_STREAM] >= 0 && fds[i_pipe[STDOUT_STREAM]].revents,
+                   i_pipe[STDERR_STREAM] >= 0 && fds[i_pipe[STDERR_STREAM]].revents);
     notify();
     tick();
 }

@@ -113,7 +113,7 @@ extern long long log_limit; /* this run's (--log-limit), kept for its whole life
 int set_log_limit(const char *text);
 extern int pipe_fd[3]; /* indexed by stream */
 extern int open_pipes;
-int drain(int stream);
+int drain(int stream, size_t most);
 int log_append(int stream, const char *data, size_t len);
 long long stream_total(int stream);
 void log_close(void);

@@ -33,6 +33,7 @@ from lager.protocol.channel import (
 from lager.protocol.codec import Message, load_object
 from lager.protocol.events import NOTICE, Hello, event_record, record
 
+from .. import fast_send
 from ..output_log import STDOUT
 from ..reservations import MAX_LABEL, RUN, clean_text
 from ..runs import Run, RunSpec
@@ -84,26 +85,37 @@ class ChannelViewer:
     async def write_unlocked(self, stream: int, data: bytes) -> None:
         if self.process.is_closing():
             raise ConnectionError("channel closed")
-        if self.framed:
-            self.process.stdout.write(record(stream, data))
-            target = self.process.stdout
-        else:
-            target = self.process.stderr if stream != STDOUT else self.process.stdout
+        target = self.process.stdout if self.framed or stream == STDOUT else self.process.stderr
         # In pieces of at most one packet: asyncssh copies what it is given and sends a longer
         # buffer by slicing a packet off its front and shifting the rest down, which for the
-        # monitor's 1 MiB records cost more than encrypting them.
+        # monitor's 1 MiB records cost more than encrypting them. In what lager's client takes
+        # per packet (protocol.MAX_PACKET); other clients take less and asyncssh splits
+        # further, which costs only on their (slower) channels.
+        piece = protocol.MAX_PACKET
         view = memoryview(data)
         try:
-            # in what lager's client takes per packet (protocol.MAX_PACKET); other clients take
-            # less and asyncssh splits further, which costs only on their (slower) channels
-            piece = protocol.MAX_PACKET
-            for start in range(0, len(view), piece):
-                target.write(view[start:start + piece])  # type: ignore[arg-type]
+            sent = 0
+            if self.framed:
+                # The record's header shares its first packet: written on its own it went as a
+                # packet of its own, a fifth of a stream's packets, each with its own work on
+                # both ends (issue 13).
+                head = record(stream, data)
+                sent = piece - len(head)
+                self._write(target, head + view[:sent])
+            for start in range(sent, len(view), piece):
+                self._write(target, view[start:start + piece])
             await target.drain()
         except asyncssh.Error as exc:
             # A client killed mid-stream: asyncssh's ConnectionLost is no ConnectionError, and
             # let through it ended the agent's tracking of a run that was still going.
             raise ConnectionError(str(exc)) from None
+
+
+    def _write(self, target: asyncssh.SSHWriter[bytes], data: bytes | memoryview) -> None:
+        # stdout's data straight into a packet when asyncssh would send it at once anyway
+        # (box_agent/fast_send.py); stderr, and anything asyncssh must queue, its own way.
+        if target is not self.process.stdout or not fast_send.send_now(target.channel, data):
+            target.write(data)  # type: ignore[arg-type]
 
 
 MAX_FILES = 20_000

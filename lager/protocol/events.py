@@ -150,7 +150,9 @@ class FrameDecoder:
                     pieces.append((EVENT, decode_event(bytes(self._event))))
                     self._event.clear()
             elif take:
-                pieces.append((self._stream, bytes(piece)))
+                # A packet that is all payload is passed on as it is, not copied.
+                whole = take == size and isinstance(data, bytes)
+                pieces.append((self._stream, data if whole else bytes(piece)))
             if self._left == 0:
                 self._in_payload = False
         return pieces
