@@ -12,6 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from box_agent.output_log import OutputLog
 from box_agent.runlog import (
     _READ_AHEAD,
     HEADER,
@@ -21,6 +22,17 @@ from box_agent.runlog import (
     LogReader,
     LogWriter,
 )
+
+
+class _NoViewer:
+    """attach_at's viewer: only the backlog is read here, nothing is fed live."""
+
+    async def output(self, stream: int, data: bytes) -> None:
+        raise AssertionError("no live output in this test")
+
+    async def event(self, event: object) -> None:
+        raise AssertionError("no events in this test")
+
 
 SIZES = st.sampled_from([0, 1, 7, HEADER.size, _READ_AHEAD - HEADER.size - 1,
                          _READ_AHEAD - HEADER.size, _READ_AHEAD, _READ_AHEAD + 1,
@@ -89,12 +101,12 @@ def test_a_reattach_gets_the_rest_of_each_stream_from_its_byte_counts(
             seen = min(left, len(data))
             have[stream] += seen
             left -= seen
-        reader = LogReader(directory)
-        offset, stream, skip = reader.locate(have[STDOUT], have[STDERR], end)
+        # As the agent serves `attach "ID OUT ERR"`: OutputLog.attach_at over this reader.
+        backlog, _ = OutputLog(directory, end=end).attach_at(_NoViewer(), have[STDOUT],
+                                                             have[STDERR])
         got = {STDOUT: b"", STDERR: b""}
-        for n, chunk in enumerate(reader.read(offset, end, budget=1 << 62)):
-            got[chunk.stream] += chunk.data[skip:] if n == 0 and chunk.stream == stream \
-                else chunk.data
+        for stream, data in backlog:
+            got[stream] += data
         for s in (STDOUT, STDERR):
             total = b"".join(d for t, d in written if t == s)
             assert got[s] == total[have[s]:]
