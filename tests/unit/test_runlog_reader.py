@@ -2,7 +2,8 @@
 
 The reader takes small records out of one read ahead and a long one on its own: records of
 every size around that read's length, across segment rotations and the oldest segments being
-dropped, read whole, in feed-sized steps, and from a reattach's per-stream byte counts.
+dropped, read whole, in feed-sized steps, and from a reattach's per-stream byte counts, any
+two counts included (each stream goes on from its own).
 """
 from __future__ import annotations
 
@@ -110,3 +111,55 @@ def test_a_reattach_gets_the_rest_of_each_stream_from_its_byte_counts(
         for s in (STDOUT, STDERR):
             total = b"".join(d for t, d in written if t == s)
             assert got[s] == total[have[s]:]
+
+
+# Counts that no moment of the run had both at once (a client's own bookkeeping, or OpenSSH's
+# `attach "ID OUT ERR"` typed by hand): each stream goes on from its own count, no byte twice,
+# none left out.
+
+_WRITES = st.lists(st.tuples(st.sampled_from([STDOUT, STDERR]),
+                             st.binary(min_size=1, max_size=300)), min_size=0, max_size=40)
+
+
+def _rest(writes: list[tuple[int, bytes]], have_out: int, have_err: int,
+          limit: int) -> tuple[dict[int, bytes], int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = LogWriter(Path(tmp), limit=limit)
+        for stream, data in writes:
+            writer.append(stream, data)
+        writer.close()
+        log = OutputLog(Path(tmp), end=writer.end)
+        backlog, lacking = log.attach_at(_NoViewer(), have_out, have_err)
+        got = {STDOUT: b"", STDERR: b""}
+        for stream, data in backlog:
+            got[stream] += data
+        return got, lacking
+
+
+@settings(max_examples=200, deadline=None)
+@given(writes=_WRITES, out_frac=st.floats(0, 1.2), err_frac=st.floats(0, 1.2))
+def test_each_stream_goes_on_from_its_own_count(writes: list[tuple[int, bytes]],
+                                                out_frac: float, err_frac: float) -> None:
+    whole = {s: b"".join(d for k, d in writes if k == s) for s in (STDOUT, STDERR)}
+    have_out = int(len(whole[STDOUT]) * out_frac)
+    have_err = int(len(whole[STDERR]) * err_frac)
+    got, lacking = _rest(writes, have_out, have_err, limit=1 << 30)
+    assert got[STDOUT] == whole[STDOUT][have_out:]
+    assert got[STDERR] == whole[STDERR][have_err:]
+    assert lacking == 0
+
+
+def test_all_of_stderr_and_none_of_stdout_gives_stdout_only() -> None:
+    """The case the old reader got wrong: it started both streams at the first record the
+    reader lacked, so stderr, which the reader had whole, came again from 0."""
+    writes = [(STDOUT, b"o1\n"), (STDERR, b"e1\n"), (STDOUT, b"o2\n"), (STDERR, b"e2\n")]
+    got, _ = _rest(writes, 0, 6, limit=1 << 30)
+    assert got == {STDOUT: b"o1\no2\n", STDERR: b""}
+
+
+def test_a_small_limit_counts_what_is_gone_and_sends_the_rest() -> None:
+    big = b"x" * 4096
+    writes = [(STDOUT, big)] * (4 * MIN_LIMIT // len(big)) + [(STDERR, b"tail\n")]
+    got, lacking = _rest(writes, 0, 0, limit=MIN_LIMIT)
+    assert lacking > 0 and got[STDERR] == b"tail\n"
+    assert len(got[STDOUT]) + lacking == len(big) * (len(writes) - 1)
