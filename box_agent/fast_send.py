@@ -49,6 +49,10 @@ def speed_up(conn: Any) -> None:
               "_compressor", "_transport", "_send_enchdrlen", "_send_blocksize")
     if not all(hasattr(conn, name) for name in needed):
         return  # an asyncssh this was not written against: its own path, unchanged
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not hasattr(AESGCM, "encrypt_into"):
+        return  # an older cryptography, without encrypt_into: asyncssh's path, unchanged
     state: dict[str, _GcmSender | None] = {"sender": None}
 
     def sender() -> _GcmSender | None:
