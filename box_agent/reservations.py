@@ -62,7 +62,7 @@ _DOING = {"console": "opened a console on run {}", "continue": "resumed run {} (
 
 @runtime_checkable
 class Told(Protocol):
-    """A run's viewer that can take a line of the box's own (subsystems/run.ChannelViewer)."""
+    """A run's viewer that can take a line of the box's own (subsystems/channel_viewer.py)."""
 
     def tell(self, line: str) -> None: ...
 
