@@ -1,5 +1,5 @@
 """codec's own `@message` (no dataclasses import, issue 13) makes the same class @dataclass
-would: checked against a real @dataclass twin of each keeper message."""
+would: checked against a real @dataclass twin of each message it makes."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from message_strategies import message as messages
 
-from lager.protocol import keeper
+from lager.protocol import instrument, keeper
 from lager.protocol.codec import MISSING, Message, ProtocolError, message, message_fields
 
 KEEPER_MESSAGES = [keeper.KeeperRequest, keeper.KeeperReply, keeper.StreamOpen,
-                   keeper.StreamRefused, keeper.StreamResize, keeper.StreamExit]
+                   keeper.StreamRefused, keeper.StreamResize, keeper.StreamExit,
+                   instrument.InstrumentRequest]
 
 
 def _twin(cls: type[Message]) -> type:

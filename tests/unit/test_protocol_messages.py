@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from message_strategies import JSON, message
 
 from lager.errors import LagerError
-from lager.protocol import channel, events, keeper, link, pauses, version
+from lager.protocol import channel, events, instrument, keeper, link, pauses, version
 from lager.protocol.codec import Message, ProtocolError, message_fields
 
-MODULES = (channel, events, keeper, link, pauses)
+MODULES = (channel, events, instrument, keeper, link, pauses)
 MESSAGES = sorted({obj for module in MODULES for obj in vars(module).values()
                    if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message},
                   key=lambda cls: cls.__name__)
