@@ -1,4 +1,9 @@
-"""How every lager message is written down once: a dataclass whose field types are the check.
+"""How every lager message is written down once: a typed class whose field types are the check.
+
+A message class is a @dataclass, or (for the messages a short command from a second terminal
+uses: lager.protocol.keeper, lager.protocol.instrument) made by this module's own `@message`,
+which gives the same __init__/__eq__/__repr__ and field list without importing dataclasses or
+typing (issue 13). `message_fields()` and `field_types()` read either kind.
 
 A message class lists its fields with their types; `encode()` writes one JSON object (with its
 `op` tag when it has one) and `decode()`/`from_dict()` check every field against its declared
