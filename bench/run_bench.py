@@ -569,7 +569,7 @@ def rows_console(b: Bench, n: int) -> None:
 # What the keeper's path must not load: click and paramiko (issue 13), and the start-up cost
 # of typing, dataclasses (with inspect), hashlib (OpenSSL) a short command does without.
 KEEPER_PATH_NEVER = ("click", "paramiko", "typing", "dataclasses", "inspect", "hashlib")
-FIRST_CALL_NEVER = ("click", "paramiko", "dataclasses", "inspect")
+FIRST_CALL_NEVER = ("click", "paramiko", "dataclasses", "inspect", "hashlib")
 
 
 def _heavy_loaded(b: Bench, argv: list[str], never: tuple[str, ...], mux: bool) -> str:

@@ -33,8 +33,8 @@ from pathlib import Path
 from lager import protocol
 from lager.errors import ConnectionFailed
 
+from .builtin_sha256 import sha256
 from .config import Box, Config, parse_seconds
-from .route_digest import sha256_hex
 
 TYPE_CHECKING = False  # typing costs ~5 ms of a short command's start (issue 13)
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def socket_path(config: Config, box: Box) -> Path:
     # settings gets its own keeper.
     route = json.dumps(box.to_dict() | {"name": ""}, sort_keys=True)
     ident = f"{box.host}|{box.port}|{box.user}|{config.identity_path(box)}|{pinned}|{route}"
-    digest = sha256_hex(ident.encode())[:16]
+    digest = sha256(ident.encode()).hexdigest()[:16]
     return config.root / "mux" / f"{digest}.sock"
 
 

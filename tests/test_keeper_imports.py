@@ -1,7 +1,7 @@
 """What a short command loads, read from CPython's own `-X importtime` (issue 13): through a
 keeper (a keeper process, or an attached run serving as one) nothing of typing, dataclasses,
 inspect, hashlib, click or paramiko; on a first call (no keeper) no dataclasses, inspect,
-click or paramiko."""
+hashlib, click or paramiko (typing comes with cryptography there)."""
 from __future__ import annotations
 
 import subprocess
@@ -15,7 +15,7 @@ KEEPER_PATH_NEVER = ("typing", "dataclasses", "inspect", "hashlib", "click", "pa
 # An instrument kind's command (`lager supply NET VERB`) also loads the kinds registry
 # (lager/bench/kinds/spec.py: frozen dataclasses, typing), which builds its request.
 KIND_COMMAND_NEVER = ("hashlib", "click", "paramiko")
-FIRST_CALL_NEVER = ("dataclasses", "inspect", "click", "paramiko")
+FIRST_CALL_NEVER = ("dataclasses", "inspect", "hashlib", "click", "paramiko")
 
 
 def _loaded(laptop: Client, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
