@@ -10,12 +10,21 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, dataclass_transform
 
 from lager import protocol
 from lager.errors import LagerError, UnknownBox, UsageError
+
+# typing costs ~5 ms of a short command's start (issue 13): its names are for type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar, dataclass_transform
+
+    _T = TypeVar("_T")
+else:
+    def dataclass_transform(**_kwargs: object) -> Callable[[_T], _T]:
+        return lambda decorated: decorated
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CACHED_TARGETS = 64
@@ -38,7 +47,6 @@ class UnknownBoxName(UnknownBox, UsageError):
 # A plain record instead of @dataclass: importing dataclasses (inspect, ast, dis, tokenize)
 # was a fifth of the instructions of a short request through the keeper (issue 13), and every
 # command reads a Box. Type checkers see it as a dataclass (dataclass_transform).
-_T = TypeVar("_T")
 
 
 class _Factory:

@@ -21,7 +21,6 @@ finds its keeper through config.py's cached resolution, so this path never impor
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -30,14 +29,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed
 
+from .builtin_sha256 import sha256
 from .config import Box, Config, parse_seconds
 
+TYPE_CHECKING = False  # typing costs ~5 ms of a short command's start (issue 13)
 if TYPE_CHECKING:
+    from typing import Any
+
     from lager.protocol.keeper import KeeperReply
 
     from .pause_table import PauseTable
@@ -60,7 +62,7 @@ def socket_path(config: Config, box: Box) -> Path:
     # settings gets its own keeper.
     route = json.dumps(box.to_dict() | {"name": ""}, sort_keys=True)
     ident = f"{box.host}|{box.port}|{box.user}|{config.identity_path(box)}|{pinned}|{route}"
-    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    digest = sha256(ident.encode()).hexdigest()[:16]
     return config.root / "mux" / f"{digest}.sock"
 
 

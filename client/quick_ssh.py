@@ -20,7 +20,6 @@ caller takes the full paramiko path, which does the same thing or says precisely
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import struct
@@ -32,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from lager import protocol
+
+from .builtin_sha256 import sha256  # not hashlib: OpenSSL's load costs ~3 ms (issue 13)
 
 VERSION = b"SSH-2.0-lager_quick_1"
 KEX = b"curve25519-sha256"
@@ -350,7 +351,7 @@ class Transport:
             except ValueError:
                 raise Unsupported("bad key exchange value") from None
             k = mpint(shared)
-            digest = hashlib.sha256(
+            digest = sha256(
                 string(VERSION) + string(version) + string(ours) + string(theirs)
                 + string(host_blob) + string(q_c) + string(q_s) + k).digest()
             _verify_host(host_blob, self.pinned, signature, digest)
@@ -391,7 +392,7 @@ class Transport:
 
     def _derive(self, k: bytes, digest: bytes, iv_letter: bytes, key_letter: bytes) -> _Keys:
         def material(letter: bytes) -> bytes:
-            return hashlib.sha256(k + digest + letter + self.session_id).digest()
+            return sha256(k + digest + letter + self.session_id).digest()
 
         return _Keys(material(key_letter)[:16], material(iv_letter)[:12])
 

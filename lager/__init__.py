@@ -8,9 +8,12 @@ script first touches Net or NetType.
 from __future__ import annotations
 
 import os as _os
-from typing import Any
 
 from . import protocol as _protocol
+
+TYPE_CHECKING = False  # typing costs ~5 ms of a short command's start (issue 13)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["InvalidNetError", "LagerError", "Net", "NetType", "PauseTimeout",
            "SetupFunctionRequiredError", "breakpoint_hook", "pause", "pause_on_failure"]

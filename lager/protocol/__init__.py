@@ -2,9 +2,12 @@
 
 Everything a program outside this repository can observe (subsystem names, env variables,
 the id form in the banner) is defined here once, so the three sides cannot drift apart.
-Every message is a typed dataclass, defined once in this package and used by both ends:
+Every message is a typed class (a dataclass, or codec's own `@message`), defined once in this
+package and used by both ends:
 - `lager.protocol.link`: the script's breakpoint link and the monitor's socket;
-- `lager.protocol.channel`: the run header, control lines, attach, nets and keeper requests;
+- `lager.protocol.channel`: the run header, control lines, attach and download;
+- `lager.protocol.instrument`: the `nets` request (`lager nets`, `lager supply ...`);
+- `lager.protocol.keeper`: the connection keeper's socket;
 - `lager.protocol.events`: the run channel's framed form and its pause/resume notices;
 - `lager.protocol.reservation`: the `reservation` subsystem (lock, unlock, status, the queue);
 - `lager.protocol.pauses`: the `pauses` subsystem (the paused runs, then each change);

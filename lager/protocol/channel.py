@@ -4,16 +4,19 @@
 client may send control lines (Enter, a signal, a stop), one JSON object each.
 `attach`: one line, `ID` or `ID STDOUT_BYTES STDERR_BYTES` (LAGER_PROTOCOL in its env).
 A detached run is answered by one RunStarted line.
-`nets`: one InstrumentRequest line. `download`: one DownloadRequest line, answered by
-DownloadFile records and a DownloadEnd. The connection keeper's own socket has its messages in
-lager.protocol.keeper.
+`nets`: one InstrumentRequest line (lager.protocol.instrument). `download`: one
+DownloadRequest line, answered by DownloadFile records and a DownloadEnd. The connection
+keeper's own socket has its messages in lager.protocol.keeper.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from .codec import Message, ProtocolError, decode_one_of, load_object
+
+# Defined in its own module (the keeper path loads it without the run channel's dataclasses),
+# and still importable from here, as it always was.
+from .instrument import InstrumentRequest as InstrumentRequest
 
 
 @dataclass
@@ -102,32 +105,6 @@ def parse_attach(line: str) -> AttachRequest:
     if len(words) > 1:
         raise ProtocolError("attach wants one line: ID [STDOUT_BYTES STDERR_BYTES]")
     return AttachRequest(text)
-
-
-@dataclass
-class InstrumentRequest(Message):
-    """`nets`: a command on one net, or {"command": "nets"} for the list. A word travels apart
-    from "value" because value admits only numbers."""
-
-    WHAT = "nets request"
-    command: str | None = None
-    net: str | None = None
-    action: str | None = None
-    value: float | None = None
-    word: str | None = None
-    options: dict[str, Any] | None = None
-    v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        # Only what is set, as the box has always been sent it (`lager nets` is one key).
-        return {k: v for k, v in super().to_dict().items() if v is not None}
-
-    @classmethod
-    def ours(cls, **fields: Any) -> str:
-        """The request line this client sends (with its version)."""
-        from .version import PROTOCOL_VERSION
-
-        return cls(**fields, v=PROTOCOL_VERSION).as_line()
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""How every lager message is written down once: a dataclass whose field types are the check.
+"""How every lager message is written down once: a typed class whose field types are the check.
+
+A message class is a @dataclass, or (for the messages a short command from a second terminal
+uses: lager.protocol.keeper, lager.protocol.instrument) made by this module's own `@message`,
+which gives the same __init__/__eq__/__repr__ and field list without importing dataclasses or
+typing (issue 13). `message_fields()` and `field_types()` read either kind.
 
 A message class lists its fields with their types; `encode()` writes one JSON object (with its
 `op` tag when it has one) and `decode()`/`from_dict()` check every field against its declared
@@ -13,17 +18,66 @@ Rules the decoder applies, the same for every message:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
+import sys
 import types
-import typing
-from typing import Any, ClassVar, TypeVar, Union
 
 from ..errors import LagerError
 
-M = TypeVar("M", bound="Message")
+# `typing` (~5 ms) and `dataclasses` (with inspect, ast, dis, tokenize: ~6 ms) are never
+# imported at run time here: every short command from a second terminal loads this module
+# (issue 13). Type checkers see the names below; the classes made by `@message` look like
+# dataclasses to them (dataclass_transform).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, ClassVar, TypeVar, dataclass_transform
+
+    M = TypeVar("M", bound="Message")
+    _C = TypeVar("_C", bound="type[Message]")
+else:
+    def dataclass_transform(**_kwargs: object) -> Callable[[_C], _C]:
+        return lambda decorated: decorated
+
 _MAX_SHOWN = 60
+
+
+class _Missing:
+    """A field without a default (dataclasses.MISSING's role, without importing dataclasses)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class _AnyValue:
+    """`Any` in an annotation, resolved without importing typing."""
+
+    def __repr__(self) -> str:
+        return "Any"
+
+
+_ANY = _AnyValue()
+
+
+class MessageField:
+    """One field of a message: what docs/protocol.md and the codec need of dataclasses.Field."""
+
+    __slots__ = ("annotation", "default", "default_factory", "name")
+
+    def __init__(self, name: str, annotation: Any, default: Any = MISSING,
+                 default_factory: Any = MISSING) -> None:
+        self.name = name
+        self.annotation = annotation  # as written (a string, under `from __future__`)
+        self.default = default
+        self.default_factory = default_factory
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING and self.default_factory is MISSING
 
 
 class ProtocolError(LagerError):
@@ -35,29 +89,49 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
 
 
+def _is_any(tp: Any) -> bool:
+    if tp is _ANY:
+        return True
+    typing = sys.modules.get("typing")  # typing.Any only comes from a module that loaded it
+    return typing is not None and tp is typing.Any
+
+
+def _is_union(tp: Any) -> bool:
+    if isinstance(tp, types.UnionType):
+        return True
+    typing = sys.modules.get("typing")  # Optional[X] / Union[X, Y], from typing
+    return typing is not None and getattr(tp, "__origin__", None) is typing.Union
+
+
+def _origin(tp: Any) -> Any:
+    return tp.__origin__ if isinstance(tp, types.GenericAlias) else None
+
+
 def type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if _is_union(tp):
+        return " or ".join(type_name(a) for a in tp.__args__)
+    origin = _origin(tp)
     if origin is list:
-        return f"a list of {type_name(typing.get_args(tp)[0])}"
+        return f"a list of {type_name(tp.__args__[0])}"
     if origin is dict:
-        return f"an object of {type_name(typing.get_args(tp)[1])}"
+        return f"an object of {type_name(tp.__args__[1])}"
     if tp is type(None):
         return "null"
     if isinstance(tp, type) and issubclass(tp, Message):
         return "an object"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            Any: "anything"}.get(tp, str(tp))
+    if _is_any(tp):
+        return "anything"
+    return {str: "a string", int: "an integer", float: "a number",
+            bool: "true or false"}.get(tp, str(tp))
 
 
 def _check(tp: Any, value: Any, where: str) -> Any:
     """value as type tp, or ProtocolError naming `where`."""
-    if tp is Any:
+    if _is_any(tp):
         return value
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for option in typing.get_args(tp):
+    origin = _origin(tp)
+    if _is_union(tp):
+        for option in tp.__args__:
             try:
                 return _check(option, value, where)
             except ProtocolError:
@@ -84,11 +158,11 @@ def _check(tp: Any, value: Any, where: str) -> Any:
             return value
     elif origin is list:
         if isinstance(value, list):
-            (item,) = typing.get_args(tp)
+            (item,) = tp.__args__
             return [_check(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict):
-            _, item = typing.get_args(tp)
+            _, item = tp.__args__
             return {k: _check(item, v, f"{where}.{k}") for k, v in value.items()}
     elif isinstance(tp, type) and issubclass(tp, Message):
         if isinstance(value, dict):
@@ -97,27 +171,131 @@ def _check(tp: Any, value: Any, where: str) -> Any:
     raise ProtocolError(f"{where} must be {type_name(tp)}, not {_shown(value)}")
 
 
+def _resolve(cls: type, name: str, annotation: Any) -> Any:
+    """A field's type from its annotation as written, the way typing.get_type_hints would,
+    without importing typing: evaluated among the builtins and the class's module, with `Any`
+    as our own marker. Anything this does not cover (typing's other forms) goes to
+    typing.get_type_hints."""
+    if not isinstance(annotation, str):
+        return annotation
+    names = dict(vars(sys.modules[cls.__module__]))
+    names["Any"] = _ANY
+    try:
+        return eval(annotation, names)  # our own class's annotation, never input
+    except (NameError, TypeError, AttributeError, SyntaxError):
+        import typing
+
+        # Message's own ClassVar annotations, and `Any`, are names only type checkers import.
+        return typing.get_type_hints(cls, localns={"ClassVar": typing.ClassVar,
+                                                   "Any": typing.Any})[name]
+
+
+def _is_class_var(annotation: Any) -> bool:
+    return str(annotation).startswith(("ClassVar", "typing.ClassVar"))
+
+
+def message_fields(cls: type[Message] | Message) -> tuple[MessageField, ...]:
+    """The fields of a message class (or message) in order: those of `@message`, or of a
+    @dataclass message (dataclasses is imported only for one of those)."""
+    if not isinstance(cls, type):
+        cls = type(cls)
+    found = cls.__dict__.get("_message_fields")
+    if found is None:
+        import dataclasses
+
+        def ours(value: Any) -> Any:
+            return MISSING if value is dataclasses.MISSING else value
+
+        found = tuple(MessageField(f.name, f.type, ours(f.default), ours(f.default_factory))
+                      for f in dataclasses.fields(cls) if f.init)  # type: ignore[arg-type]
+        cls._message_fields = found
+    return found  # type: ignore[no-any-return]
+
+
+def field_types(cls: type[Message]) -> dict[str, Any]:
+    """Each field's type, as the decoder checks it (typing.get_type_hints' role: a message's
+    module imports typing's names for type checkers only)."""
+    return {f.name: tp for f, tp in cls._fields()}
+
+
+@dataclass_transform()
+def message(cls: _C) -> _C:
+    """A message class without dataclasses: __init__, __eq__, __repr__ and the field list from
+    its annotations, as @dataclass makes them (mutable, unhashable, fields in order, defaults
+    as written). Its own fields only: a @message class derives from Message alone."""
+    fields = []
+    # Not inspect.get_annotations: inspect is what this module avoids importing.
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+        if _is_class_var(annotation):
+            continue
+        default = cls.__dict__.get(name, MISSING)
+        if isinstance(default, (list, dict, set)):
+            raise TypeError(f"{cls.__name__}.{name}: a mutable default is shared by every "
+                            "message; use None")
+        fields.append(MessageField(name, annotation, default))
+    names = tuple(f.name for f in fields)
+    required = [f.name for f in fields if f.default is MISSING]
+    if required and names.index(required[-1]) >= len(required):
+        raise TypeError(f"{cls.__name__}.{required[-1]}: a required field after a default")
+    defaults = {f.name: f.default for f in fields if f.default is not MISSING}
+    what = f"{cls.__name__}()"
+
+    # Not a generated (exec'd) __init__ as dataclasses makes: compiling one costs ~0.13 ms a
+    # class, more than this whole __init__ does in a short command's life.
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise TypeError(f"{what} takes {len(names)} arguments, not {len(args)}")
+        given = dict(zip(names, args, strict=False))
+        for key in kwargs:
+            if key in given or key not in names:
+                raise TypeError(f"{what} got an unexpected or repeated argument {key!r}")
+        given.update(kwargs)
+        missing = [name for name in required if name not in given]
+        if missing:
+            raise TypeError(f"{what} is missing {', '.join(map(repr, missing))}")
+        state = vars(self)
+        state.update(defaults)
+        state.update(given)
+
+    def __eq__(self: Any, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in names)
+
+    def __repr__(self: Any) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
+        return f"{type(self).__qualname__}({inner})"
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    cls.__eq__ = __eq__  # type: ignore[method-assign, assignment]
+    cls.__repr__ = __repr__  # type: ignore[method-assign, assignment]
+    cls.__hash__ = None  # type: ignore[assignment]  # as a dataclass: mutable, so unhashable
+    cls._message_fields = tuple(fields)
+    return cls
+
+
 class Message:
-    """Base of every message. Subclasses are dataclasses; OP is the `op` tag, if any, and
-    WHAT names the message in errors ("run request")."""
+    """Base of every message. Subclasses are made by `@message` (or @dataclass); OP is the
+    `op` tag, if any, and WHAT names the message in errors ("run request")."""
 
     OP: ClassVar[str | None] = None
     WHAT: ClassVar[str] = "message"
-    _hints: ClassVar[dict[str, Any] | None] = None
+    _message_fields: ClassVar[tuple[MessageField, ...] | None] = None
+    _types: ClassVar[list[tuple[MessageField, Any]] | None] = None
 
     @classmethod
-    def _fields(cls) -> list[tuple[dataclasses.Field[Any], Any]]:
+    def _fields(cls) -> list[tuple[MessageField, Any]]:
         # Resolved once per class, on first use: scripts that never decode never pay for it.
-        if cls.__dict__.get("_hints") is None:
-            cls._hints = typing.get_type_hints(cls)
-        hints = cls._hints
-        assert hints is not None
-        return [(f, hints[f.name]) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                if f.init]
+        found = cls.__dict__.get("_types")
+        if found is None:
+            found = [(f, _resolve(cls, f.name, f.annotation)) for f in message_fields(cls)]
+            cls._types = found
+        return found  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {} if self.OP is None else {"op": self.OP}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        for f in message_fields(self):
             body[f.name] = _plain(getattr(self, f.name))
         return body
 
@@ -145,8 +323,7 @@ class Message:
             field_name = f"{name}: {f.name}" if top else f"{name}.{f.name}"
             if f.name in body:
                 values[f.name] = _check(tp, body[f.name], field_name)
-            elif f.default is dataclasses.MISSING and \
-                    f.default_factory is dataclasses.MISSING:
+            elif f.required:
                 raise ProtocolError(f"{field_name} is missing")
         try:
             return cls(**values)
@@ -180,7 +357,7 @@ def load_object(data: bytes | str, what: str) -> dict[str, Any]:
     return body
 
 
-def decode_one_of(data: bytes | str, classes: typing.Sequence[type[Message]],
+def decode_one_of(data: bytes | str, classes: Sequence[type[Message]],
                   what: str) -> Message:
     """The message among `classes` that the `op` tag names."""
     body = load_object(data, what)

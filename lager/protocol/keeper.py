@@ -4,17 +4,19 @@ then frames, for a console.
 
 Apart from the run channel's messages (lager.protocol.channel) because every short command
 from a second terminal loads this module, and making a dataclass costs about a third of a
-millisecond: these six, not all twenty-odd (issue 13).
+millisecond: these six, not all twenty-odd (issue 13). They are made by codec's own `@message`,
+not @dataclass, so this path never imports dataclasses (nor typing) at all.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from .codec import Message, message
 
-from .codec import Message
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dataclass
+@message
 class KeeperRequest(Message):
     """client -> its connection keeper: one short subsystem request to forward."""
 
@@ -31,7 +33,7 @@ class KeeperRequest(Message):
     pin: str | None = None
 
 
-@dataclass
+@message
 class StreamOpen(Message):
     """client -> its keeper's stream socket (client/keeper_stream.py): open a console channel;
     the frames that follow carry its bytes."""
@@ -42,7 +44,7 @@ class StreamOpen(Message):
     pty: list[Any] | None = None  # [TERM, cols, rows]
 
 
-@dataclass
+@message
 class StreamRefused(Message):
     """keeper -> client, instead of the open channel: why not (the client goes another way)."""
 
@@ -50,7 +52,7 @@ class StreamRefused(Message):
     error: str = ""
 
 
-@dataclass
+@message
 class StreamResize(Message):
     """client -> keeper: the terminal's new size, for the console's PTY."""
 
@@ -59,7 +61,7 @@ class StreamResize(Message):
     rows: int
 
 
-@dataclass
+@message
 class StreamExit(Message):
     """keeper -> client: the console channel's exit status, its last frame."""
 
@@ -67,7 +69,7 @@ class StreamExit(Message):
     status: int
 
 
-@dataclass
+@message
 class KeeperReply(Message):
     """The box's answer (status >= 0), or why there is none and whether the request went out
     (`delivered`: False means the client may safely go direct)."""

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import fields
 
 from hypothesis import strategies as st
 
-from lager.protocol.codec import Message
+from lager.protocol.codec import Message, field_types, message_fields
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8)
                     | st.floats(allow_nan=False, allow_infinity=False),
@@ -33,5 +32,5 @@ def strategy(tp: typing.Any) -> st.SearchStrategy[typing.Any]:
 
 
 def message(cls: type[Message]) -> st.SearchStrategy[Message]:
-    hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: strategy(hints[f.name]) for f in fields(cls)})
+    hints = field_types(cls)
+    return st.builds(cls, **{f.name: strategy(hints[f.name]) for f in message_fields(cls)})

@@ -3,7 +3,6 @@ ProtocolError line (hypothesis generates the messages and the hostile input)."""
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
 import pytest
 from hypothesis import given, settings
@@ -11,10 +10,10 @@ from hypothesis import strategies as st
 from message_strategies import JSON, message
 
 from lager.errors import LagerError
-from lager.protocol import channel, events, keeper, link, pauses, version
-from lager.protocol.codec import Message, ProtocolError
+from lager.protocol import channel, events, instrument, keeper, link, pauses, version
+from lager.protocol.codec import Message, ProtocolError, message_fields
 
-MODULES = (channel, events, keeper, link, pauses)
+MODULES = (channel, events, instrument, keeper, link, pauses)
 MESSAGES = sorted({obj for module in MODULES for obj in vars(module).values()
                    if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message},
                   key=lambda cls: cls.__name__)
@@ -45,7 +44,7 @@ def test_round_trip(cls: type[Message]) -> None:
 def test_hostile_input_is_one_protocol_error(cls: type[Message]) -> None:
     @settings(max_examples=40, deadline=None)
     @given(st.one_of(st.binary(max_size=64), JSON.map(lambda v: json.dumps(v).encode()),
-                     st.dictionaries(st.sampled_from([f.name for f in fields(cls)] + ["op"]),
+                     st.dictionaries(st.sampled_from([f.name for f in message_fields(cls)] + ["op"]),
                                      JSON, max_size=6).map(lambda d: json.dumps(d).encode())))
     def check(data: bytes) -> None:
         try:
