@@ -12,9 +12,6 @@ from conftest import LAGER, Client, laptop_on_a_new_box, wait_for
 from keeper_rig import connections, keeper_sockets, run_to_first_pause
 
 KEEPER_PATH_NEVER = ("typing", "dataclasses", "inspect", "hashlib", "click", "paramiko")
-# An instrument kind's command (`lager supply NET VERB`) also loads the kinds registry
-# (lager/bench/kinds/spec.py: frozen dataclasses, typing), which builds its request.
-KIND_COMMAND_NEVER = ("hashlib", "click", "paramiko")
 FIRST_CALL_NEVER = ("dataclasses", "inspect", "hashlib", "click", "paramiko")
 
 
@@ -47,11 +44,47 @@ def test_the_keeper_path_loads_none_of_the_heavy_modules(tmp_path: Path) -> None
                 (["python", "--continue", "ffffffff"], 1, "no run with id", KEEPER_PATH_NEVER),
                 (["python", "--kill", "ffffffff"], 1, "no run with id", KEEPER_PATH_NEVER),
                 (["nets", "--json"], 0, "[", KEEPER_PATH_NEVER),
-                (["supply", "supply2", "state"], 0, "", KIND_COMMAND_NEVER)):
+                # An instrument kind's command loads its declaration (kinds/<kind>_spec.py),
+                # which builds the request and renders the answer: still none of them.
+                (["supply", "supply2", "state"], 0, "supply2: ", KEEPER_PATH_NEVER),
+                (["battery", "battery1", "state"], 0, "battery1: ", KEEPER_PATH_NEVER),
+                (["adc", "adc1"], 0, "adc1: ", KEEPER_PATH_NEVER),
+                (["supply", "supply2", "voltage", "--json"], 0, '"set_voltage"',
+                 KEEPER_PATH_NEVER)):
             done, names = _loaded(laptop, *args)
             assert (done.returncode, says in _answer(done)) == (status, True), _answer(done)
             assert names.isdisjoint(never), (args, names & set(never))
         assert connections(laptop) == before  # every one of them went through the keeper
+
+
+def test_an_instrument_command_first_call_loads_none_of_them(tmp_path: Path) -> None:
+    """No keeper at all (LAGER_MUX=0: each one a first call, over the quick client). typing is
+    allowed only because cryptography's own modules import it (checked: it is theirs)."""
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        laptop.env["LAGER_MUX"] = "0"
+        for args, says in ((["supply", "supply2", "state"], "Channel: "),
+                           (["battery", "battery1", "state"], "SOC"),
+                           (["adc", "adc1", "--json"], '"voltage"')):
+            done, names = _loaded(laptop, *args)
+            assert (done.returncode, says in _answer(done)) == (0, True), _answer(done)
+            assert names.isdisjoint(FIRST_CALL_NEVER), (args, names & set(FIRST_CALL_NEVER))
+            assert _typing_importers(done) <= {"cryptography"}, (args, _typing_importers(done))
+        assert not keeper_sockets(laptop)
+
+
+def _typing_importers(done: subprocess.CompletedProcess[str]) -> set[str]:
+    """The top-level packages whose import brought typing in: importtime lists a module's
+    imports before it, indented deeper, so typing's importer is the next line less indented."""
+    lines = [line.split("|", 2)[-1] for line in done.stderr.splitlines()
+             if line.startswith("import time:")]
+    found: set[str] = set()
+    for at, name in enumerate(lines):
+        if name.strip() != "typing":
+            continue
+        depth = len(name) - len(name.lstrip())
+        parent = next((n for n in lines[at + 1:] if len(n) - len(n.lstrip()) < depth), name)
+        found.add(parent.strip().split(".")[0])
+    return found
 
 
 def test_a_second_terminal_beside_an_attached_run_loads_none_of_them(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@ it (lager/bench/kinds/spec.py says what). Adding a kind is one module here, list
 its drivers; the CLI, the box and Net.get all read it from KINDS.
 
 Import-light on purpose: the `lager` CLI imports this on every start, so nothing here (nor in
-the kind modules) imports pyvisa or yaml until a net is opened. The kind modules themselves
-load on first use (they bring the Net classes): `lager supply ...` loads only supply's, and
-anything that reads KINDS loads them all.
+the kinds' declarations) imports pyvisa or yaml until a net is opened, nor typing,
+dataclasses, inspect or abc (issue 13). The declarations (kinds/<kind>_spec.py) load on first
+use: `lager supply ...` loads only supply's, and anything that reads KINDS loads them all.
+The Net classes, states and driver protocols (kinds/<kind>.py) load when a net is opened.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ KINDS: tuple[Kind, ...]  # made on first use (module __getattr__ below)
 
 
 def _kind(module: str) -> Kind:
-    kind: Kind = importlib.import_module(f"{__name__}.{module}").KIND
+    # The declaration only (kinds/<kind>_spec.py): the Net class and drivers load on use.
+    kind: Kind = importlib.import_module(f"{__name__}.{module}_spec").KIND
     return kind
 
 

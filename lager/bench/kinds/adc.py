@@ -1,4 +1,5 @@
-"""ADC nets: one voltage input (`Net.get(name, type=NetType.ADC).input()`, `lager adc NET`)."""
+"""ADC nets: one voltage input (`Net.get(name, type=NetType.ADC).input()`, `lager adc NET`).
+The `lager adc` declaration: adc_spec.py, import-light for the CLI."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -6,7 +7,6 @@ from dataclasses import dataclass
 
 from ..net import Net
 from ..protocols import Driver, State
-from .spec import Kind, Verb
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,3 @@ class ADCNet(Net):
 
     def read_state(self) -> ADCReading:
         return ADCReading(self.input())
-
-
-KIND = Kind(
-    name="adc", net_type="ADC", summary="ADC net (a voltage input)",
-    net_class=ADCNet, default_verb="read",
-    verbs=(Verb("read", "read the input's voltage (V)"),),
-    drivers={"keithley_daq6510": "lager.bench.drivers.meters:KeithleyDAQ6510Input",
-             "keysight_34461a": "lager.bench.drivers.meters:Keysight34461AInput"},
-    snapshot=lambda net: net.read_state().as_dict(),
-    line=lambda s: f"{s['net']}: {s['voltage']:.4f} V",
-)

@@ -17,14 +17,20 @@ so set points never change on a live output.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ...errors import BenchConfigError
 
+# Not typing.TYPE_CHECKING: the kinds' declarations (kinds/*_spec.py) hold SafeSettings, and
+# `lager supply ...` loads them on its fast path, where typing is a cost (issue 13).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from .spec import Kind
+
+    # A declared safe state: (setting, value) pairs in the order they are applied; empty: `none`.
+    SafeState = tuple[tuple[str, Any], ...]
 
 ENABLED = "enabled"
 # YAML 1.1 (PyYAML) reads a bare `off` as False, and `on` as True; both spellings are taken.
@@ -32,15 +38,16 @@ _OFF_WORDS = ("off", "false", "no")
 _ON_WORDS = ("on", "true", "yes")
 NONE_WORD = "none"
 
-# A declared safe state: (setting, value) pairs in the order they are applied; empty: `none`.
-SafeState = tuple[tuple[str, Any], ...]
 
-
-@dataclass(frozen=True)
 class SafeSetting:
-    name: str  # the bench file's key
-    apply: Callable[[Any, Any], None]  # (the open net, the value)
-    unit: str = ""  # a number in this unit; "" for a switch (enabled)
+    """One setting a bench file's `safe:` may give a kind's net (a plain class: see above)."""
+
+    __slots__ = ("apply", "name", "unit")
+
+    def __init__(self, name: str, apply: Callable[[Any, Any], None], unit: str = "") -> None:
+        self.name = name  # the bench file's key
+        self.apply = apply  # (the open net, the value)
+        self.unit = unit  # a number in this unit; "" for a switch (enabled)
 
     def check(self, raw: Any, where: str) -> Any:
         if not self.unit:

@@ -3,42 +3,74 @@ type of each verb's value, its options, its state, its drivers and its Net API c
 
 The CLI (client/commands/instruments.py) builds its commands from these declarations, the box
 (box_agent/bench_commands.py) checks and runs requests with them, and Net.get finds the driver
-and the API class through them. Nothing here imports an instrument library: the CLI imports
-the registry on every start.
+and the API class through them.
+
+Import-light on purpose (issue 13): `lager supply NET ...` reads a kind on its fast path, so
+this module and each kind's declaration (kinds/<kind>_spec.py) load no instrument library and
+none of typing, dataclasses, inspect or abc (~14 ms of a 50 ms command). Hence plain classes
+with __slots__ here, and the Net class and drivers named as "module:Class", imported on use.
 """
 from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from ...errors import UsageError
-from .safe import SafeSetting
+
+# Not typing.TYPE_CHECKING: importing typing is the cost this module avoids.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from .safe import SafeSetting
+
+    # What a verb does on the box: (the open net, the checked value, the checked options) ->
+    # extra fields for the answer (or None). The answer is always the net's state plus these.
+    Action = Callable[[Any, Any, dict[str, float]], "dict[str, Any] | None"]
+    Shown = Callable[[dict[str, Any]], str]
 
 NUMBER = "number"
 WORD = "word"
 MAX_WORD = 64
 
-# What a verb does on the box: (the open net, the checked value, the checked options) -> extra
-# fields for the answer (or None). The answer is always the net's state plus these fields.
-Action = Callable[[Any, Any, dict[str, float]], "dict[str, Any] | None"]
-Shown = Callable[[dict[str, Any]], str]
+
+class _Frozen:
+    """Declarations are made once and shared by the CLI and the box: never changed after."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only ({name})")
+
+    def _init(self, **fields: object) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({getattr(self, 'name', '?')!r})"
 
 
-@dataclass(frozen=True)
-class Verb:
+class Verb(_Frozen):
+    __slots__ = ("choices", "confirm", "help", "name", "options", "required", "run", "show",
+                 "takes", "unit")
     name: str
     help: str
-    run: Action | None = None  # None: nothing to do but answer with the state
-    takes: str | None = None  # None, NUMBER or WORD
-    required: bool = False  # a value must be given; otherwise an omitted value is a read
-    choices: tuple[str, ...] = ()  # the WORDs it accepts (any case); empty: any short word
-    unit: str = ""
-    options: tuple[str, ...] = ()  # which of the kind's numeric --options go with it
-    confirm: str | None = None  # asked on a terminal before acting, unless --yes
-    show: Shown | None = None  # the human form of its answer; else the kind's one line
+    run: Action | None  # None: nothing to do but answer with the state
+    takes: str | None  # None, NUMBER or WORD
+    required: bool  # a value must be given; otherwise an omitted value is a read
+    choices: tuple[str, ...]  # the WORDs it accepts (any case); empty: any short word
+    unit: str
+    options: tuple[str, ...]  # which of the kind's numeric --options go with it
+    confirm: str | None  # asked on a terminal before acting, unless --yes
+    show: Shown | None  # the human form of its answer; else the kind's one line
+
+    def __init__(self, name: str, help: str, run: Action | None = None,
+                 takes: str | None = None, required: bool = False,
+                 choices: tuple[str, ...] = (), unit: str = "", options: tuple[str, ...] = (),
+                 confirm: str | None = None, show: Shown | None = None) -> None:
+        self._init(name=name, help=help, run=run, takes=takes, required=required,
+                   choices=choices, unit=unit, options=options, confirm=confirm, show=show)
 
     def check_value(self, raw: Any) -> float | str | None:
         """The value a request or a command line gave, checked against this verb's type."""
@@ -107,20 +139,31 @@ def number(raw: Any, what: str) -> float:
     return value
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(_Frozen):
+    __slots__ = ("aliases", "default_verb", "drivers", "line", "name", "net_api", "net_type",
+                 "options", "safe", "snapshot", "summary", "verbs")
     name: str  # the CLI command and the nets request's "command"
     net_type: str  # the NetType member (lager.bench.net.NetType)
     summary: str
     verbs: tuple[Verb, ...]
     default_verb: str
-    net_class: type  # the Net API class a script gets from Net.get
+    net_api: str  # "module:Class" of the Net API class a script gets from Net.get
     drivers: Mapping[str, str]  # bench file `driver:` -> "module:Class" (imported on use)
     snapshot: Callable[[Any], dict[str, Any]]  # the state every answer carries
     line: Shown  # one human line for an answer
-    options: Mapping[str, str] = field(default_factory=dict)  # --name -> help
-    aliases: tuple[str, ...] = ()  # other CLI spellings (the real lager's)
-    safe: tuple[SafeSetting, ...] = ()  # what a bench file's `safe:` may set (kinds/safe.py)
+    options: Mapping[str, str]  # --name -> help
+    aliases: tuple[str, ...]  # other CLI spellings (the real lager's)
+    safe: tuple[SafeSetting, ...]  # what a bench file's `safe:` may set (kinds/safe.py)
+
+    def __init__(self, name: str, net_type: str, summary: str, verbs: tuple[Verb, ...],
+                 default_verb: str, net_api: str, drivers: Mapping[str, str],
+                 snapshot: Callable[[Any], dict[str, Any]], line: Shown,
+                 options: Mapping[str, str] | None = None, aliases: tuple[str, ...] = (),
+                 safe: tuple[SafeSetting, ...] = ()) -> None:
+        self._init(name=name, net_type=net_type, summary=summary, verbs=verbs,
+                   default_verb=default_verb, net_api=net_api, drivers=drivers,
+                   snapshot=snapshot, line=line, options=options or {}, aliases=aliases,
+                   safe=safe)
 
     def verb(self, name: str) -> Verb | None:
         return next((v for v in self.verbs if v.name == name), None)
@@ -145,9 +188,17 @@ class Kind:
             request["options"] = verb.check_options(given, self)
         return request
 
+    @property
+    def net_class(self) -> type:
+        """The Net API class a script gets from Net.get (imported here, on the box's side)."""
+        return _resolve(self.net_api)
+
     def driver_class(self, driver: str) -> type | None:
         target = self.drivers.get(driver)
-        if target is None:
-            return None
-        module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return None if target is None else _resolve(target)
+
+
+def _resolve(target: str) -> type:
+    """`module:Class` -> the class."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
