@@ -4,6 +4,8 @@ these rules fails here, in the unit tier, before any end-to-end run."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -38,3 +40,33 @@ def test_command_names_are_unique() -> None:
     names = command_names()
     assert len(names) == len(set(names))
     assert {"supply", "battery", "adc", "load", "eload", "nets"} <= set(names)
+
+
+def test_the_declarations_load_none_of_the_heavy_modules() -> None:
+    """Every kind's declaration, read as the CLI's fast path reads it, in a fresh interpreter:
+    none of typing, dataclasses, inspect, enum (the Net classes' modules) nor an instrument
+    library comes with it (issue 13); the Net classes still load when asked for."""
+    probe = ("import sys\nfrom lager.bench import kinds\n"
+             "for k in kinds.KINDS:\n    kinds.by_command(k.name).request('n', None, None)\n"
+             "print(sorted(m for m in ('typing', 'dataclasses', 'inspect', 'enum', 'pyvisa',"
+             " 'yaml', 'lager.bench.net', 'lager.bench.kinds.supply') if m in sys.modules))\n"
+             "kinds.KINDS[0].net_class\nprint('lager.bench.net' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_the_net_side_reads_the_one_declaration(kind: Kind) -> None:
+    """The Net class is the one the declaration names, and its module's renderers are the
+    declaration's own (one definition: `lager supply` and `psu.state()` print one block)."""
+    net_module = importlib.import_module(kind.net_class.__module__)
+    spec_module = importlib.import_module(f"{net_module.__name__}_spec")
+    assert spec_module.KIND is kind
+    if hasattr(spec_module, "block"):
+        assert net_module.block is spec_module.block
+    with pytest.raises(AttributeError, match="read-only"):
+        kind.name = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="read-only"):
+        kind.verbs[0].run = None  # type: ignore[misc]

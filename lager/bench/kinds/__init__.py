@@ -1,6 +1,7 @@
-"""The registry of net kinds this bench serves: one module per kind declares everything about
-it (lager/bench/kinds/spec.py says what). Adding a kind is one module here, listed below, plus
-its drivers; the CLI, the box and Net.get all read it from KINDS.
+"""The registry of net kinds this bench serves: one declaration per kind says everything about
+it (lager/bench/kinds/spec.py says what), in kinds/<kind>_spec.py; its state, driver protocol
+and Net API class are in kinds/<kind>.py. Adding a kind is those two modules, listed below,
+plus its drivers; the CLI, the box and Net.get all read it from KINDS.
 
 Import-light on purpose: the `lager` CLI imports this on every start, so nothing here (nor in
 the kinds' declarations) imports pyvisa or yaml until a net is opened, nor typing,
