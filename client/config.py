@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lager import protocol
 from lager.errors import LagerError, UnknownBox, UsageError
+from lager.plain_record import Factory, install
 
 # typing costs ~5 ms of a short command's start (issue 13): its names are for type checkers.
 TYPE_CHECKING = False
@@ -49,51 +50,14 @@ class UnknownBoxName(UnknownBox, UsageError):
 # command reads a Box. Type checkers see it as a dataclass (dataclass_transform).
 
 
-class _Factory:
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
-
-
 def field(*, default_factory: Callable[[], _T]) -> _T:
-    return _Factory(default_factory)  # type: ignore[return-value]
+    return Factory(default_factory)  # type: ignore[return-value]
 
 
 @dataclass_transform(field_specifiers=(field,))
 def _record(cls: type[_T]) -> type[_T]:
     names = tuple(cls.__annotations__)
-    defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__}() takes at most {len(names)} arguments")
-        given = dict(zip(names, args, strict=False))
-        for key, value in kwargs.items():
-            if key not in names or key in given:
-                raise TypeError(f"{cls.__name__}() got an unexpected or repeated {key!r}")
-            given[key] = value
-        for name in names:
-            if name in given:
-                value = given[name]
-            elif name in defaults:
-                value = defaults[name]
-                value = value.make() if isinstance(value, _Factory) else value
-            else:
-                raise TypeError(f"{cls.__name__}() needs {name!r}")
-            setattr(self, name, value)
-
-    def __eq__(self: Any, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in names)
-
-    def __repr__(self: Any) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
-        return f"{cls.__name__}({inner})"
-
-    cls.__init__ = __init__  # type: ignore[misc, method-assign]
-    cls.__eq__ = __eq__  # type: ignore[method-assign, assignment]
-    cls.__repr__ = __repr__  # type: ignore[method-assign, assignment]
-    cls.__hash__ = None  # type: ignore[assignment]  # as a dataclass: mutable, so unhashable
+    install(cls, names, {n: cls.__dict__[n] for n in names if n in cls.__dict__})
     return cls
 
 

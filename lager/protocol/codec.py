@@ -24,6 +24,7 @@ import sys
 import types
 
 from ..errors import LagerError
+from ..plain_record import install
 
 # `typing` (~5 ms) and `dataclasses` (with inspect, ast, dis, tokenize: ~6 ms) are never
 # imported at run time here: every short command from a second terminal loads this module
@@ -237,40 +238,7 @@ def message(cls: _C) -> _C:
     required = [f.name for f in fields if f.default is MISSING]
     if required and names.index(required[-1]) >= len(required):
         raise TypeError(f"{cls.__name__}.{required[-1]}: a required field after a default")
-    defaults = {f.name: f.default for f in fields if f.default is not MISSING}
-    what = f"{cls.__name__}()"
-
-    # Not a generated (exec'd) __init__ as dataclasses makes: compiling one costs ~0.13 ms a
-    # class, more than this whole __init__ does in a short command's life.
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{what} takes {len(names)} arguments, not {len(args)}")
-        given = dict(zip(names, args, strict=False))
-        for key in kwargs:
-            if key in given or key not in names:
-                raise TypeError(f"{what} got an unexpected or repeated argument {key!r}")
-        given.update(kwargs)
-        missing = [name for name in required if name not in given]
-        if missing:
-            raise TypeError(f"{what} is missing {', '.join(map(repr, missing))}")
-        state = vars(self)
-        state.update(defaults)
-        state.update(given)
-
-    def __eq__(self: Any, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in names)
-
-    def __repr__(self: Any) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
-        return f"{type(self).__qualname__}({inner})"
-
-    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = __init__  # type: ignore[method-assign]
-    cls.__eq__ = __eq__  # type: ignore[method-assign, assignment]
-    cls.__repr__ = __repr__  # type: ignore[method-assign, assignment]
-    cls.__hash__ = None  # type: ignore[assignment]  # as a dataclass: mutable, so unhashable
+    install(cls, names, {f.name: f.default for f in fields if f.default is not MISSING})
     cls._message_fields = tuple(fields)
     return cls
 
