@@ -14,14 +14,16 @@ import sys
 import termios
 import threading
 import tty
-from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError
 
 from .terminal_out import write_all
 
+TYPE_CHECKING = False  # typing is not loaded at run time on the console's path (issue 13)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import Box, Config
     from .context import LagerContext
 

@@ -24,12 +24,14 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from lager.protocol.codec import ProtocolError
 from lager.protocol.keeper import StreamExit, StreamOpen, StreamRefused, StreamResize
 
+TYPE_CHECKING = False  # typing is not loaded at run time on the console's path (issue 13)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .ssh import BoxConnection
 
 STREAM_SUFFIX = ".stream"

@@ -23,10 +23,15 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import BinaryIO
 
-from lager.protocol.events import Event, PauseNotice, ResumeNotice
+# The console's path uses write_all alone: typing and the event classes (dataclasses) are
+# loaded where a run's output needs them, not for every console (issue 13).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
+
+    from lager.protocol.events import Event
 
 HIGH_WATER = 1 << 20  # bytes queued on a stream above which the loop stops reading the box
 # After Ctrl-C, bytes kept for a reader that is not keeping up; stderr (the script's last words,
@@ -116,6 +121,8 @@ class RunOutput:
 
     def event(self, event: Event) -> None:
         """A pause notice starts the countdown (when it has a deadline); a resume ends it."""
+        from lager.protocol.events import PauseNotice, ResumeNotice
+
         if isinstance(event, PauseNotice):
             self._deadline = event.deadline_monotonic()
         elif isinstance(event, ResumeNotice):

@@ -43,6 +43,7 @@ def test_the_keeper_path_loads_none_of_the_heavy_modules(tmp_path: Path) -> None
                 (["python", "--list"], 0, "", KEEPER_PATH_NEVER),
                 (["python", "--continue", "ffffffff"], 1, "no run with id", KEEPER_PATH_NEVER),
                 (["python", "--kill", "ffffffff"], 1, "no run with id", KEEPER_PATH_NEVER),
+                (["python", "--console", "ffffffff"], 1, "no run with id", KEEPER_PATH_NEVER),
                 (["nets", "--json"], 0, "[", KEEPER_PATH_NEVER),
                 # An instrument kind's command loads its declaration (kinds/<kind>_spec.py),
                 # which builds the request and renders the answer: still none of them.
@@ -58,15 +59,18 @@ def test_the_keeper_path_loads_none_of_the_heavy_modules(tmp_path: Path) -> None
 
 
 def test_an_instrument_command_first_call_loads_none_of_them(tmp_path: Path) -> None:
-    """No keeper at all (LAGER_MUX=0: each one a first call, over the quick client). typing is
+    """No keeper at all (LAGER_MUX=0: each one a first call, over the quick client; a console
+    to a run that is not there included). typing is
     allowed only because cryptography's own modules import it (checked: it is theirs)."""
     with laptop_on_a_new_box(tmp_path) as laptop:
         laptop.env["LAGER_MUX"] = "0"
-        for args, says in ((["supply", "supply2", "state"], "Channel: "),
+        for args, says in ((["python", "--console", "ffffffff"], "no run with id"),
+                           (["supply", "supply2", "state"], "Channel: "),
                            (["battery", "battery1", "state"], "SOC"),
                            (["adc", "adc1", "--json"], '"voltage"')):
             done, names = _loaded(laptop, *args)
-            assert (done.returncode, says in _answer(done)) == (0, True), _answer(done)
+            assert (done.returncode == 0, says in _answer(done)) == \
+                (args[0] != "python", True), _answer(done)
             assert names.isdisjoint(FIRST_CALL_NEVER), (args, names & set(FIRST_CALL_NEVER))
             assert _typing_importers(done) <= {"cryptography"}, (args, _typing_importers(done))
         assert not keeper_sockets(laptop)
