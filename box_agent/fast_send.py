@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,8 +116,6 @@ def send_now(channel: Any, data: bytes | memoryview) -> bool:
 
 
 def _rekey_due(conn: Any) -> bool:
-    import time
-
     return bool(conn._rekey_bytes_sent >= conn._rekey_bytes or
                 (conn._rekey_seconds and time.monotonic() >= conn._rekey_time))
 

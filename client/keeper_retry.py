@@ -9,11 +9,12 @@ arrival does nothing more:
 
 - `list`, and `nets` reads (the net list, or a verb asked without a value): they change nothing.
 - `continue ID#N`: the agent resumes pause N at most once, and answers "already resumed" (exit 0)
-  when it was. A bare `continue ID` is pinned to the run's current pause first, through the same
-  keeper, so the retry can never resume the pause after the one meant. An attached run serving
-  as keeper pins its own run from the notices it showed (client/own_pause.py), for free; any
-  other pin costs one round trip to the box (measured: +35 to 75 ms at 50 ms RTT), the price of
-  knowing what a lost answer did.
+  when it was. A bare `continue ID` goes with `pin` (through_keeper): the keeper numbers it
+  and sends `ID#N` in the same exchange, saying what it sent, so the retry can never resume
+  the pause after the one meant. An attached run serving as keeper numbers its own run from
+  the notices it showed (client/own_pause.py), a standalone keeper from the box's `pauses`
+  stream (client/pause_table.py), both with no trip to the box; a run neither knows is
+  numbered from the box's list first (one round trip, number_from_list).
 - Never `kill` (`kill ID SIG` signals twice) nor an instrument write (a supply set, an output
   switched): their retry would repeat a write that may have happened, so they fail with one line
   (exit 255) that says so.
@@ -82,29 +83,6 @@ def resend_safe(subsystem: str, line: str | None) -> bool:
     return False
 
 
-def pin_pause(path: Path, box_name: str, line: str) -> str:
-    """`ID` -> `FULLID#N` for the run's current pause N, asked through the keeper at `path`.
-
-    A run serving as keeper numbers its own run from its notices, with no round trip
-    (`ID#N`, the id as typed: client/own_pause.py); any other keeper asks the box's list.
-    The line stays as it is when it already has a number, when no keeper answers (the request
-    then goes direct, where nothing is retried), or when the box's list does not name exactly
-    one paused run for it (the box's own answer to the bare id says what is wrong).
-    """
-    from . import mux
-
-    if pinned(line) or not path.exists():
-        return line
-    answer = mux.request(path, box_name, protocol.SUB_LIST, None, None, pin=line)
-    notice, said = mux.fallback_notice, mux.pinned_by_keeper
-    mux.fallback_notice = mux.pinned_by_keeper = None
-    if said is not None and pinned(said):
-        return said
-    if answer is None or answer[2] != 0 or notice:
-        return line  # the keeper could not say: the continue goes its own way, bare
-    return number_from_list(line, answer[0]) or line
-
-
 def number_from_list(line: str, listing: str) -> str | None:
     """`FULLID#N` when the box's list (its JSON answer) names exactly one paused run for the
     bare id `line`; else None (the box's own answer to the bare id says what is wrong)."""
@@ -160,7 +138,7 @@ def already_resumed(line: str, err: str) -> str | None:
 
 def settle(subsystem: str, line: str | None, answer: tuple[str, str, int],
            pinned_here: bool) -> tuple[str, str, int]:
-    """The box's answer, with "not paused: it is running" to a continue that pin_pause
+    """The box's answer, with "not paused: it is running" to a continue that a keeper
     numbered read as what it means (already_resumed). A number the user typed proves no
     more than that it was typed: that refusal stands."""
     _, err, status = answer

@@ -56,3 +56,23 @@ def laptop_behind_a_holding_proxy(
     finally:
         proxy.close()
         (laptop.agent if laptop is not None else box).stop()
+
+
+def pin_pause(path: Path, box_name: str, line: str) -> str:
+    """What the keeper at `path` numbers a bare `--continue ID` as, asked the way a client
+    asks it (a `list` request carrying `pin`): `ID#N` from a run serving as keeper (its own
+    notices) or a standalone keeper (its `pauses` table), `FULLID#N` from the box's list
+    otherwise; the line as it is when nobody can say."""
+    from client import keeper_retry, mux
+    from lager import protocol
+
+    if keeper_retry.pinned(line) or not path.exists():
+        return line
+    answer = mux.request(path, box_name, protocol.SUB_LIST, None, None, pin=line)
+    notice, said = mux.fallback_notice, mux.pinned_by_keeper
+    mux.fallback_notice = mux.pinned_by_keeper = None
+    if said is not None and keeper_retry.pinned(said):
+        return said
+    if answer is None or answer[2] != 0 or notice:
+        return line
+    return keeper_retry.number_from_list(line, answer[0]) or line

@@ -23,13 +23,13 @@ from keeper_rig import (
     PAUSES_THREE_TIMES,
     keeper_socket_path,
     laptop_behind_a_holding_proxy,
+    pin_pause,
     run_to_first_pause,
 )
 from sshclients import openssh
 from test_keeper_restart import restart
 
 from box_agent import monitor_build
-from client import keeper_retry
 
 # Resumed from pause 1, the script runs (waits for a file) before it pauses again.
 RUNS_BETWEEN = ("import pathlib, sys, time\nfrom lager import pause\npause('one', timeout=0)\n"
@@ -55,28 +55,28 @@ def test_an_attached_run_numbers_its_own_pause_without_the_box(tmp_path: Path) -
                                           if r["state"] == "paused" and
                                           not i.startswith(ident[:4])), None),
                             what="the other run's pause")
-        assert keeper_retry.pin_pause(path, "mybox", other_id[:8]) == f"{other_id}#1"
+        assert pin_pause(path, "mybox", other_id[:8]) == f"{other_id}#1"
 
         # Its own run: numbered with every byte on its link held, so the box was not asked
         # (a `list` would wait for the reply deadline and leave the id bare). The id stays as
         # typed, for the box to resolve as it would the bare one.
-        wait_for(lambda: keeper_retry.pin_pause(path, "mybox", ident) == f"{ident}#1",
+        wait_for(lambda: pin_pause(path, "mybox", ident) == f"{ident}#1",
                  what="the run's own number")
         proxy.hold_all()
-        assert keeper_retry.pin_pause(path, "mybox", ident) == f"{ident}#1"
-        assert keeper_retry.pin_pause(path, "mybox", f" {ident} ") == f"{ident}#1"
+        assert pin_pause(path, "mybox", ident) == f"{ident}#1"
+        assert pin_pause(path, "mybox", f" {ident} ") == f"{ident}#1"
         proxy.release_all()
 
         resumed = laptop.run("python", "--continue", ident)
         assert resumed.returncode == 0 and resumed.stdout.startswith("resumed run"), \
             resumed.stderr
-        wait_for(lambda: keeper_retry.pin_pause(path, "mybox", ident) == f"{ident}#2",
+        wait_for(lambda: pin_pause(path, "mybox", ident) == f"{ident}#2",
                  what="the second pause's number")
         # The number it gave is the box's: a stale one is "already resumed", never pause 3.
         stale = laptop.run("python", "--continue", f"{ident}#1")
         assert stale.returncode == 0 and stale.stdout.startswith("already resumed"), stale
         assert laptop.run("python", "--continue", ident).returncode == 0
-        wait_for(lambda: keeper_retry.pin_pause(path, "mybox", ident) == f"{ident}#3",
+        wait_for(lambda: pin_pause(path, "mybox", ident) == f"{ident}#3",
                  what="the third pause's number")
         assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0 and "done" in run.out.text
@@ -130,12 +130,12 @@ def test_bad_ids_to_number_get_the_boxs_own_answer(tmp_path: Path) -> None:
         path = keeper_socket_path(laptop)
         wait_for(path.exists, what="the run's keeper socket")
         for bad in ("", "\u2026", "zz", ident + "zz", "ffffffff"):
-            assert keeper_retry.pin_pause(path, "mybox", bad) == bad
+            assert pin_pause(path, "mybox", bad) == bad
         refused = laptop.run("python", "--continue", "zz")
         assert refused.returncode == 1 and refused.stdout == "", refused
         assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("Error:")
         for n in (1, 2, 3):
-            wait_for(lambda n=n: keeper_retry.pin_pause(path, "mybox", ident) == f"{ident}#{n}",
+            wait_for(lambda n=n: pin_pause(path, "mybox", ident) == f"{ident}#{n}",
                      what=f"pause {n}")
             assert laptop.run("python", "--continue", ident).returncode == 0
         assert run.finish() == 0

@@ -24,10 +24,9 @@ from keeper_rig import (
     connections,
     keeper_sockets,
     laptop_behind_a_holding_proxy,
+    pin_pause,
     run_to_first_pause,
 )
-
-from client import keeper_retry
 
 
 def pauses(run: LiveRun) -> int:
@@ -166,7 +165,7 @@ def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
         # which the box answers "already resumed". (If the keeper's channel opened ahead was
         # not ready yet, it was the channel's opening that the link held: then nothing was
         # sent, it goes direct, and that resumes the pause.) Either way the run resumed once.
-        wait_for(lambda: keeper_retry.pin_pause(keeper_sockets(laptop)[0], "mybox", ident)
+        wait_for(lambda: pin_pause(keeper_sockets(laptop)[0], "mybox", ident)
                  == f"{ident}#1", what="the run's own pause number")
         proxy.hold_all(towards_client_only=True)
         second = laptop.popen("python", "--continue", ident, stdin=subprocess.DEVNULL)

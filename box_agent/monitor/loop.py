@@ -44,6 +44,15 @@ WINDOW = 4 * 1024 * 1024
 PIPE_BYTES = 1 << 20
 _CHUNK = PIPE_BYTES
 
+STATUS_FILE = "status.json"
+# After the run's end, how long the monitor waits for the agent to take its last messages (the
+# agent may first be feeding a slow client the last window of output).
+LINGER = 120.0
+SOCKET_NAME = "sock"
+# When the agent goes, its last window stands this long before the script may log freely: a
+# graceful restart's next agent takes the run back sooner, with a hold for its client.
+AGENTLESS_GRACE = 5.0
+
 
 def _available(fd: int | None) -> int:
     """Bytes waiting in a pipe (0 when it cannot say)."""
@@ -55,14 +64,6 @@ def _available(fd: int | None) -> int:
     except OSError:
         return 0
     return count[0]
-STATUS_FILE = "status.json"
-# After the run's end, how long the monitor waits for the agent to take its last messages (the
-# agent may first be feeding a slow client the last window of output).
-LINGER = 120.0
-SOCKET_NAME = "sock"
-# When the agent goes, its last window stands this long before the script may log freely: a
-# graceful restart's next agent takes the run back sooner, with a hold for its client.
-AGENTLESS_GRACE = 5.0
 
 
 def window_for(log_limit: int) -> int:

@@ -4,7 +4,7 @@ here."""
 from __future__ import annotations
 
 from .safe import ENABLED, SafeSetting, switch
-from .spec import NUMBER, WORD, Kind, Verb
+from .spec import NUMBER, WORD, Kind, Verb, call
 
 TYPE_CHECKING = False  # not typing's: see spec.py
 if TYPE_CHECKING:
@@ -49,9 +49,6 @@ def _value(verb: str, method: str, key: str, fmt: str, unit: str = "",
                 show=lambda s: f"{s['net']}: {verb} {fmt.format(s[key])}")
 
 
-def _call(method: str) -> Any:
-    return lambda net, _value, _opts: getattr(net, method)()
-
 
 KIND = Kind(
     name="battery", net_type="Battery", summary="Battery simulator net",
@@ -77,14 +74,14 @@ KIND = Kind(
                help="read or set the fully discharged voltage (V)"),
         _value("ovp", "ovp", "ovp", "{:.4f} V", "V", help="read or set over-voltage protection"),
         _value("ocp", "ocp", "ocp", "{:.4f} A", "A", help="read or set over-current protection"),
-        Verb("enable", "turn the simulator's output on", _call("enable"),
+        Verb("enable", "turn the simulator's output on", call("enable"),
              confirm="Enable Net?"),
-        Verb("disable", "turn the simulator's output off", _call("disable")),
-        Verb("clear", "clear both protection trips", _call("clear")),
-        Verb("clear-ovp", "clear an over-voltage trip", _call("clear_ovp")),
-        Verb("clear-ocp", "clear an over-current trip", _call("clear_ocp")),
+        Verb("disable", "turn the simulator's output off", call("disable")),
+        Verb("clear", "clear both protection trips", call("clear")),
+        Verb("clear-ovp", "clear an over-voltage trip", call("clear_ovp")),
+        Verb("clear-ocp", "clear an over-current trip", call("clear_ocp")),
         Verb("set", "put the instrument in its battery simulator role",
-             _call("set_mode_battery")),
+             call("set_mode_battery")),
     ),
     drivers={"keithley_2281s": "lager.bench.drivers.keithley_2281s:Keithley2281SBattery"},
     snapshot=lambda net: net.state().as_dict(),

@@ -117,6 +117,11 @@ class Verb(_Frozen):
         return checked
 
 
+def call(method: str) -> Any:
+    """A verb's action that calls the net's no-argument `method` (`enable`, `clear_ovp`)."""
+    return lambda net, _value, _opts: getattr(net, method)()
+
+
 def is_number(token: str) -> bool:
     """A command-line token that is a number (`-1`, `-0.5`, `1e-3`): a VALUE, even when it
     starts with `-`, where click would take it for an unknown short option."""

@@ -3,7 +3,7 @@ settings. Import-light (see spec.py): the Net API and its drivers are in supply.
 from __future__ import annotations
 
 from .safe import ENABLED, SafeSetting, switch
-from .spec import NUMBER, Kind, Verb
+from .spec import NUMBER, Kind, Verb, call
 
 TYPE_CHECKING = False  # not typing's: see spec.py
 if TYPE_CHECKING:
@@ -45,9 +45,6 @@ def _current(net: PowerSupplyNet, value: Any, opts: dict[str, float]) -> None:
         net.apply(current=value, ovp=opts.get("ovp"), ocp=opts.get("ocp"))
 
 
-def _call(method: str) -> Any:
-    return lambda net, _value, _opts: getattr(net, method)()
-
 
 KIND = Kind(
     name="supply", net_type="PowerSupply", summary="Power supply net",
@@ -63,11 +60,11 @@ KIND = Kind(
         Verb("current", "read the output current, or set its limit (A)", _current, NUMBER,
              unit="A", options=("ovp", "ocp"),
              show=lambda s: f"{s['net']}: {s['current']:.4f} A (limit {s['set_current']:.4f} A)"),
-        Verb("enable", "turn the output on", _call("enable"), confirm="Enable Net?"),
-        Verb("disable", "turn the output off", _call("disable")),
-        Verb("clear-ovp", "clear an over-voltage trip", _call("clear_ovp")),
-        Verb("clear-ocp", "clear an over-current trip", _call("clear_ocp")),
-        Verb("set", "put the instrument in its power supply role", _call("set_mode")),
+        Verb("enable", "turn the output on", call("enable"), confirm="Enable Net?"),
+        Verb("disable", "turn the output off", call("disable")),
+        Verb("clear-ovp", "clear an over-voltage trip", call("clear_ovp")),
+        Verb("clear-ocp", "clear an over-current trip", call("clear_ocp")),
+        Verb("set", "put the instrument in its power supply role", call("set_mode")),
     ),
     drivers={"rigol_dp821": "lager.bench.drivers.rigol_dp821:RigolDP821Supply",
              "keithley_2281s": "lager.bench.drivers.keithley_2281s:Keithley2281SSupply"},
