@@ -25,10 +25,13 @@ from conftest import (
     write_script,
 )
 from holding_proxy import HoldingProxy
-from keeper_rig import keeper_socket_path, keeper_sockets, laptop_behind_a_holding_proxy
+from keeper_rig import (
+    keeper_socket_path,
+    keeper_sockets,
+    laptop_behind_a_holding_proxy,
+    pin_pause,
+)
 from sshclients import openssh
-
-from client import keeper_retry
 
 # Each pause leaves a file behind once it is resumed: what the box did, seen without asking it.
 PAUSER = ("import pathlib, sys\nfrom lager import pause\nfor i in range(4):\n"
@@ -167,14 +170,14 @@ def test_a_bare_continue_is_pinned_to_the_current_pause_by_the_keeper(tmp_path: 
         wait_for(path.exists, what="the keeper's socket")
         # From the keeper's table of pauses, the id as typed (client/pause_table.py); from the
         # box's list while the table is not in yet, the full id.
-        assert keeper_retry.pin_pause(path, "mybox", run_id[:6]) in (f"{run_id[:6]}#1",
+        assert pin_pause(path, "mybox", run_id[:6]) in (f"{run_id[:6]}#1",
                                                                        f"{run_id}#1")
-        assert keeper_retry.pin_pause(path, "mybox", f"{run_id}#7") == f"{run_id}#7"
-        assert keeper_retry.pin_pause(path, "mybox", "ffffffffff") == "ffffffffff"  # no such run
+        assert pin_pause(path, "mybox", f"{run_id}#7") == f"{run_id}#7"
+        assert pin_pause(path, "mybox", "ffffffffff") == "ffffffffff"  # no such run
         assert laptop.run("python", "--kill", run_id).returncode == 0
         wait_for(lambda: pause_of(laptop, run_id) is None, what="the run's end")
         # Not paused: bare (once the table has the run's end, which may trail the list's).
-        wait_for(lambda: keeper_retry.pin_pause(path, "mybox", run_id) == run_id,
+        wait_for(lambda: pin_pause(path, "mybox", run_id) == run_id,
                  what="no number for a run that ended")
 
 

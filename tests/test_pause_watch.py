@@ -29,12 +29,11 @@ from conftest import (
     write_script,
 )
 from holding_proxy import HoldingProxy
-from keeper_rig import PAUSES_THREE_TIMES, keeper_socket_path
+from keeper_rig import PAUSES_THREE_TIMES, keeper_socket_path, pin_pause
 from openssh_rig import Sshd, keygen
 from sshclients import openssh, paramiko_connect
 from test_keeper_restart import spare_ready
 
-from client import keeper_retry
 from client.pause_table import PauseTable
 from lager.protocol.events import PauseNotice, ResumeNotice
 from lager.protocol.pauses import PauseSnapshot, decode_watch_record
@@ -63,7 +62,7 @@ def table_pins(client: Client, typed: str, seq: int) -> bool:
     number from the box's list would carry the full id)."""
     path = keeper_socket_path(client)
     return path.exists() and \
-        keeper_retry.pin_pause(path, "mybox", typed) == f"{typed}#{seq}"
+        pin_pause(path, "mybox", typed) == f"{typed}#{seq}"
 
 
 def test_a_standalone_keeper_numbers_a_bare_continue_without_asking_the_list(
