@@ -20,6 +20,7 @@ from lager.errors import LagerError, usage_line
 
 from . import sdnotify
 from .preauth import Limits, parse_max_startups
+from .rekey_limit import RekeyLimit, parse_rekey_limit
 from .run_limits import RunLimits, parse_count, parse_duration, parse_size
 from .state import DEFAULT_STATE_DIR, StateDir
 
@@ -104,6 +105,9 @@ def main() -> None:
               help="how long a finished run stays listable and reattachable (24h, 90m, 3600s)")
 @click.option("--keep-finished-runs", metavar="N", default="100", show_default=True,
               help="at most this many finished runs are kept (the oldest go first)")
+@click.option("--rekey-limit", metavar="SIZE [TIME]", default="1G 1h", show_default=True,
+              help="new session keys after the box has sent this much on a connection, or "
+                   "after this long (sshd's RekeyLimit)")
 @click.option("--ready-fd", type=int, hidden=True,
               help="(for `lager-box reload`) say took/ready on this inherited pipe")
 @click.option("-v", "--verbose", count=True,
@@ -112,10 +116,12 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
           run_as: str | None, run_groups: str, login_grace: float, max_startups: str,
           per_source_max_startups: int, max_auth_tries: int, host_cert: Path | None,
           replace: bool, reservations: str, run_log_limit: str, keep_finished: str,
-          keep_finished_runs: str, ready_fd: int | None, verbose: int) -> None:
+          keep_finished_runs: str, rekey_limit: str, ready_fd: int | None,
+          verbose: int) -> None:
     """Start the agent."""
     host, port = _parse_listen(listen)
     run_limits = _run_limits(run_log_limit, keep_finished, keep_finished_runs)
+    rekey = _parsed_or_exit("--rekey-limit", parse_rekey_limit, rekey_limit)
     try:
         start, rate, full = parse_max_startups(max_startups)
     except ValueError as exc:
@@ -137,27 +143,24 @@ def serve(listen: str, state_dir: Path, bench_file: Path | None, name: str,
     try:
         asyncio.run(_serve(StateDir(state_dir), Serving(
             host, port, bench_file, name, limits, run_as, groups, host_cert, replace,
-            reservations == "on", run_limits, ready_fd)))
+            reservations == "on", run_limits, rekey, ready_fd)))
     except LagerError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 def _run_limits(log_limit: str, keep: str, keep_runs: str) -> RunLimits:
-    """The run options, or one line and exit 2 (a unit file's typo should read as one)."""
-    try:
-        return RunLimits(_checked("--run-log-limit", parse_size, log_limit),
-                         _checked("--keep-finished", parse_duration, keep),
-                         _checked("--keep-finished-runs", parse_count, keep_runs))
-    except ValueError as exc:
-        click.echo(f"lager-box serve: {exc}", err=True)
-        sys.exit(2)
+    return RunLimits(_parsed_or_exit("--run-log-limit", parse_size, log_limit),
+                     _parsed_or_exit("--keep-finished", parse_duration, keep),
+                     _parsed_or_exit("--keep-finished-runs", parse_count, keep_runs))
 
 
-def _checked(option: str, parse: Callable[[str], _T], text: str) -> _T:
+def _parsed_or_exit(option: str, parse: Callable[[str], _T], text: str) -> _T:
+    """The option's value, or one line and exit 2 (a unit file's typo should read as one)."""
     try:
         return parse(text)
     except ValueError as exc:
-        raise ValueError(f"{option}: {exc}") from None
+        click.echo(f"lager-box serve: {option}: {exc}", err=True)
+        sys.exit(2)
 
 
 def _raise_fd_limit() -> None:
@@ -189,6 +192,7 @@ class Serving:
     replace: bool
     reservations: bool = True
     run_limits: RunLimits = field(default_factory=RunLimits)
+    rekey: RekeyLimit = field(default_factory=RekeyLimit)
     ready_fd: int | None = None  # `lager-box reload` waits on it
 
 
@@ -220,7 +224,7 @@ async def _serve(state: StateDir, how: Serving) -> None:
     book = Reservations(state.root, supervisor, enabled=how.reservations)
     book.expect_adopted()  # runs still being reached hold the box from their records
     supervisor.on_end = book.run_ended
-    agent = Agent(state, supervisor, how.limits, how.host_cert, book)
+    agent = Agent(state, supervisor, how.limits, how.host_cert, book, how.rekey)
     try:
         bound_host, bound_port = await agent.listen(how.host, how.port, handed)
     except OSError as exc:

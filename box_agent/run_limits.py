@@ -46,17 +46,24 @@ def describe_size(size: int) -> str:
 def parse_size(text: str) -> int:
     """Bytes from `64M`, `1G`, `1.5G`, `512KiB` or plain bytes (K, M, G, T are powers of
     1024), within the limits a run's log may have."""
+    return parse_bytes(text, MIN_LIMIT, MAX_LIMIT, "a run's log keeps", "a run")
+
+
+def parse_bytes(text: str, low: int, high: int, low_means: str, high_means: str) -> int:
+    """Bytes as parse_size reads them, between low and high; the error says what low is for
+    ("a run's log keeps at least 64K") and what high is per ("at most 1T a run")."""
     match = _SIZE.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"{_shown(text)} is not a size: use bytes or a number with K, M, G "
                          "or T (64M, 1G)")
     value = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
-    if not math.isfinite(value) or value > MAX_LIMIT:  # 400 digits are a float's inf
-        raise ValueError(f"{_shown(text)} is too big: at most {describe_size(MAX_LIMIT)} a run")
+    if not math.isfinite(value) or value > high:  # 400 digits are a float's inf
+        raise ValueError(f"{_shown(text)} is too big: at most {describe_size(high)} "
+                         f"{high_means}")
     size = math.floor(value)
-    if size < MIN_LIMIT:
-        raise ValueError(f"{_shown(text)} is too small: a run's log keeps at least "
-                         f"{describe_size(MIN_LIMIT)}")
+    if size < low:
+        raise ValueError(f"{_shown(text)} is too small: {low_means} at least "
+                         f"{describe_size(low)}")
     return size
 
 

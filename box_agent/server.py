@@ -17,6 +17,7 @@ from lager.errors import LagerError, Reserved
 from . import fast_send
 from .authkeys import CERT_TYPE_HOST, Login, SSHOpenSSHCertificate
 from .preauth import Gate, Limits, Listener, Pending, Throttle, source_of
+from .rekey_limit import RekeyLimit
 from .reservations import Reservations
 from .runs import Caller, Supervisor
 from .state import StateDir
@@ -24,7 +25,6 @@ from .subsystems import HANDLERS, SUBSYSTEMS, Context, fail
 
 log = logging.getLogger("lager-box.server")
 
-REKEY_BYTES = 1 << 30
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
               "aes128-ctr", "aes256-ctr")
 # What OpenSSH 8.8+ accepts by default: no ssh-dss, and no SHA-1 RSA signatures (`ssh-rsa`).
@@ -162,8 +162,10 @@ def _bind(host: str, port: int) -> list[socket.socket]:
 class Agent:
     def __init__(self, state: StateDir, supervisor: Supervisor,
                  limits: Limits | None = None, host_cert: Path | None = None,
-                 reservations: Reservations | None = None) -> None:
+                 reservations: Reservations | None = None,
+                 rekey: RekeyLimit | None = None) -> None:
         self.state = state
+        self.rekey = rekey or RekeyLimit()
         self.reservations = reservations or Reservations(state.root, supervisor, enabled=False)
         self.host_cert = host_cert
         self.supervisor = supervisor
@@ -186,8 +188,8 @@ class Agent:
             encryption_algs=list(ENCRYPTION),
             signature_algs=list(SIGNATURE_ALGS),
             keepalive_interval=15, keepalive_count_max=4, login_timeout=self.limits.login_grace,
-            # The box drives rekeying (clients leave it to us; see client/ssh.py).
-            rekey_bytes=REKEY_BYTES, rekey_seconds=3600,
+            # The box drives rekeying (clients leave it to us; see rekey_limit.py).
+            rekey_bytes=self.rekey.bytes, rekey_seconds=self.rekey.seconds,
         )
         socks = handed or _bind(host, port)
         self.listening = socks

@@ -198,7 +198,7 @@ def start_transport(box: Box, deadline: Deadline | None = None, sock: Any = None
     transport.default_window_size = WINDOW
     # paramiko racing its own rekey against a busy session channel fails with "Key-exchange
     # timed out" (paramiko issue #822; seen here at ~1 GB of script output). The box rekeys
-    # every REKEY_BYTES (box_agent/server.py) and hourly, so the client leaves it to the box.
+    # at its --rekey-limit (box_agent/rekey_limit.py), so the client leaves it to the box.
     transport.packetizer.REKEY_BYTES = 1 << 62
     transport.packetizer.REKEY_PACKETS = 1 << 62
     transport.banner_timeout = transport.handshake_timeout = deadline.left()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import paramiko
 from conftest import Client
@@ -18,12 +19,14 @@ def openssh(client: Client, subsystem: str, stdin: bytes | str = b"", *options: 
     return subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout)
 
 
-def paramiko_connect(client: Client) -> paramiko.SSHClient:
-    """A plain paramiko client: the box's pinned key, a box key, nothing else."""
+def paramiko_connect(client: Client, **options: Any) -> paramiko.SSHClient:
+    """A plain paramiko client: the box's pinned key, a box key, nothing else (options: more
+    of SSHClient.connect's arguments)."""
     ssh = paramiko.SSHClient()
     ssh.load_host_keys(str(client.known_hosts))
     ssh.connect(client.agent.host, client.agent.port, username="lab",
-                key_filename=str(client.key_path), look_for_keys=False, allow_agent=False)
+                key_filename=str(client.key_path), look_for_keys=False, allow_agent=False,
+                **options)
     return ssh
 
 

@@ -275,6 +275,8 @@ BAD_VALUES = [
     ("--keep-finished", "0"), ("--keep-finished", "-5m"), ("--keep-finished", "soon"),
     ("--keep-finished", "400d"), ("--keep-finished-runs", "0"), ("--keep-finished-runs", "-2"),
     ("--keep-finished-runs", "ten"), ("--keep-finished-runs", "1000001"),
+    ("--rekey-limit", "1K"), ("--rekey-limit", "2T"), ("--rekey-limit", "1G soon"),
+    ("--rekey-limit", "1G 1h 2"), ("--rekey-limit", ""),
 ]
 
 
@@ -315,7 +317,7 @@ def test_serve_help_lists_the_options() -> None:
     shown = subprocess.run([LAGER_BOX, "serve", "--help"], capture_output=True, text=True,
                            timeout=60).stdout
     for option in ("--run-log-limit SIZE", "--keep-finished DURATION",
-                   "--keep-finished-runs N"):
+                   "--keep-finished-runs N", "--rekey-limit SIZE [TIME]"):
         assert option in shown
 
 
