@@ -8,6 +8,7 @@ deploy role's variables go through the real Ansible into the unit's ExecStart.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shlex
@@ -331,6 +332,7 @@ def test_the_deploy_role_passes_its_variables_to_serve(tmp_path: Path) -> None:
          "-e", f"@{ROLE / 'defaults' / 'main.yml'}",
          "-e", f"ansible_python_interpreter={BIN / 'python'}",
          "-e", "lager_box_run_log_limit=1G", "-e", "lager_box_keep_finished_runs=7",
+         "-e", json.dumps({"lager_box_rekey_limit": "256M 30m"}),  # a space: not key=value
          # Set by the role's install task (the versioned venv this wheel went into).
          "-e", "lager_box_venv_current=/opt/lager-venvs/lager-test"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -347,3 +349,5 @@ def test_the_deploy_role_passes_its_variables_to_serve(tmp_path: Path) -> None:
     assert parse_size(given["--run-log-limit"]) == 1 << 30
     assert parse_duration(given["--keep-finished"]) == 24 * 3600
     assert parse_count(given["--keep-finished-runs"]) == 7
+    from box_agent.rekey_limit import RekeyLimit, parse_rekey_limit
+    assert parse_rekey_limit(given["--rekey-limit"]) == RekeyLimit(256 << 20, 1800.0)
