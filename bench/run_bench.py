@@ -498,11 +498,29 @@ def rows_stream(b: Bench, size_mb: int, rounds: int) -> None:
         sm = median([r[0] for r in ssh_runs])
         b.add_rate(f"{size_mb} MB of script stdout at {name}, MB/s", size_mb / lm, size_mb / sm,
                    ">= 2.0")
+        if not slow:
+            rows_stream_floor(b, script, size_mb, rounds, sm)
         for i, side in ((1, "client"), (2, "box")):
             lc = median([r[i] for r in lager_runs]) / size_mb * 1000
             sc = median([r[i] for r in ssh_runs]) / size_mb * 1000
             b.add_info(f"  CPU ms per MB, {side} side ({name})", f"{lc:.2f}", f"{sc:.2f}",
                        lc / sc if sc else None, "lower is better")
+
+
+def rows_stream_floor(b: Bench, script: Path, size_mb: int, rounds: int, ssh_s: float) -> None:
+    """The same bytes with no SSH at all (bench/stream_floor.py), against OpenSSH's time from
+    the rows above: the ratio no SSH client and server could beat on this machine."""
+    floor = Path(__file__).with_name("stream_floor.py")
+    for what, extra in (("pipe -> TCP loopback", []),
+                        ("pipe -> log file -> TCP loopback", ["--log", str(b.root / "floor.log")])):
+        runs = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, str(floor), *extra, str(script)], check=True)
+            runs.append(time.perf_counter() - start)
+        b.add_info(f"  the same bytes with no SSH at all: {what}, MB/s",
+                   f"{size_mb / median(runs):.0f}", f"{size_mb / ssh_s:.0f}",
+                   ssh_s / median(runs), "the ceiling")
 
 
 def _first_byte(argv: list[str], env: dict[str, str] | None) -> float:
