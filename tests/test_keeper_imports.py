@@ -1,14 +1,15 @@
 """What a short command loads, read from CPython's own `-X importtime` (issue 13): through a
 keeper (a keeper process, or an attached run serving as one) nothing of typing, dataclasses,
 inspect, hashlib, click or paramiko; on a first call (no keeper) no dataclasses, inspect,
-hashlib, click or paramiko (typing comes with cryptography there)."""
+hashlib, click or paramiko (typing comes with cryptography there). A run needs paramiko, but
+not the importlib.metadata its __init__ asks for its own version."""
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import LAGER, Client, laptop_on_a_new_box, wait_for
+from conftest import LAGER, Client, laptop_on_a_new_box, wait_for, write_script
 from keeper_rig import connections, keeper_sockets, run_to_first_pause
 
 KEEPER_PATH_NEVER = ("typing", "dataclasses", "inspect", "hashlib", "click", "paramiko")
@@ -104,3 +105,35 @@ def test_a_second_terminal_beside_an_attached_run_loads_none_of_them(tmp_path: P
         run.err.wait_for("=== resumed")
         run.proc.kill()  # its second pause is not this test's business
         run.finish()
+
+
+def test_a_run_imports_paramiko_without_importlib_metadata(tmp_path: Path) -> None:
+    """`lager python` needs paramiko, whose __init__ reads its own version through
+    importlib.metadata (~70 modules). client/ssh.py answers that one question from the
+    dist-info beside the package: paramiko still says its real version, and the real
+    importlib.metadata is what anything after it gets."""
+    import importlib.metadata
+
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        script = write_script(tmp_path, "hello.py", "print('hello from the box')\n")
+        done = subprocess.run([sys.executable, "-X", "importtime", LAGER, "python", str(script),
+                               "--box", laptop.box], env=laptop.env, capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (0, "hello from the box\n"), _answer(done)
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert "paramiko.transport" in loaded
+    assert "importlib.metadata" not in loaded
+    probe = subprocess.run([sys.executable, "-c", (
+        "import sys\n"
+        "from client import ssh\n"
+        "p = ssh._paramiko()\n"
+        "from paramiko.transport import Transport\n"
+        "print(p.__version__, Transport._CLIENT_ID, 'importlib.metadata' in sys.modules)\n"
+        "import importlib.metadata\n"
+        "print(importlib.metadata.version('click'), hasattr(importlib.metadata, 'entry_points'))\n")],
+        capture_output=True, text=True, timeout=60)
+    real = importlib.metadata.version("paramiko")
+    assert probe.stdout.splitlines() == [
+        f"{real} paramiko_{real} False", f"{importlib.metadata.version('click')} True"], \
+        probe.stderr
