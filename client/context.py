@@ -48,18 +48,19 @@ class LagerContext:
         from . import keeper_retry, mux
 
         box = self.box()
-        answer = None
+        answer = notice = None
         typed = line
         if mux.enabled():
             path = mux.socket_path(self.config, box)
             # A continue goes numbered: a lost answer's retry (keeper_retry.through_keeper)
-            line, answer = keeper_retry.through_keeper(path, box.name, subsystem, line, env)
+            line, outcome = keeper_retry.through_keeper(path, box.name, subsystem, line, env)
+            answer, notice = outcome.answer, outcome.notice
         if answer is None:
             def direct() -> tuple[str, str, int]:
                 with self.connect() as conn:
                     return exchange(conn, subsystem, line, env)
 
-            answer = keeper_retry.patiently(direct, mux.fallback_notice is not None and
+            answer = keeper_retry.patiently(direct, notice is not None and
                                             keeper_retry.resend_safe(subsystem, line))
             if mux.enabled():
                 mux.spawn(self.config, box)

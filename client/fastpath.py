@@ -222,21 +222,21 @@ def try_fast(argv: list[str]) -> int | None:
     try:
         if call.console:
             return _console(config, box, call.line or "")
-        answer = None
+        answer = notice = None
         typed = call.line
         if mux.enabled():
             path = mux.socket_path(config, box)
             # A continue goes numbered, so that a lost answer is retried directly, never twice
-            call.line, answer = keeper_retry.through_keeper(path, box.name, call.subsystem,
-                                                            call.line, None)
+            call.line, outcome = keeper_retry.through_keeper(path, box.name, call.subsystem,
+                                                             call.line, None)
+            answer, notice = outcome.answer, outcome.notice
         if answer is None:
-            patient = mux.fallback_notice is not None and \
-                keeper_retry.resend_safe(call.subsystem, call.line)
+            patient = notice is not None and keeper_retry.resend_safe(call.subsystem, call.line)
             answer = keeper_retry.patiently(lambda: _direct(config, box, call, patient), patient)
             if answer is None:
                 return None
-            if mux.fallback_notice:  # the keeper had it and failed; the direct way answered
-                sys.stderr.write(f"lager: {mux.fallback_notice}\n")
+            if notice:  # the keeper had it and failed; the direct way answered
+                sys.stderr.write(f"lager: {notice}\n")
             if mux.enabled():
                 sys.stdout.flush()
                 mux.spawn(config, box)

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TypeVar
 
+    from .mux import Outcome
+
     _T = TypeVar("_T")
 
 _READS = frozenset({protocol.SUB_LIST})
@@ -104,8 +106,9 @@ def number_from_list(line: str, listing: str) -> str | None:
 
 
 def through_keeper(path: Path, box_name: str, subsystem: str, line: str | None,
-                   env: dict[str, str] | None) -> tuple[str | None, tuple[str, str, int] | None]:
-    """(the line as sent, the keeper's answer or None to go direct), in one keeper exchange.
+                   env: dict[str, str] | None) -> tuple[str | None, Outcome]:
+    """(the line as sent, what the keeper answered: no answer means go direct), in one keeper
+    exchange.
 
     A bare `continue ID` goes with `pin`: the keeper numbers it (from what it knows, or the
     box's list) and sends `ID#N`, so a lost answer can be retried directly with that line. A
@@ -114,9 +117,9 @@ def through_keeper(path: Path, box_name: str, subsystem: str, line: str | None,
 
     if subsystem != protocol.SUB_CONTINUE or not line or pinned(line):
         return line, mux.request(path, box_name, subsystem, line, env)
-    answer = mux.request(path, box_name, subsystem, line, env, pin=line)
-    said = mux.pinned_by_keeper
-    return (said if said is not None and pinned(said) else line), answer
+    outcome = mux.request(path, box_name, subsystem, line, env, pin=line)
+    said = outcome.pinned
+    return (said if said is not None and pinned(said) else line), outcome
 
 
 def already_resumed(line: str, err: str) -> str | None:

@@ -88,29 +88,34 @@ def _unsure(box_name: str, subsystem: str, why: str) -> ConnectionFailed:
         "not sent again: check with `lager python --list`")
 
 
-# Why the last request() went direct after the keeper had it: one line for the caller to show
-# once the direct answer is in (a direct failure is its own one line, without this).
-fallback_notice: str | None = None
+class Outcome:
+    """What one request() through the keeper came to (a plain class: this path loads neither
+    dataclasses nor typing)."""
 
+    __slots__ = ("answer", "notice", "pinned")
 
-# The keeper's answer to the last request()'s `pin` (KeeperRequest.pin), when it had one.
-pinned_by_keeper: str | None = None
+    def __init__(self, answer: tuple[str, str, int] | None = None, notice: str | None = None,
+                 pinned: str | None = None) -> None:
+        # The box's (out, err, status); None: go direct.
+        self.answer = answer
+        # Why it goes direct after the keeper had it: one line for the caller to show once the
+        # direct answer is in (a direct failure is its own one line, without this).
+        self.notice = notice
+        # What the keeper numbered the request's `pin` as (KeeperRequest.pin), when it did.
+        self.pinned = pinned
 
 
 def request(path: Path, box_name: str, subsystem: str, line: str | None,
-            env: dict[str, str] | None, pin: str | None = None
-            ) -> tuple[str, str, int] | None:
-    """The box's answer through the keeper, or None when the caller should go direct.
+            env: dict[str, str] | None, pin: str | None = None) -> Outcome:
+    """The box's answer through the keeper, or no answer when the caller should go direct.
 
-    None only when the request surely never reached the box (no keeper, the keeper did not
-    take it, or it failed before opening the subsystem), or when it is safe to send twice.
+    No answer only when the request surely never reached the box (no keeper, the keeper did
+    not take it, or it failed before opening the subsystem), or when it is safe to send twice.
     Otherwise an unanswered request raises ConnectionFailed (exit 255) instead of being
     re-sent: the keeper may already have forwarded it.
     """
-    global fallback_notice, pinned_by_keeper
-    fallback_notice = pinned_by_keeper = None
     if not path.exists():
-        return None
+        return Outcome()
     # Loaded only here: a first call (no keeper yet) never needs the message classes.
     from lager.protocol.codec import ProtocolError
     from lager.protocol.keeper import KeeperReply, KeeperRequest
@@ -129,14 +134,14 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
             # Until this EOF the keeper acts on nothing: a request cut short is never sent.
             sock.shutdown(socket.SHUT_WR)
         except OSError:
-            return None
+            return Outcome()
         sock.settimeout(deadline)
         reply: KeeperReply | None
         try:
             reply = KeeperReply.decode(_recv_all(sock) or b"null")
         except TimeoutError:
             if resend_safe:
-                return None
+                return Outcome()
             raise _unsure(box_name, subsystem,
                           f"no answer from the connection keeper within {deadline:g}s") \
                 from None
@@ -144,23 +149,21 @@ def request(path: Path, box_name: str, subsystem: str, line: str | None,
             reply = None
     finally:
         sock.close()
-    if reply is not None and pin is not None:
-        pinned_by_keeper = reply.pinned
-        if subsystem == protocol.SUB_CONTINUE and reply.pinned is not None:
-            # The keeper sent `ID#N`: a second arrival does nothing more.
-            resend_safe = safe_to_resend(subsystem, reply.pinned)
+    pinned = reply.pinned if reply is not None and pin is not None else None
+    if pinned is not None and subsystem == protocol.SUB_CONTINUE:
+        # The keeper sent `ID#N`: a second arrival does nothing more.
+        resend_safe = safe_to_resend(subsystem, pinned)
     if reply is not None and reply.status >= 0:
-        return reply.out, reply.err, reply.status
+        return Outcome((reply.out, reply.err, reply.status), pinned=pinned)
     if reply is not None and reply.delivered is False:
         # Never sent, so going direct is safe.
-        fallback_notice = (f"the connection keeper could not reach box {box_name} "
-                           f"({reply.error or 'no connection'}); connected directly")
-        return None
+        return Outcome(notice=f"the connection keeper could not reach box {box_name} "
+                              f"({reply.error or 'no connection'}); connected directly",
+                       pinned=pinned)
     why = reply.error if reply is not None else None
     if resend_safe:
-        fallback_notice = (f"the connection keeper lost its answer from box {box_name} "
-                           f"({why or 'it went away'}); asked directly")
-        return None
+        return Outcome(notice=f"the connection keeper lost its answer from box {box_name} "
+                              f"({why or 'it went away'}); asked directly", pinned=pinned)
     raise _unsure(box_name, subsystem, f"the connection keeper lost its answer "
                   f"({why or 'it went away'})")
 

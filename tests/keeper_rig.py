@@ -68,11 +68,10 @@ def pin_pause(path: Path, box_name: str, line: str) -> str:
 
     if keeper_retry.pinned(line) or not path.exists():
         return line
-    answer = mux.request(path, box_name, protocol.SUB_LIST, None, None, pin=line)
-    notice, said = mux.fallback_notice, mux.pinned_by_keeper
-    mux.fallback_notice = mux.pinned_by_keeper = None
+    outcome = mux.request(path, box_name, protocol.SUB_LIST, None, None, pin=line)
+    answer, said = outcome.answer, outcome.pinned
     if said is not None and keeper_retry.pinned(said):
         return said
-    if answer is None or answer[2] != 0 or notice:
+    if answer is None or answer[2] != 0 or outcome.notice:
         return line
     return keeper_retry.number_from_list(line, answer[0]) or line
