@@ -59,7 +59,7 @@ class RunRequest:
             ticket=self.ticket)
 
 
-def _send_upload(chan: object, request: RunRequest, box_name: str) -> None:
+def send_upload(chan: object, request: RunRequest, box_name: str) -> None:
     chan.sendall(request.header(box_name))  # type: ignore[attr-defined]
     for _, local in request.upload.files:
         with open(local, "rb") as f:
@@ -91,7 +91,7 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
     box = obj.box()
     chan = conn.open(protocol.SUB_RUN)
     try:
-        _send_upload(chan, request, box.name)
+        send_upload(chan, request, box.name)
     except OSError as exc:
         if chan.exit_status_ready():  # the box refused the run before taking all of it
             raise refusal("run", read_all(chan)[1], chan.recv_exit_status()) from None

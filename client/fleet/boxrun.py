@@ -21,7 +21,7 @@ from .. import EXIT_INTERRUPTED
 from ..context import LagerContext, exchange, read_all
 from ..reconnect import Reattacher, new_client_ref
 from ..reservation_wait import wait_turn
-from ..run_client import RunRequest, _send_upload
+from ..run_client import RunRequest, send_upload
 from ..run_stream import Piece, RunStream
 from . import recap, reserved
 from .output import BoxOutput, Gathered, Terminal
@@ -168,7 +168,7 @@ class BoxRun:
         assert self.conn is not None
         chan = self.conn.open(protocol.SUB_RUN)
         try:
-            _send_upload(chan, self.request, self.name)
+            send_upload(chan, self.request, self.name)
         except OSError as exc:
             if chan.exit_status_ready():  # refused before it took all of the upload
                 self.refusal = read_all(chan)[1].strip()
