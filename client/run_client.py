@@ -60,6 +60,8 @@ class RunRequest:
 
 
 def send_upload(chan: object, request: RunRequest, box_name: str) -> None:
+    """The run request's header line, then every file's bytes in the header's order: what the
+    box's `run` subsystem reads as the upload (one box here; the fleet, one per box)."""
     chan.sendall(request.header(box_name))  # type: ignore[attr-defined]
     for _, local in request.upload.files:
         with open(local, "rb") as f:
