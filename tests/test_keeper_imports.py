@@ -137,3 +137,21 @@ def test_a_run_imports_paramiko_without_importlib_metadata(tmp_path: Path) -> No
     assert probe.stdout.splitlines() == [
         f"{real} paramiko_{real} False", f"{importlib.metadata.version('click')} True"], \
         probe.stderr
+
+
+MESSAGE_MODULES = ("lager.protocol.channel", "lager.protocol.events",
+                   "lager.protocol.reservation", "lager.protocol.link", "lager.protocol.pauses")
+
+
+def test_the_message_modules_import_neither_dataclasses_nor_typing() -> None:
+    """Every message is made by codec's @message: loading all of them (as `lager python` and
+    the agent do) brings in no dataclasses (nor its inspect) and no typing."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                           "import " + ", ".join(MESSAGE_MODULES)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert set(MESSAGE_MODULES) | {"lager.protocol.codec"} <= loaded, loaded
+    assert loaded.isdisjoint({"dataclasses", "typing", "inspect"}), \
+        loaded & {"dataclasses", "typing", "inspect"}

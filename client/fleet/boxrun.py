@@ -54,7 +54,7 @@ class FleetRunRequest(RunRequest):
     fleet: str = ""
 
     def run_header(self, box_name: str) -> RunHeader:
-        return replace(super().run_header(box_name), fleet=self.fleet)
+        return super().run_header(box_name).replaced(fleet=self.fleet)
 
 
 @dataclass

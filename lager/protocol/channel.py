@@ -10,24 +10,24 @@ keeper's own socket has its messages in lager.protocol.keeper.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .codec import Message, ProtocolError, decode_one_of, field, load_object, message
 
-from .codec import Message, ProtocolError, decode_one_of, load_object
-
-# Defined in its own module (the keeper path loads it without the run channel's dataclasses),
+# Defined in its own module (the keeper path loads it without the run channel's messages),
 # and still importable from here, as it always was.
 from .instrument import InstrumentRequest as InstrumentRequest
 
 
-@dataclass
+@message
 class FileEntry(Message):
+    """One file of a run request: its bytes follow the header, in the order listed."""
+
     WHAT = "file entry"
     path: str
     size: int
     mode: int = 0o644
 
 
-@dataclass
+@message
 class RunHeader(Message):
     """The run request. Every key but `main` and `files` may be left out (OpenSSH users write
     it by hand: the README's example is `{"main": "t.py", "files": [...]}`)."""
@@ -54,7 +54,7 @@ class RunHeader(Message):
     fleet: str | None = None  # the fleet id (`f-3c9a`) of a fan-out (issue 18), on --list
 
 
-@dataclass
+@message
 class Enter(Message):
     """Resume the current pause (counted only while the run is paused)."""
 
@@ -62,7 +62,7 @@ class Enter(Message):
     WHAT = "control line"
 
 
-@dataclass
+@message
 class Signal(Message):
     """Ctrl-C (INT) or SIGTERM (TERM) from the client, for the script's process group."""
 
@@ -71,7 +71,7 @@ class Signal(Message):
     name: str
 
 
-@dataclass
+@message
 class Stop(Message):
     """The client leaves and the box finishes stopping the run by itself."""
 
@@ -86,7 +86,7 @@ def decode_control(line: bytes) -> Enter | Signal | Stop:
     return decode_one_of(line, CONTROLS, "control line")  # type: ignore[return-value]
 
 
-@dataclass
+@message
 class AttachRequest(Message):
     """What an attach line says. The line keeps the form OpenSSH users type; a client that
     wants events says so in its channel env (LAGER_PROTOCOL=2), not here."""
@@ -107,7 +107,7 @@ def parse_attach(line: str) -> AttachRequest:
     return AttachRequest(text)
 
 
-@dataclass
+@message
 class RunStarted(Message):
     """run -> a detached client (`--detach`): the only line on stdout, then status 0."""
 
@@ -116,7 +116,7 @@ class RunStarted(Message):
     short_id: str  # the banner's form (`7f3a…e9`), for the hint the client prints
 
 
-@dataclass
+@message
 class DownloadRequest(Message):
     """`download`: files of an ended run, each path relative to its dir; a directory brings
     every regular file below it. One line; the answer is DownloadFile records, then
@@ -128,7 +128,7 @@ class DownloadRequest(Message):
     v: int = 1  # a request without v is version 1; ours set PROTOCOL_VERSION
 
 
-@dataclass
+@message
 class DownloadFile(Message):
     """box -> client, per file: this line, then exactly `size` bytes of it."""
 
@@ -138,7 +138,7 @@ class DownloadFile(Message):
     mode: int
 
 
-@dataclass
+@message
 class DownloadMissing(Message):
     """A requested path that was not sent, and why (the other files still come)."""
 
@@ -147,7 +147,7 @@ class DownloadMissing(Message):
     reason: str
 
 
-@dataclass
+@message
 class DownloadEnd(Message):
     """box -> client, last: the download is whole; then status 0."""
 

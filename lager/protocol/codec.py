@@ -1,9 +1,12 @@
 """How every lager message is written down once: a typed class whose field types are the check.
 
-A message class is a @dataclass, or (for the messages a short command from a second terminal
-uses: lager.protocol.keeper, lager.protocol.instrument) made by this module's own `@message`,
-which gives the same __init__/__eq__/__repr__ and field list without importing dataclasses or
-typing (issue 13). `message_fields()` and `field_types()` read either kind.
+A message class derives from Message and is made by `@message` (lager.protocol.message_class,
+importable from here: the one way to define a message), which gives it the __init__, __eq__
+and __repr__ @dataclass would (and, with `frozen=True`, a hash and no assignment) without
+importing dataclasses or typing: every lager command loads messages, and those imports and
+making each class cost start-up time (issue 13). A default made afresh for each message is
+`field(default_factory=list)`; `msg.replaced(name=value)` is a copy with some fields changed
+(dataclasses.replace's role). `message_fields()` and `field_types()` list the fields.
 
 A message class lists its fields with their types; `encode()` writes one JSON object (with its
 `op` tag when it has one) and `decode()`/`from_dict()` check every field against its declared
@@ -12,7 +15,8 @@ and the field, so a peer gets one clear reason instead of a KeyError somewhere l
 
 Rules the decoder applies, the same for every message:
 - unknown keys are ignored (a newer peer may add fields; the version says what changed);
-- a missing field takes its default; a field without a default is required;
+- a missing field takes its default (a list made afresh for a `default_factory=list` one);
+  a field without a default is required;
 - `int` never takes a bool, `float` takes an int but never a bool or NaN;
 - nested messages and lists of them are checked the same way.
 """
@@ -24,34 +28,23 @@ import sys
 import types
 
 from ..errors import LagerError
-from ..plain_record import install
 
-# `typing` (~5 ms) and `dataclasses` (with inspect, ast, dis, tokenize: ~6 ms) are never
-# imported at run time here: every short command from a second terminal loads this module
-# (issue 13). Type checkers see the names below; the classes made by `@message` look like
-# dataclasses to them (dataclass_transform).
+# A message class is made by message_class's @message; these names are still codec's.
+from .message_class import MISSING as MISSING
+from .message_class import MessageField, message_fields
+from .message_class import field as field
+from .message_class import message as message
+
+# `typing` (~5 ms) is never imported at run time here: every lager command loads this module
+# (issue 13). Its names are for type checkers.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from typing import Any, ClassVar, TypeVar, dataclass_transform
+    from collections.abc import Sequence
+    from typing import Any, ClassVar, TypeVar
 
     M = TypeVar("M", bound="Message")
-    _C = TypeVar("_C", bound="type[Message]")
-else:
-    def dataclass_transform(**_kwargs: object) -> Callable[[_C], _C]:
-        return lambda decorated: decorated
 
 _MAX_SHOWN = 60
-
-
-class _Missing:
-    """A field without a default (dataclasses.MISSING's role, without importing dataclasses)."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
 
 
 class _AnyValue:
@@ -62,23 +55,6 @@ class _AnyValue:
 
 
 _ANY = _AnyValue()
-
-
-class MessageField:
-    """One field of a message: what docs/protocol.md and the codec need of dataclasses.Field."""
-
-    __slots__ = ("annotation", "default", "default_factory", "name")
-
-    def __init__(self, name: str, annotation: Any, default: Any = MISSING,
-                 default_factory: Any = MISSING) -> None:
-        self.name = name
-        self.annotation = annotation  # as written (a string, under `from __future__`)
-        self.default = default
-        self.default_factory = default_factory
-
-    @property
-    def required(self) -> bool:
-        return self.default is MISSING and self.default_factory is MISSING
 
 
 class ProtocolError(LagerError):
@@ -191,61 +167,15 @@ def _resolve(cls: type, name: str, annotation: Any) -> Any:
                                                    "Any": typing.Any})[name]
 
 
-def _is_class_var(annotation: Any) -> bool:
-    return str(annotation).startswith(("ClassVar", "typing.ClassVar"))
-
-
-def message_fields(cls: type[Message] | Message) -> tuple[MessageField, ...]:
-    """The fields of a message class (or message) in order: those of `@message`, or of a
-    @dataclass message (dataclasses is imported only for one of those)."""
-    if not isinstance(cls, type):
-        cls = type(cls)
-    found = cls.__dict__.get("_message_fields")
-    if found is None:
-        import dataclasses
-
-        def ours(value: Any) -> Any:
-            return MISSING if value is dataclasses.MISSING else value
-
-        found = tuple(MessageField(f.name, f.type, ours(f.default), ours(f.default_factory))
-                      for f in dataclasses.fields(cls) if f.init)  # type: ignore[arg-type]
-        cls._message_fields = found
-    return found  # type: ignore[no-any-return]
-
-
 def field_types(cls: type[Message]) -> dict[str, Any]:
     """Each field's type, as the decoder checks it (typing.get_type_hints' role: a message's
     module imports typing's names for type checkers only)."""
     return {f.name: tp for f, tp in cls._fields()}
 
 
-@dataclass_transform()
-def message(cls: _C) -> _C:
-    """A message class without dataclasses: __init__, __eq__, __repr__ and the field list from
-    its annotations, as @dataclass makes them (mutable, unhashable, fields in order, defaults
-    as written). Its own fields only: a @message class derives from Message alone."""
-    fields = []
-    # Not inspect.get_annotations: inspect is what this module avoids importing.
-    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
-        if _is_class_var(annotation):
-            continue
-        default = cls.__dict__.get(name, MISSING)
-        if isinstance(default, (list, dict, set)):
-            raise TypeError(f"{cls.__name__}.{name}: a mutable default is shared by every "
-                            "message; use None")
-        fields.append(MessageField(name, annotation, default))
-    names = tuple(f.name for f in fields)
-    required = [f.name for f in fields if f.default is MISSING]
-    if required and names.index(required[-1]) >= len(required):
-        raise TypeError(f"{cls.__name__}.{required[-1]}: a required field after a default")
-    install(cls, names, {f.name: f.default for f in fields if f.default is not MISSING})
-    cls._message_fields = tuple(fields)
-    return cls
-
-
 class Message:
-    """Base of every message. Subclasses are made by `@message` (or @dataclass); OP is the
-    `op` tag, if any, and WHAT names the message in errors ("run request")."""
+    """Base of every message. Subclasses are made by `@message`; OP is the `op` tag, if any,
+    and WHAT names the message in errors ("run request")."""
 
     OP: ClassVar[str | None] = None
     WHAT: ClassVar[str] = "message"
@@ -260,6 +190,13 @@ class Message:
             found = [(f, _resolve(cls, f.name, f.annotation)) for f in message_fields(cls)]
             cls._types = found
         return found  # type: ignore[no-any-return]
+
+    def replaced(self: M, **changes: Any) -> M:
+        """A copy with `changes` (dataclasses.replace's role); a name that is not a field is
+        a TypeError, as from __init__."""
+        values = {f.name: getattr(self, f.name) for f in message_fields(self)}
+        values.update(changes)
+        return type(self)(**values)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {} if self.OP is None else {"op": self.OP}

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass
 
-from .codec import Message, ProtocolError, decode_one_of
+from .codec import Message, ProtocolError, decode_one_of, message
 
 STDOUT, STDERR, EVENT, NOTICE = 1, 2, 3, 4
 RECORD = struct.Struct(">BI")
 MAX_EVENT = 64 * 1024  # an event is a small JSON object; more is a broken stream
 
 
-@dataclass
+@message
 class Hello(Message):
     """The first record of a framed channel: the box's protocol version and the run."""
 
@@ -41,7 +40,7 @@ class Hello(Message):
     run_id: str
 
 
-@dataclass
+@message
 class PauseNotice(Message):
     """A run is paused (sent as it pauses, and to a client attaching while it is paused)."""
 
@@ -74,7 +73,7 @@ class PauseNotice(Message):
         return (time.monotonic() if received_at is None else received_at) + self.remaining
 
 
-@dataclass
+@message
 class ResumeNotice(Message):
     """The pause `seq` is over: how (enter, continue, timeout), and by whom when known."""
 

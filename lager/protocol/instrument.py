@@ -2,7 +2,7 @@
 
 Apart from the run channel's messages (lager.protocol.channel, which still exports it) because
 `lager nets` and the instrument commands from a second terminal go through the connection
-keeper, whose path loads neither dataclasses nor typing (issue 13): codec's own `@message`.
+keeper, whose path loads only the classes it uses (issue 13).
 """
 from __future__ import annotations
 

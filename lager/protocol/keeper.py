@@ -3,9 +3,9 @@ serving as keeper): one KeeperRequest in, one KeeperReply out, for a short reque
 then frames, for a console.
 
 Apart from the run channel's messages (lager.protocol.channel) because every short command
-from a second terminal loads this module, and making a dataclass costs about a third of a
-millisecond: these six, not all twenty-odd (issue 13). They are made by codec's own `@message`,
-not @dataclass, so this path never imports dataclasses (nor typing) at all.
+from a second terminal loads this module: it makes these six classes, not all twenty-odd
+(issue 13). Like every message, they are made by codec's `@message`, so this path imports
+neither dataclasses nor typing.
 """
 from __future__ import annotations
 

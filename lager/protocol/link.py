@@ -10,15 +10,17 @@ hands that range to clients in its pause and resume notices (lager/protocol/even
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from .codec import Message, decode_one_of, field, message
 
-from .codec import Message, decode_one_of
+# typing's names are for type checkers only: importing it costs a lager command ~5 ms (issue 13).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # --- the script and the agent (relayed by the monitor) --------------------------------------
 
 
-@dataclass
+@message
 class PauseMsg(Message):
     """script -> agent: a pause began; it blocks until a ResumeMsg with its seq arrives."""
 
@@ -35,7 +37,7 @@ class PauseMsg(Message):
     banner: str | None = None  # the banner the monitor puts on stderr for the script
 
 
-@dataclass
+@message
 class ResumedMsg(Message):
     """script -> agent: the pause `seq` is over (how the script heard it), with the line the
     monitor puts on stderr (`=== resumed`, `=== auto-resumed after 300s`)."""
@@ -48,7 +50,7 @@ class ResumedMsg(Message):
     banner: str | None = None
 
 
-@dataclass
+@message
 class ResumeMsg(Message):
     """agent -> script: resume pause `seq` (how: enter, continue, timeout)."""
 
@@ -60,7 +62,7 @@ class ResumeMsg(Message):
     by: str | None = None
 
 
-@dataclass
+@message
 class ConsoleMsg(Message):
     """agent -> script: a console for pause `seq`; its socket travels as SCM_RIGHTS."""
 
@@ -72,7 +74,7 @@ class ConsoleMsg(Message):
     rows: int
 
 
-@dataclass
+@message
 class BannerPlaced(Message):
     """monitor -> script: the banner of message `seq` is on stderr now. The script waits for
     it before writing on, so its own next lines come after the banner, never before."""
@@ -111,7 +113,7 @@ def _one_of(data: bytes | str | dict[str, Any], classes: tuple[type[Message], ..
 BannerAt = list[int]  # [start, end): byte offsets in the run's stderr
 
 
-@dataclass
+@message
 class MonitorHello(Message):
     """monitor -> agent, on every connection: the script, the log's end, the current pause,
     and the highest pause number resumed so far (`resumed`), so that a new agent still answers
@@ -128,14 +130,16 @@ class MonitorHello(Message):
     resumed: int = 0
 
 
-@dataclass
+@message
 class MonitorOutput(Message):
+    """monitor -> agent: the run's log has grown."""
+
     OP = "output"
     WHAT = "monitor output"
     end: int  # the log holds records up to this offset
 
 
-@dataclass
+@message
 class FromScript(Message):
     """monitor -> agent: a message from the script, with where its banner landed."""
 
@@ -146,28 +150,34 @@ class FromScript(Message):
     banner_at: BannerAt | None = None
 
 
-@dataclass
+@message
 class LinkClosed(Message):
+    """monitor -> agent: the script closed its breakpoint link."""
+
     OP = "link_closed"
     WHAT = "link closed"
 
 
-@dataclass
+@message
 class MonitorExit(Message):
+    """monitor -> agent: the script exited with `status`; the log ends at `end`."""
+
     OP = "exit"
     WHAT = "monitor exit"
     status: int
     end: int
 
 
-@dataclass
+@message
 class MonitorFailed(Message):
+    """monitor -> agent: the monitor could not run the script, and why."""
+
     OP = "failed"
     WHAT = "monitor failure"
     error: str
 
 
-@dataclass
+@message
 class SignalScript(Message):
     """agent -> monitor: signal the script and everything it started."""
 
@@ -176,7 +186,7 @@ class SignalScript(Message):
     sig: int
 
 
-@dataclass
+@message
 class Window(Message):
     """agent -> monitor: read the script's pipes up to log offset `until` (None: no limit)."""
 
@@ -186,7 +196,7 @@ class Window(Message):
     seen: int | None = None
 
 
-@dataclass
+@message
 class ToScript(Message):
     """agent -> monitor: relay `body` to the script, with any fds sent alongside."""
 

@@ -12,9 +12,7 @@ open the subsystem again and gets a new snapshot.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from .codec import Message, decode_one_of
+from .codec import Message, decode_one_of, field, message
 from .events import PauseNotice, ResumeNotice
 
 # How many bytes of unsent lines the box holds for one watcher before it drops it.
@@ -25,7 +23,7 @@ MAX_WATCH_LINE = 4 * 1024 * 1024
 GONE = "gone"
 
 
-@dataclass
+@message
 class PauseSnapshot(Message):
     """The first line on `pauses`: every run paused now, as its PauseNotice (no banner)."""
 

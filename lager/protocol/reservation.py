@@ -13,11 +13,14 @@ The holder of a Hold is the identity that logged in (`key:FINGERPRINT`, or for a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from . import short_id
-from .codec import Message, ProtocolError, decode_one_of, load_object
+from .codec import Message, ProtocolError, decode_one_of, field, load_object, message
+
+# typing's names are for type checkers only: importing it costs a lager command ~5 ms (issue 13).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def when(stamp: float) -> str:
@@ -25,7 +28,7 @@ def when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
 
 
-@dataclass(frozen=True)
+@message(frozen=True)
 class Hold(Message):
     """One reason the box is held (kind "run", "lock" or "starting"), and by whom."""
 
@@ -56,7 +59,7 @@ class Hold(Message):
 
 # -- requests (client -> box) ------------------------------------------------------------------
 
-@dataclass
+@message
 class StatusRequest(Message):
     """Who holds the box, its runs, its queue and its forced unlocks."""
 
@@ -64,7 +67,7 @@ class StatusRequest(Message):
     WHAT = "reservation request"
 
 
-@dataclass
+@message
 class LockRequest(Message):
     """Reserve the box for the caller's identity until an unlock (kept across restarts)."""
 
@@ -74,7 +77,7 @@ class LockRequest(Message):
     reason: str | None = None
 
 
-@dataclass
+@message
 class UnlockRequest(Message):
     """Release the caller's lock; `force` takes away another identity's (audited)."""
 
@@ -83,7 +86,7 @@ class UnlockRequest(Message):
     force: bool = False
 
 
-@dataclass
+@message
 class WaitRequest(Message):
     """Stand in the box's first-come queue for up to `wait` seconds (None: LAGER_LOCK_WAIT's
     default). The channel stays open: the grant lasts while it does."""
@@ -105,7 +108,7 @@ def decode_request(line: bytes | str) -> ReservationRequest:
 
 # -- answers (box -> client) -------------------------------------------------------------------
 
-@dataclass
+@message
 class Place(Message):
     """A waiter's place: runs ahead of it (queued before it, or holding the box), the holds,
     and the line the client shows."""
@@ -117,7 +120,7 @@ class Place(Message):
     token: str = ""  # give it back in WaitRequest.token to keep the place after a restart
 
 
-@dataclass
+@message
 class Waiting(Message):
     """Pushed to a waiter each time its place changes (it never polls)."""
 
@@ -125,7 +128,7 @@ class Waiting(Message):
     waiting: Place
 
 
-@dataclass
+@message
 class Granted(Message):
     """The waiter's turn: the ticket its run presents. The grant lasts while the queue
     channel stays open."""
@@ -145,7 +148,7 @@ def decode_queue_line(line: bytes | str) -> Waiting | Granted | Refusal:
     return Waiting.from_dict(body)
 
 
-@dataclass
+@message
 class Locked(Message):
     """The answer to a lock: the lock as the box keeps it."""
 
@@ -153,7 +156,7 @@ class Locked(Message):
     locked: Hold
 
 
-@dataclass
+@message
 class Unlocked(Message):
     """The answer to an unlock, in words ("unlocked", "the box was not locked", ...)."""
 
@@ -161,7 +164,7 @@ class Unlocked(Message):
     message: str
 
 
-@dataclass
+@message
 class Queued(Message):
     """One waiter in the box's queue, first come first."""
 
@@ -172,7 +175,7 @@ class Queued(Message):
     since: float
 
 
-@dataclass(frozen=True)
+@message(frozen=True)
 class ForcedUnlock(Message):
     """A lock taken away by another identity: when, by whom, and the lock it was."""
 
@@ -183,7 +186,7 @@ class ForcedUnlock(Message):
     lock: Hold
 
 
-@dataclass
+@message
 class ReservationStatus(Message):
     """The answer to status (`lager boxes status`): `runs` are the rows of `--list`."""
 
@@ -207,7 +210,7 @@ class ReservationStatus(Message):
         return f"{first.who()} ({first.kind}){more}"
 
 
-@dataclass
+@message
 class Refusal(Message):
     """On stdout beside a refusal (status 75): every hold in the way, for programs."""
 

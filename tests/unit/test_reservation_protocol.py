@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import typing
-from dataclasses import fields
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +14,7 @@ from message_strategies import JSON, message
 from box_agent.subsystems.reservation import _seconds
 from lager.errors import LagerError
 from lager.protocol import reservation
-from lager.protocol.codec import Message, ProtocolError
+from lager.protocol.codec import Message, ProtocolError, message_fields
 
 MESSAGES = sorted((obj for obj in vars(reservation).values()
                    if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
@@ -51,7 +50,7 @@ DECODERS: list[typing.Callable[[bytes], object]] = [
 
 @pytest.mark.parametrize("decode", DECODERS, ids=lambda d: getattr(d, "__qualname__", str(d)))
 def test_hostile_input_is_one_protocol_error(decode: typing.Callable[[bytes], object]) -> None:
-    names = sorted({f.name for cls in MESSAGES for f in fields(cls)} | {"op"})
+    names = sorted({f.name for cls in MESSAGES for f in message_fields(cls)} | {"op"})
 
     @settings(max_examples=30, deadline=None)
     @given(st.one_of(
