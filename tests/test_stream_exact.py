@@ -5,7 +5,8 @@ The agent sends large channel data through its own lean packet builder under AES
 writes ~15 MiB of seeded random blocks of every size (1 byte to past the 1 MiB pipe) to stdout,
 with a numbered line on stderr after each block. Read back by lager's own client and by OpenSSH
 under each cipher it offers the box (the GCM ones take the lean path, chacha20 asyncssh's own),
-with OpenSSH rekeying every megabyte, and the box every 2 MiB under paramiko, so the keys change
+with OpenSSH rekeying every megabyte, and the box rekeying (by bytes under paramiko and OpenSSH,
+by time under paramiko), so the keys change
 under a running stream.
 """
 from __future__ import annotations
@@ -105,8 +106,45 @@ def test_paramiko_with_big_packets_reads_it_while_the_box_rekeys(
     rekeys itself, as lager's own doesn't: paramiko stalls 30 s when a channel closes during a
     key exchange it started (paramiko #822; this test did that 1 time in 4 when it rekeyed
     from the client side)."""
-    with laptop_on_a_new_box(tmp_path, "--rekey-limit", "2M") as laptop, \
-            caplog.at_level(logging.DEBUG, logger="paramiko.transport"):
+    with laptop_on_a_new_box(tmp_path, "--rekey-limit", "2M") as laptop:
+        received, exchanges = read_through_paramiko(laptop, request(), caplog)
+    check_records(received)
+    # ~15 MiB at a new key every 2 MiB; the first exchange is the connection's own.
+    assert exchanges >= 1 + len(received) // (4 << 20), exchanges
+
+
+def test_the_box_rekeys_on_time_too(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`--rekey-limit "1G 1s"`: a run that writes a little every quarter second for about three
+    seconds gets new keys by the clock (the lean path checks the time as asyncssh does)."""
+    script = ("import sys, time\n"
+              "for i in range(12):\n"
+              "    sys.stdout.buffer.write(bytes([i]) * 100_000)\n"
+              "    sys.stdout.buffer.flush()\n"
+              "    time.sleep(0.25)\n")
+    with laptop_on_a_new_box(tmp_path, "--rekey-limit", "1G 1s") as laptop:
+        received, exchanges = read_through_paramiko(laptop, request(script), caplog)
+    assert b"".join(p for s, p in records(received) if s == 1) == \
+        b"".join(bytes([i]) * 100_000 for i in range(12))
+    assert exchanges >= 3, exchanges  # the connection's own, then one a second at least twice
+
+
+def test_openssh_reads_it_while_the_box_rekeys(tmp_path: Path) -> None:
+    """OpenSSH's client, which the box rekeys every megabyte (`--rekey-limit 1M`): its own
+    debug log counts each key exchange the box starts."""
+    with laptop_on_a_new_box(tmp_path, "--rekey-limit", "1M") as laptop:
+        done = openssh(laptop, "run", request(), "-v", "-c", "aes128-gcm@openssh.com",
+                       timeout=300)
+    assert done.returncode == 0, done.stderr[-500:]
+    check_records(done.stdout)
+    exchanges = done.stderr.count(b"SSH2_MSG_KEXINIT received")
+    assert exchanges >= 1 + len(done.stdout) // (2 << 20), done.stderr[-2000:]
+
+
+def read_through_paramiko(laptop: Client, sent: bytes,
+                          caplog: pytest.LogCaptureFixture) -> tuple[bytes, int]:
+    """(the run channel's bytes, how many key exchanges paramiko made) for one run request,
+    read as lager's client reads: AES-GCM, big packets, and never a rekey of its own."""
+    with caplog.at_level(logging.DEBUG, logger="paramiko.transport"):
         ssh = paramiko_connect(laptop, disabled_algorithms={"ciphers": NOT_AES128_GCM})
         try:
             transport = ssh.get_transport()
@@ -115,7 +153,7 @@ def test_paramiko_with_big_packets_reads_it_while_the_box_rekeys(
             chan = transport.open_session(window_size=protocol.CLIENT_WINDOW,
                                           max_packet_size=protocol.MAX_PACKET + 1024)
             chan.invoke_subsystem("run")
-            chan.sendall(request())
+            chan.sendall(sent)
             received = bytearray()
             while data := chan.recv(1 << 20):
                 received += data
@@ -123,17 +161,14 @@ def test_paramiko_with_big_packets_reads_it_while_the_box_rekeys(
             assert transport.remote_cipher == "aes128-gcm@openssh.com"
         finally:
             ssh.close()
-    check_records(bytes(received))
-    exchanges = sum("Switch to new keys" in r.getMessage() for r in caplog.records)
-    # ~15 MiB at a new key every 2 MiB; the first exchange is the connection's own.
-    assert exchanges >= 1 + len(received) // (4 << 20), exchanges
+    return bytes(received), sum("Switch to new keys" in r.getMessage() for r in caplog.records)
 
 
 NOT_AES128_GCM = [c for c in paramiko.Transport._preferred_ciphers if c != "aes128-gcm@openssh.com"]
 
 
-def request() -> bytes:
-    body = SCRIPT.encode()
+def request(script: str = SCRIPT) -> bytes:
+    body = script.encode()
     head = {"main": "t.py", "script": "t.py", "files": [{"path": "t.py", "size": len(body)}],
             "v": 2, "events": True}
     return json.dumps(head).encode() + b"\n" + body
