@@ -6,8 +6,7 @@ writes ~15 MiB of seeded random blocks of every size (1 byte to past the 1 MiB p
 with a numbered line on stderr after each block. Read back by lager's own client and by OpenSSH
 under each cipher it offers the box (the GCM ones take the lean path, chacha20 asyncssh's own),
 with OpenSSH rekeying every megabyte, and the box rekeying (by bytes under paramiko and OpenSSH,
-by time under paramiko), so the keys change
-under a running stream.
+by time under paramiko), so the keys change under a running stream.
 """
 from __future__ import annotations
 
