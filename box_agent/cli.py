@@ -105,9 +105,9 @@ def main() -> None:
               help="how long a finished run stays listable and reattachable (24h, 90m, 3600s)")
 @click.option("--keep-finished-runs", metavar="N", default="100", show_default=True,
               help="at most this many finished runs are kept (the oldest go first)")
-@click.option("--rekey-limit", metavar="SIZE [TIME]", default="1G 1h", show_default=True,
+@click.option("--rekey-limit", metavar="'SIZE [TIME]'", default="1G 1h", show_default=True,
               help="new session keys after the box has sent this much on a connection, or "
-                   "after this long (sshd's RekeyLimit)")
+                   "after this long (sshd's RekeyLimit; one argument: quote the two)")
 @click.option("--ready-fd", type=int, hidden=True,
               help="(for `lager-box reload`) say took/ready on this inherited pipe")
 @click.option("-v", "--verbose", count=True,

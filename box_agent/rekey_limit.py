@@ -23,7 +23,10 @@ class RekeyLimit:
 
 def parse_rekey_limit(text: str) -> RekeyLimit:
     """`1G`, `512M 30m`, `default none`: a size, then optionally a time, as sshd_config writes
-    RekeyLimit ("default" keeps the box's own value, a time of "none" sets no time limit)."""
+    RekeyLimit ("default" keeps the box's own value, a time of "none" or 0 sets no time limit).
+
+    asyncssh counts what the box sends; sshd counts both directions. lager's clients never
+    rekey, so a long upload alone changes keys by time only."""
     parts = text.split()
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"{text[:40]!r} is not a rekey limit: use a size and an optional "
@@ -31,6 +34,6 @@ def parse_rekey_limit(text: str) -> RekeyLimit:
     size = RekeyLimit.bytes if parts[0] == "default" else \
         parse_bytes(parts[0], MIN_BYTES, MAX_BYTES, "keys change after", "of data per key")
     when = parts[1] if len(parts) == 2 else "default"
-    seconds = RekeyLimit.seconds if when == "default" else 0.0 if when == "none" else \
+    seconds = RekeyLimit.seconds if when == "default" else 0.0 if when in ("none", "0") else \
         parse_duration(when)
     return RekeyLimit(size, seconds)

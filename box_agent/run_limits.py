@@ -20,8 +20,8 @@ MAX_KEEP_FINISHED_RUNS = 100_000
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}  # as sshd_config
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def parse_bytes(text: str, low: int, high: int, low_means: str, high_means: str)
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from `24h`, `90m`, `3600s`, `1d`, `1h30m` or plain seconds; at least 1 s,
+    """Seconds from `24h`, `90m`, `3600s`, `1d`, `2w`, `1h30m` or plain seconds; at least 1 s,
     at most a year."""
     given = text.strip()
     seconds: float | None = None
@@ -78,7 +78,7 @@ def parse_duration(text: str) -> float:
         seconds = sum(float(n) * _DURATION_UNITS[u.lower()]
                       for n, u in _DURATION_PART.findall(given))
     if seconds is None:
-        raise ValueError(f"{_shown(text)} is not a duration: use 24h, 90m, 3600s, 1d or "
+        raise ValueError(f"{_shown(text)} is not a duration: use 24h, 90m, 3600s, 1d, 2w or "
                          "seconds")
     if seconds < 1:
         raise ValueError(f"{_shown(text)} is too short: at least 1s")

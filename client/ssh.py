@@ -7,6 +7,7 @@ and usage errors never pay for it. Every failure is one line naming the host it 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -72,6 +73,10 @@ def _paramiko() -> Any:
     return paramiko
 
 
+_METADATA = "importlib.metadata"
+_IMPORTING = threading.Lock()
+
+
 def _import_paramiko() -> None:
     """Import paramiko without importlib.metadata, when its version can be read beside it.
 
@@ -85,7 +90,7 @@ def _import_paramiko() -> None:
     zip, two installs) paramiko imports as it always does."""
     import importlib.util
 
-    if "importlib.metadata" in sys.modules:
+    if _METADATA in sys.modules:
         return  # loaded already: nothing to save
     spec = importlib.util.find_spec("paramiko")
     origin = getattr(spec, "origin", None)
@@ -100,14 +105,19 @@ def _import_paramiko() -> None:
     if len(found) != 1:
         return
     own_version = found[0][len("paramiko-"):-len(".dist-info")]
-    stand_in = types.ModuleType("importlib.metadata")
+    stand_in = types.ModuleType(_METADATA)
+
+    def withdraw() -> None:
+        """The stand-in out of the way: the real module is what anyone gets from here on."""
+        if sys.modules.get(_METADATA) is stand_in:
+            sys.modules.pop(_METADATA, None)
+        if getattr(importlib, "metadata", None) is stand_in:
+            with contextlib.suppress(AttributeError):
+                delattr(importlib, "metadata")
 
     def real() -> Any:
-        import importlib
-
-        if sys.modules.get("importlib.metadata") is stand_in:
-            del sys.modules["importlib.metadata"]  # the real one, from here on
-        return importlib.import_module("importlib.metadata")
+        withdraw()
+        return importlib.import_module(_METADATA)
 
     def version(name: str) -> str:
         return own_version if name == "paramiko" else str(real().version(name))
@@ -115,12 +125,17 @@ def _import_paramiko() -> None:
     stand_in.version = version  # type: ignore[attr-defined]
     # Anything else a module imported meanwhile might ask (PEP 562): the real module's.
     stand_in.__getattr__ = lambda attr: getattr(real(), attr)  # type: ignore[method-assign]
-    sys.modules["importlib.metadata"] = stand_in
-    try:
-        import paramiko  # noqa: F401
-    finally:
-        if sys.modules.get("importlib.metadata") is stand_in:
-            del sys.modules["importlib.metadata"]
+    with _IMPORTING:  # the fleet's box threads connect at once
+        if "paramiko" in sys.modules:
+            return
+        sys.modules[_METADATA] = stand_in
+        # Also as the package's attribute: `import importlib.metadata` then
+        # `importlib.metadata.X` reads it there.
+        setattr(importlib, "metadata", stand_in)  # noqa: B010
+        try:
+            import paramiko  # noqa: F401
+        finally:
+            withdraw()
 
 
 class Deadline:

@@ -318,7 +318,7 @@ def test_serve_help_lists_the_options() -> None:
     shown = subprocess.run([LAGER_BOX, "serve", "--help"], capture_output=True, text=True,
                            timeout=60).stdout
     for option in ("--run-log-limit SIZE", "--keep-finished DURATION",
-                   "--keep-finished-runs N", "--rekey-limit SIZE [TIME]"):
+                   "--keep-finished-runs N", "--rekey-limit 'SIZE [TIME]'"):
         assert option in shown
 
 

@@ -106,7 +106,7 @@ def _field_of(cls: type, name: str, annotation: Any) -> MessageField:
     if isinstance(default, Factory):
         delattr(cls, name)  # as @dataclass leaves it: the class has no shared value
         return MessageField(name, annotation, default_factory=default.make)
-    if isinstance(default, (list, dict, set)):
+    if type(default).__hash__ is None:  # dataclasses' own test: a list, a bytearray, a message
         raise TypeError(f"{cls.__name__}.{name}: a mutable default is shared by every "
                         "message; use field(default_factory=...)")
     if type(default).__module__ == "dataclasses":  # its field(), which @message cannot read

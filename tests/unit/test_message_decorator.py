@@ -76,6 +76,16 @@ def test_a_message_class_refuses_what_dataclass_refuses() -> None:
         class Shared(Message):
             items: list[str] = []  # noqa: RUF012 (the mistake this test makes on purpose)
 
+    with pytest.raises(TypeError, match="mutable default"):
+        @message
+        class SharedBytes(Message):
+            data: bytearray = bytearray(b"x")  # on purpose, as above
+
+    with pytest.raises(TypeError, match="mutable default"):
+        @message
+        class SharedMessage(Message):
+            entry: channel.FileEntry = channel.FileEntry("a", 1)  # on purpose
+
     with pytest.raises(TypeError, match="required field after a default"):
         @message
         class Backwards(Message):

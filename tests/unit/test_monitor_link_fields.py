@@ -18,9 +18,15 @@ from lager.protocol import link
 from lager.protocol.codec import Message, message_fields
 
 SOURCES = Path(loop.__file__).parent
-# monitor.h: enum json_type
-_BITS = {"J_NULL": 1, "J_STR": 2, "J_INT": 4, "J_NUM": 8, "J_BOOL": 16, "J_OBJ": 32,
-         "J_LIST": 64}
+
+def _json_types() -> dict[str, int]:
+    """monitor.h's `enum json_type` (J_NULL = 1, J_STR = 2...): the bits the tables use."""
+    enum = re.search(r"enum json_type \{(.*?)\}", (SOURCES / "monitor.h").read_text(), re.S)
+    assert enum is not None, "monitor.h has no enum json_type"
+    return {name: int(value) for name, value in re.findall(r"(J_\w+)\s*=\s*(\d+)", enum[1])}
+
+
+_BITS = _json_types()
 _TABLE = re.compile(r"static const struct field_spec (\w+)\[\] = \{(.*?)\};", re.S)
 _ENTRY = re.compile(r'\{"(\w+)",\s*([A-Z_| ]+?),\s*([01])\}')
 # What each annotation (as written, under `from __future__ import annotations`) lets through.

@@ -13,6 +13,7 @@ from box_agent.rekey_limit import MAX_BYTES, MIN_BYTES, RekeyLimit, parse_rekey_
     ("64K 10s", RekeyLimit(MIN_BYTES, 10.0)), ("1T", RekeyLimit(MAX_BYTES, 3600.0)),
     ("  4M\t2h ", RekeyLimit(4 << 20, 7200.0)), ("default none", RekeyLimit(1 << 30, 0.0)),
     ("default", RekeyLimit()), ("8M default", RekeyLimit(8 << 20, 3600.0)),
+    ("1G 0", RekeyLimit(1 << 30, 0.0)), ("1G 2w", RekeyLimit(1 << 30, 14 * 86400.0)),
 ])
 def test_limits_as_sshd_config_writes_them(text: str, limit: RekeyLimit) -> None:
     assert parse_rekey_limit(text) == limit
@@ -21,7 +22,7 @@ def test_limits_as_sshd_config_writes_them(text: str, limit: RekeyLimit) -> None
 @pytest.mark.parametrize(("text", "why"), [
     ("", "not a rekey limit"), ("1G 1h 2", "not a rekey limit"), ("1K", "too small"),
     ("65535", "too small"), ("2T", "too big"), ("9" * 400, "too big"), ("lots", "not a size"),
-    ("1G soon", "not a duration"), ("1G 0", "too short"), ("1G 400d", "too long"),
+    ("1G soon", "not a duration"), ("1G 0.5", "too short"), ("1G 400d", "too long"),
     ("none", "not a size"), ("Default", "not a size"),
 ])
 def test_bad_limits_say_why_in_one_line(text: str, why: str) -> None:

@@ -53,7 +53,7 @@ def test_bad_sizes_say_why_in_one_line(text: str, why: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
-    ("24h", 86400), ("90m", 5400), ("3600s", 3600), ("1d", 86400), ("1h30m", 5400),
+    ("24h", 86400), ("90m", 5400), ("3600s", 3600), ("1d", 86400), ("1h30m", 5400), ("2w", 14 * 86400),
     ("2", 2), ("2s", 2), ("1.5h", 5400), ("366d", MAX_KEEP_FINISHED), ("10M", 600),
 ])
 def test_durations_as_a_user_writes_them(text: str, seconds: float) -> None:
