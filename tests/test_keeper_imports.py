@@ -21,10 +21,15 @@ def _loaded(laptop: Client, *args: str) -> tuple[subprocess.CompletedProcess[str
     done = subprocess.run([sys.executable, "-X", "importtime", LAGER, *args, "--box",
                            laptop.box], env=laptop.env, capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
-    timings = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
-    assert len(timings) > 20, done.stderr  # the interpreter really reported its imports
-    names = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in timings}
-    return done, names
+    modules = _imported(done.stderr)
+    assert len(modules) > 20, done.stderr  # the interpreter really reported its imports
+    return done, {name.split(".")[0] for name in modules}
+
+
+def _imported(stderr: str) -> set[str]:
+    """The full name of every module that `-X importtime` reported in stderr."""
+    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:")}
 
 
 def _answer(done: subprocess.CompletedProcess[str]) -> str:
@@ -120,8 +125,7 @@ def test_a_run_imports_paramiko_without_importlib_metadata(tmp_path: Path) -> No
                                "--box", laptop.box], env=laptop.env, capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert (done.returncode, done.stdout) == (0, "hello from the box\n"), _answer(done)
-    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
-              if line.startswith("import time:")}
+    loaded = _imported(done.stderr)
     assert "paramiko.transport" in loaded
     assert "importlib.metadata" not in loaded
     probe = subprocess.run([sys.executable, "-c", (
@@ -150,8 +154,7 @@ def test_the_message_modules_import_neither_dataclasses_nor_typing() -> None:
                            "import " + ", ".join(MESSAGE_MODULES)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
-              if line.startswith("import time:")}
+    loaded = _imported(done.stderr)
     assert set(MESSAGE_MODULES) | {"lager.protocol.codec"} <= loaded, loaded
     assert loaded.isdisjoint({"dataclasses", "typing", "inspect"}), \
         loaded & {"dataclasses", "typing", "inspect"}
