@@ -11,11 +11,24 @@ struct proc {
     pid_t pid, ppid;
 };
 
+/* Whether we have a child, live or not yet reaped. We are a subreaper: whatever the script
+ * left behind is our child as soon as its parent dies, so with none, nothing is below us. */
+static int has_children(void) {
+    siginfo_t info = {0};
+    return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 || errno != ECHILD;
+}
+
 /* Every live process below root, through /proc (setsid does not hide one). Returns a malloc'd
  * array (caller frees) and its length in *count. */
 static pid_t *descendants(pid_t root, int *count) {
     struct proc *all = NULL;
     int n = 0, cap = 0;
+    if (root == getpid() && !has_children()) {
+        /* The common end of a run: the scan of every process on the box (milliseconds, twice
+         * per run) would find nothing. */
+        *count = 0;
+        return malloc(sizeof(pid_t));
+    }
     DIR *d = opendir("/proc");
     struct dirent *ent;
     while (d && (ent = readdir(d))) {
