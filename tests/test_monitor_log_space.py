@@ -8,6 +8,7 @@ coreutils' `stat` and util-linux's `fallocate`, not only our own reading of the 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -67,17 +68,17 @@ def on_disk(paths: list[Path]) -> dict[str, tuple[int, int]]:
 class Agent:
     """The monitor on its own, with this test as its agent (it grants the window)."""
 
-    def __init__(self, binary: Path, tmp_path: Path, limit: int, count: int) -> None:
-        script = tmp_path / "chunks.py"
-        script.write_text(f"import sys\nMIB = {MIB}\nfor i in range({count}):\n"
-                          f"    sys.stdout.buffer.write({CHUNK})\n")
+    def __init__(self, binary: Path, tmp_path: Path, limit: int, script_text: str,
+                 *args: str) -> None:
+        script = tmp_path / "script.py"
+        script.write_text(script_text)
         self.dir = tmp_path / "mon"
         self.dir.mkdir()
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock.settimeout(60)
         self.proc = subprocess.Popen(
             [str(binary), f"--log-limit={limit}", str(theirs.fileno()), str(self.dir),
-             str(tmp_path), "-", "--", sys.executable, str(script)],
+             str(tmp_path), "-", "--", sys.executable, str(script), *args],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         theirs.close()
 
@@ -101,7 +102,8 @@ def test_segments_reserve_their_blocks_and_give_back_what_they_did_not_fill(
         binary: Path, tmp_path: Path, limit: int) -> None:
     count = 11  # 11 MiB: past the first segment, the last one left part full
     seg = segment_bytes(limit)
-    agent = Agent(binary, tmp_path, limit, count)
+    agent = Agent(binary, tmp_path, limit, f"import sys\nMIB = {MIB}\nfor i in range({count}):\n"
+                  f"    sys.stdout.buffer.write({CHUNK})\n")
     try:
         # The first window (at most half the limit) stops the monitor inside a segment: there
         # it reports an end and writes nothing more until we grant more.
@@ -136,3 +138,59 @@ def test_segments_reserve_their_blocks_and_give_back_what_they_did_not_fill(
     logged = b"".join(c.data for c in LogReader(agent.dir).read(0, report["end"], 1 << 40))
     kept = expected(count)[sum(found[0].before):]  # a small limit dropped the oldest
     assert logged == kept and len(kept) >= min(limit, len(expected(count))) * 0.9
+
+
+# Pieces of about 16 KiB, each written only when the test says so (a byte on a FIFO): one
+# record each, so the first segment holds several and its reader reads it in steps.
+PIECE = "(b'%06d|' % i) * (16384 // 7)"
+STEPPED = f"""import os, sys
+fifo = open(sys.argv[1], "rb", buffering=0)
+for i in range(int(sys.argv[2])):
+    fifo.read(1)
+    os.write(1, {PIECE})
+"""
+
+
+def piece(i: int) -> bytes:
+    return (b"%06d|" % i) * (16384 // 7)
+
+
+def test_a_reader_holding_a_segment_the_limit_drops_reads_its_old_bytes(
+        binary: Path, tmp_path: Path) -> None:
+    """A reader (the agent's LogReader, mid-read) holds the oldest segment open while the
+    monitor writes on and drops it: what the reader gets from it is still that segment's
+    bytes, all of them. A monitor that reused the dropped segment's file for new output
+    (cheaper: its pages are cached) would hand this reader the new bytes as the old ones."""
+    limit = MIB  # 128 KiB segments: the first is dropped once 1 MiB more follows it
+    count = 200  # about 3 MiB
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    agent = Agent(binary, tmp_path, limit, STEPPED, str(fifo), str(count))
+    go = os.open(fifo, os.O_WRONLY)
+    try:
+        end, i = 0, 0
+        while len(segments(agent.dir)) < 2:  # one piece, one record, until a second segment
+            os.write(go, b"x")
+            end += 8 + len(piece(i))
+            i += 1
+            report = agent.next_report()
+            while report["end"] < end:
+                agent.grant(None)
+                report = agent.next_report()
+            agent.grant(None)
+        first, second = segments(agent.dir)[:2]
+        held = LogReader(agent.dir).read(first.start, second.start, budget=1 << 40)
+        chunks = [next(held)]  # the reader has the first segment open, and waits
+        assert chunks[0].end < second.start  # more of it to read, after the drop
+        os.write(go, b"x" * (count - i))
+        while report["op"] != "exit":
+            report = agent.next_report()
+        assert not first.path.exists()  # dropped while held
+        chunks += list(held)
+    finally:
+        os.close(go)
+        code = agent.finish()
+    assert code == 0
+    data = b"".join(c.data for c in chunks)
+    assert len(data) == second.before[0]
+    assert data == b"".join(piece(n) for n in range(count))[:len(data)]
