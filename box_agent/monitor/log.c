@@ -1,4 +1,16 @@
-/* The output log: box_agent/runlog.py's format, written by splice(2) from the pipes. */
+/* The output log: box_agent/runlog.py's format, written by splice(2) from the pipes.
+ *
+ * Measured with bench/monitor_cpu.py (200 MiB in 1 MiB writes; nearly all of it is kernel):
+ * - splice, not read(2) into a buffer and pwritev(2): that copies every byte twice, and cost
+ *   more here at every read size tried (64 KiB to 1 MiB). A smaller pipe (64 or 256 KiB) only
+ *   adds wakeups, and cost more too.
+ * - A new file per segment, not the dropped one's file reused for new output. Reuse keeps its
+ *   page cache and blocks, and cut the monitor's CPU by a third, but a reader may hold the
+ *   dropped segment open, or be opening it, and would then read new bytes as the old ones
+ *   (tests/test_monitor_log_space.py). A lease (F_SETLEASE) sees the opens already made, not
+ *   one that has looked up the name and not yet opened it. Reuse needs readers that check,
+ *   after reading, that the name still leads to the file they read, and a log end that does
+ *   not take the reused file's old bytes past the new ones for records. */
 #include "monitor.h"
 
 long long log_end = 0;
