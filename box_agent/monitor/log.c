@@ -12,6 +12,8 @@
  *   after reading, that the name still leads to the file they read, and a log end that does
  *   not take the reused file's old bytes past the new ones for records. */
 #include "monitor.h"
+#include <linux/magic.h>
+#include <sys/vfs.h>
 
 long long log_end = 0;
 long long log_limit = LOG_LIMIT;
@@ -21,6 +23,17 @@ int open_pipes = 0;
 static long long seg_start = 0, totals[3] = {0, 0, 0};
 static int seg_fd = -1;
 static int no_splice = 0;
+
+/* A segment's blocks are reserved ahead of its writes (fallocate, KEEP_SIZE) on ext4: its
+ * delayed allocation otherwise reserves and maps them a 4 KiB block at a time as the pipe's
+ * pages are copied in (about a tenth of the monitor's CPU; bench/monitor_cpu.py). KEEP_SIZE:
+ * a segment's size stays what it holds, so readers see nothing new. The reserve doubles as
+ * the segment fills, up to its full size, so a quiet run (a paused one) holds little disk it
+ * does not use, and a closing segment gives back what it did not fill. Not on tmpfs and the
+ * like, where a reserve would be memory (issue 11), nor where it was not measured. */
+#define RESERVE_FIRST (256LL << 10)
+static int reserving = -1; /* 1: the log's filesystem is ext4; -1: not known yet */
+static long long reserved = 0; /* bytes of the current segment reserved, from its start */
 
 
 /* The run's limit from `--log-limit=BYTES`; 0 when it is not a number in range. Segments are
@@ -80,16 +93,38 @@ static void drop_old_segments(void) {
     free(found);
 }
 
+/* Blocks for the current segment up to `upto` bytes from its start, and as many again. */
+static void reserve_for(long long upto) {
+    if (reserving == 0 || seg_fd < 0 || upto <= reserved || reserved >= segment_bytes)
+        return;
+    if (reserving < 0) {
+        struct statfs fs;
+        reserving = fstatfs(seg_fd, &fs) == 0 && fs.f_type == EXT4_SUPER_MAGIC;
+        if (!reserving)
+            return;
+    }
+    long long want = upto * 2 < RESERVE_FIRST ? RESERVE_FIRST : upto * 2;
+    if (want > segment_bytes)
+        want = segment_bytes;
+    /* A failure (a full disk) leaves these blocks to delayed allocation, as without it; the
+     * next doubling tries again. */
+    if (fallocate(seg_fd, FALLOC_FL_KEEP_SIZE, reserved, want - reserved) < 0 &&
+        errno == EOPNOTSUPP)
+        reserving = 0;
+    reserved = want;
+}
+
 /* Close the segment being written, first giving back the blocks reserved past what it holds
- * (only a segment that did not fill has any: a full one used them all). */
+ * (a segment that filled used them all). */
 static void close_segment(void) {
     if (seg_fd < 0)
         return;
-    if (log_end - seg_start < segment_bytes && ftruncate(seg_fd, log_end - seg_start) < 0) {
+    if (reserved > log_end - seg_start && ftruncate(seg_fd, log_end - seg_start) < 0) {
         /* the blocks stay reserved until the run's dir goes; its records are whole */
     }
     close(seg_fd);
     seg_fd = -1;
+    reserved = 0;
 }
 
 static void rotate(void) {
@@ -101,14 +136,6 @@ static void rotate(void) {
     /* Not O_APPEND: splice(2) refuses such a file. We are its only writer and keep the
      * offset ourselves. */
     seg_fd = open(name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    /* The segment's blocks in one call: ext4's delayed allocation otherwise reserves and maps
-     * them a 4 KiB block at a time as the pipe's pages are copied in (about a tenth of the
-     * monitor's CPU; bench/monitor_cpu.py). KEEP_SIZE: the file's size stays what it holds,
-     * so readers see nothing new. Where it fails (no support, a full disk) the writes go on
-     * as before. */
-    if (seg_fd >= 0 && fallocate(seg_fd, FALLOC_FL_KEEP_SIZE, 0, segment_bytes) < 0) {
-        /* nothing reserved: delayed allocation, as without it */
-    }
     drop_old_segments();
 }
 
@@ -139,6 +166,7 @@ static int append_bytes(int stream, const char *data, size_t len) {
     struct iovec iov[2] = {{head, 8}, {(void *)data, len}};
     if (seg_fd < 0 || log_end - seg_start >= segment_bytes)
         rotate();
+    reserve_for(log_end - seg_start + 8 + (long long)len);
     if (seg_fd < 0 || pwritev(seg_fd, iov, 2, log_end - seg_start) != (ssize_t)(8 + len)) {
         if (seg_fd >= 0 && ftruncate(seg_fd, log_end - seg_start) < 0)
             return 0;
@@ -197,6 +225,7 @@ int drain(int stream, size_t most) {
     if (seg_fd < 0 || log_end - seg_start >= segment_bytes)
         rotate();
     long long pos = log_end - seg_start;
+    reserve_for(pos + 8 + (long long)n);
     unsigned char head[8];
     put_header(head, stream, n);
     if (seg_fd < 0 || pwrite(seg_fd, head, 8, pos) != 8) {
