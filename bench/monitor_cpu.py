@@ -133,6 +133,15 @@ def main() -> None:
             switches = statistics.median(s.switches for s in b.samples)
             print(f"{b.label[-40:]:40} {statistics.median(cpu):14.1f} {min(cpu):7.1f} "
                   f"{max(cpu):7.1f} {statistics.median(cpu) / mb:7.3f} {switches:9.0f}")
+        # Each round ran every build back to back: the per-round differences move less with
+        # the machine's load than the medians do.
+        base = builds[0]
+        for b in builds[1:]:
+            diffs = [s.cpu_ms - t.cpu_ms for s, t in zip(b.samples, base.samples, strict=True)]
+            fewer = sum(d < 0 for d in diffs)
+            print(f"{b.label[-40:]} - {base.label[-40:]}: median "
+                  f"{statistics.median(diffs):+.1f} ms per run, less CPU in {fewer} of "
+                  f"{len(diffs)} rounds")
     finally:
         shutil.rmtree(root)
 
