@@ -1,5 +1,19 @@
-/* The output log: box_agent/runlog.py's format, written by splice(2) from the pipes. */
+/* The output log: box_agent/runlog.py's format, written by splice(2) from the pipes.
+ *
+ * Measured with bench/monitor_cpu.py (200 MiB in 1 MiB writes; nearly all of it is kernel):
+ * - splice, not read(2) into a buffer and pwritev(2): that copies every byte twice, and cost
+ *   more here at every read size tried (64 KiB to 1 MiB). A smaller pipe (64 or 256 KiB) only
+ *   adds wakeups, and cost more too.
+ * - A new file per segment, not the dropped one's file reused for new output. Reuse keeps its
+ *   page cache and blocks, and cut the monitor's CPU by a third, but a reader may hold the
+ *   dropped segment open, or be opening it, and would then read new bytes as the old ones
+ *   (tests/test_monitor_log_space.py). A lease (F_SETLEASE) sees the opens already made, not
+ *   one that has looked up the name and not yet opened it. Reuse needs readers that check,
+ *   after reading, that the name still leads to the file they read, and a log end that does
+ *   not take the reused file's old bytes past the new ones for records. */
 #include "monitor.h"
+#include <linux/magic.h>
+#include <sys/vfs.h>
 
 long long log_end = 0;
 long long log_limit = LOG_LIMIT;
@@ -9,6 +23,17 @@ int open_pipes = 0;
 static long long seg_start = 0, totals[3] = {0, 0, 0};
 static int seg_fd = -1;
 static int no_splice = 0;
+
+/* A segment's blocks are reserved ahead of its writes (fallocate, KEEP_SIZE) on ext4: its
+ * delayed allocation otherwise reserves and maps them a 4 KiB block at a time as the pipe's
+ * pages are copied in (about a tenth of the monitor's CPU; bench/monitor_cpu.py). KEEP_SIZE:
+ * a segment's size stays what it holds, so readers see nothing new. The reserve doubles as
+ * the segment fills, up to its full size, so a quiet run (a paused one) holds little disk it
+ * does not use, and a closing segment gives back what it did not fill. Not on tmpfs and the
+ * like, where a reserve would be memory (issue 11), nor where it was not measured. */
+#define RESERVE_FIRST (256LL << 10)
+static int reserving = -1; /* 1: the log's filesystem is ext4; -1: not known yet */
+static long long reserved = 0; /* bytes of the current segment reserved, from its start */
 
 
 /* The run's limit from `--log-limit=BYTES`; 0 when it is not a number in range. Segments are
@@ -68,9 +93,42 @@ static void drop_old_segments(void) {
     free(found);
 }
 
+/* Blocks for the current segment up to `upto` bytes from its start, and as many again. */
+static void reserve_for(long long upto) {
+    if (reserving == 0 || seg_fd < 0 || upto <= reserved || reserved >= segment_bytes)
+        return;
+    if (reserving < 0) {
+        struct statfs fs;
+        reserving = fstatfs(seg_fd, &fs) == 0 && fs.f_type == EXT4_SUPER_MAGIC;
+        if (!reserving)
+            return;
+    }
+    long long want = upto * 2 < RESERVE_FIRST ? RESERVE_FIRST : upto * 2;
+    if (want > segment_bytes)
+        want = segment_bytes;
+    /* A failure (a full disk) leaves these blocks to delayed allocation, as without it; the
+     * next doubling tries again. */
+    if (fallocate(seg_fd, FALLOC_FL_KEEP_SIZE, reserved, want - reserved) < 0 &&
+        errno == EOPNOTSUPP)
+        reserving = 0;
+    reserved = want;
+}
+
+/* Close the segment being written, first giving back the blocks reserved past what it holds
+ * (a segment that filled used them all). */
+static void close_segment(void) {
+    if (seg_fd < 0)
+        return;
+    if (reserved > log_end - seg_start && ftruncate(seg_fd, log_end - seg_start) < 0) {
+        /* the blocks stay reserved until the run's dir goes; its records are whole */
+    }
+    close(seg_fd);
+    seg_fd = -1;
+    reserved = 0;
+}
+
 static void rotate(void) {
-    if (seg_fd >= 0)
-        close(seg_fd);
+    close_segment();
     seg_start = log_end;
     char name[96];
     snprintf(name, sizeof name, "log.%llx.%llx.%llx", log_end, totals[STDOUT_STREAM],
@@ -108,6 +166,7 @@ static int append_bytes(int stream, const char *data, size_t len) {
     struct iovec iov[2] = {{head, 8}, {(void *)data, len}};
     if (seg_fd < 0 || log_end - seg_start >= segment_bytes)
         rotate();
+    reserve_for(log_end - seg_start + 8 + (long long)len);
     if (seg_fd < 0 || pwritev(seg_fd, iov, 2, log_end - seg_start) != (ssize_t)(8 + len)) {
         if (seg_fd >= 0 && ftruncate(seg_fd, log_end - seg_start) < 0)
             return 0;
@@ -166,6 +225,7 @@ int drain(int stream, size_t most) {
     if (seg_fd < 0 || log_end - seg_start >= segment_bytes)
         rotate();
     long long pos = log_end - seg_start;
+    reserve_for(pos + 8 + (long long)n);
     unsigned char head[8];
     put_header(head, stream, n);
     if (seg_fd < 0 || pwrite(seg_fd, head, 8, pos) != 8) {
@@ -218,7 +278,5 @@ void write_status(void) {
 }
 
 void log_close(void) {
-    if (seg_fd >= 0)
-        close(seg_fd);
-    seg_fd = -1;
+    close_segment();
 }
