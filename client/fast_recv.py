@@ -85,7 +85,10 @@ class GcmReader:
         self.plain = bytearray(buffer_size)  # a packet's plaintext (decrypt_into)
         self.plain_view = memoryview(self.plain)
         self.into = False  # cryptography has AESGCM.decrypt_into (45 and later)
-        self.fast_packets = self.other_packets = self.key_sets = 0
+        # Counts for tests and measurements: packets each path read, inbound key sets seen,
+        # and the key sets the lean path read packets under (it takes up again after a rekey).
+        self.fast_packets = self.other_packets = self.key_sets = self.fast_key_sets = 0
+        self._counted_engine: Any = None
         from cryptography.exceptions import InvalidTag
 
         self.invalid_tag = InvalidTag
@@ -125,6 +128,9 @@ class GcmReader:
             self.start = self.end = 0
         setattr(p, _P + "iv_in", p._inc_iv_counter(iv))
         self.fast_packets += 1
+        if self._counted_engine is not self.engine:
+            self._counted_engine = self.engine
+            self.fast_key_sets += 1
         return self._message(p, plain, packet_size)
 
     def _decrypt(self, iv: bytes, packet: memoryview, packet_size: int) -> Any:
