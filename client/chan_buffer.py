@@ -11,11 +11,41 @@ Only the storage changes; the waiting, events and closing are paramiko's own (Bu
 calls `_buffer_frombytes`, `_buffer_tobytes`, `len()` and `del [:n]` on its buffer). The
 buffers are put in place as the transport registers a channel (ChannelMap.put), before it can
 receive anything.
+
+Wakeups come in batches (WakeBatch): paramiko wakes a channel's reader for every packet it
+feeds (an `os.write` to the channel's event pipe, a notify), so the transport thread and the
+reading thread took turns at the GIL and the scheduler once per 256 KiB packet (issue 13's
+profile: futex, pipe writes and task switches on both threads). When the transport's lean
+receive path (client/fast_recv.py) says it will flush, a feed only stores the packet; the
+reader is woken once for all packets fed since, before the transport thread waits on its
+socket, or once `FLUSH_AT` bytes are waiting.
 """
 from __future__ import annotations
 
 from collections import deque
 from typing import Any
+
+# Bytes fed without a wakeup before the batch is flushed anyway: the reader starts on a long
+# burst while the transport thread goes on reading it (both cores busy, not one after the other).
+FLUSH_AT = 1 << 20
+
+
+class WakeBatch:
+    """The channel buffers fed without waking their readers, for one transport. Used only on
+    the transport thread (the one that feeds channels): `deferring` is set by the receive
+    path while it promises to call `flush` before it waits on the socket."""
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.pending: list[Any] = []  # PacketPipes fed since the last flush
+        self.pending_bytes = 0
+        self.deferred = self.flushes = 0  # feeds that waited for a flush, and the flushes
+
+    def flush(self) -> None:
+        self.flushes += 1
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        for pipe in pending:
+            pipe.wake()
 
 
 class PacketQueue:
@@ -82,9 +112,42 @@ def _pipe_class() -> Any:
     class PacketPipe(BufferedPipe):  # type: ignore[misc]
         """paramiko's BufferedPipe over a PacketQueue."""
 
-        def __init__(self) -> None:
+        # BufferedPipe's own, set by its __init__ (declared for the type checker)
+        _lock: Any
+        _cv: Any
+        _event: Any
+        _closed: bool
+
+        def __init__(self, batch: WakeBatch | None = None) -> None:
             super().__init__()
             self._buffer = PacketQueue()
+            self._batch = batch
+            self._waiting = False  # fed, its reader not woken yet (in batch.pending)
+
+        def feed(self, data: bytes) -> None:
+            batch = self._batch
+            if batch is None or not batch.deferring:
+                super().feed(data)
+                return
+            with self._lock:
+                self._buffer.frombytes(data)
+            batch.deferred += 1
+            if not self._waiting:
+                self._waiting = True
+                batch.pending.append(self)
+            batch.pending_bytes += len(data)
+            if batch.pending_bytes >= FLUSH_AT:
+                batch.flush()
+
+        def wake(self) -> None:
+            """What feed skipped: the event (the channel's fileno) and the waiters. The event
+            only while data is held: a reader that took it all meanwhile cleared it, and an
+            event left set with nothing to read would spin a select loop."""
+            with self._lock:
+                self._waiting = False
+                if self._event is not None and (self._closed or len(self._buffer)):
+                    self._event.set()
+                self._cv.notify_all()
 
         def _buffer_frombytes(self, data: bytes) -> None:
             self._buffer.frombytes(data)
@@ -97,13 +160,16 @@ def _pipe_class() -> Any:
 
 def channel_map(paramiko: Any) -> Any:
     """A transport's channel map that gives each channel packet-queue buffers as it is
-    registered (Transport._channels)."""
+    registered (Transport._channels). Its `wake_batch`, when a receive path sets one, is
+    what those buffers batch their wakeups with."""
     pipe = _pipe_class()
 
     class PacketBufferedChannels(paramiko.transport.ChannelMap):  # type: ignore[misc]
+        wake_batch: WakeBatch | None = None
+
         def put(self, chanid: int, chan: Any) -> None:
-            chan.in_buffer = pipe()
-            chan.in_stderr_buffer = pipe()
+            chan.in_buffer = pipe(self.wake_batch)
+            chan.in_stderr_buffer = pipe(self.wake_batch)
             super().put(chanid, chan)
 
     return PacketBufferedChannels()

@@ -20,6 +20,10 @@ insides differ. LAGER_FAST_RECV=0 turns it off (for A/B measurements).
 
 The packetizer's private attributes are reached by their mangled names; `install` checks that
 each exists first and leaves paramiko alone otherwise.
+
+It also batches the channels' wakeups (client/chan_buffer.py WakeBatch): channel data it reads
+is fed to its channel without waking the reader, and the readers are woken once for all of it
+before this thread waits on the socket (or once a MiB is waiting), not once per packet.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import os
 import socket
 import struct
 from typing import Any
+
+from . import chan_buffer
 
 MSG_CHANNEL_DATA = 94
 BUFFER_SIZE = 2 << 20  # a few of the box's 256 KiB packets per read
@@ -57,6 +63,9 @@ def install(transport: Any) -> None:
         return
     reader = GcmReader(transport, packetizer, Message)
     transport.lager_fast_recv = reader
+    channels: Any = getattr(transport, "_channels", None)
+    if hasattr(channels, "wake_batch"):  # lager's packet-queue channel buffers
+        reader.batch = channels.wake_batch = chan_buffer.WakeBatch()
     get_engine = transport._get_engine
 
     def engine_with_key(name: str, key: bytes, iv: Any = None, operation: Any = None,
@@ -89,6 +98,7 @@ class GcmReader:
         # and the key sets the lean path read packets under (it takes up again after a rekey).
         self.fast_packets = self.other_packets = self.key_sets = self.fast_key_sets = 0
         self._counted_engine: Any = None
+        self.batch: chan_buffer.WakeBatch | None = None  # set by install with lager's buffers
         from cryptography.exceptions import InvalidTag
 
         self.invalid_tag = InvalidTag
@@ -131,6 +141,8 @@ class GcmReader:
         if self._counted_engine is not self.engine:
             self._counted_engine = self.engine
             self.fast_key_sets += 1
+        if self.batch is not None:
+            self.batch.deferring = True  # its data's reader is woken by _wait's flush
         return self._message(p, plain, packet_size)
 
     def _decrypt(self, iv: bytes, packet: memoryview, packet_size: int) -> Any:
@@ -157,6 +169,9 @@ class GcmReader:
             bool(sock.gettimeout())
 
     def _paramiko_reads(self, p: Any) -> tuple[int, Any]:
+        self._wake_readers()  # paramiko's path may wait on the socket, and wakes per packet
+        if self.batch is not None:
+            self.batch.deferring = False
         if self.end > self.start:  # read ahead: paramiko's read_all takes its remainder first
             held = bytes(self.view[self.start:self.end])
             setattr(p, _P + "remainder", held + getattr(p, _P + "remainder"))
@@ -244,6 +259,7 @@ class GcmReader:
         try:
             got = os.readv(sock.fileno(), [into])
         except BlockingIOError:
+            self._wake_readers()  # nothing queued: this thread is about to wait
             try:
                 got = sock.recv_into(into)
             except (TimeoutError, BlockingIOError):
@@ -260,6 +276,10 @@ class GcmReader:
         if got == 0:
             raise EOFError()
         return got
+
+    def _wake_readers(self) -> None:
+        if self.batch is not None and self.batch.pending:
+            self.batch.flush()
 
     def _failed(self, exc: OSError) -> None:
         """paramiko's read_all on a socket error: EAGAIN is a timeout, else EOF if closed."""
