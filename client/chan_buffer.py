@@ -37,6 +37,9 @@ class WakeBatch:
 
     def __init__(self) -> None:
         self.deferring = False
+        # Set once a reader of this transport takes views (take_views): the receive path
+        # then decrypts each packet into new bytes, which such a channel's data is a view of.
+        self.views_wanted = False
         self.pending: list[Any] = []  # PacketPipes fed since the last flush
         self.pending_bytes = 0
         self.deferred = self.flushes = 0  # feeds that waited for a flush, and the flushes
@@ -53,23 +56,26 @@ class PacketQueue:
     uses: len, append (frombytes), the first n bytes (head), and dropping them (del [:n])."""
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes | memoryview] = deque()
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def frombytes(self, data: bytes) -> None:
+    def frombytes(self, data: bytes | memoryview) -> None:
         if data:
-            self._chunks.append(bytes(data))
+            # A memoryview is kept as it is: the lean receive path hands one (of the packet's
+            # own immutable plaintext) only to a channel whose reader takes views.
+            self._chunks.append(data if type(data) in (bytes, memoryview) else bytes(data))
             self._size += len(data)
 
     def first_size(self) -> int:
         """The length of the oldest packet's bytes (0 when empty)."""
         return len(self._chunks[0]) if self._chunks else 0
 
-    def head(self, limit: int | None = None) -> bytes:
-        """The first `limit` bytes (all with None), without taking them."""
+    def head(self, limit: int | None = None) -> bytes | memoryview:
+        """The first `limit` bytes (all with None), without taking them: the oldest packet
+        itself when that is all of them (a memoryview for a channel that takes views)."""
         if limit is None or limit >= self._size:
             if len(self._chunks) == 1:
                 return self._chunks[0]
@@ -106,6 +112,20 @@ def packet_read_size(pipe: Any, default: int) -> int:
     return size or default
 
 
+def take_views(chan: Any) -> bool:
+    """From now on this channel's recv may hand over a packet's data as a memoryview of the
+    decrypted packet (read-only, over immutable bytes), not a copy of it as bytes: for a
+    reader that passes the data on to a write and keeps none of it as bytes (follow.py). Only
+    the lean receive path hands views; False when this channel cannot get them."""
+    pipe = getattr(chan, "in_buffer", None)
+    batch = getattr(pipe, "_batch", None)
+    if not isinstance(batch, WakeBatch):
+        return False
+    pipe.takes_views = True  # type: ignore[union-attr]
+    batch.views_wanted = True
+    return True
+
+
 def _pipe_class() -> Any:
     from paramiko.buffered_pipe import BufferedPipe
 
@@ -123,14 +143,21 @@ def _pipe_class() -> Any:
             self._buffer = PacketQueue()
             self._batch = batch
             self._waiting = False  # fed, its reader not woken yet (in batch.pending)
+            self.takes_views = False  # its reader takes memoryviews (take_views)
 
-        def feed(self, data: bytes) -> None:
+        def feed(self, data: bytes | memoryview) -> None:
+            """paramiko's feed (whose bytes check refuses a view), or without the wakeup while
+            the batch defers it."""
             batch = self._batch
-            if batch is None or not batch.deferring:
-                super().feed(data)
-                return
+            deferring = batch is not None and batch.deferring
             with self._lock:
                 self._buffer.frombytes(data)
+                if not deferring:
+                    if self._event is not None:
+                        self._event.set()
+                    self._cv.notify_all()
+            if batch is None or not deferring:
+                return
             batch.deferred += 1
             if not self._waiting:
                 self._waiting = True
@@ -152,7 +179,7 @@ def _pipe_class() -> Any:
         def _buffer_frombytes(self, data: bytes) -> None:
             self._buffer.frombytes(data)
 
-        def _buffer_tobytes(self, limit: int | None = None) -> bytes:
+        def _buffer_tobytes(self, limit: int | None = None) -> bytes | memoryview:
             return self._buffer.head(limit)  # type: ignore[no-any-return]
 
     return PacketPipe

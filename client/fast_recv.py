@@ -28,12 +28,14 @@ before this thread waits on the socket (or once a MiB is waiting), not once per 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import struct
 from typing import Any
 
 from . import chan_buffer
+from .plain_pool import SMALLEST, PlainPool
 
 MSG_CHANNEL_DATA = 94
 BUFFER_SIZE = 2 << 20  # a few of the box's 256 KiB packets per read
@@ -99,6 +101,8 @@ class GcmReader:
         self.fast_packets = self.other_packets = self.key_sets = self.fast_key_sets = 0
         self._counted_engine: Any = None
         self.batch: chan_buffer.WakeBatch | None = None  # set by install with lager's buffers
+        self.channels: Any = getattr(transport, "_channels", None)
+        self.pool = PlainPool()  # plaintext buffers for readers that take views
         from cryptography.exceptions import InvalidTag
 
         self.invalid_tag = InvalidTag
@@ -152,6 +156,11 @@ class GcmReader:
         cost in a measurement here."""
         if not self.into:
             return self.engine.decrypt(iv, packet[4:], packet[:4])
+        if packet_size >= SMALLEST and self.batch is not None and self.batch.views_wanted:
+            # A pool buffer: a reader that takes views gets its data as a view of it, no copy.
+            into = memoryview(self.pool.take(packet_size))[:packet_size]
+            self.engine.decrypt_into(iv, packet[4:], packet[:4], into)
+            return into
         if packet_size > len(self.plain):
             self.plain_view.release()
             self.plain = bytearray(packet_size + len(self.buffer))
@@ -159,6 +168,16 @@ class GcmReader:
         out = self.plain_view[:packet_size]
         self.engine.decrypt_into(iv, packet[4:], packet[:4], out)
         return out
+
+    def _viewable(self, plain: Any) -> bool:
+        """Whether views of `plain` may be handed on: new bytes, or a pool buffer (not the
+        reused plaintext buffer, which the next packet overwrites)."""
+        return isinstance(plain, bytes) or \
+            (isinstance(plain, memoryview) and plain.obj is not self.plain)
+
+    def _takes_views(self, chanid: int) -> bool:
+        chan = self.channels.get(chanid) if self.channels is not None else None
+        return chan is not None and getattr(chan.in_buffer, "takes_views", False) is True
 
     def _fast_now(self, p: Any, sock: Any) -> bool:
         return bool(getattr(p, _P + "aead_in")) and self.engine is not None and \
@@ -181,8 +200,9 @@ class GcmReader:
 
     def _message(self, p: Any, plain: Any, packet_size: int) -> tuple[int, Any]:
         """paramiko's steps after the decryption, in its order: the payload, the sequence
-        number, the rekey counts, then the message. `plain`: bytes or a memoryview of the
-        reused plaintext buffer (so each piece taken from it is copied out as bytes)."""
+        number, the rekey counts, then the message. `plain`: bytes, or a memoryview of the
+        reused plaintext buffer (each piece taken from it is copied out as bytes) or of a pool
+        buffer (a channel that takes views gets its data as a view of it)."""
         padding = plain[0]
         payload_end = packet_size - padding
         if payload_end < 2:
@@ -192,10 +212,14 @@ class GcmReader:
         cmd = plain[1]
         msg = None
         if cmd == MSG_CHANNEL_DATA and payload_end >= 10:
-            length = _DATA_HEAD.unpack_from(plain, 2)[1]
+            chanid, length = _DATA_HEAD.unpack_from(plain, 2)
             if 10 + length <= payload_end:  # else paramiko's Message says what is wrong
-                msg = channel_data_message(self.message_class, bytes(plain[2:10]),
-                                           bytes(plain[10:10 + length]))
+                data: bytes | memoryview
+                if self._viewable(plain) and self._takes_views(chanid):
+                    data = plain[10:10 + length].toreadonly()
+                else:
+                    data = bytes(plain[10:10 + length])
+                msg = channel_data_message(self.message_class, bytes(plain[2:10]), data)
         if msg is None:
             msg = self.message_class(bytes(plain[2:payload_end]))
         seq = getattr(p, _P + "sequence_number_in")
@@ -290,15 +314,28 @@ class GcmReader:
         raise exc
 
 
-def channel_data_message(message_class: Any, head: bytes, data: bytes) -> Any:
+def channel_data_message(message_class: Any, head: bytes, data: bytes | memoryview) -> Any:
     """A paramiko Message for SSH_MSG_CHANNEL_DATA whose data is `data` as it is: the
     transport reads the channel number (get_int), the channel its data (get_binary)."""
-    msg = message_class(head)
+    msg = _data_message_class(message_class)(head)
     msg.lager_data = data
-    msg.get_binary = lambda: _skip_length(msg, data)
     return msg
 
 
-def _skip_length(msg: Any, data: bytes) -> bytes:
-    msg.get_int()  # the length field, as get_binary reads it
-    return data
+@functools.cache
+def _data_message_class(message_class: Any) -> Any:
+    class DataMessage(message_class):  # type: ignore[misc, valid-type]
+        """get_binary hands over the data once and keeps no reference to it. (A closure set
+        on the message referred back to it: a cycle that only the garbage collector broke,
+        so a packet's buffer stayed in use long after its data was written, plain_pool.py.)"""
+
+        lager_data: bytes | memoryview | None = None
+
+        def get_binary(self) -> Any:
+            data, self.lager_data = self.lager_data, None
+            if data is None:
+                return super().get_binary()
+            self.get_int()  # the length field, as get_binary reads it
+            return data
+
+    return DataMessage
