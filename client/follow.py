@@ -42,7 +42,7 @@ from lager.protocol.codec import Message
 from lager.protocol.events import Event, Hello
 
 from . import EXIT_INTERRUPTED
-from .chan_buffer import packet_read_size, take_views
+from .chan_buffer import fewer_window_adjusts, packet_read_size, take_views
 from .run_stream import OnEvent, Piece, RunStream
 from .terminal_out import RunOutput
 
@@ -267,6 +267,7 @@ class Follower:
         chan = self.chan
         # Its data as views of the decrypted packets: passed on to the writers, never copied.
         take_views(chan)
+        fewer_window_adjusts(chan)
         while True:
             if not self._act_on_signals():
                 return None

@@ -18,6 +18,7 @@ from conftest import LAGER, Client, write_script
 from test_stream_exact import SCRIPT, expected
 
 from client import ssh
+from client.chan_buffer import WINDOW_PARTS
 from client.config import Config
 from client.follow import Follower
 from client.plain_pool import KEEP
@@ -34,7 +35,7 @@ def test_the_follower_shows_the_flood_byte_exact_through_reused_views(client: Cl
                                                                       tmp_path: Path) -> None:
     """Two runs on one connection, each shown by lager's Follower into files: stdout and
     stderr byte-exact, the packets' buffers reused (so views were handed out and released)
-    and never more made than the pool keeps."""
+    and never more made than the pool keeps; the window adjusted in quarters."""
     out_exp, err_exp, _ = expected()
     config = Config(client.config_dir)
     conn = ssh.BoxConnection(config, config.box(client.box))
@@ -48,6 +49,8 @@ def test_the_follower_shows_the_flood_byte_exact_through_reused_views(client: Cl
                 follower = Follower(chan, client.box, stops_run=False, stdout=out, stderr=err,
                                     read_stdin=False)
                 assert follower.run() == 0
+            # the box gets more window once a quarter of it is read, not paramiko's tenth
+            assert chan.in_window_threshold == chan.in_window_size // WINDOW_PARTS
             assert out_path.read_bytes() == out_exp
             assert err_path.read_bytes() == err_exp
     finally:
