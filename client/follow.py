@@ -42,7 +42,7 @@ from lager.protocol.codec import Message
 from lager.protocol.events import Event, Hello
 
 from . import EXIT_INTERRUPTED
-from .chan_buffer import packet_read_size
+from .chan_buffer import fewer_window_adjusts, packet_read_size, take_views
 from .run_stream import OnEvent, Piece, RunStream
 from .terminal_out import RunOutput
 
@@ -265,6 +265,9 @@ class Follower:
     def _follow(self) -> int | None:
         """The run's exit status (-1: the connection died first), or None when we left."""
         chan = self.chan
+        # Its data as views of the decrypted packets: passed on to the writers, never copied.
+        take_views(chan)
+        fewer_window_adjusts(chan)
         while True:
             if not self._act_on_signals():
                 return None
@@ -343,7 +346,7 @@ class Follower:
                 self._noted_old_box = True
                 self.out.notice(note)
         for stream, data in pieces:
-            if isinstance(data, bytes):
+            if isinstance(data, (bytes, memoryview)):
                 self.out.write(stream, data)
             else:
                 self._event(data)

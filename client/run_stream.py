@@ -29,7 +29,9 @@ from lager.protocol.events import (
 )
 
 OnEvent = Callable[[Event], None]
-Piece = tuple[int, bytes | Event]  # (STDOUT or STDERR, bytes) or (EVENT, the event)
+# (STDOUT or STDERR, bytes) or (EVENT, the event); the bytes as a memoryview when the channel
+# handed one (client/chan_buffer.py take_views)
+Piece = tuple[int, bytes | memoryview | Event]
 # A framed channel's first bytes: a Hello record's header and the start of its JSON.
 _HELLO_HEAD = b'{"op":"hello"'
 _PEEK = RECORD.size + len(_HELLO_HEAD)
@@ -51,7 +53,7 @@ class RunStream:
 
     # --- bytes in ---
 
-    def stdout_data(self, data: bytes) -> list[Piece]:
+    def stdout_data(self, data: bytes | memoryview) -> list[Piece]:
         """The channel's stdout: records when framed, the script's stdout otherwise."""
         if not data:
             return []
@@ -71,14 +73,14 @@ class RunStream:
         pieces: list[Piece] = []
         for stream, payload in self._decoder.feed(data):
             if stream == EVENT:
-                assert not isinstance(payload, bytes)
+                assert not isinstance(payload, (bytes, memoryview))
                 self._event(payload)
                 pieces.append((EVENT, payload))
             elif stream == NOTICE:
-                assert isinstance(payload, bytes)
+                assert isinstance(payload, (bytes, memoryview))
                 pieces.append((STDERR, payload))
             else:
-                assert isinstance(payload, bytes)
+                assert isinstance(payload, (bytes, memoryview))
                 pieces.extend(self._output(stream, payload))
         return pieces
 
@@ -138,7 +140,7 @@ class RunStream:
             if end > self.received[STDERR]:
                 self._hidden.append((max(start, self.received[STDERR]), end))
 
-    def _output(self, stream: int, data: bytes) -> list[Piece]:
+    def _output(self, stream: int, data: bytes | memoryview) -> list[Piece]:
         start = self.received[stream]
         self.received[stream] += len(data)
         if stream != STDERR or not self._hidden:

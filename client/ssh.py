@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import AuthFailed, ConnectionFailed
 
-from . import chan_buffer, known_hosts
+from . import chan_buffer, fast_recv, known_hosts
 from .config import (
     DEFAULT_CONNECT_TIMEOUT,
     ENV_CONNECT_TIMEOUT,
@@ -219,6 +219,7 @@ def _transport_class() -> Any:
             super().__init__(*args, **kwargs)
             # Received data kept as packets, not copied into one array (client/chan_buffer.py).
             self._channels = chan_buffer.channel_map(paramiko)
+            fast_recv.install(self)  # AES-GCM packets read without paramiko's copies
 
         def _parse_service_accept(self, m: Any) -> None:
             super()._parse_service_accept(m)

@@ -39,7 +39,7 @@ HIGH_WATER = 1 << 20  # bytes queued on a stream above which the loop stops read
 LOSSY_KEEP = {1: 256 * 1024, 2: 4 << 20}
 
 
-def write_all(out: BinaryIO, data: bytes) -> None:
+def write_all(out: BinaryIO, data: bytes | memoryview) -> None:
     """Every byte, to the file descriptor itself: a buffered writer on a pipe was seen to drop
     data when the client was stopped and continued (Ctrl-Z, then fg) mid-write."""
     out.flush()
@@ -66,7 +66,8 @@ class _Stream:
     def __init__(self, number: int, out: BinaryIO) -> None:
         self.number = number
         self.out = out
-        self.queue: deque[tuple[int, bytes]] = deque()  # (arrival number, bytes)
+        # (arrival number, bytes): a memoryview when the channel handed one (follow.py)
+        self.queue: deque[tuple[int, bytes | memoryview]] = deque()
         self.queued = 0
         self.writing = False
         self.broken = False  # the reader went away (EPIPE and the like)
@@ -104,7 +105,7 @@ class RunOutput:
 
     # --- the loop's side: never blocks ---
 
-    def write(self, stream: int, data: bytes, keep: bool = False) -> None:
+    def write(self, stream: int, data: bytes | memoryview, keep: bool = False) -> None:
         if not data:
             return
         with self._more:
@@ -149,7 +150,7 @@ class RunOutput:
         with self._more:
             self._lossy = True
             for number, stream in self._streams.items():
-                kept: deque[tuple[int, bytes]] = deque()
+                kept: deque[tuple[int, bytes | memoryview]] = deque()
                 size = 0
                 for item in stream.queue:
                     if size + len(item[1]) <= LOSSY_KEEP[number]:
@@ -195,14 +196,14 @@ class RunOutput:
                 self._clear_status()
         self._wake()
 
-    def _write(self, stream: _Stream, data: bytes) -> None:
+    def _write(self, stream: _Stream, data: bytes | memoryview) -> None:
         if stream.number == 1 and not self._stdout_on_tty:
             write_all(stream.out, data)
             return
         with self._lock:
             self._clear_status()
             write_all(stream.out, data)
-            self._at_line_start = data.endswith(b"\n")
+            self._at_line_start = data[-1:] == b"\n"
 
     def _clear_status(self) -> None:
         if self._status_shown:

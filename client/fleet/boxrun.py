@@ -287,10 +287,11 @@ class BoxRun:
             select.select([chan], [], [], _IDLE_WAKE)
 
     def _show(self, pieces: list[Piece]) -> None:
-        for stream, data in pieces:
-            if not isinstance(data, bytes):
-                self._event(data)
+        for stream, piece in pieces:
+            if not isinstance(piece, (bytes, memoryview)):
+                self._event(piece)
                 continue
+            data = bytes(piece)  # bytes already: a fleet's channels take no views (chan_buffer)
             self.out.raw(stream, data)
             if self.stream.framed is False:  # a box older than #14: the banner cue
                 self._older_box()

@@ -120,8 +120,10 @@ class FrameDecoder:
         self._in_payload = False
         self._event = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes | Event]]:
-        pieces: list[tuple[int, bytes | Event]] = []
+    def feed(self, data: bytes | memoryview) -> list[tuple[int, bytes | memoryview | Event]]:
+        """bytes in, bytes out (a payload is copied out of a packet that holds more); a
+        memoryview in, views of it out (no copy: the client's run reader, client/follow.py)."""
+        pieces: list[tuple[int, bytes | memoryview | Event]] = []
         view = memoryview(data)
         pos, size = 0, len(view)
         while pos < size or (self._in_payload and self._left == 0):
@@ -151,7 +153,8 @@ class FrameDecoder:
             elif take:
                 # A packet that is all payload is passed on as it is, not copied.
                 whole = take == size and isinstance(data, bytes)
-                pieces.append((self._stream, data if whole else bytes(piece)))
+                pieces.append((self._stream, data if whole else
+                               piece if isinstance(data, memoryview) else bytes(piece)))
             if self._left == 0:
                 self._in_payload = False
         return pieces
