@@ -1,5 +1,6 @@
-"""The `lager` entry point: the click-free fast path first (client/fastpath.py: the short
-commands, without click or paramiko), then the full CLI."""
+"""The `lager` entry point: the click-free fast paths first (client/fastpath.py: the short
+commands, without click or paramiko; client/script_fastpath.py: a run's common form, without
+click), then the full CLI."""
 from __future__ import annotations
 
 import os
@@ -41,6 +42,11 @@ def main() -> None:
         code = try_fast(sys.argv[1:])
         if code is not None:
             _leave(code)
+        from .script_fastpath import try_script  # `lager python SCRIPT`, its common form
+
+        code = try_script(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
         from .cli import main as cli_main  # click and the commands load only past this point
 
         cli_main()

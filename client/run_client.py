@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import click
-
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
 from lager.protocol.channel import FileEntry, RunHeader, RunStarted
@@ -99,6 +97,8 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
             raise refusal("run", read_all(chan)[1], chan.recv_exit_status()) from None
         raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
     if request.detach:
+        import click  # only here: a foreground run's start does without it (issue 13)
+
         out, err = read_all(chan)
         status = chan.recv_exit_status()
         if status == protocol.EXIT_RESERVED:

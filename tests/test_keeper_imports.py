@@ -2,7 +2,7 @@
 keeper (a keeper process, or an attached run serving as one) nothing of typing, dataclasses,
 inspect, hashlib, click or paramiko; on a first call (no keeper) no dataclasses, inspect,
 hashlib, click or paramiko (typing comes with cryptography there). A run needs paramiko, but
-not the importlib.metadata its __init__ asks for its own version."""
+not the importlib.metadata its __init__ asks for its own version, nor click (its common form)."""
 from __future__ import annotations
 
 import subprocess
@@ -14,6 +14,7 @@ from keeper_rig import connections, keeper_sockets, run_to_first_pause
 
 KEEPER_PATH_NEVER = ("typing", "dataclasses", "inspect", "hashlib", "click", "paramiko")
 FIRST_CALL_NEVER = ("dataclasses", "inspect", "hashlib", "click", "paramiko")
+RUN_NEVER = ("click", "client.cli", "client.commands.python")
 
 
 def _loaded(laptop: Client, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
@@ -128,6 +129,9 @@ def test_a_run_imports_paramiko_without_importlib_metadata(tmp_path: Path) -> No
     loaded = _imported(done.stderr)
     assert "paramiko.transport" in loaded
     assert "importlib.metadata" not in loaded
+    # The common form of a run starts without click (client/script_fastpath.py), nor the
+    # python command's click declaration.
+    assert loaded.isdisjoint(RUN_NEVER), loaded & set(RUN_NEVER)
     probe = subprocess.run([sys.executable, "-c", (
         "import sys\n"
         "from client import ssh\n"
