@@ -25,20 +25,23 @@ def run(obj: LagerContext, script: str, args: list[str], *, env: dict[str, str] 
         add_files: tuple[str, ...] = (), wait: str | None = None) -> int:
     """Upload SCRIPT and run it on the box (following it unless detached); its exit code.
     The defaults are the python command's own (tests/unit/test_script_fastpath_vs_click.py)."""
-    from . import reservation_wait
-    from .run_client import RunRequest, run_script
+    from . import preconnect, reservation_wait
     from .upload import build_upload
+
+    upload = build_upload(script, add_files)  # the input checked before anything connects
+    label, queue_for = reservation_wait.label(), reservation_wait.wait_seconds(wait)
+    # The box's TCP connect and greeting come in while the rest of the run's client imports.
+    preconnect.start(obj.box())
+    from .run_client import RunRequest, run_script
 
     environment = dict(env or {})
     if obj.debug:  # the run's uncaught lager errors keep their traceback (lager/uncaught.py)
         environment.setdefault("LAGER_DEBUG", "1")
     if stop_on_disconnect is None:
         stop_on_disconnect = stops_on_disconnect_by_default(detach)
-    request = RunRequest(upload=build_upload(script, add_files), args=list(args),
-                         env=environment, timeout=timeout, detach=detach,
-                         stop_on_disconnect=stop_on_disconnect,
+    request = RunRequest(upload=upload, args=list(args), env=environment, timeout=timeout,
+                         detach=detach, stop_on_disconnect=stop_on_disconnect,
                          pause_on_failure=pause_on_failure, safe_state=safe_state,
-                         downloads=list(downloads), overwrite=overwrite,
-                         label=reservation_wait.label(),
-                         wait=reservation_wait.wait_seconds(wait))
+                         downloads=list(downloads), overwrite=overwrite, label=label,
+                         wait=queue_for)
     return run_script(obj, request)
