@@ -9,12 +9,11 @@ from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
 from lager.protocol.channel import FileEntry, RunHeader, RunStarted
 
 from .context import LagerContext, read_all
-from .follow import Follower
 from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
-from .run_stream import OnEvent
 from .upload import Upload
 
 if TYPE_CHECKING:
+    from .run_stream import OnEvent
     from .ssh import BoxConnection
 
 _CHUNK = 256 * 1024
@@ -112,7 +111,10 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
         click.echo(_commands_hint(box.name, started.short_id))
         return 0
     again = Reattacher(obj, client_ref=request.client_ref)
+    # Imported once the upload is out: the box is starting the script meanwhile (~20 ms in
+    # which this process would only wait), so these imports no longer delay the first byte.
     from . import run_keeper  # issue 13: this run serves the other terminals' requests
+    from .follow import Follower
     from .own_pause import OwnPause
 
     own = OwnPause()  # numbers its own run's bare --continue, from the notices (rule 9)
@@ -140,6 +142,7 @@ def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None,
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)
         from . import run_keeper  # issue 13: this run serves the other terminals' requests
+        from .follow import Follower
         from .own_pause import OwnPause
 
         own = OwnPause()  # numbers its own run's bare --continue, from the notices (rule 9)
