@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lager.errors import ConnectionFailed, refusal
 
 from .config import Box, Config
-from .records import field, record
 
 if TYPE_CHECKING:
     import click
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@record
+# A dataclass, not a record (client/records.py): the fleet derives its own from it.
+@dataclass
 class LagerContext:
     config: Config = field(default_factory=Config)
     box_name: str | None = None

@@ -1,6 +1,7 @@
 """Start a run (foreground or --detach) and --reattach to one."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lager import protocol
@@ -9,7 +10,6 @@ from lager.protocol.channel import FileEntry, RunHeader, RunStarted
 
 from .context import LagerContext, read_all
 from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
-from .records import field, record
 from .upload import Upload
 
 if TYPE_CHECKING:
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 _CHUNK = 256 * 1024
 
 
-@record
+# A dataclass, not a record (client/records.py): the fleet derives its own from it.
+@dataclass
 class RunRequest:
     upload: Upload
     args: list[str]
