@@ -137,6 +137,9 @@ def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None,
              on_event: OnEvent | None = None, show_banners: bool = True,
              overwrite: bool = False) -> int:
     box = obj.box()
+    from . import preconnect
+
+    preconnect.start(box)  # the connect and our version line go out while paramiko imports
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
         chan.sendall((run_id + "\n").encode())
