@@ -2,46 +2,18 @@
 from __future__ import annotations
 
 import os
-import select
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
-from lager.errors import ConnectionFailed, LagerError, usage_line
+from lager.errors import LagerError, usage_line
 
 from . import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
 from .context import LagerContext
-
-
-def as_lager_error(exc: Exception) -> LagerError:
-    """A library or OS error that escaped the command, as the one line a user should see.
-
-    Connection trouble is 255 as ssh has it; a local file problem or a bug in lager is 1.
-    """
-    lost: tuple[type[BaseException], ...] = (EOFError, ConnectionError, TimeoutError)
-    paramiko = sys.modules.get("paramiko")
-    if paramiko is not None:
-        lost += (paramiko.SSHException,)
-    if isinstance(exc, lost):
-        return ConnectionFailed(f"lost the connection to the box: {exc or type(exc).__name__}")
-    if isinstance(exc, OSError):
-        where = f": {exc.filename}" if exc.filename else ""
-        return LagerError(f"{exc.strerror or exc}{where}")
-    return LagerError(f"internal error: {type(exc).__name__}: {exc} "
-                      "(`lager --debug ...` shows the traceback)")
-
-
-def _stdout_gone() -> bool:
-    """True when nobody reads our stdout any more (a pipe whose reader closed reports POLLERR),
-    as opposed to a broken connection to the box."""
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
-    except (OSError, ValueError):
-        return False
+from .failure import as_lager_error
+from .failure import stdout_gone as _stdout_gone
 
 
 class LagerGroup(click.Group):

@@ -6,18 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import click
-
 from lager.errors import ConnectionFailed, refusal
 
 from .config import Box, Config
 
 if TYPE_CHECKING:
+    import click
+
     from .ssh import BoxConnection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# A dataclass, not a record (client/records.py): the fleet derives its own from it.
 @dataclass
 class LagerContext:
     config: Config = field(default_factory=Config)
@@ -109,7 +110,12 @@ def read_all(chan: Any) -> tuple[str, str]:
     return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
+# click is imported where a command is declared, never for the context itself: a run's start
+# (client/script_fastpath.py) uses this module without click (issue 13).
+
 def pass_ctx(f: F) -> F:
+    import click
+
     return click.pass_obj(f)  # type: ignore[return-value]
 
 
@@ -121,5 +127,7 @@ def _set_box(ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 
 def box_option(f: F) -> F:
     """`--box NAME`, else $LAGER_BOX; resolved once into the context object."""
+    import click
+
     return click.option("--box", envvar="LAGER_BOX", expose_value=False, callback=_set_box,
                         is_eager=True, help="the box to use (default: $LAGER_BOX)")(f)

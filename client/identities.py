@@ -17,19 +17,19 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lager.errors import AuthFailed
 
 from .config import Box, Config
+from .records import record
 
 PASSPHRASE_TRIES = 3
 _OPENSSH_MAGIC = b"openssh-key-v1\0"
 
 
-@dataclass
+@record
 class Offer:
     key: Any  # a paramiko PKey or AgentKey
     what: str  # how the failure line names it

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from lager.errors import HostKeyChanged
 
 from . import sshcert
 from .config import Box, Config
+from .records import record
 
 if TYPE_CHECKING:
     import paramiko
@@ -31,7 +31,7 @@ CA_MARKER = "@cert-authority"
 REVOKED_MARKER = "@revoked"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     marker: str | None
     patterns: tuple[str, ...]
@@ -116,7 +116,7 @@ def read(path: Path) -> list[Entry]:
     return entries
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Presented:
     """What the host showed: its plain key, and the certificate around it when it sent one."""
 

@@ -15,13 +15,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError, Reserved, UsageError
 from lager.protocol.codec import ProtocolError
 from lager.protocol.reservation import Granted, Refusal, WaitRequest, decode_queue_line
+
+from .records import record
 
 if TYPE_CHECKING:
     from .context import LagerContext
@@ -107,7 +108,7 @@ def _stderr_of(chan: Any) -> str:
         err += data
 
 
-@dataclass
+@record
 class Spot:
     """This client's place in the box's queue: the token that keeps it across a restart."""
 

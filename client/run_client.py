@@ -4,24 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import click
-
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
 from lager.protocol.channel import FileEntry, RunHeader, RunStarted
 
 from .context import LagerContext, read_all
-from .follow import Follower
 from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
-from .run_stream import OnEvent
 from .upload import Upload
 
 if TYPE_CHECKING:
+    from .run_stream import OnEvent
     from .ssh import BoxConnection
 
 _CHUNK = 256 * 1024
 
 
+# A dataclass, not a record (client/records.py): the fleet derives its own from it.
 @dataclass
 class RunRequest:
     upload: Upload
@@ -99,6 +97,8 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
             raise refusal("run", read_all(chan)[1], chan.recv_exit_status()) from None
         raise ConnectionFailed(f"upload to box {box.name} failed: {exc}") from None
     if request.detach:
+        import click  # only here: a foreground run's start does without it (issue 13)
+
         out, err = read_all(chan)
         status = chan.recv_exit_status()
         if status == protocol.EXIT_RESERVED:
@@ -112,7 +112,10 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
         click.echo(_commands_hint(box.name, started.short_id))
         return 0
     again = Reattacher(obj, client_ref=request.client_ref)
+    # Imported once the upload is out: the box is starting the script meanwhile (~20 ms in
+    # which this process would only wait), so these imports no longer delay the first byte.
     from . import run_keeper  # issue 13: this run serves the other terminals' requests
+    from .follow import Follower
     from .own_pause import OwnPause
 
     own = OwnPause()  # numbers its own run's bare --continue, from the notices (rule 9)
@@ -134,12 +137,16 @@ def reattach(obj: LagerContext, run_id: str, downloads: list[str] | None = None,
              on_event: OnEvent | None = None, show_banners: bool = True,
              overwrite: bool = False) -> int:
     box = obj.box()
+    from . import preconnect
+
+    preconnect.start(box)  # the connect and our version line go out while paramiko imports
     with obj.connect() as conn:
         chan = conn.open(protocol.SUB_ATTACH, env=EVENTS_ENV)
         chan.sendall((run_id + "\n").encode())
         hint = f"reattach again: lager python --reattach {run_id} --box {box.name}"
         again = Reattacher(obj, run_id=run_id)
         from . import run_keeper  # issue 13: this run serves the other terminals' requests
+        from .follow import Follower
         from .own_pause import OwnPause
 
         own = OwnPause()  # numbers its own run's bare --continue, from the notices (rule 9)

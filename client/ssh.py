@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lager import protocol
 from lager.errors import AuthFailed, ConnectionFailed
 
-from . import chan_buffer, fast_recv, known_hosts
+from . import chan_buffer, fast_recv, known_hosts, preconnect
 from .config import (
     DEFAULT_CONNECT_TIMEOUT,
     ENV_CONNECT_TIMEOUT,
@@ -163,7 +163,9 @@ class Deadline:
 
 def _open_socket(box: Box, deadline: Deadline) -> socket.socket:
     try:
-        sock = socket.create_connection((box.host, box.port), timeout=deadline.left())
+        # The connection a run began while it imported (client/preconnect.py), else a new one.
+        sock = preconnect.take(box.host, box.port, deadline.left()) or socket.create_connection(
+            (preconnect.address(box.host), box.port), timeout=deadline.left())  # type: ignore[arg-type]
     except socket.gaierror as exc:
         raise ConnectionFailed(f"{box.label}: cannot resolve host {box.host!r} "
                                f"({exc.strerror})") from None
@@ -263,6 +265,7 @@ def start_transport(box: Box, deadline: Deadline | None = None, sock: Any = None
     deadline = deadline or Deadline(box)
     sock = sock if sock is not None else _open_socket(box, deadline)
     transport = _transport_class()(sock)
+    preconnect.adopt(transport, sock)  # our version line may be out already
     transport.certs_first = certs_first
     transport.get_security_options().ciphers = CIPHERS
     transport.default_max_packet_size = MAX_PACKET

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass
 from typing import Any
+
+from .records import record
 
 CERT_SUFFIX = "-cert-v01@openssh.com"
 USER_CERT, HOST_CERT = 1, 2
@@ -30,7 +31,7 @@ class CertError(ValueError):
     """Not a certificate this module can read."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Certificate:
     cert_type: str  # e.g. ssh-ed25519-cert-v01@openssh.com
     key_type: str  # the certified key's type: ssh-ed25519

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lager import protocol
 from lager.errors import UsageError
 
+from .records import record
+
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache"}
 
 
-@dataclass
+@record
 class Upload:
     display_name: str  # what the user typed; banners show it
     main: str  # entry point inside the run dir

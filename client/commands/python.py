@@ -115,7 +115,9 @@ def _stop_on_disconnect(ctx: click.Context, flag: bool, detach: bool) -> bool:
         if flag and detach:
             raise UsageError("--stop-on-disconnect and --detach contradict each other")
         return flag and not detach
-    return not detach and os.environ.get("CI", "").strip().lower() == "true"
+    from ..script_run import stops_on_disconnect_by_default
+
+    return stops_on_disconnect_by_default(detach)
 
 
 @click.command(cls=ScriptCommand, context_settings={"ignore_unknown_options": True})
@@ -233,22 +235,16 @@ def python(ctx: click.Context, script: str | None, args: tuple[str, ...], env: t
         raise SystemExit(reattach(obj, _id_arg(reattach_id), list(downloads),
                                   overwrite=allow_overwrite))
     elif script:
-        from .. import reservation_wait
-        from ..run_client import RunRequest, run_script
-        from ..upload import build_upload
+        from ..script_run import run
 
         environment = {**_passenv(passenv), **_parse_env(env)}
-        if obj.debug:  # the run's uncaught lager errors keep their traceback (lager/uncaught.py)
-            environment.setdefault("LAGER_DEBUG", "1")
-        request = RunRequest(upload=build_upload(script, add_files), args=list(args),
-                             env=environment, timeout=_parse_timeout(timeout), detach=detach,
+        raise SystemExit(run(obj, script, list(args), env=environment,
+                             timeout=_parse_timeout(timeout), detach=detach,
                              stop_on_disconnect=_stop_on_disconnect(ctx, stop_on_disconnect,
                                                                     detach),
                              pause_on_failure=pause_on_failure, safe_state=safe_state,
-                             downloads=list(downloads), overwrite=allow_overwrite,
-                             label=reservation_wait.label(),
-                             wait=reservation_wait.wait_seconds(wait))
-        raise SystemExit(run_script(obj, request))
+                             downloads=downloads, overwrite=allow_overwrite,
+                             add_files=add_files, wait=wait))
     else:
         raise UsageError("nothing to do: give a SCRIPT to run, or --list (see --help)")
 
