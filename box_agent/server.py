@@ -14,7 +14,7 @@ import asyncssh
 from lager import protocol
 from lager.errors import LagerError, Reserved
 
-from . import fast_send
+from . import fast_send, late_adjust
 from .authkeys import CERT_TYPE_HOST, Login, SSHOpenSSHCertificate
 from .preauth import Gate, Limits, Listener, Pending, Throttle, source_of
 from .rekey_limit import RekeyLimit
@@ -50,6 +50,7 @@ class BoxSSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.entry.attach(conn)
         fast_send.speed_up(conn)  # a run's output: fewer copies per packet (issue 13)
+        late_adjust.tolerate(conn)  # paramiko's window adjust after its CLOSE, as sshd takes it
         peer = conn.get_extra_info("peername")
         addr = str(peer[0]) if peer else self.peer
         self.conn = conn
