@@ -46,27 +46,16 @@ class LagerContext:
         second arrival does nothing more (client/keeper_retry.py: a continue is numbered).
         """
 
-        from . import keeper_retry, mux
+        from . import keeper_retry
 
-        box = self.box()
-        answer = notice = None
-        typed = line
-        if mux.enabled():
-            path = mux.socket_path(self.config, box)
-            # A continue goes numbered: a lost answer's retry (keeper_retry.through_keeper)
-            line, outcome = keeper_retry.through_keeper(path, box.name, subsystem, line, env)
-            answer, notice = outcome.answer, outcome.notice
-        if answer is None:
-            def direct() -> tuple[str, str, int]:
-                with self.connect() as conn:
-                    return exchange(conn, subsystem, line, env)
+        def direct(sent: str | None, _patient: bool) -> tuple[str, str, int]:
+            with self.connect() as conn:
+                return exchange(conn, subsystem, sent, env)
 
-            answer = keeper_retry.patiently(direct, notice is not None and
-                                            keeper_retry.resend_safe(subsystem, line))
-            if mux.enabled():
-                mux.spawn(self.config, box)
-        out, err, status = keeper_retry.settle(subsystem, line, answer,
-                                               pinned_here=line != typed)
+        settled = keeper_retry.keeper_or_direct(self.config, self.box(), subsystem, line, env,
+                                                direct)
+        assert settled is not None  # this direct way never declines
+        out, err, status = settled
         if status != 0:
             raise refusal(subsystem, err, status)
         return out

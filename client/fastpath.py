@@ -208,7 +208,7 @@ def try_fast(argv: list[str]) -> int | None:
         return None  # a set is the fleet's (client/entry.py routes it there)
     from lager.errors import LagerError
 
-    from . import keeper_retry, mux
+    from . import keeper_retry
     from .config import Config
 
     config = Config()
@@ -222,34 +222,18 @@ def try_fast(argv: list[str]) -> int | None:
     try:
         if call.console:
             return _console(config, box, call.line or "")
-        answer = notice = None
-        typed = call.line
-        if mux.enabled():
-            path = mux.socket_path(config, box)
-            # A continue goes numbered, so that a lost answer is retried directly, never twice
-            call.line, outcome = keeper_retry.through_keeper(path, box.name, call.subsystem,
-                                                             call.line, None)
-            answer, notice = outcome.answer, outcome.notice
-        if answer is None:
-            patient = notice is not None and keeper_retry.resend_safe(call.subsystem, call.line)
-            answer = keeper_retry.patiently(lambda: _direct(config, box, call, patient), patient)
-            if answer is None:
-                return None
-            if notice:  # the keeper had it and failed; the direct way answered
-                sys.stderr.write(f"lager: {notice}\n")
-            if mux.enabled():
-                sys.stdout.flush()
-                mux.spawn(config, box)
+        settled = keeper_retry.keeper_or_direct(
+            config, box, call.subsystem, call.line, None,
+            lambda sent, patient: _direct(config, box, call, sent, patient))
     except LagerError as exc:  # after the request may have gone out: never sent twice
         sys.stderr.write(f"Error: {exc}\n")
         return exc.exit_code
-    return _show(call, *keeper_retry.settle(call.subsystem, call.line, answer,
-                                            pinned_here=call.line != typed))
+    return None if settled is None else _show(call, *settled)
 
 
 # The quick client (and its crypto) loads only here: the keeper's path needs none of it.
 
-def _direct(config: Any, box: Any, call: Call, patient: bool = False
+def _direct(config: Any, box: Any, call: Call, line: str | None, patient: bool
             ) -> tuple[str, str, int] | None:
     """The answer over the quick client; None when the full way must do it (nothing reached
     a subsystem, so nothing is sent twice). Patient (a keeper's retry, safe to repeat): a box
@@ -260,7 +244,7 @@ def _direct(config: Any, box: Any, call: Call, patient: bool = False
     from .quick_ssh import Unreachable, Unsupported
 
     try:
-        return quick_channel.exchange(config, box, call.subsystem, call.line,
+        return quick_channel.exchange(config, box, call.subsystem, line,
                                       resend_safe=call.resend_safe or patient)
     except Unreachable as exc:
         if patient:

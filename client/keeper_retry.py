@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TypeVar
 
+    from .config import Box, Config
     from .mux import Outcome
 
     _T = TypeVar("_T")
+    Answer = tuple[str, str, int]
 
 _READS = frozenset({protocol.SUB_LIST})
 
@@ -120,6 +122,39 @@ def through_keeper(path: Path, box_name: str, subsystem: str, line: str | None,
     outcome = mux.request(path, box_name, subsystem, line, env, pin=line)
     said = outcome.pinned
     return (said if said is not None and pinned(said) else line), outcome
+
+
+def keeper_or_direct(config: Config, box: Box, subsystem: str, line: str | None,
+                     env: dict[str, str] | None,
+                     direct: Callable[[str | None, bool], Answer | None]) -> Answer | None:
+    """One short request: through the box's keeper when there is one, else (or when the keeper
+    did not answer) `direct(line as sent, patient)`, leaving a keeper behind for the next
+    request; the answer settled (settle). None: `direct` declined (nothing was sent), the
+    caller takes the long way.
+
+    Patient: the keeper had the request and failed, and a second arrival does nothing more, so
+    the direct way is tried again across an agent's restart (patiently)."""
+    from . import mux
+
+    answer = notice = None
+    typed = line
+    if mux.enabled():
+        # A continue goes numbered, so that a lost answer is retried directly, never twice
+        line, outcome = through_keeper(mux.socket_path(config, box), box.name, subsystem,
+                                       line, env)
+        answer, notice = outcome.answer, outcome.notice
+    if answer is None:
+        patient = notice is not None and resend_safe(subsystem, line)
+        sent = line
+        answer = patiently(lambda: direct(sent, patient), patient)
+        if answer is None:
+            return None
+        if notice:  # the keeper had it and failed; the direct way answered
+            sys.stderr.write(f"lager: {notice}\n")
+        if mux.enabled():
+            sys.stdout.flush()  # the keeper is a new process: nothing buffered goes twice
+            mux.spawn(config, box)
+    return settle(subsystem, line, answer, pinned_here=line != typed)
 
 
 def already_resumed(line: str, err: str) -> str | None:
