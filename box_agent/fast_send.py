@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 MSG_CHANNEL_DATA = 94
@@ -82,36 +82,47 @@ def speed_up(conn: Any) -> None:
             return
         _send_gcm(conn, gcm, (args[0],))
 
-    def send_data(recipient: int, data: bytes | memoryview) -> bool:
+    def send_data(recipient: int, parts: Sequence[bytes | memoryview], size: int) -> bool:
         gcm = ready()
         if gcm is None:
             return False
-        _send_gcm(conn, gcm, (_DATA_HEAD.pack(recipient, len(data)), data))
+        _send_gcm(conn, gcm, (_DATA_HEAD.pack(recipient, size), *parts))
         return True
 
     conn.send_packet = send_packet
     conn.lager_send_data = send_data
 
 
-def send_now(channel: Any, data: bytes | memoryview) -> bool:
-    """Send `data` on this channel as one SSH_MSG_CHANNEL_DATA packet now, past asyncssh's
-    channel buffer (which copies what it is given twice more), when asyncssh would send it at
-    once anyway: nothing queued before it, the window and the peer's packet size take it
-    whole, and its connection has the lean path (speed_up). False: nothing was sent, write it
-    the usual way. The window is counted as asyncssh counts it, so the client's window still
-    bounds what is in flight."""
+def packet_room(channel: Any, most: int) -> int:
+    """The most data one packet to this channel's peer may carry, `most` at most: what a
+    channel's writer cuts its packets to, so that each goes whole (send_now)."""
+    try:
+        return max(1, min(most, int(channel._send_pktsize)))
+    except (AttributeError, TypeError, ValueError):  # an asyncssh this was not written against
+        return most
+
+
+def send_now(channel: Any, parts: Sequence[bytes | memoryview]) -> bool:
+    """Send `parts`, joined, on this channel as one SSH_MSG_CHANNEL_DATA packet now, past
+    asyncssh's channel buffer (which copies what it is given twice more), when asyncssh would
+    send it at once anyway: nothing queued before it, the window and the peer's packet size
+    take it whole, and its connection has the lean path (speed_up). False: nothing was sent,
+    write it the usual way. The window is counted as asyncssh counts it, so the client's
+    window still bounds what is in flight. The parts are joined once, into the plaintext that
+    is encrypted (a record's header and the start of its data need no join of their own)."""
     send_data = getattr(getattr(channel, "_conn", None), "lager_send_data", None)
-    if send_data is None or len(data) < MIN_FAST_PAYLOAD:
+    size = sum(len(part) for part in parts)
+    if send_data is None or size < MIN_FAST_PAYLOAD:
         return False
     try:
         if channel._send_buf or channel._send_state != "open" or channel._send_chan is None \
-                or len(data) > channel._send_window or len(data) > channel._send_pktsize:
+                or size > channel._send_window or size > channel._send_pktsize:
             return False
     except AttributeError:  # an asyncssh this was not written against
         return False
-    if not send_data(channel._send_chan, data):
+    if not send_data(channel._send_chan, parts, size):
         return False
-    channel._send_window -= len(data)
+    channel._send_window -= size
     return True
 
 
