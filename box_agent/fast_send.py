@@ -33,13 +33,22 @@ _AESGCM_ALGS = (b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com")
 
 
 class _GcmSender:
-    """The AES-GCM context of one set of send keys (a rekey brings a new asyncssh cipher)."""
+    """The AES-GCM context of one set of send keys (a rekey brings a new asyncssh cipher),
+    and the buffer its packets' plaintext is gathered in."""
 
     def __init__(self, cipher: Any) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.cipher = cipher  # asyncssh's GCMCipher: its IV stays the one that counts
         self.aead = AESGCM(cipher._key)
+        self._plain = bytearray()
+
+    def plain_buffer(self, size: int) -> memoryview:
+        """Where a packet's plaintext is gathered: one buffer, kept from packet to packet (it
+        never leaves _send_gcm), instead of a new bytes object of a packet's size each time."""
+        if len(self._plain) < size:
+            self._plain = bytearray(size)
+        return memoryview(self._plain)[:size]
 
 
 def speed_up(conn: Any) -> None:
@@ -80,13 +89,13 @@ def speed_up(conn: Any) -> None:
         if gcm is None:
             original(pkttype, *args, handler=handler)
             return
-        _send_gcm(conn, gcm, (args[0],))
+        _send_gcm(conn, gcm, b"", (args[0],))
 
     def send_data(recipient: int, parts: Sequence[bytes | memoryview], size: int) -> bool:
         gcm = ready()
         if gcm is None:
             return False
-        _send_gcm(conn, gcm, (_DATA_HEAD.pack(recipient, size), *parts))
+        _send_gcm(conn, gcm, _DATA_HEAD.pack(recipient, size), parts)
         return True
 
     conn.send_packet = send_packet
@@ -131,23 +140,36 @@ def _rekey_due(conn: Any) -> bool:
                 (conn._rekey_seconds and time.monotonic() >= conn._rekey_time))
 
 
-def _send_gcm(conn: Any, gcm: _GcmSender, payload: tuple[bytes | memoryview, ...]) -> None:
-    """One SSH_MSG_CHANNEL_DATA packet: [length][padlen, type, payload, padding] encrypted,
-    the tag after it (RFC 5647 as OpenSSH does it: the length is the associated data)."""
-    body = sum(len(part) for part in payload) + 1  # the message type and the payload
-    padlen = -(conn._send_enchdrlen + body) % conn._send_blocksize
+def _send_gcm(conn: Any, gcm: _GcmSender, head: bytes,
+              payload: Sequence[bytes | memoryview]) -> None:
+    """One SSH_MSG_CHANNEL_DATA packet: [length][padlen, type, head, payload, padding]
+    encrypted, the tag after it (RFC 5647 as OpenSSH does it: the length is the associated
+    data). The plaintext is gathered once, into a buffer kept for the next packet, and
+    encrypted straight into the packet that goes to the socket: the message's pieces (a
+    record's header and data, or a packet's share of two records) need no join of their own."""
+    size = len(head) + sum(len(part) for part in payload)
+    padlen = -(conn._send_enchdrlen + size + 1) % conn._send_blocksize  # + the message type
     if padlen < 4:
         padlen += conn._send_blocksize
-    plain = b"".join((bytes((padlen, MSG_CHANNEL_DATA)), *payload, os.urandom(padlen)))
-    header = _LENGTH.pack(len(plain))
-    packet = bytearray(len(header) + len(plain) + _GCM_TAG)
-    packet[:len(header)] = header
+    length = size + 2 + padlen  # the padding length, the type, the message, the padding
+    plain = gcm.plain_buffer(length)
+    at = 2 + len(head)
+    plain[:at] = bytes((padlen, MSG_CHANNEL_DATA)) + head
+    for part in payload:
+        plain[at:at + len(part)] = part
+        at += len(part)
+    plain[at:] = os.urandom(padlen)
+    header = _LENGTH.pack(length)
+    # The packet is a new buffer each time: the transport may keep what it is given. A view
+    # of it: what the socket does not take at once is then sliced off without a copy.
+    packet = memoryview(bytearray(_LENGTH.size + length + _GCM_TAG))
+    packet[:_LENGTH.size] = header
     cipher = gcm.cipher
-    gcm.aead.encrypt_into(cipher._iv, plain, header, memoryview(packet)[len(header):])
+    gcm.aead.encrypt_into(cipher._iv, plain, header, packet[_LENGTH.size:])
     cipher._update_iv()
     try:
         conn._transport.write(packet)
     except ConnectionError:
         pass  # as asyncssh's _send: the connection's loss reaches it through the protocol
     conn._send_seq = (conn._send_seq + 1) & 0xffffffff
-    conn._rekey_bytes_sent += len(plain)
+    conn._rekey_bytes_sent += length
