@@ -34,7 +34,7 @@ _AESGCM_ALGS = (b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com")
 
 class _GcmSender:
     """The AES-GCM context of one set of send keys (a rekey brings a new asyncssh cipher),
-    and the buffer its packets' plaintext is gathered in."""
+    and the buffers its packets are built in."""
 
     def __init__(self, cipher: Any) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,6 +42,7 @@ class _GcmSender:
         self.cipher = cipher  # asyncssh's GCMCipher: its IV stays the one that counts
         self.aead = AESGCM(cipher._key)
         self._plain = bytearray()
+        self._packet = bytearray()
 
     def plain_buffer(self, size: int) -> memoryview:
         """Where a packet's plaintext is gathered: one buffer, kept from packet to packet (it
@@ -49,6 +50,21 @@ class _GcmSender:
         if len(self._plain) < size:
             self._plain = bytearray(size)
         return memoryview(self._plain)[:size]
+
+    def packet_buffer(self, size: int) -> memoryview:
+        """Where a packet is encrypted into: the last one's buffer again, unless the transport
+        may still hold it (see sent); a new buffer is zeroed in full, a packet's worth of
+        memset for nothing."""
+        if len(self._packet) < size:
+            self._packet = bytearray(size)
+        return memoryview(self._packet)[:size]
+
+    def sent(self, transport: Any) -> None:
+        """After the transport took a packet: what it did not send at once it keeps (asyncio
+        copies it, or, in later Pythons, keeps a view of it), so that buffer is left to it and
+        the next packet gets a new one."""
+        if transport.get_write_buffer_size():
+            self._packet = bytearray()
 
 
 def speed_up(conn: Any) -> None:
@@ -160,9 +176,8 @@ def _send_gcm(conn: Any, gcm: _GcmSender, head: bytes,
         at += len(part)
     plain[at:] = os.urandom(padlen)
     header = _LENGTH.pack(length)
-    # The packet is a new buffer each time: the transport may keep what it is given. A view
-    # of it: what the socket does not take at once is then sliced off without a copy.
-    packet = memoryview(bytearray(_LENGTH.size + length + _GCM_TAG))
+    # A view: what the socket does not take at once is sliced off it without a copy.
+    packet = gcm.packet_buffer(_LENGTH.size + length + _GCM_TAG)
     packet[:_LENGTH.size] = header
     cipher = gcm.cipher
     gcm.aead.encrypt_into(cipher._iv, plain, header, packet[_LENGTH.size:])
@@ -171,5 +186,6 @@ def _send_gcm(conn: Any, gcm: _GcmSender, head: bytes,
         conn._transport.write(packet)
     except ConnectionError:
         pass  # as asyncssh's _send: the connection's loss reaches it through the protocol
+    gcm.sent(conn._transport)
     conn._send_seq = (conn._send_seq + 1) & 0xffffffff
     conn._rekey_bytes_sent += length
