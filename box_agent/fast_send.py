@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .file_bytes import Data, FileBytes
+
 MSG_CHANNEL_DATA = 94
 # Below this a packet's copies cost less than the checks: asyncssh's path as it is.
 MIN_FAST_PAYLOAD = 16 * 1024
@@ -107,7 +109,7 @@ def speed_up(conn: Any) -> None:
             return
         _send_gcm(conn, gcm, b"", (args[0],))
 
-    def send_data(recipient: int, parts: Sequence[bytes | memoryview], size: int) -> bool:
+    def send_data(recipient: int, parts: Sequence[Data], size: int) -> bool:
         gcm = ready()
         if gcm is None:
             return False
@@ -127,7 +129,7 @@ def packet_room(channel: Any, most: int) -> int:
         return most
 
 
-def send_now(channel: Any, parts: Sequence[bytes | memoryview]) -> bool:
+def send_now(channel: Any, parts: Sequence[Data]) -> bool:
     """Send `parts`, joined, on this channel as one SSH_MSG_CHANNEL_DATA packet now, past
     asyncssh's channel buffer (which copies what it is given twice more), when asyncssh would
     send it at once anyway: nothing queued before it, the window and the peer's packet size
@@ -156,8 +158,7 @@ def _rekey_due(conn: Any) -> bool:
                 (conn._rekey_seconds and time.monotonic() >= conn._rekey_time))
 
 
-def _send_gcm(conn: Any, gcm: _GcmSender, head: bytes,
-              payload: Sequence[bytes | memoryview]) -> None:
+def _send_gcm(conn: Any, gcm: _GcmSender, head: bytes, payload: Sequence[Data]) -> None:
     """One SSH_MSG_CHANNEL_DATA packet: [length][padlen, type, head, payload, padding]
     encrypted, the tag after it (RFC 5647 as OpenSSH does it: the length is the associated
     data). The plaintext is gathered once, into a buffer kept for the next packet, and
@@ -172,7 +173,10 @@ def _send_gcm(conn: Any, gcm: _GcmSender, head: bytes,
     at = 2 + len(head)
     plain[:at] = bytes((padlen, MSG_CHANNEL_DATA)) + head
     for part in payload:
-        plain[at:at + len(part)] = part
+        if isinstance(part, FileBytes):
+            part.read_into(plain[at:at + len(part)])  # from the log straight into place
+        else:
+            plain[at:at + len(part)] = part
         at += len(part)
     plain[at:] = os.urandom(padlen)
     header = _LENGTH.pack(length)

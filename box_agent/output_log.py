@@ -8,12 +8,14 @@ only grows the log, which keeps its newest bytes up to its limit.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from lager.protocol.codec import Message
 
+from .file_bytes import Data, as_bytes
 from .runlog import STDERR, STDOUT, LogReader
 
 __all__ = ["STDERR", "STDOUT", "OutputLog", "Viewer"]
@@ -29,7 +31,8 @@ class Viewer(Protocol):
 # What one turn of the feed reads and hands to each viewer at once. A viewer with
 # `output_many` takes it in one call (one lock, one drain, packets cut across records), so
 # the per-chunk work happens per batch; the monitor's window (under 4 MiB past what the
-# viewers have) keeps a batch about this big while a run streams.
+# viewers have) keeps a batch about this big while a run streams. Long records come as
+# FileBytes (box_agent/file_bytes.py), read straight into the packets they go in.
 FEED_BATCH = 4 * 1024 * 1024
 
 
@@ -42,19 +45,24 @@ class OutputLog:
     async def feed_to(self, end: int) -> None:
         """Deliver the log from where we are up to `end` to every attached viewer."""
         while self.end < end:
-            batch = list(self.reader.read(self.end, end, budget=FEED_BATCH, views=True))
-            if not batch:
-                return  # a gap (a full disk lost a record): nothing more to feed
-            # Before any await: a viewer attaching meanwhile takes all of this batch as its
-            # backlog and is not in the list it goes to (no chunk missed or doubled).
-            self.end = batch[-1].end
-            chunks = [(chunk.stream, chunk.data) for chunk in batch]
-            for viewer in list(self.viewers):
-                try:
-                    await _give(viewer, chunks)
-                except (OSError, EOFError, ConnectionError):
-                    # A viewer whose channel died stops receiving; the run goes on.
-                    self.detach(viewer)
+            files: list[int] = []  # a batch's long records stay on disk until sent
+            try:
+                batch = list(self.reader.read(self.end, end, budget=FEED_BATCH, files=files))
+                if not batch:
+                    return  # a gap (a full disk lost a record): nothing more to feed
+                # Before any await: a viewer attaching meanwhile takes all of this batch as
+                # its backlog and is not in the list it goes to (no chunk missed or doubled).
+                self.end = batch[-1].end
+                chunks = [(chunk.stream, chunk.data) for chunk in batch]
+                for viewer in list(self.viewers):
+                    try:
+                        await _give(viewer, chunks)
+                    except (OSError, EOFError, ConnectionError):
+                        # A viewer whose channel died stops receiving; the run goes on.
+                        self.detach(viewer)
+            finally:
+                for fd in files:
+                    os.close(fd)
 
     async def announce(self, event: Message) -> None:
         """An event for every attached viewer, between the output before and after it."""
@@ -74,8 +82,8 @@ class OutputLog:
         if not with_backlog:
             return iter(()), 0
         start, until = self.reader.first_offset(), self.end
-        backlog = ((c.stream, c.data) for c in self.reader.read(start, until, budget=1 << 62,
-                                                                  views=True))
+        backlog = ((c.stream, as_bytes(c.data))
+                   for c in self.reader.read(start, until, budget=1 << 62, views=True))
         return backlog, self.reader.dropped()
 
     def attach_at(self, viewer: Viewer, stdout_bytes: int, stderr_bytes: int) -> tuple[
@@ -93,7 +101,7 @@ class OutputLog:
                 skip = max(0, want[chunk.stream] - seen[chunk.stream])
                 seen[chunk.stream] += len(chunk.data)
                 if skip < len(chunk.data):
-                    yield chunk.stream, chunk.data[skip:]
+                    yield chunk.stream, as_bytes(chunk.data)[skip:]
         return rest(), lacking
 
     def detach(self, viewer: Viewer) -> None:
@@ -101,10 +109,10 @@ class OutputLog:
             self.viewers.remove(viewer)
 
 
-async def _give(viewer: Viewer, chunks: list[tuple[int, bytes | memoryview]]) -> None:
+async def _give(viewer: Viewer, chunks: list[tuple[int, Data]]) -> None:
     output_many = getattr(viewer, "output_many", None)
-    if output_many is not None:
+    if output_many is not None:  # it takes FileBytes (ChannelViewer)
         await output_many(chunks)
         return
     for stream, data in chunks:
-        await viewer.output(stream, data)
+        await viewer.output(stream, as_bytes(data))

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .file_bytes import FileBytes
+
 STDOUT = 1
 STDERR = 2
 HEADER = struct.Struct(">B3xI")
@@ -38,6 +40,8 @@ _MIN_SEGMENT = 64 * 1024
 _PREFIX = "log."
 _READ_AHEAD = 64 * 1024  # the least the reader takes at once (a run of small records)
 _READ_MOST = 8 * 1024 * 1024  # the most one read takes (a feed's budget is less)
+_FILE_LEAST = 64 * 1024  # a record this long is left on disk for the packet builder (files)
+_HEADER_AHEAD = 4096  # the read ahead after such a record: the next header, and a bit more
 
 
 @dataclass(frozen=True, order=True)
@@ -145,12 +149,14 @@ class LogWriter:
 @dataclass
 class Chunk:
     stream: int
-    data: bytes | memoryview  # bytes, or a view of the read it came in (LogReader.read's views)
+    # bytes; a view of the read it came in (LogReader.read's views); or where it is on disk
+    # (its files)
+    data: bytes | memoryview | FileBytes
     end: int  # the log offset just past this chunk
 
 
-def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bool
-             ) -> Iterator[Chunk]:
+def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bool,
+             files: bool = False) -> Iterator[Chunk]:
     """The whole records of one segment (its first record at log offset `start`) from
     `offset` up to `stop`, about `budget` bytes; a torn or missing tail ends them.
 
@@ -159,23 +165,40 @@ def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bo
     joined that to the rest: one more copy of every byte a run streams). With `views`, the
     read ahead takes what is there up to `stop` (at most twice the budget, so the last record
     the budget lets in is usually in it too) and the records are memoryviews of it: a run of
-    the monitor's 1 MiB records costs one pread and no copy (the agent's feed)."""
+    the monitor's 1 MiB records costs one pread and no copy. With `files` (the agent's feed),
+    a record longer than _FILE_LEAST is not read at all: its data is a FileBytes on `fd`, and
+    after one the read ahead takes only a header's worth (the next record is likely long too).
+    """
     ahead, ahead_at = memoryview(b""), offset  # the file's bytes [ahead_at, ahead_at + len)
+    size = os.fstat(fd).st_size if files else 0
+    long_before = False
     while offset < stop and budget > 0:
         at = offset - ahead_at
         if at + HEADER.size > len(ahead):
-            want = max(_READ_AHEAD, min(stop - offset, 2 * budget, _READ_MOST)) if views \
-                else _READ_AHEAD
-            ahead, ahead_at, at = memoryview(os.pread(fd, want, offset - start)), offset, 0
+            if files:
+                want = min(_HEADER_AHEAD if long_before else _READ_AHEAD, stop - offset)
+            elif views:
+                want = max(_READ_AHEAD, min(stop - offset, 2 * budget, _READ_MOST))
+            else:
+                want = _READ_AHEAD
+            ahead = memoryview(os.pread(fd, max(want, HEADER.size), offset - start))
+            ahead_at, at = offset, 0
             if len(ahead) < HEADER.size:
                 return
         stream, length = HEADER.unpack_from(ahead, at)
         body = at + HEADER.size
-        data: bytes | memoryview
-        if body + length <= len(ahead):
-            data = ahead[body:body + length] if views else bytes(ahead[body:body + length])
+        where = offset - start + HEADER.size
+        data: bytes | memoryview | FileBytes
+        long_before = files and length >= _FILE_LEAST
+        if long_before:
+            if where + length > size:
+                return
+            data = FileBytes(fd, where, length)
+        elif body + length <= len(ahead):
+            data = ahead[body:body + length] if views or files \
+                else bytes(ahead[body:body + length])
         else:
-            data = os.pread(fd, length, offset - start + HEADER.size)
+            data = os.pread(fd, length, where)
             if len(data) < length:
                 return
         offset += HEADER.size + length
@@ -216,13 +239,15 @@ class LogReader:
         found = self._relist()
         return found[0].start if found else 0
 
-    def read(self, offset: int, end: int, budget: int = 1024 * 1024, views: bool = False
-             ) -> Iterator[Chunk]:
+    def read(self, offset: int, end: int, budget: int = 1024 * 1024, views: bool = False,
+             files: list[int] | None = None) -> Iterator[Chunk]:
         """Records in [offset, end), about `budget` bytes at most. `offset` must be a record
         boundary. What the monitor dropped meanwhile (a reader behind a small limit) is
         skipped: the chunks go on from the oldest record still there. With `views`, a chunk's
         data may be a memoryview of a larger read (no copy), for a caller that only sends it
-        on; without, it is bytes."""
+        on; without, it is bytes. Given `files`, a long record's data is a FileBytes, and the
+        segments' descriptors are left open, added to `files` for the caller to close once
+        it has read them."""
         relisted = False  # at most once per read with no progress: a gap ends the read
         while offset < end and budget > 0:
             place = self._segment_at(offset, end)
@@ -242,14 +267,18 @@ class LogReader:
                     self._relist()
                     relisted = True
                 continue
+            if files is not None:
+                files.append(fd)
             try:
-                for chunk in _records(fd, segment.start, offset, stop, budget, views):
+                for chunk in _records(fd, segment.start, offset, stop, budget, views,
+                                      files is not None):
                     offset = chunk.end
                     budget -= len(chunk.data)
                     relisted = False
                     yield chunk
             finally:
-                os.close(fd)
+                if files is None:
+                    os.close(fd)
             if offset < stop and budget > 0:
                 # The segment ended short of where its records should stop: a torn or lost
                 # record (a full disk), or, in the newest segment we know, a rotation we have

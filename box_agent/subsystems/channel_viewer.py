@@ -15,6 +15,7 @@ from lager.protocol.codec import Message
 from lager.protocol.events import NOTICE, RECORD, event_record, record
 
 from .. import fast_send
+from ..file_bytes import Data, FileBytes, as_bytes
 from ..output_log import STDOUT
 
 
@@ -57,7 +58,7 @@ class ChannelViewer:
             except (BrokenPipeError, ConnectionError, asyncssh.Error):
                 return  # this client is going; the run's output feed detaches it
 
-    async def output_many(self, chunks: Sequence[tuple[int, bytes | memoryview]]) -> None:
+    async def output_many(self, chunks: Sequence[tuple[int, Data]]) -> None:
         """A feed's batch of the run's output (OutputLog.feed_to): one lock, one drain."""
         async with self.lock:
             await self.write_many_unlocked(chunks)
@@ -65,13 +66,12 @@ class ChannelViewer:
     async def write_unlocked(self, stream: int, data: bytes | memoryview) -> None:
         await self.write_many_unlocked(((stream, data),))
 
-    async def write_many_unlocked(self, chunks: Sequence[tuple[int, bytes | memoryview]]
-                                  ) -> None:
+    async def write_many_unlocked(self, chunks: Sequence[tuple[int, Data]]) -> None:
         if self.process.is_closing():
             raise ConnectionError("channel closed")
         stdout = self.process.stdout
         # Each stream's bytes, in order, as a list of parts (framed: one stream of records).
-        runs: list[tuple[asyncssh.SSHWriter[bytes], list[bytes | memoryview]]] = []
+        runs: list[tuple[asyncssh.SSHWriter[bytes], list[Data]]] = []
         for stream, data in chunks:
             target = stdout if self.framed or stream == STDOUT else self.process.stderr
             if not runs or runs[-1][0] is not target:
@@ -91,8 +91,7 @@ class ChannelViewer:
             # let through it ended the agent's tracking of a run that was still going.
             raise ConnectionError(str(exc)) from None
 
-    def _write_run(self, target: asyncssh.SSHWriter[bytes],
-                   parts: list[bytes | memoryview]) -> None:
+    def _write_run(self, target: asyncssh.SSHWriter[bytes], parts: list[Data]) -> None:
         """Bytes of one stream, cut into packets as even as the peer's packet size allows.
 
         Records don't set the cuts: a 1 MiB record cut at the packet size left a 4 KiB tail
@@ -107,11 +106,11 @@ class ChannelViewer:
         room = fast_send.packet_room(target.channel, protocol.MAX_PACKET)
         count = -(-total // room)
         size, longer = divmod(total, count)  # the first `longer` packets carry one byte more
-        packet: list[bytes | memoryview] = []
+        packet: list[Data] = []
         want = size + (longer > 0)
         for part in parts:
-            view = memoryview(part)
-            while view:
+            view = part if isinstance(part, FileBytes) else memoryview(part)
+            while len(view):
                 piece = view[:want]
                 packet.append(piece)
                 want -= len(piece)
@@ -123,9 +122,8 @@ class ChannelViewer:
                     want = size + (longer > 0)
         assert not packet, "the cuts cover the run exactly"
 
-    def _write(self, target: asyncssh.SSHWriter[bytes], parts: list[bytes | memoryview]
-               ) -> None:
+    def _write(self, target: asyncssh.SSHWriter[bytes], parts: list[Data]) -> None:
         # stdout's data straight into a packet when asyncssh would send it at once anyway
         # (box_agent/fast_send.py); stderr, and anything asyncssh must queue, its own way.
         if target is not self.process.stdout or not fast_send.send_now(target.channel, parts):
-            target.write(b"".join(parts))
+            target.write(b"".join(as_bytes(part) for part in parts))

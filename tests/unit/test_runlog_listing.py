@@ -3,26 +3,46 @@
 It lists the segments again only when a read reaches past what its listing holds: the monitor
 rotated to a segment it has not seen, or dropped one it listed. A reader kept across a live
 writer's appends, rotations and drops must read exactly what a reader listing afresh reads,
-with views of one larger read (the agent's feed) or with bytes.
+with views of one larger read (backlogs), with long records left on disk as FileBytes (the
+agent's feed), or with bytes.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from box_agent.file_bytes import FileBytes, as_bytes
 from box_agent.runlog import MIN_LIMIT, STDERR, STDOUT, LogReader, LogWriter, segments
 
 WRITE = st.tuples(st.just("write"), st.sampled_from([STDOUT, STDERR]),
                   st.sampled_from([0, 1, 100, 65_536, 200_000, 1 << 20]))
 READ = st.tuples(st.just("read"), st.sampled_from([1, 4096, 1 << 20, 4 << 20, 1 << 62]),
-                 st.booleans())
+                 st.sampled_from(["bytes", "views", "files"]))
 
 
 def _plain(chunks: list) -> list[tuple[int, bytes, int]]:
-    return [(c.stream, bytes(c.data), c.end) for c in chunks]
+    return [(c.stream, bytes(as_bytes(c.data)), c.end) for c in chunks]
+
+
+def _read(reader: LogReader, offset: int, end: int, budget: int, mode: str
+          ) -> list[tuple[int, bytes, int]]:
+    """As the agent's feed reads (files: long records left on disk, read before the
+    descriptors close), or its backlogs (views), or anyone (bytes)."""
+    files: list[int] = []
+    try:
+        chunks = list(reader.read(offset, end, budget, views=mode == "views",
+                                  files=files if mode == "files" else None))
+        if mode == "files":
+            assert any(isinstance(c.data, FileBytes) for c in chunks) == \
+                any(len(c.data) >= 64 * 1024 for c in chunks)
+        return _plain(chunks)
+    finally:
+        for fd in files:
+            os.close(fd)
 
 
 @settings(max_examples=60, deadline=None)
@@ -39,14 +59,14 @@ def test_a_kept_listing_reads_what_a_fresh_listing_reads(ops: list[tuple]) -> No
                 n += 1
                 writer.append(op[1], bytes((n + i) % 251 for i in range(op[2])))
                 continue
-            _, budget, views = op
-            got = _plain(list(kept.read(offset, writer.end, budget, views=views)))
+            _, budget, mode = op
+            got = _read(kept, offset, writer.end, budget, mode)
             fresh = _plain(list(LogReader(directory).read(offset, writer.end, budget)))
             assert got == fresh
             if got:
                 offset = got[-1][2]
         # Caught up from wherever it got to: nothing short of the end.
-        rest = _plain(list(kept.read(offset, writer.end, 1 << 62, views=True)))
+        rest = _read(kept, offset, writer.end, 1 << 62, "files")
         assert rest == _plain(list(LogReader(directory).read(offset, writer.end, 1 << 62)))
         if writer.end > offset:
             assert rest and rest[-1][2] == writer.end
@@ -97,3 +117,26 @@ def test_a_listed_segment_dropped_since_is_skipped_to_the_oldest_kept() -> None:
         assert chunks == _plain(list(LogReader(directory).read(0, writer.end, 1 << 62)))
         assert chunks[0][2] > segments(directory)[0].start and chunks[-1][2] == writer.end
         writer.close()
+
+
+def test_file_bytes_slice_and_read_as_bytes_would_and_short_is_an_error() -> None:
+    with tempfile.TemporaryFile() as f:
+        data = bytes(range(256)) * 40
+        f.write(data)
+        f.flush()
+        whole = FileBytes(f.fileno(), 100, 5000)
+        assert whole.read() == data[100:5100] and len(whole) == 5000
+        for cut in (slice(0, 0), slice(7, 4093), slice(4990, None), slice(None, 9999)):
+            part = whole[cut]
+            assert part.read() == data[100:5100][cut] and len(part) == len(data[100:5100][cut])
+            into = bytearray(len(part))
+            part.read_into(memoryview(into))
+            assert bytes(into) == data[100:5100][cut]
+        past = FileBytes(f.fileno(), len(data) - 10, 20)  # a log shorter than promised
+        for read in (past.read, lambda: past.read_into(memoryview(bytearray(20)))):
+            try:
+                read()
+            except OSError as exc:
+                assert "10 bytes short" in str(exc)
+            else:
+                raise AssertionError("a short read went unnoticed")
