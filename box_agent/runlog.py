@@ -64,17 +64,25 @@ def droppable(found: list[Segment], end: int, limit: int) -> int:
     return count
 
 
-def segments(directory: Path) -> list[Segment]:
-    """The segments, oldest first."""
+def segments(directory: Path, known: dict[str, Segment] | None = None) -> list[Segment]:
+    """The segments, oldest first. Names in `known` (an earlier listing's, by name) are not
+    parsed again: a Path per segment per listing was most of a listing's cost."""
     found = []
     for entry in os.scandir(directory):
-        if entry.name.startswith(_PREFIX):
+        segment = known.get(entry.name) if known else None
+        if segment is None and entry.name.startswith(_PREFIX):
             try:
                 start, out, err = (int(part, 16) for part in entry.name[len(_PREFIX):].split("."))
             except ValueError:
                 continue
-            found.append(Segment(start, (out, err), Path(entry.path)))
-    return sorted(found)
+            segment = Segment(start, (out, err), Path(entry.path))
+        if segment is not None:
+            found.append(segment)
+    return sorted(found, key=_order)
+
+
+def _order(segment: Segment) -> tuple[int, tuple[int, int], str]:
+    return segment.start, segment.before, segment.path.name
 
 
 def log_end(directory: Path) -> int:
@@ -219,9 +227,11 @@ class LogReader:
         self.directory = directory
         self._listing: list[Segment] = []
         self._starts: list[int] = []  # each listed segment's start, for bisect
+        self._by_name: dict[str, Segment] = {}
 
     def _relist(self) -> list[Segment]:
-        self._listing = segments(self.directory)
+        self._listing = segments(self.directory, self._by_name)
+        self._by_name = {segment.path.name: segment for segment in self._listing}
         self._starts = [segment.start for segment in self._listing]
         return self._listing
 
