@@ -9,11 +9,12 @@ OpenSSH never sends one. Issue 13's profile of a 200 MB stream put those copies 
 the agent's CPU (memmove), ahead of the encryption itself.
 
 `speed_up(conn)` replaces the connection's `send_packet` (on that instance only) with one that
-sends a large SSH_MSG_CHANNEL_DATA packet as: the plaintext joined once, encrypted straight
-into the buffer that goes to the socket, one write. It keeps asyncssh's bookkeeping (sequence
-number, rekey byte count, the rekey trigger). Anything else (other messages, small packets,
-a key exchange pending or in progress, another cipher, compression, an asyncssh whose insides
-differ) goes through asyncssh's own send_packet unchanged.
+sends a large SSH_MSG_CHANNEL_DATA packet as: the plaintext gathered once into a kept buffer
+(a run log's long records read from disk straight into it, box_agent/file_bytes.py), encrypted
+straight into the buffer that goes to the socket, one write. It keeps asyncssh's bookkeeping
+(sequence number, rekey byte count, the rekey trigger). Anything else (other messages, small
+packets, a key exchange pending or in progress, another cipher, compression, an asyncssh whose
+insides differ) goes through asyncssh's own send_packet unchanged.
 """
 from __future__ import annotations
 
