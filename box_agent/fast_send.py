@@ -9,19 +9,22 @@ OpenSSH never sends one. Issue 13's profile of a 200 MB stream put those copies 
 the agent's CPU (memmove), ahead of the encryption itself.
 
 `speed_up(conn)` replaces the connection's `send_packet` (on that instance only) with one that
-sends a large SSH_MSG_CHANNEL_DATA packet as: the plaintext joined once, encrypted straight
-into the buffer that goes to the socket, one write. It keeps asyncssh's bookkeeping (sequence
-number, rekey byte count, the rekey trigger). Anything else (other messages, small packets,
-a key exchange pending or in progress, another cipher, compression, an asyncssh whose insides
-differ) goes through asyncssh's own send_packet unchanged.
+sends a large SSH_MSG_CHANNEL_DATA packet as: the plaintext gathered once into a kept buffer
+(a run log's long records read from disk straight into it, box_agent/file_bytes.py), encrypted
+straight into the buffer that goes to the socket, one write. It keeps asyncssh's bookkeeping
+(sequence number, rekey byte count, the rekey trigger). Anything else (other messages, small
+packets, a key exchange pending or in progress, another cipher, compression, an asyncssh whose
+insides differ) goes through asyncssh's own send_packet unchanged.
 """
 from __future__ import annotations
 
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from .file_bytes import Data, FileBytes
 
 MSG_CHANNEL_DATA = 94
 # Below this a packet's copies cost less than the checks: asyncssh's path as it is.
@@ -33,13 +36,38 @@ _AESGCM_ALGS = (b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com")
 
 
 class _GcmSender:
-    """The AES-GCM context of one set of send keys (a rekey brings a new asyncssh cipher)."""
+    """The AES-GCM context of one set of send keys (a rekey brings a new asyncssh cipher),
+    and the buffers its packets are built in."""
 
     def __init__(self, cipher: Any) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.cipher = cipher  # asyncssh's GCMCipher: its IV stays the one that counts
         self.aead = AESGCM(cipher._key)
+        self._plain = bytearray()
+        self._packet = bytearray()
+
+    def plain_buffer(self, size: int) -> memoryview:
+        """Where a packet's plaintext is gathered: one buffer, kept from packet to packet (it
+        never leaves _send_gcm), instead of a new bytes object of a packet's size each time."""
+        if len(self._plain) < size:
+            self._plain = bytearray(size)
+        return memoryview(self._plain)[:size]
+
+    def packet_buffer(self, size: int) -> memoryview:
+        """Where a packet is encrypted into: the last one's buffer again, unless the transport
+        may still hold it (see sent); a new buffer is zeroed in full, a packet's worth of
+        memset for nothing."""
+        if len(self._packet) < size:
+            self._packet = bytearray(size)
+        return memoryview(self._packet)[:size]
+
+    def sent(self, transport: Any) -> None:
+        """After the transport took a packet: what it did not send at once it keeps (asyncio
+        copies it, or, in later Pythons, keeps a view of it), so that buffer is left to it and
+        the next packet gets a new one."""
+        if transport.get_write_buffer_size():
+            self._packet = bytearray()
 
 
 def speed_up(conn: Any) -> None:
@@ -80,38 +108,49 @@ def speed_up(conn: Any) -> None:
         if gcm is None:
             original(pkttype, *args, handler=handler)
             return
-        _send_gcm(conn, gcm, (args[0],))
+        _send_gcm(conn, gcm, b"", (args[0],))
 
-    def send_data(recipient: int, data: bytes | memoryview) -> bool:
+    def send_data(recipient: int, parts: Sequence[Data], size: int) -> bool:
         gcm = ready()
         if gcm is None:
             return False
-        _send_gcm(conn, gcm, (_DATA_HEAD.pack(recipient, len(data)), data))
+        _send_gcm(conn, gcm, _DATA_HEAD.pack(recipient, size), parts)
         return True
 
     conn.send_packet = send_packet
     conn.lager_send_data = send_data
 
 
-def send_now(channel: Any, data: bytes | memoryview) -> bool:
-    """Send `data` on this channel as one SSH_MSG_CHANNEL_DATA packet now, past asyncssh's
-    channel buffer (which copies what it is given twice more), when asyncssh would send it at
-    once anyway: nothing queued before it, the window and the peer's packet size take it
-    whole, and its connection has the lean path (speed_up). False: nothing was sent, write it
-    the usual way. The window is counted as asyncssh counts it, so the client's window still
-    bounds what is in flight."""
+def packet_room(channel: Any, most: int) -> int:
+    """The most data one packet to this channel's peer may carry, `most` at most: what a
+    channel's writer cuts its packets to, so that each goes whole (send_now)."""
+    try:
+        return max(1, min(most, int(channel._send_pktsize)))
+    except (AttributeError, TypeError, ValueError):  # an asyncssh this was not written against
+        return most
+
+
+def send_now(channel: Any, parts: Sequence[Data]) -> bool:
+    """Send `parts`, joined, on this channel as one SSH_MSG_CHANNEL_DATA packet now, past
+    asyncssh's channel buffer (which copies what it is given twice more), when asyncssh would
+    send it at once anyway: nothing queued before it, the window and the peer's packet size
+    take it whole, and its connection has the lean path (speed_up). False: nothing was sent,
+    write it the usual way. The window is counted as asyncssh counts it, so the client's
+    window still bounds what is in flight. The parts are joined once, into the plaintext that
+    is encrypted (a record's header and the start of its data need no join of their own)."""
     send_data = getattr(getattr(channel, "_conn", None), "lager_send_data", None)
-    if send_data is None or len(data) < MIN_FAST_PAYLOAD:
+    size = sum(len(part) for part in parts)
+    if send_data is None or size < MIN_FAST_PAYLOAD:
         return False
     try:
         if channel._send_buf or channel._send_state != "open" or channel._send_chan is None \
-                or len(data) > channel._send_window or len(data) > channel._send_pktsize:
+                or size > channel._send_window or size > channel._send_pktsize:
             return False
     except AttributeError:  # an asyncssh this was not written against
         return False
-    if not send_data(channel._send_chan, data):
+    if not send_data(channel._send_chan, parts, size):
         return False
-    channel._send_window -= len(data)
+    channel._send_window -= size
     return True
 
 
@@ -120,23 +159,38 @@ def _rekey_due(conn: Any) -> bool:
                 (conn._rekey_seconds and time.monotonic() >= conn._rekey_time))
 
 
-def _send_gcm(conn: Any, gcm: _GcmSender, payload: tuple[bytes | memoryview, ...]) -> None:
-    """One SSH_MSG_CHANNEL_DATA packet: [length][padlen, type, payload, padding] encrypted,
-    the tag after it (RFC 5647 as OpenSSH does it: the length is the associated data)."""
-    body = sum(len(part) for part in payload) + 1  # the message type and the payload
-    padlen = -(conn._send_enchdrlen + body) % conn._send_blocksize
+def _send_gcm(conn: Any, gcm: _GcmSender, head: bytes, payload: Sequence[Data]) -> None:
+    """One SSH_MSG_CHANNEL_DATA packet: [length][padlen, type, head, payload, padding]
+    encrypted, the tag after it (RFC 5647 as OpenSSH does it: the length is the associated
+    data). The plaintext is gathered once, into a buffer kept for the next packet, and
+    encrypted straight into the packet that goes to the socket: the message's pieces (a
+    record's header and data, or a packet's share of two records) need no join of their own."""
+    size = len(head) + sum(len(part) for part in payload)
+    padlen = -(conn._send_enchdrlen + size + 1) % conn._send_blocksize  # + the message type
     if padlen < 4:
         padlen += conn._send_blocksize
-    plain = b"".join((bytes((padlen, MSG_CHANNEL_DATA)), *payload, os.urandom(padlen)))
-    header = _LENGTH.pack(len(plain))
-    packet = bytearray(len(header) + len(plain) + _GCM_TAG)
-    packet[:len(header)] = header
+    length = size + 2 + padlen  # the padding length, the type, the message, the padding
+    plain = gcm.plain_buffer(length)
+    at = 2 + len(head)
+    plain[:at] = bytes((padlen, MSG_CHANNEL_DATA)) + head
+    for part in payload:
+        if isinstance(part, FileBytes):
+            part.read_into(plain[at:at + len(part)])  # from the log straight into place
+        else:
+            plain[at:at + len(part)] = part
+        at += len(part)
+    plain[at:] = os.urandom(padlen)
+    header = _LENGTH.pack(length)
+    # A view: what the socket does not take at once is sliced off it without a copy.
+    packet = gcm.packet_buffer(_LENGTH.size + length + _GCM_TAG)
+    packet[:_LENGTH.size] = header
     cipher = gcm.cipher
-    gcm.aead.encrypt_into(cipher._iv, plain, header, memoryview(packet)[len(header):])
+    gcm.aead.encrypt_into(cipher._iv, plain, header, packet[_LENGTH.size:])
     cipher._update_iv()
     try:
         conn._transport.write(packet)
     except ConnectionError:
         pass  # as asyncssh's _send: the connection's loss reaches it through the protocol
+    gcm.sent(conn._transport)
     conn._send_seq = (conn._send_seq + 1) & 0xffffffff
-    conn._rekey_bytes_sent += len(plain)
+    conn._rekey_bytes_sent += length

@@ -19,11 +19,14 @@ segment and a record more), and never drops what a viewer less than `limit` behi
 """
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .file_bytes import FileBytes
 
 STDOUT = 1
 STDERR = 2
@@ -35,7 +38,10 @@ MIN_LIMIT = 1024 * 1024
 MAX_LIMIT = 1 << 40  # 1 TiB: past this a limit is a typo, not a plan
 _MIN_SEGMENT = 64 * 1024
 _PREFIX = "log."
-_READ_AHEAD = 64 * 1024  # what the reader takes at once from a run of small records
+_READ_AHEAD = 64 * 1024  # the least the reader takes at once (a run of small records)
+_READ_MOST = 8 * 1024 * 1024  # the most one read takes (a feed's budget is less)
+_FILE_LEAST = 64 * 1024  # a record this long is left on disk for the packet builder (files)
+_HEADER_AHEAD = 4096  # the read ahead after such a record: the next header, and a bit more
 
 
 @dataclass(frozen=True, order=True)
@@ -58,17 +64,25 @@ def droppable(found: list[Segment], end: int, limit: int) -> int:
     return count
 
 
-def segments(directory: Path) -> list[Segment]:
-    """The segments, oldest first."""
+def segments(directory: Path, known: dict[str, Segment] | None = None) -> list[Segment]:
+    """The segments, oldest first. Names in `known` (an earlier listing's, by name) are not
+    parsed again: a Path per segment per listing was most of a listing's cost."""
     found = []
     for entry in os.scandir(directory):
-        if entry.name.startswith(_PREFIX):
+        segment = known.get(entry.name) if known else None
+        if segment is None and entry.name.startswith(_PREFIX):
             try:
                 start, out, err = (int(part, 16) for part in entry.name[len(_PREFIX):].split("."))
             except ValueError:
                 continue
-            found.append(Segment(start, (out, err), Path(entry.path)))
-    return sorted(found)
+            segment = Segment(start, (out, err), Path(entry.path))
+        if segment is not None:
+            found.append(segment)
+    return sorted(found, key=_order)
+
+
+def _order(segment: Segment) -> tuple[int, tuple[int, int], str]:
+    return segment.start, segment.before, segment.path.name
 
 
 def log_end(directory: Path) -> int:
@@ -143,30 +157,56 @@ class LogWriter:
 @dataclass
 class Chunk:
     stream: int
-    data: bytes
+    # bytes; a view of the read it came in (LogReader.read's views); or where it is on disk
+    # (its files)
+    data: bytes | memoryview | FileBytes
     end: int  # the log offset just past this chunk
 
 
-def _records(fd: int, start: int, offset: int, stop: int, budget: int) -> Iterator[Chunk]:
+def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bool,
+             files: bool = False) -> Iterator[Chunk]:
     """The whole records of one segment (its first record at log offset `start`) from
     `offset` up to `stop`, about `budget` bytes; a torn or missing tail ends them.
 
     Small records come out of one read ahead; a record longer than that is read on its own,
     straight into the bytes returned (a buffered file read its first 4 KiB into its buffer and
-    joined that to the rest: one more copy of every byte a run streams)."""
-    ahead, ahead_at = b"", offset  # the file's bytes [ahead_at, ahead_at + len(ahead))
+    joined that to the rest: one more copy of every byte a run streams). With `views`, the
+    read ahead takes what is there up to `stop` (at most twice the budget, so the last record
+    the budget lets in is usually in it too) and the records are memoryviews of it: a run of
+    the monitor's 1 MiB records costs one pread and no copy. With `files` (the agent's feed),
+    a record longer than _FILE_LEAST is not read at all: its data is a FileBytes on `fd`, and
+    after one the read ahead takes only a header's worth (the next record is likely long too).
+    """
+    ahead, ahead_at = memoryview(b""), offset  # the file's bytes [ahead_at, ahead_at + len)
+    size = os.fstat(fd).st_size if files else 0
+    long_before = False
     while offset < stop and budget > 0:
         at = offset - ahead_at
         if at + HEADER.size > len(ahead):
-            ahead, ahead_at, at = os.pread(fd, _READ_AHEAD, offset - start), offset, 0
+            if files:
+                want = min(_HEADER_AHEAD if long_before else _READ_AHEAD, stop - offset)
+            elif views:
+                want = max(_READ_AHEAD, min(stop - offset, 2 * budget, _READ_MOST))
+            else:
+                want = _READ_AHEAD
+            ahead = memoryview(os.pread(fd, max(want, HEADER.size), offset - start))
+            ahead_at, at = offset, 0
             if len(ahead) < HEADER.size:
                 return
         stream, length = HEADER.unpack_from(ahead, at)
         body = at + HEADER.size
-        if body + length <= len(ahead):
-            data = ahead[body:body + length]
+        where = offset - start + HEADER.size
+        data: bytes | memoryview | FileBytes
+        long_before = files and length >= _FILE_LEAST
+        if long_before:
+            if where + length > size:
+                return
+            data = FileBytes(fd, where, length)
+        elif body + length <= len(ahead):
+            data = ahead[body:body + length] if views or files \
+                else bytes(ahead[body:body + length])
         else:
-            data = os.pread(fd, length, offset - start + HEADER.size)
+            data = os.pread(fd, length, where)
             if len(data) < length:
                 return
         offset += HEADER.size + length
@@ -175,41 +215,88 @@ def _records(fd: int, start: int, offset: int, stop: int, budget: int) -> Iterat
 
 
 class LogReader:
-    """An agent's end: read records from an offset up to a known end."""
+    """An agent's end: read records from an offset up to a known end.
+
+    It keeps the segments as last listed and lists them again only when a read reaches past
+    what that listing holds (the monitor rotated, or dropped what it listed): listing them
+    (scandir, parse, sort) on every read was a fifth of the agent's interpreter time on a
+    200 MB stream. Segments only ever start after the last one and go from the front, so an
+    old listing is right about every offset it covers that is still on disk."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._listing: list[Segment] = []
+        self._starts: list[int] = []  # each listed segment's start, for bisect
+        self._by_name: dict[str, Segment] = {}
+
+    def _relist(self) -> list[Segment]:
+        self._listing = segments(self.directory, self._by_name)
+        self._by_name = {segment.path.name: segment for segment in self._listing}
+        self._starts = [segment.start for segment in self._listing]
+        return self._listing
+
+    def _segment_at(self, offset: int, end: int) -> tuple[Segment, int, int] | None:
+        """From the listing: the segment holding `offset` (or the oldest, when `offset` was
+        dropped), the offset it starts reading at, and where its records stop."""
+        if not self._listing or offset >= end:
+            return None
+        offset = max(offset, self._starts[0])
+        i = bisect.bisect_right(self._starts, offset) - 1
+        last = i + 1 == len(self._listing)
+        return self._listing[i], offset, end if last else min(end, self._starts[i + 1])
 
     def first_offset(self) -> int:
-        found = segments(self.directory)
+        found = self._relist()
         return found[0].start if found else 0
 
-    def read(self, offset: int, end: int, budget: int = 1024 * 1024) -> Iterator[Chunk]:
+    def read(self, offset: int, end: int, budget: int = 1024 * 1024, views: bool = False,
+             files: list[int] | None = None) -> Iterator[Chunk]:
         """Records in [offset, end), about `budget` bytes at most. `offset` must be a record
         boundary. What the monitor dropped meanwhile (a reader behind a small limit) is
-        skipped: the chunks go on from the oldest record still there."""
-        found = segments(self.directory)
-        if found:
-            offset = max(offset, found[0].start)
-        for i, segment in enumerate(found):
-            start, path = segment.start, segment.path
-            stop = found[i + 1].start if i + 1 < len(found) else end
-            if offset >= stop or offset < start:
+        skipped: the chunks go on from the oldest record still there. With `views`, a chunk's
+        data may be a memoryview of a larger read (no copy), for a caller that only sends it
+        on; without, it is bytes. Given `files`, a long record's data is a FileBytes, and the
+        segments' descriptors are left open, added to `files` for the caller to close once
+        it has read them."""
+        relisted = False  # at most once per read with no progress: a gap ends the read
+        while offset < end and budget > 0:
+            place = self._segment_at(offset, end)
+            if place is None:
+                if relisted:
+                    return
+                self._relist()
+                relisted = True
                 continue
+            segment, offset, stop = place
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:  # dropped since we listed it: go on after it
-                offset = stop
+                fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # dropped since we listed it
+                if relisted:
+                    offset = stop  # and since the listing we just took: go on after it
+                else:
+                    self._relist()
+                    relisted = True
                 continue
+            if files is not None:
+                files.append(fd)
             try:
-                for chunk in _records(fd, start, offset, min(stop, end), budget):
+                for chunk in _records(fd, segment.start, offset, stop, budget, views,
+                                      files is not None):
                     offset = chunk.end
                     budget -= len(chunk.data)
+                    relisted = False
                     yield chunk
             finally:
-                os.close(fd)
-            if budget <= 0 or offset >= end or offset < stop:
-                return
+                if files is None:
+                    os.close(fd)
+            if offset < stop and budget > 0:
+                # The segment ended short of where its records should stop: a torn or lost
+                # record (a full disk), or, in the newest segment we know, a rotation we have
+                # not listed yet. List again once; what is still short is a gap.
+                if relisted or segment is not self._listing[-1]:
+                    return
+                self._relist()
+                relisted = True
 
     def locate(self, stdout_bytes: int, stderr_bytes: int, end: int
                ) -> tuple[int, dict[int, int]]:
@@ -220,7 +307,7 @@ class LogReader:
         ERR"` typed by hand) still give each stream from its own count: no byte twice, none
         left out. Bytes the reader lacks that were already dropped are simply not there."""
         want = {STDOUT: stdout_bytes, STDERR: stderr_bytes}
-        found = segments(self.directory)
+        found = self._relist()
         # Start in the last segment that begins before everything the reader still needs.
         base = next((s for s in reversed(found) if s.before[0] <= stdout_bytes
                      and s.before[1] <= stderr_bytes), found[0] if found else None)
@@ -237,10 +324,10 @@ class LogReader:
 
     def first_before(self) -> tuple[int, int]:
         """Bytes of stdout and of stderr that came before the oldest record on disk."""
-        found = segments(self.directory)
+        found = self._relist()
         return found[0].before if found else (0, 0)
 
     def dropped(self) -> int:
         """Bytes of output (both streams) no longer on disk."""
-        found = segments(self.directory)
+        found = self._relist()
         return sum(found[0].before) if found else 0

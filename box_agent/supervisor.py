@@ -212,7 +212,7 @@ class Supervisor:
                 return None
             if isinstance(msg, MonitorOutput):
                 await run.log.feed_to(msg.end)
-                run.monitor.send(Window(until=self._window(run), seen=run.log.end))
+                run.monitor.send_window(self._window(run), run.log.end)
             elif isinstance(msg, FromScript):
                 notice = run.link.handle(msg.body, msg.at or time.time(), msg.banner_at)
                 if notice is not None:

@@ -6,14 +6,16 @@ Each write waits for the channel to drain, so a client that stops reading slows 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncssh
 
 from lager import protocol
 from lager.protocol.codec import Message
-from lager.protocol.events import NOTICE, event_record, record
+from lager.protocol.events import NOTICE, RECORD, event_record, record
 
 from .. import fast_send
+from ..file_bytes import Data, FileBytes, as_bytes
 from ..output_log import STDOUT
 
 
@@ -29,7 +31,7 @@ class ChannelViewer:
         self.framed = framed
         self.lock = asyncio.Lock()  # held while the backlog is written, so live output waits
 
-    async def output(self, stream: int, data: bytes) -> None:
+    async def output(self, stream: int, data: bytes | memoryview) -> None:
         async with self.lock:
             await self.write_unlocked(stream, data)
 
@@ -56,36 +58,72 @@ class ChannelViewer:
             except (BrokenPipeError, ConnectionError, asyncssh.Error):
                 return  # this client is going; the run's output feed detaches it
 
-    async def write_unlocked(self, stream: int, data: bytes) -> None:
+    async def output_many(self, chunks: Sequence[tuple[int, Data]]) -> None:
+        """A feed's batch of the run's output (OutputLog.feed_to): one lock, one drain."""
+        async with self.lock:
+            await self.write_many_unlocked(chunks)
+
+    async def write_unlocked(self, stream: int, data: bytes | memoryview) -> None:
+        await self.write_many_unlocked(((stream, data),))
+
+    async def write_many_unlocked(self, chunks: Sequence[tuple[int, Data]]) -> None:
         if self.process.is_closing():
             raise ConnectionError("channel closed")
-        target = self.process.stdout if self.framed or stream == STDOUT else self.process.stderr
-        # In pieces of at most one packet: asyncssh copies what it is given and sends a longer
-        # buffer by slicing a packet off its front and shifting the rest down, which for the
-        # monitor's 1 MiB records cost more than encrypting them. In what lager's client takes
-        # per packet (protocol.MAX_PACKET); other clients take less and asyncssh splits
-        # further, which costs only on their (slower) channels.
-        piece = protocol.MAX_PACKET
-        view = memoryview(data)
-        try:
-            sent = 0
+        stdout = self.process.stdout
+        # Each stream's bytes, in order, as a list of parts (framed: one stream of records).
+        runs: list[tuple[asyncssh.SSHWriter[bytes], list[Data]]] = []
+        for stream, data in chunks:
+            target = stdout if self.framed or stream == STDOUT else self.process.stderr
+            if not runs or runs[-1][0] is not target:
+                runs.append((target, []))
             if self.framed:
-                # The record's header shares its first packet: written on its own it went as a
-                # packet of its own, a fifth of a stream's packets, each with its own work on
-                # both ends (issue 13).
-                head = record(stream, data)
-                sent = piece - len(head)
-                self._write(target, head + view[:sent])
-            for start in range(sent, len(view), piece):
-                self._write(target, view[start:start + piece])
-            await target.drain()
+                # The record's header goes in the packet of its data: written on its own it
+                # went as a packet of its own, each with its own work on both ends (issue 13).
+                runs[-1][1].append(RECORD.pack(stream, len(data)))  # events.record's header
+            runs[-1][1].append(data)
+        try:
+            for target, parts in runs:
+                self._write_run(target, parts)
+            for target in {id(target): target for target, _ in runs}.values():
+                await target.drain()
         except asyncssh.Error as exc:
             # A client killed mid-stream: asyncssh's ConnectionLost is no ConnectionError, and
             # let through it ended the agent's tracking of a run that was still going.
             raise ConnectionError(str(exc)) from None
 
-    def _write(self, target: asyncssh.SSHWriter[bytes], data: bytes | memoryview) -> None:
+    def _write_run(self, target: asyncssh.SSHWriter[bytes], parts: list[Data]) -> None:
+        """Bytes of one stream, cut into packets as even as the peer's packet size allows.
+
+        Records don't set the cuts: a 1 MiB record cut at the packet size left a 4 KiB tail
+        packet per record, which took asyncssh's slow path (with an SSH_MSG_IGNORE before it)
+        and cost as much as four full packets. asyncssh copies what it is given and sends a
+        longer buffer by slicing a packet off its front and shifting the rest down, so even
+        what must take its path goes in pieces of a packet. In what lager's client takes per
+        packet (protocol.MAX_PACKET), or less when the peer takes less (OpenSSH: 32 KiB)."""
+        total = sum(len(part) for part in parts)
+        if not total:
+            return
+        room = fast_send.packet_room(target.channel, protocol.MAX_PACKET)
+        count = -(-total // room)
+        size, longer = divmod(total, count)  # the first `longer` packets carry one byte more
+        packet: list[Data] = []
+        want = size + (longer > 0)
+        for part in parts:
+            view = part if isinstance(part, FileBytes) else memoryview(part)
+            while len(view):
+                piece = view[:want]
+                packet.append(piece)
+                want -= len(piece)
+                view = view[len(piece):]
+                if not want:
+                    self._write(target, packet)
+                    packet = []
+                    longer -= 1
+                    want = size + (longer > 0)
+        assert not packet, "the cuts cover the run exactly"
+
+    def _write(self, target: asyncssh.SSHWriter[bytes], parts: list[Data]) -> None:
         # stdout's data straight into a packet when asyncssh would send it at once anyway
         # (box_agent/fast_send.py); stderr, and anything asyncssh must queue, its own way.
-        if target is not self.process.stdout or not fast_send.send_now(target.channel, data):
-            target.write(data)  # type: ignore[arg-type]
+        if target is not self.process.stdout or not fast_send.send_now(target.channel, parts):
+            target.write(b"".join(as_bytes(part) for part in parts))
