@@ -307,3 +307,16 @@ def cannot_run(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"cannot run in CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    """The C run monitor, built as the agent builds it (a tier that needs it cannot run
+    without a compiler)."""
+    from box_agent import monitor_build
+
+    try:
+        return monitor_build.build()
+    except OSError as exc:
+        cannot_run(f"the C monitor cannot be built here: {exc}")
+        raise

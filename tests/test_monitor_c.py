@@ -13,19 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Client, cannot_run, pids_with_cmdline, start_run, write_script
+from conftest import Client, pids_with_cmdline, start_run, write_script
 
 from box_agent import monitor_build
-
-
-@pytest.fixture(scope="module")
-def binary() -> Path:
-    try:
-        return monitor_build.build()
-    except OSError as exc:
-        cannot_run(f"the C monitor cannot be built here: {exc}")
-        raise
-
 
 PYTHON_MONITOR = os.environ.get(monitor_build.ENV_PYTHON_MONITOR) == "1"
 

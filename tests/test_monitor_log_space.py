@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cannot_run
 
-from box_agent import monitor_build
 from box_agent.runlog import LogReader, log_end, segment_bytes, segments
 
 MIB = 1 << 20
@@ -32,15 +30,6 @@ def chunk(i: int) -> bytes:
 
 def expected(count: int) -> bytes:
     return b"".join(chunk(i) for i in range(count))
-
-
-@pytest.fixture(scope="module")
-def binary() -> Path:
-    try:
-        return monitor_build.build()
-    except OSError as exc:
-        cannot_run(f"the C monitor cannot be built here: {exc}")
-        raise
 
 
 def on_ext4(directory: Path) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 import pytest
+from parser_agreement import disagreements
 
 from client import fastpath
 from client.cli import cli
@@ -134,20 +135,6 @@ def _config(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAGER_BOX", raising=False)
 
 
-def _agree(argvs: list[list[str]]) -> tuple[int, list[Any]]:
-    """How many of argvs the fast path answers, and where click means something else."""
-    answered, problems = 0, []
-    for argv in argvs:
-        fast = fast_meaning(argv)
-        if fast is None:
-            continue
-        answered += 1
-        slow = click_meaning(argv)
-        if slow != fast:
-            problems.append((argv, fast, slow))
-    return answered, problems
-
-
 # Forms the fast path must answer (not only agree on), and what they mean.
 ANSWERED = [
     (["python", "--continue", "7f3a", "--box", "lab"], ("continue", "7f3a", "lab", False)),
@@ -228,7 +215,7 @@ def test_every_short_python_argv_means_the_same(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LAGER_BOX", "envbox")
     argvs = [["python", *rest] for size in range(5)
              for rest in itertools.product(_PYTHON_TOKENS, repeat=size)]
-    answered, problems = _agree(argvs)
+    answered, problems = disagreements(argvs, fast_meaning, click_meaning)
     assert answered > 500  # the table reaches every mode the fast path takes
     assert not problems, f"{len(problems)} of {answered} disagree, e.g. {problems[:5]}"
 
@@ -263,7 +250,7 @@ def _kind_argvs(kind: Kind) -> list[list[str]]:
 def test_every_verb_of_every_kind_means_the_same(kind_name: str) -> None:
     kind = kinds.by_command(kind_name)
     assert kind is not None
-    answered, problems = _agree(_kind_argvs(kind))
+    answered, problems = disagreements(_kind_argvs(kind), fast_meaning, click_meaning)
     assert answered > 3 * len(kind.verbs)
     assert not problems, f"{len(problems)} of {answered} disagree, e.g. {problems[:5]}"
 
@@ -271,7 +258,7 @@ def test_every_verb_of_every_kind_means_the_same(kind_name: str) -> None:
 def test_nets_means_the_same() -> None:
     tokens = ["--json", "--box", "lab", "--box=", "x", "--yes", "-1", "--"]
     argvs = [["nets", *rest] for size in range(4) for rest in itertools.product(tokens, repeat=size)]
-    answered, problems = _agree(argvs)
+    answered, problems = disagreements(argvs, fast_meaning, click_meaning)
     assert answered > 10
     assert not problems, f"{len(problems)} of {answered} disagree, e.g. {problems[:5]}"
 

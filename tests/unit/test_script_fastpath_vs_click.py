@@ -22,6 +22,7 @@ import click
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from parser_agreement import disagreements
 from test_fastpath_vs_click import _click_params
 
 from client import script_fastpath, script_run
@@ -66,19 +67,6 @@ def fast_meaning(argv: list[str]) -> Meaning | None:
 def _config(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAGER_CONFIG_DIR", str(tmp_path))
     monkeypatch.delenv("LAGER_BOX", raising=False)
-
-
-def _disagreements(argvs: list[list[str]]) -> tuple[int, list[Any]]:
-    answered, problems = 0, []
-    for argv in argvs:
-        fast = fast_meaning(argv)
-        if fast is None:
-            continue
-        answered += 1
-        slow = click_meaning(argv)
-        if slow != fast:
-            problems.append((argv, fast, slow))
-    return answered, problems
 
 
 def test_the_option_names_are_the_commands() -> None:
@@ -177,7 +165,7 @@ def test_every_short_argv_means_the_same(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("LAGER_BOX", "envbox")
     argvs = [["python", *rest] for size in range(5)
              for rest in itertools.product(_TOKENS, repeat=size)]
-    answered, problems = _disagreements(argvs)
+    answered, problems = disagreements(argvs, fast_meaning, click_meaning)
     assert answered > 1000  # the table reaches the forms the fast path takes
     assert not problems, f"{len(problems)} of {answered} disagree, e.g. {problems[:5]}"
 
