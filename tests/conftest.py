@@ -24,6 +24,12 @@ BANNER_ID = re.compile(r"\(id (\S+)\)")
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE", "CIRCLECI",
                 "TRAVIS", "TF_BUILD", "TEAMCITY_VERSION", "BITBUCKET_BUILD_NUMBER")
 
+# A CI started as a shell's background job (`.ci/run &`) runs with SIGINT ignored, and every
+# process the tests start would inherit that: a lager whose Ctrl-C is ignored, not 130, and a
+# Ctrl-C test waiting out its timeout. A handler is not inherited across exec, an ignore is.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @dataclass
 class Agent:
