@@ -12,7 +12,7 @@ import asyncssh
 
 from lager import protocol
 from lager.protocol.codec import Message
-from lager.protocol.events import NOTICE, RECORD, event_record, record
+from lager.protocol.events import NOTICE, event_record, record
 
 from .. import fast_send
 from ..file_bytes import Data, FileBytes, as_bytes
@@ -79,7 +79,7 @@ class ChannelViewer:
             if self.framed:
                 # The record's header goes in the packet of its data: written on its own it
                 # went as a packet of its own, each with its own work on both ends (issue 13).
-                runs[-1][1].append(RECORD.pack(stream, len(data)))  # events.record's header
+                runs[-1][1].append(record(stream, data))
             runs[-1][1].append(data)
         try:
             for target, parts in runs:
