@@ -7,8 +7,6 @@ hop's host key is checked and every hop authenticates, as `ssh -J` does.
 from __future__ import annotations
 
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from typing import IO, TYPE_CHECKING
@@ -18,6 +16,8 @@ from lager.errors import ConnectionFailed
 from .config import Box
 
 if TYPE_CHECKING:
+    import subprocess
+
     import paramiko
 
     from .ssh import Deadline
@@ -28,14 +28,19 @@ class ProxyProcess:
     real socket, and the command's stderr is kept for the one-line failure."""
 
     def __init__(self, box: Box) -> None:
+        # Imported here: only a ProxyCommand needs them, and the two (with shutil, bz2, lzma,
+        # random) were ~3 ms of every run's start before its key exchange (issue 13).
+        import subprocess
+        import tempfile
+
         assert box.proxy_command is not None
         ours, theirs = socket.socketpair()
         # Lives as long as the proxy: read for the failure line, closed with the connection.
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(["/bin/sh", "-c", box.proxy_command],
-                                         stdin=theirs.fileno(), stdout=theirs.fileno(),
-                                         stderr=self.stderr, start_new_session=True)
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                ["/bin/sh", "-c", box.proxy_command], stdin=theirs.fileno(),
+                stdout=theirs.fileno(), stderr=self.stderr, start_new_session=True)
         except OSError as exc:
             ours.close()
             raise ConnectionFailed(f"{box.label}: cannot run ProxyCommand: {exc}") from None
@@ -49,6 +54,8 @@ class ProxyProcess:
         return lines[-1].strip() if lines else ""
 
     def close(self) -> None:
+        import subprocess
+
         self.sock.close()
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -92,10 +99,10 @@ def forward(hop: Box, transport: paramiko.Transport, node: Box,
     try:
         return transport.open_channel("direct-tcpip", (node.host, node.port), ("127.0.0.1", 0),
                                       timeout=deadline.left())
-    except paramiko.ChannelException as exc:
+    except paramiko.ssh_exception.ChannelException as exc:
         raise ConnectionFailed(f"{hop.label} cannot reach {node.label}: "
                                f"{exc.text or f'refused (code {exc.code})'}") from None
-    except (paramiko.SSHException, OSError, EOFError) as exc:
+    except (paramiko.ssh_exception.SSHException, OSError, EOFError) as exc:
         if deadline.expired():
             raise deadline.too_slow(node, f"was not reached through {hop.label}") from None
         raise ConnectionFailed(f"{hop.label} cannot reach {node.label}: "

@@ -10,19 +10,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import socket
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import AuthFailed, ConnectionFailed
 
-from . import chan_buffer, fast_recv, known_hosts, preconnect
+from . import chan_buffer, fast_recv, known_hosts, paramiko_package, preconnect
 from .config import (
     DEFAULT_CONNECT_TIMEOUT,
     ENV_CONNECT_TIMEOUT,
@@ -56,12 +54,20 @@ def set_debug(flag: bool) -> None:
 
 
 def _paramiko() -> Any:
+    """The paramiko package, with paramiko.transport (and every submodule it imports) loaded.
+
+    Without its __init__ run where that can be done (client/paramiko_package.py): lager's
+    own code asks the submodules (paramiko.transport, paramiko.ssh_exception...), and the
+    package completes itself the first time anything asks it for more."""
     # paramiko.config imports invoke (about 0.15 s) only for `Match exec`, which lager never
     # uses; paramiko treats its absence as optional.
     sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
     if "paramiko" not in sys.modules:
-        _import_paramiko()
+        with _IMPORTING:  # the fleet's box threads connect at once
+            if "paramiko" not in sys.modules and paramiko_package.install() is None:
+                _import_whole_paramiko()
     import paramiko
+    import paramiko.transport
 
     if not _debug:
         # paramiko logs every failed handshake with a traceback from its own thread, and with
@@ -73,69 +79,18 @@ def _paramiko() -> Any:
     return paramiko
 
 
-_METADATA = "importlib.metadata"
 _IMPORTING = threading.Lock()
 
 
-def _import_paramiko() -> None:
-    """Import paramiko without importlib.metadata, when its version can be read beside it.
-
-    paramiko's __init__ asks importlib.metadata for its own version (paramiko 4 on), only to
-    put it in the SSH version string; importing importlib.metadata loads some 70 modules
-    (email, zipfile, csv...): 30 ms alone here, and 8 to 15 ms of a 150 ms `lager python`
-    start once the modules lager loads anyway are counted out (issue 13).
-    The version is also the name of the one paramiko-VERSION.dist-info directory beside the
-    package, so for that import importlib.metadata is a stand-in that answers from it. Any
-    other question goes to the real module, and without exactly one dist-info (an egg, a
-    zip, two installs) paramiko imports as it always does."""
+def _import_whole_paramiko() -> None:
+    """`import paramiko` the usual way, its __init__ and all, but without importlib.metadata
+    when its version can be read beside it (paramiko_package.metadata_answering)."""
     import importlib.util
 
-    if _METADATA in sys.modules:
-        return  # loaded already: nothing to save
-    spec = importlib.util.find_spec("paramiko")
-    origin = getattr(spec, "origin", None)
-    if not origin:
-        return
-    site = os.path.dirname(os.path.dirname(origin))
-    try:
-        found = [name for name in os.listdir(site)
-                 if name.startswith("paramiko-") and name.endswith(".dist-info")]
-    except OSError:
-        return
-    if len(found) != 1:
-        return
-    own_version = found[0][len("paramiko-"):-len(".dist-info")]
-    stand_in = types.ModuleType(_METADATA)
-
-    def withdraw() -> None:
-        """The stand-in out of the way: the real module is what anyone gets from here on."""
-        if sys.modules.get(_METADATA) is stand_in:
-            sys.modules.pop(_METADATA, None)
-        if getattr(importlib, "metadata", None) is stand_in:
-            with contextlib.suppress(AttributeError):
-                delattr(importlib, "metadata")
-
-    def real() -> Any:
-        withdraw()
-        return importlib.import_module(_METADATA)
-
-    def version(name: str) -> str:
-        return own_version if name == "paramiko" else str(real().version(name))
-
-    stand_in.version = version  # type: ignore[attr-defined]
-    # Anything else a module imported meanwhile might ask (PEP 562): the real module's.
-    stand_in.__getattr__ = lambda attr: getattr(real(), attr)  # type: ignore[method-assign]
-    with _IMPORTING:  # the fleet's box threads connect at once
-        if "paramiko" in sys.modules:
-            return
-        sys.modules[_METADATA] = stand_in
-        # Also as the package's attribute: `import importlib.metadata` then
-        # `importlib.metadata.X` reads it there.
-        setattr(importlib, "metadata", stand_in)  # noqa: B010
-        try:
-            import paramiko  # noqa: F401
-        finally:
-            withdraw()
+    version = paramiko_package.dist_info_version(importlib.util.find_spec("paramiko"))
+    with contextlib.nullcontext() if version is None else \
+            paramiko_package.metadata_answering(version):
+        import paramiko  # noqa: F401
 
 
 class Deadline:
@@ -193,7 +148,7 @@ def _transport_class() -> Any:
                               finish_message: Callable[[Any], None] | None = None) -> Any:
             self.auth_method = method
             self.username = username
-            m = paramiko.Message()
+            m = paramiko.message.Message()
             m.add_byte(paramiko.common.cMSG_USERAUTH_REQUEST)
             m.add_string(username)
             m.add_string("ssh-connection")
@@ -232,7 +187,7 @@ def _transport_class() -> Any:
             full connection waited up to 100 ms for an answer that took a round trip (issue
             13). The same request, woken by the answer itself."""
             if self.active and self.initial_kex_done and not self._service_userauth_accepted:
-                m = paramiko.Message()
+                m = paramiko.message.Message()
                 m.add_byte(paramiko.common.cMSG_SERVICE_REQUEST)
                 m.add_string("ssh-userauth")
                 self._send_message(m)
@@ -315,17 +270,17 @@ def authenticate(config: Config, box: Box, transport: paramiko.Transport,
             try:
                 transport.auth_publickey(box.user, offer.key)
                 return offer
-            except paramiko.BadAuthenticationType as exc:
+            except paramiko.ssh_exception.BadAuthenticationType as exc:
                 transport.close()
                 raise AuthFailed(f"{box.label} takes no public keys (it offers "
                                  f"{', '.join(exc.allowed_types) or 'nothing'})") from None
-            except paramiko.AuthenticationException:
+            except paramiko.ssh_exception.AuthenticationException:
                 if deadline.expired():
                     transport.close()
                     raise deadline.too_slow(box, "did not answer the key authentication") \
                         from None
                 refused.append(offer)
-            except (paramiko.SSHException, OSError, EOFError) as exc:
+            except (paramiko.ssh_exception.SSHException, OSError, EOFError) as exc:
                 if refused and not transport.is_active():
                     break  # cut off after too many refused keys
                 transport.close()
@@ -373,7 +328,7 @@ def load_identity(config: Config, box: Box) -> paramiko.PKey:
                 return key
             blob = public_blob(path) if path.exists() else None
             if blob is not None:
-                return paramiko.PKey.from_type_string(known_hosts.sshcert.key_type_of(blob),
+                return paramiko.pkey.PKey.from_type_string(known_hosts.sshcert.key_type_of(blob),
                                                       blob)
         if ids.agent_keys:
             return ids.agent_keys[0]
@@ -444,7 +399,7 @@ class BoxConnection:
                 term, cols, rows = pty
                 try:
                     chan.get_pty(term=term, width=cols, height=rows)
-                except paramiko.SSHException:
+                except paramiko.ssh_exception.SSHException:
                     if not self.transport.is_active():
                         raise
                     self.pty_refused = True
@@ -452,7 +407,7 @@ class BoxConnection:
             if on_invoke is not None:
                 on_invoke()
             chan.invoke_subsystem(subsystem)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except (paramiko.ssh_exception.SSHException, OSError, EOFError) as exc:
             raise ConnectionFailed(f"box {self.box.name}: cannot open {subsystem!r}: "
                                    f"{exc}") from None
         return chan

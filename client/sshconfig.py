@@ -199,11 +199,11 @@ class _Resolver:
 
         paramiko = _paramiko()
 
-        class Config(paramiko.SSHConfig):  # type: ignore[misc, name-defined]
+        class Config(paramiko.config.SSHConfig):  # type: ignore[misc, name-defined]
             # %p and %r are expanded here instead: paramiko would use 22 and the local user
             # where lager means protocol.DEFAULT_PORT and `lager`.
             TOKENS_BY_CONFIG_KEY: ClassVar[dict[str, list[str]]] = {
-                **paramiko.SSHConfig.TOKENS_BY_CONFIG_KEY,
+                **paramiko.config.SSHConfig.TOKENS_BY_CONFIG_KEY,
                                     "proxycommand": ["~"], "proxyjump": []}
 
         try:

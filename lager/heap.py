@@ -12,8 +12,6 @@ glibc only (mallopt); elsewhere (musl, macOS) nothing changes.
 """
 from __future__ import annotations
 
-import ctypes
-
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # glibc refuses an mmap threshold over 32 MiB on 64-bit (HEAP_MAX_SIZE / 2).
@@ -27,6 +25,10 @@ def keep_freed_memory(mmap_threshold: int, trim_threshold: int) -> bool:
     key = (mmap_threshold, trim_threshold)
     if key in _done:
         return True
+    # Imported here, not with the module: ctypes is ~1.5 ms, and a run's client imports this
+    # module before its key exchange but needs it only once the stream starts (issue 13).
+    import ctypes
+
     try:
         # The process's own symbols: the C library it runs on (no find_library, which forks).
         mallopt = ctypes.CDLL(None).mallopt
