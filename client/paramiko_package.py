@@ -34,7 +34,7 @@ import sys
 import threading
 import types
 
-# Not typing.TYPE_CHECKING: typing is not otherwise loaded this early (issue 13).
+# Not typing.TYPE_CHECKING: as the other modules a start loads, without typing (issue 13).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -111,25 +111,26 @@ def _reexports(source: str) -> dict[str, str] | None:
 
 def _resolver(module: types.ModuleType, spec: Any, exports: dict[str, str], version: str
               ) -> Any:
-    running: list[threading.Thread] = []  # the thread running the __init__, while it does
+    running = False  # the __init__ runs (in the thread holding _lock)
 
     def __getattr__(name: str) -> Any:
+        nonlocal running
         sub = exports.get(name)
         if sub is not None:
             return getattr(importlib.import_module(f"{PACKAGE}.{sub}"), name)
-        if importlib.util.find_spec(f"{PACKAGE}.{name}") is not None:
+        if name.isidentifier() and importlib.util.find_spec(f"{PACKAGE}.{name}") is not None:
             return importlib.import_module(f"{PACKAGE}.{name}")
         with _lock:  # a completion under way in another thread ends before this one looks
             if running:  # this thread's own, under way: as a partly imported module answers
                 raise AttributeError(f"partially initialized module {PACKAGE!r} has no "
                                      f"attribute {name!r}")
             if module.__dict__.get("__getattr__") is __getattr__:
-                running.append(threading.current_thread())
+                running = True
                 try:
                     with metadata_answering(version):
                         spec.loader.exec_module(module)
                 finally:
-                    running.clear()
+                    running = False
                 # The complete package: it answers as paramiko always has from here on.
                 del module.__dict__["__getattr__"]
         try:

@@ -115,8 +115,9 @@ def test_a_second_terminal_beside_an_attached_run_loads_none_of_them(tmp_path: P
 
 def test_a_run_imports_paramiko_without_importlib_metadata(tmp_path: Path) -> None:
     """`lager python` needs paramiko, whose __init__ reads its own version through
-    importlib.metadata (~70 modules). client/ssh.py answers that one question from the
-    dist-info beside the package: paramiko still says its real version, and the real
+    importlib.metadata (~70 modules). client/paramiko_package.py reads that version from the
+    dist-info beside the package (and a run does not run the __init__ at all:
+    tests/test_import_paramiko.py): paramiko still says its real version, and the real
     importlib.metadata is what anything after it gets."""
     import importlib.metadata
 
