@@ -29,7 +29,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import re
 import sys
 import threading
 import types
@@ -42,9 +41,6 @@ if TYPE_CHECKING:
 
 PACKAGE = "paramiko"
 _METADATA = "importlib.metadata"
-# `from paramiko.NAME import A, B` or `from paramiko.NAME import (A,\n B,\n)` at the start of
-# a line: the __init__'s re-exports. Only plain names; an `as` makes `install` decline.
-_REEXPORT = re.compile(r"^from paramiko\.(\w+) import (\([^)]*\)|[^\n(]+)$", re.MULTILINE)
 _lock = threading.RLock()
 
 
@@ -95,11 +91,21 @@ def install() -> types.ModuleType | None:
 
 
 def _reexports(source: str) -> dict[str, str] | None:
-    """Each name the __init__ binds by `from paramiko.SUB import NAME`, to SUB; None when a
-    re-export is in a form this does not read, or a name is bound twice."""
+    """Each name the __init__ binds by `from paramiko.SUB import NAME` (or a parenthesised list
+    of names) at the start of a line, to SUB; None when a re-export is in a form this does not
+    read (`A as B`, a comment among the names), or a name is bound twice. Read with string
+    operations: compiling a regular expression for it cost more (~0.2 ms) than reading."""
     found: dict[str, str] = {}
-    for sub, names in _REEXPORT.findall(source):
-        for name in names.strip("()").replace("\n", " ").split(","):
+    for statement in ("\n" + source).split("\nfrom paramiko.")[1:]:
+        sub, sep, rest = statement.partition(" import ")
+        if not sep or not sub.isidentifier():
+            return None
+        names = rest.partition("\n")[0]
+        if rest.startswith("("):
+            names, closed, _ = rest[1:].partition(")")
+            if not closed:
+                return None
+        for name in names.replace("\n", " ").split(","):
             name = name.strip()
             if not name:
                 continue
