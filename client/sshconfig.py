@@ -16,8 +16,6 @@ Only `resolve` imports paramiko; what config.py needs on the keeper's path does 
 from __future__ import annotations
 
 import getpass
-import glob
-import ipaddress
 import os
 import re
 import shlex
@@ -77,6 +75,8 @@ def _read(path: Path, depth: int, seen: list[Path], lines: list[str]) -> None:
             patterns = shlex.split(include.group(1))
         except ValueError:
             raise SSHConfigError(f"{path}: cannot read {line.strip()!r}") from None
+        import glob  # only for an Include (a run's start loads this module without one)
+
         for pattern in patterns:
             full = Path(pattern).expanduser()
             if not full.is_absolute():
@@ -125,6 +125,10 @@ def host_aliases(lines: list[str]) -> set[str]:
 
 
 def _is_ip(text: str) -> bool:
+    # Imported here: a run's start loads this module for the known_hosts files' names, not
+    # for a target, and ipaddress was ~1.5 ms of it (issue 13).
+    import ipaddress
+
     try:
         ipaddress.ip_address(text)
         return True

@@ -1,0 +1,52 @@
+"""pathlib without urllib.parse and ipaddress at a `lager` start (issue 13,
+client/lean_pathlib.py): neither a first call nor a run loads them, and Path.as_uri and
+urllib.parse still work in full for whoever uses them."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import laptop_on_a_new_box, write_script
+from test_import_paramiko import LAGER_REPORTING
+
+NEVER_AT_A_START = ("urllib.parse", "ipaddress")
+
+
+def _modules(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[str, set[str]]:
+    out = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", LAGER_REPORTING, *args],
+                          env={**env, "MODULES_OUT": str(out)}, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, set(json.loads(out.read_text())["modules"])
+
+
+def test_neither_a_first_call_nor_a_run_loads_urllib_parse(tmp_path: Path) -> None:
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        laptop.env["LAGER_MUX"] = "0"
+        script = write_script(tmp_path, "hello.py", "print('hello from the box')\n")
+        for args, says in ((["python", str(script)], "hello from the box\n"),
+                           (["python", "--list"], "hello.py"),
+                           (["nets", "--json"], "[")):
+            out, modules = _modules(tmp_path, laptop.env, *args, "--box", laptop.box)
+            assert says in out, (args, out)
+            assert "pathlib" in modules, args
+            assert modules.isdisjoint(NEVER_AT_A_START), (args, modules & set(NEVER_AT_A_START))
+
+
+def test_path_as_uri_and_urllib_parse_work_after_it() -> None:
+    done = subprocess.run([sys.executable, "-c", (
+        "import sys\n"
+        "from client import lean_pathlib\n"
+        "lean_pathlib.load()\n"
+        "import pathlib\n"
+        "print('urllib.parse' in sys.modules, 'ipaddress' in sys.modules)\n"
+        "print(pathlib.Path('/a b/c%').as_uri())\n"
+        "print(type(sys.modules['urllib.parse'].quote).__name__)\n"
+        "import urllib.parse\n"
+        "print(urllib.parse.urlsplit('ssh://[::1]:22/x').hostname)\n")],
+        capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["False False", "file:///a%20b/c%25", "function", "::1"], \
+        done.stdout + done.stderr
