@@ -32,9 +32,9 @@ def _leave(code: int) -> None:
 
 def main() -> None:
     try:
-        from . import lean_pathlib
+        from . import lean_imports
 
-        lean_pathlib.load()  # before anything imports pathlib: without urllib.parse (~3 ms)
+        lean_imports.pathlib()  # before anything imports pathlib: without urllib.parse (~3 ms)
         from .fleet.route import inventory_to_env, rewrite_box_id, wants_fleet
 
         argv = rewrite_box_id(sys.argv[1:]) or sys.argv[1:]  # `--continue BOX:ID`: one box

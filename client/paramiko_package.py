@@ -115,6 +115,13 @@ def _reexports(source: str) -> dict[str, str] | None:
     return found or None
 
 
+def _submodule(name: str) -> types.ModuleType:
+    """paramiko.NAME, imported. By __import__, not importlib.import_module: `python -X
+    importtime` reports only the former (the tests read what a command loads from it)."""
+    __import__(f"{PACKAGE}.{name}")
+    return sys.modules[f"{PACKAGE}.{name}"]
+
+
 def _resolver(module: types.ModuleType, spec: Any, exports: dict[str, str], version: str
               ) -> Any:
     running = False  # the __init__ runs (in the thread holding _lock)
@@ -123,9 +130,9 @@ def _resolver(module: types.ModuleType, spec: Any, exports: dict[str, str], vers
         nonlocal running
         sub = exports.get(name)
         if sub is not None:
-            return getattr(importlib.import_module(f"{PACKAGE}.{sub}"), name)
+            return getattr(_submodule(sub), name)
         if name.isidentifier() and importlib.util.find_spec(f"{PACKAGE}.{name}") is not None:
-            return importlib.import_module(f"{PACKAGE}.{name}")
+            return _submodule(name)
         with _lock:  # a completion under way in another thread ends before this one looks
             if running:  # this thread's own, under way: as a partly imported module answers
                 raise AttributeError(f"partially initialized module {PACKAGE!r} has no "

@@ -1,5 +1,5 @@
 """pathlib without urllib.parse and ipaddress at a `lager` start (issue 13,
-client/lean_pathlib.py): neither a first call nor a run loads them, and Path.as_uri and
+client/lean_imports.py): neither a first call nor a run loads them, and Path.as_uri and
 urllib.parse still work in full for whoever uses them."""
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def test_neither_a_first_call_nor_a_run_loads_urllib_parse(tmp_path: Path) -> No
 def test_path_as_uri_and_urllib_parse_work_after_it() -> None:
     done = subprocess.run([sys.executable, "-c", (
         "import sys\n"
-        "from client import lean_pathlib\n"
-        "lean_pathlib.load()\n"
+        "from client import lean_imports\n"
+        "lean_imports.pathlib()\n"
         "import pathlib\n"
         "print('urllib.parse' in sys.modules, 'ipaddress' in sys.modules)\n"
         "print(pathlib.Path('/a b/c%').as_uri())\n"
@@ -50,3 +50,4 @@ def test_path_as_uri_and_urllib_parse_work_after_it() -> None:
         capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines() == ["False False", "file:///a%20b/c%25", "function", "::1"], \
         done.stdout + done.stderr
+
