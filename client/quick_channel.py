@@ -68,9 +68,10 @@ class QuickChannel:
 
     def start(self, env: dict[str, str] | None, pty: tuple[str, int, int] | None,
               subsystem: str, first: bytes, eof: bool,
-              on_sent: Callable[[], None] | None = None) -> None:
+              on_sent: Callable[[], None] | None = None, partial: bool = False) -> int:
         """Once the box has confirmed the channel: every request, the first data and our EOF
-        in one flight, then their answers."""
+        in one flight, then their answers. With `partial`, as much of `first` as the box's
+        window and packet take (the rest is the caller's to send); the bytes of it sent."""
         while self.remote is None:
             self._dispatch(self.transport.read_packet())
         for name, value in (env or {}).items():
@@ -82,11 +83,12 @@ class QuickChannel:
                 "pty-req", True, q.string(term.encode()) + q.u32(cols) + q.u32(rows)
                 + q.u32(0) + q.u32(0) + q.string(b"\0")))
         self.transport.queue(self._request("subsystem", True, q.string(subsystem.encode())))
-        if first:
-            if len(first) > min(self.remote_window, self.remote_packet):
-                raise q.Unsupported("the first line does not fit the box's window")
-            self.remote_window -= len(first)
-            self.transport.queue(bytes([DATA]) + q.u32(self.remote) + q.string(first))
+        fit = min(len(first), self.remote_window, self.remote_packet)
+        if fit < len(first) and not partial:
+            raise q.Unsupported("the first line does not fit the box's window")
+        if fit:
+            self.remote_window -= fit
+            self.transport.queue(bytes([DATA]) + q.u32(self.remote) + q.string(first[:fit]))
         if eof:
             self.transport.queue(bytes([EOF]) + q.u32(self.remote))
         if on_sent is not None:
@@ -101,6 +103,7 @@ class QuickChannel:
         if self.refused:
             raise ConnectionFailed(f"box {self.name} refused the {', '.join(self.refused)} "
                                    "request")
+        return fit
 
     # --- incoming ---
 

@@ -160,9 +160,14 @@ class Transport:
     reading is done by one thread at a time.
     """
 
-    def __init__(self, sock: socket.socket, pinned: bytes) -> None:
+    def __init__(self, sock: socket.socket, pinned: bytes, version: bytes = VERSION,
+                 version_sent: bool = False) -> None:
         self.sock = sock
         self.pinned = pinned
+        # Our version line, and whether it went out already (client/preconnect.py sends it
+        # while the client imports): the key exchange hashes the line that was sent.
+        self.version = version
+        self.version_sent = version_sent
         self.inbuf = bytearray()
         self.out: list[bytes] = []  # packets built but not yet written (one write per flight)
         self.send_lock = threading.RLock()
@@ -236,11 +241,7 @@ class Transport:
             self._fill(4)
             (length,) = struct.unpack_from(">I", self.inbuf)
             keys = self.recv_keys
-            # RFC 4253 6 and RFC 5647 7.2: whole cipher blocks (GCM leaves the length out).
-            whole_blocks = length % 16 == 0 if keys else (4 + length) % 8 == 0
-            if not 5 <= length <= protocol.QUICK_PACKET_LIMIT or not whole_blocks:
-                raise Lost(f"bad packet length {length}")
-            total = 4 + length + (16 if keys else 0)
+            total = self.check_length(length)
             self._fill(total)
             raw = bytes(self.inbuf[:total])
             del self.inbuf[:total]
@@ -251,23 +252,41 @@ class Transport:
                     body = keys.aead.decrypt(keys.nonce(), raw[4:], raw[:4])
                 except InvalidTag:
                     raise Lost("a packet failed its integrity check") from None
-            self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
-            pad = body[0]
-            if pad < 4:
-                raise Lost("bad packet padding")
-            payload = body[1:len(body) - pad]
-            if not payload:
-                raise Lost("empty packet")
-            if payload[0] in (IGNORE, DEBUG, UNIMPLEMENTED):
-                if self.first_kex:
-                    self.skipped_in_first_kex += 1
-                    if self.strict:
-                        raise Lost("the box broke strict key exchange")
-                continue
-            if payload[0] == DISCONNECT:
-                reason = printable(Reader(payload, 5).string())
-                raise Lost(f"the box disconnected: {reason}")
-            return payload
+            payload = self.payload_of(body)
+            if payload is not None:
+                assert isinstance(payload, bytes)  # a slice of bytes
+                return payload
+
+    def check_length(self, length: int) -> int:
+        """A packet's whole size on the wire from its length field; Lost when the length is
+        not one a box may send."""
+        keys = self.recv_keys
+        # RFC 4253 6 and RFC 5647 7.2: whole cipher blocks (GCM leaves the length out).
+        whole_blocks = length % 16 == 0 if keys else (4 + length) % 8 == 0
+        if not 5 <= length <= protocol.QUICK_PACKET_LIMIT or not whole_blocks:
+            raise Lost(f"bad packet length {length}")
+        return 4 + length + (16 if keys else 0)
+
+    def payload_of(self, body: bytes | memoryview) -> bytes | memoryview | None:
+        """A decrypted packet's payload (counted in); None for one to skip (IGNORE, DEBUG);
+        Lost for a bad one or the box's DISCONNECT. `body` may be a view: so is the payload."""
+        self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
+        pad = body[0]
+        if pad < 4:
+            raise Lost("bad packet padding")
+        payload = body[1:len(body) - pad]
+        if not payload:
+            raise Lost("empty packet")
+        if payload[0] in (IGNORE, DEBUG, UNIMPLEMENTED):
+            if self.first_kex:
+                self.skipped_in_first_kex += 1
+                if self.strict:
+                    raise Lost("the box broke strict key exchange")
+            return None
+        if payload[0] == DISCONNECT:
+            reason = printable(Reader(bytes(payload), 5).string())
+            raise Lost(f"the box disconnected: {reason}")
+        return payload
 
     # --- the handshake ---
 
@@ -281,7 +300,9 @@ class Transport:
     def start(self, user: str, key: Ed25519PrivateKey, public_blob: bytes,
               then: list[bytes]) -> None:
         """Key exchange and auth; `then` (a channel open) goes out with the auth request."""
-        self.out.append(VERSION + b"\r\n")
+        if not self.version_sent:
+            self.out.append(self.version + b"\r\n")
+            self.version_sent = True
         self.server_version = self._exchange_keys(None)
         self.queue(bytes([SERVICE_REQUEST]) + string(b"ssh-userauth"))
         signed = (string(self.session_id) + bytes([USERAUTH_REQUEST]) + string(user.encode())
@@ -352,7 +373,7 @@ class Transport:
                 raise Unsupported("bad key exchange value") from None
             k = mpint(shared)
             digest = sha256(
-                string(VERSION) + string(version) + string(ours) + string(theirs)
+                string(self.version) + string(version) + string(ours) + string(theirs)
                 + string(host_blob) + string(q_c) + string(q_s) + k).digest()
             _verify_host(host_blob, self.pinned, signature, digest)
             if first_kex:
