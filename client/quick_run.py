@@ -36,7 +36,7 @@ from lager.errors import ConnectionFailed, refusal
 
 from . import preconnect, quick_keys
 from . import quick_ssh as q
-from .config import Box, connect_timeout
+from .config import Box, Config, connect_timeout
 from .plain_pool import SMALLEST, PlainPool
 from .quick_channel import (
     CLOSE,
@@ -54,7 +54,7 @@ from .quick_channel import (
 # Not typing.TYPE_CHECKING: a run's start does without importing typing where it can.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from .context import LagerContext
     from .own_pause import OwnPause
@@ -374,11 +374,16 @@ def start(obj: LagerContext, request: RunRequest) -> RunChannel | None:
     """The run started over the quick client, its channel reading; None when the quick client
     cannot take this run (the full way then starts it: nothing reached the box's run
     subsystem). ConnectionFailed once the request may have reached the box."""
-    from .context import read_all
     from .run_client import upload_chunks
 
     box = obj.box()
-    config = obj.config
+    return open_run(obj.config, box, upload_chunks(request, box.name))
+
+
+def open_run(config: Config, box: Box, upload: Iterator[bytes]) -> RunChannel | None:
+    """A `run` channel with `upload` (the request's header line and files) sent: see start."""
+    from .context import read_all
+
     try:
         key, public_blob = quick_keys.load_ed25519(config.identity_path(box))
         pinned = quick_keys.pinned_blob(config.pinned_line(box))
@@ -405,7 +410,7 @@ def start(obj: LagerContext, request: RunRequest) -> RunChannel | None:
     chan = RunChannel(transport, box)
     # The request's header and, when it is small, the script go with the run's subsystem
     # request: no round trip of their own.
-    chunks = upload_chunks(request, box.name)
+    chunks = upload
     first = bytearray()
     rest: list[bytes] = []
     for chunk in chunks:

@@ -181,6 +181,7 @@ class Transport:
         # IGNORE, DEBUG or UNIMPLEMENTED there, and the box's KEXINIT must come first.
         self.first_kex = True
         self.skipped_in_first_kex = 0
+        self.key_sets = 0  # key exchanges done (the box's rekeys after the first)
 
     # --- packets ---
 
@@ -388,6 +389,7 @@ class Transport:
             if self.strict:
                 self.recv_seq = 0
             self.first_kex = False
+            self.key_sets += 1
             return version
 
     def _check_algorithms(self, theirs: bytes, first_kex: bool) -> None:
