@@ -71,7 +71,7 @@ _DATA_HEAD = struct.Struct(">II")  # recipient channel, data length
 # Window given back once a quarter of it is read (client/chan_buffer.py has the reasons).
 _GIVE_BACK = protocol.CLIENT_WINDOW // 4
 # A run that has not paused serves the other terminals (SideKeeper) once it has gone on this
-# long: a short run, or a stream, never pays for a second handshake.
+# long: a short run, or a short stream, never pays for a second handshake.
 SIDE_AFTER = 1.0
 _GLOBAL_REQUEST, _REQUEST_SUCCESS, _REQUEST_FAILURE = 80, 81, 82
 
@@ -223,11 +223,11 @@ class RunChannel(QuickChannel):
         if kind in (_REQUEST_SUCCESS, _REQUEST_FAILURE):
             return  # a keepalive's answer: hearing from the box is all it was for
         payload = bytes(payload)
+        super()._dispatch(payload)
         if kind == REQUEST:
             r = q.Reader(payload, 1)
             if r.u32() == 0 and r.string() == b"exit-status":
-                self._status_seen = True
-        super()._dispatch(payload)
+                self._status_seen = True  # after the status itself is set
         if kind in (EOF, CLOSE, REQUEST):
             self._wake(force=True)
 
@@ -432,8 +432,8 @@ def open_run(config: Config, box: Box, upload: Iterator[bytes]) -> RunChannel | 
         sock.settimeout(None)
     except (q.Unsupported, q.Lost, TimeoutError, OSError, ConnectionFailed) as exc:
         transport.close()
-        if not reached:
-            return None
+        if not reached or chan.refused:
+            return None  # a refused subsystem started nothing: the full way says why
         raise ConnectionFailed(
             f"lost the connection to box {box.name} as the run started ({exc}); it may have "
             "started there: check with `lager python --list`") from None
@@ -454,11 +454,12 @@ def open_run(config: Config, box: Box, upload: Iterator[bytes]) -> RunChannel | 
 
 class SideKeeper:
     """A quick run serving its user's other terminals (client/run_keeper.py, issue 13) over a
-    second, full connection, which the quick one cannot carry. It is made in the background
-    when the run first pauses (who uses a second terminal is an engineer at a pause), or once
-    the run has gone on for SIDE_AFTER, and the keeper socket is served once it is up: a short
-    run, or a stream, never pays for a second handshake, and a request never finds the socket
-    served by a connection not yet made. Nothing with LAGER_MUX=0."""
+    second, full connection, which the quick one cannot carry.
+
+    The keeper socket is served from the run's first pause (who uses a second terminal is an
+    engineer at a pause), or once the run has gone on for SIDE_AFTER, and the connection is
+    made then, in the background; a request that comes before it is up waits for it. A short
+    run, or a stream, never pays for a second handshake. Nothing with LAGER_MUX=0."""
 
     def __init__(self, obj: LagerContext) -> None:
         self.obj = obj
@@ -466,58 +467,91 @@ class SideKeeper:
         self._own: OwnPause | None = None
         self._again: Reattacher | None = None
         self._serving: RunKeeper | None = None
-        self._lock = threading.Lock()
-        self._started = self._stopped = False
+        self._lock = threading.Condition()
+        self._connecting = self._served = self._stopped = False
+        self._made = False  # the side connection came up once (it is not made again)
         self._timer: threading.Timer | None = None
 
     def serve(self, own: OwnPause, again: Reattacher) -> Callable[[], None]:
-        """run_client's `serve`: from now on, as the module says; returns stop."""
+        """run_client's `serve`: from now on, as the class says; returns stop."""
         from . import mux
 
         self._own, self._again = own, again
         if mux.enabled():
-            self._timer = threading.Timer(SIDE_AFTER, self.warm)
+            self._timer = threading.Timer(SIDE_AFTER, self.begin)
             self._timer.daemon = True
             self._timer.start()
         return self.stop
 
     def on_event(self, then: OnEvent) -> OnEvent:
-        """The follower's on_event: makes the connection at the run's first pause."""
+        """The follower's on_event: serving begins at the run's first pause."""
         from lager.protocol.events import PauseNotice
 
         def on_event(event: Event) -> None:
             if isinstance(event, PauseNotice) and self._timer is not None:
-                self.warm()
+                self.begin()
             then(event)
 
         return on_event
 
-    def warm(self) -> None:
+    def begin(self) -> None:
+        """Serve the keeper socket, and make the connection behind it."""
+        from . import run_keeper
+
         with self._lock:
-            if self._started or self._stopped:
+            if self._served or self._stopped:
                 return
-            self._started = True
+            self._served = True
+            self._serving = run_keeper.serve(self.obj.config, self.obj.box(), self._current,
+                                             self._own, wait=self._wait)
+        self._connect_soon()
+
+    def _connect_soon(self) -> None:
+        with self._lock:
+            if self._connecting or self._made or self._stopped:
+                return
+            self._connecting = True
         threading.Thread(target=self._connect, daemon=True, name="lager-side-conn").start()
 
     def _current(self) -> BoxConnection | None:
-        # After a lost link, the follower's new connection (as a full run's keeper).
+        # After a lost link, the follower's new connection, as for a full run's keeper; the
+        # side connection is made once, and a lost one is not made again (requests go direct
+        # until the follower's reconnect brings a connection).
         again = self._again
         return (again.conn if again is not None else None) or self.conn
 
-    def _connect(self) -> None:
-        from . import run_keeper
+    def _wait(self) -> BoxConnection | None:
+        """A request's wait for the connection (made again if the last try failed)."""
+        from .config import connect_timeout
 
+        self._connect_soon()
+        deadline = time.monotonic() + connect_timeout(self.obj.box())
+        with self._lock:
+            while self._connecting and not self._stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+        return self._current()
+
+    def _connect(self) -> None:
+        from . import keeper_channels
+
+        conn: BoxConnection | None = None
         try:
             conn = self.obj.connect()
-        except Exception:  # noqa: BLE001 - no keeper: the requests go direct, as with none
-            return
+        except Exception:  # noqa: BLE001 - the waiting requests go direct; a later one retries
+            conn = None
         with self._lock:
-            if self._stopped:
+            self._connecting = False
+            if conn is not None and self._stopped:
                 conn.close()
-                return
+                conn = None
             self.conn = conn
-            self._serving = run_keeper.serve(self.obj.config, self.obj.box(), self._current,
-                                             self._own)
+            self._made = conn is not None
+            self._lock.notify_all()
+        if conn is not None:
+            keeper_channels.prime(conn)  # a channel ahead: a request is one round trip
 
     def stop(self) -> None:
         from . import run_keeper
@@ -526,6 +560,7 @@ class SideKeeper:
             self._stopped = True
             serving, self._serving = self._serving, None
             conn, self.conn = self.conn, None
+            self._lock.notify_all()
         if self._timer is not None:
             self._timer.cancel()
         run_keeper.stop(serving)

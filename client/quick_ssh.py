@@ -439,6 +439,11 @@ class Transport:
                     self.flush()
         except (Lost, OSError):
             pass  # going away anyway
+        try:
+            # Wakes a thread blocked reading this socket (close alone does not, on Linux).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 

@@ -19,7 +19,7 @@ from conftest import (
     wait_for,
     write_script,
 )
-from keeper_rig import connections, run_to_first_pause
+from keeper_rig import connections, run_serving, run_to_first_pause
 from test_stream_exact import check_records, request
 
 from client import quick_keys, quick_run
@@ -59,6 +59,7 @@ def test_a_run_needs_no_paramiko_and_streams_byte_exact(tmp_path: Path) -> None:
         done, names = _imports(laptop, script)
         assert done.returncode == 0, _stderr(done)
         assert not any(name.split(".")[0] == "paramiko" for name in names)
+        assert names.isdisjoint({"click", "client.cli", "client.commands.python", "client.ssh"})
         assert _stderr(done).strip() == hashlib.sha256(done.stdout).hexdigest()
         assert len(done.stdout) == 400_000 * 100
         # The baseline: the full way (LAGER_QUICK_RUN=0) loads paramiko for the same run.
@@ -149,8 +150,8 @@ def test_a_run_serves_the_other_terminals_once_it_pauses(tmp_path: Path) -> None
     with laptop_on_a_new_box(tmp_path) as laptop:
         laptop.env["LAGER_MUX"] = "1"
         run, ident = run_to_first_pause(laptop, tmp_path)
-        mux = laptop.config_dir / "mux"
-        wait_for(lambda: mux.exists() and list(mux.glob("*.sock")), what="the keeper socket")
+        # The first request waits for the run's side connection (made at the pause).
+        run_serving(laptop)
         before = connections(laptop)
         for seen in (2, 3):
             assert laptop.run("python", "--continue", ident).returncode == 0
