@@ -34,6 +34,10 @@ from lager import protocol
 
 from .builtin_sha256 import sha256  # not hashlib: OpenSSL's load costs ~3 ms (issue 13)
 
+TYPE_CHECKING = False  # not typing's: this client starts without it where it can (issue 13)
+if TYPE_CHECKING:
+    from typing import Any
+
 VERSION = b"SSH-2.0-lager_quick_1"
 KEX = b"curve25519-sha256"
 HOST_KEY = b"ssh-ed25519"
@@ -135,6 +139,31 @@ def _verify_host(blob: bytes, pinned: bytes, signature: bytes, exchange_hash: by
         Ed25519PublicKey.from_public_bytes(key.string()).verify(sig.string(), exchange_hash)
     except (InvalidSignature, ValueError):
         raise Unsupported("the box's signature does not verify") from None
+
+
+def _x25519_binding() -> Any:
+    """What makes X25519 keys. The public classmethods (X25519PrivateKey.generate,
+    X25519PublicKey.from_public_bytes) import cryptography's whole OpenSSL backend (rsa,
+    padding, random...: 5-10 ms here, a tenth of a short request) only to ask whether OpenSSL
+    has X25519, which the key exchange would say anyway; then they call this binding. So it
+    is called directly, and the public classes are the fallback where it is not found."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        binding = rust_openssl.x25519
+        if callable(binding.generate_key) and callable(binding.from_public_bytes):
+            return binding
+    except (ImportError, AttributeError):
+        pass
+
+    class Public:
+        generate_key = staticmethod(X25519PrivateKey.generate)
+        from_public_bytes = staticmethod(X25519PublicKey.from_public_bytes)
+
+    return Public
+
+
+_x25519 = _x25519_binding()
 
 
 # --- the transport ---
@@ -347,7 +376,7 @@ class Transport:
         the box's KEXINIT already read (and then nothing else may be sent until NEWKEYS)."""
         with self.send_lock:
             ours = self._kexinit()
-            ephemeral = X25519PrivateKey.generate()
+            ephemeral = _x25519.generate_key()
             q_c = ephemeral.public_key().public_bytes_raw()
             self.queue(ours)
             self.queue(bytes([KEX_ECDH_INIT]) + string(q_c))
@@ -369,7 +398,7 @@ class Transport:
             r = Reader(reply, 1)
             host_blob, q_s, signature = r.string(), r.string(), r.string()
             try:
-                shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(q_s))
+                shared = ephemeral.exchange(_x25519.from_public_bytes(q_s))
             except ValueError:
                 raise Unsupported("bad key exchange value") from None
             k = mpint(shared)
