@@ -50,6 +50,7 @@ from .quick_channel import (
     QuickChannel,
     usable,
 )
+from .read_buffer import ReadBuffer
 
 # Not typing.TYPE_CHECKING: a run's start does without importing typing where it can.
 TYPE_CHECKING = False
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
     from .ssh import BoxConnection
 
 VERSION = q.VERSION
-BUFFER_SIZE = 2 << 20  # a few of the box's 256 KiB packets per read
 _LENGTH = struct.Struct(">I")
 _DATA_HEAD = struct.Struct(">II")  # recipient channel, data length
 # Window given back once a quarter of it is read (client/chan_buffer.py has the reasons).
@@ -82,22 +82,21 @@ def planned(box: Box, detach: bool, wait: float | None) -> bool:
         and usable(box)
 
 
-class _Packets:
+class _Packets(ReadBuffer):
     """The box's packets after login, read into one large buffer (several a syscall when they
     are queued) and decrypted from it: a large one into a pool buffer, whose payload is then a
     view of it; others as new bytes. The transport's own reader (the handshake's, and a
     rekey's) gets back what this one read ahead."""
 
     def __init__(self, transport: q.Transport, pool: PlainPool) -> None:
+        super().__init__()
         self.t = transport
         self.pool = pool
-        self.buffer = bytearray(BUFFER_SIZE)
-        self.view = memoryview(self.buffer)
-        self.start = self.end = 0
 
     def take_over(self) -> None:
         held = self.t.inbuf
-        self._make_room(len(held))
+        if self.end + len(held) > len(self.buffer):
+            self.make_room(self.end - self.start + len(held))
         self.buffer[self.end:self.end + len(held)] = held
         self.end += len(held)
         del held[:]
@@ -135,22 +134,9 @@ class _Packets:
             if payload is not None:
                 return payload
 
-    def _make_room(self, need: int) -> None:
-        held = self.end - self.start
-        if self.start + need <= len(self.buffer) and self.end + need <= len(self.buffer):
-            return
-        if held + need > len(self.buffer):  # a packet larger than the buffer
-            bigger = bytearray(held + need + len(self.buffer))
-            bigger[:held] = self.view[self.start:self.end]
-            self.view.release()
-            self.buffer, self.view = bigger, memoryview(bigger)
-        else:
-            self.buffer[:held] = self.view[self.start:self.end]
-        self.start, self.end = 0, held
-
     def _fill(self, need: int) -> None:
         if self.start + need > len(self.buffer):
-            self._make_room(need)
+            self.make_room(need)
         sock = self.t.sock
         while self.end - self.start < need:
             into = self.view[self.end:]
@@ -418,21 +404,14 @@ def open_run(config: Config, box: Box, upload: Iterator[bytes]) -> RunChannel | 
             rest.append(chunk)
             break
         first += chunk
-    reached = False
-
-    def mark() -> None:
-        nonlocal reached
-        reached = True
-
     try:
         sock.settimeout(max(0.01, timeout - (time.monotonic() - began)))
         transport.start(box.user, key, public_blob, [chan.opening()])
-        taken = chan.start(None, None, protocol.SUB_RUN, bytes(first), False, on_sent=mark,
-                           partial=True)
+        taken = chan.start(None, None, protocol.SUB_RUN, bytes(first), False, partial=True)
         sock.settimeout(None)
     except (q.Unsupported, q.Lost, TimeoutError, OSError, ConnectionFailed) as exc:
         transport.close()
-        if not reached or chan.refused:
+        if not chan.sent or chan.refused:
             return None  # a refused subsystem started nothing: the full way says why
         raise ConnectionFailed(
             f"lost the connection to box {box.name} as the run started ({exc}); it may have "
