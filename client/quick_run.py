@@ -14,9 +14,9 @@ when it is needed:
   - after a lost link the follower reattaches over a full connection (client/reconnect.py), as
     every run does;
   - a run serves its user's other terminals (client/run_keeper.py) over a second, full
-    connection (SideConnection), opened in the background when the run first pauses, or when a
-    request finds none after the run's first second (that request goes direct meanwhile), so a
-    streaming run never pays for it.
+    connection (SideKeeper), made in the background from the run's first pause, or once it has
+    gone on a second; a request that comes before it is up waits for it. A short run, or a
+    short stream, never pays for it.
 
 Used only where the quick client is complete: a box reached directly with lager's own ed25519 key
 and a plain pin, a foreground run not waiting in a reservation queue. Anything else, and any
@@ -213,28 +213,34 @@ class RunChannel(QuickChannel):
         if kind == REQUEST:
             r = q.Reader(payload, 1)
             if r.u32() == 0 and r.string() == b"exit-status":
-                self._status_seen = True  # after the status itself is set
-        if kind in (EOF, CLOSE, REQUEST):
-            self._wake(force=True)
+                with self._cond:
+                    self._status_seen = True  # after the status itself is set
+                    self._cond.notify_all()
+        elif kind in (EOF, CLOSE):
+            self._wake(at_end=True)
 
     def _queue(self, stream: int, data: bytes | memoryview) -> None:
-        if not data:
-            return
-        with self._cond:
-            self._pieces[stream].append(data)
-            self._cond.notify_all()
-        self._wake()
+        if data:
+            with self._cond:
+                self._pieces[stream].append(data)
+                self._wake_locked()
 
-    def _wake(self, force: bool = False) -> None:
+    def _wake(self, at_end: bool = False) -> None:
         with self._cond:
-            if self._signalled and not force:
-                return
-            self._signalled = True
-            self._cond.notify_all()
+            self._wake_locked(at_end)
+
+    def _wake_locked(self, at_end: bool = False) -> None:
+        """Under _cond: the pipe is readable exactly while a piece waits (or from the end on,
+        when the follower stops select()ing on it): a byte left with nothing to take would
+        have the follower's select() return at once, again and again, through a pause."""
+        self._cond.notify_all()
+        if self._signalled and not at_end:
+            return
+        self._signalled = True
         try:
             os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # full, or closed at the end: readable either way
+        except OSError:
+            pass  # full: readable either way
 
     # --- the reader thread ---
 
@@ -285,7 +291,7 @@ class RunChannel(QuickChannel):
                 self._cond.notify_all()
             with self.window_cond:
                 self.window_cond.notify_all()
-            self._wake(force=True)
+            self._wake(at_end=True)
 
     # --- paramiko's Channel API, the part the follower uses ---
 
