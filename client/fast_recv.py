@@ -36,9 +36,9 @@ from typing import Any
 
 from . import chan_buffer
 from .plain_pool import SMALLEST, PlainPool
+from .read_buffer import BUFFER_SIZE, ReadBuffer
 
 MSG_CHANNEL_DATA = 94
-BUFFER_SIZE = 2 << 20  # a few of the box's 256 KiB packets per read
 _TAG = 16
 _LENGTH = struct.Struct(">I")
 _DATA_HEAD = struct.Struct(">II")  # recipient channel, data length
@@ -81,7 +81,7 @@ def install(transport: Any) -> None:
     packetizer.read_message = reader.read_message
 
 
-class GcmReader:
+class GcmReader(ReadBuffer):
     """One transport's receive buffer and its AES-GCM packet reader."""
 
     def __init__(self, transport: Any, packetizer: Any, message_class: Any,
@@ -90,9 +90,7 @@ class GcmReader:
         self.original = packetizer.read_message
         self.message_class = message_class
         self.engine: Any = None  # the AESGCM paramiko decrypts with (what we decrypt with too)
-        self.buffer = bytearray(buffer_size)
-        self.view = memoryview(self.buffer)
-        self.start = self.end = 0  # the unread bytes: buffer[start:end]
+        super().__init__(buffer_size)
         self.plain = bytearray(buffer_size)  # a packet's plaintext (decrypt_into)
         self.plain_view = memoryview(self.plain)
         self.into = False  # cryptography has AESGCM.decrypt_into (45 and later)
@@ -251,7 +249,7 @@ class GcmReader:
         """Read until `need` unread bytes are buffered. False: nothing of a packet was there
         and a rekey is pending (paramiko's NeedRekeyException case: its path takes over)."""
         if self.start + need > len(self.buffer):
-            self._make_room(need)
+            self.make_room(need)
         while self.end - self.start < need:
             got = self._recv(sock, self.view[self.end:])
             if got is None:
@@ -261,17 +259,6 @@ class GcmReader:
                 continue
             self.end += got
         return True
-
-    def _make_room(self, need: int) -> None:
-        held = self.end - self.start
-        if need > len(self.buffer):  # a packet larger than the buffer: a larger buffer
-            bigger = bytearray(need + len(self.buffer))
-            bigger[:held] = self.view[self.start:self.end]
-            self.view.release()
-            self.buffer, self.view = bigger, memoryview(bigger)
-        else:
-            self.buffer[:held] = self.view[self.start:self.end]
-        self.start, self.end = 0, held
 
     def _recv(self, sock: Any, into: memoryview) -> int | None:
         """Bytes read into `into`; None: none within the socket's timeout (paramiko's checks

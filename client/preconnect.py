@@ -101,8 +101,9 @@ class _Early:
         return self.sock
 
 
-def start(box: Box) -> None:
-    """Begin connecting to a box reached directly; nothing for any other."""
+def start(box: Box, version: str | None = None) -> None:
+    """Begin connecting to a box reached directly; nothing for any other. `version`: the
+    line to send (the quick client's, client/quick_run.py), else paramiko's."""
     if box.proxy_command or box.jumps:
         return
     from lager.errors import LagerError
@@ -113,7 +114,7 @@ def start(box: Box) -> None:
         timeout = connect_timeout(box)
     except LagerError:
         return  # a bad $LAGER_CONNECT_TIMEOUT: the connection proper says so
-    version = paramiko_version_line()
+    version = version or paramiko_version_line()
     with _lock:
         key = (box.host, box.port)
         if key not in _pending:
@@ -134,6 +135,11 @@ def take(host: str, port: int, timeout: float) -> socket.socket | None:
 
 
 _version_sent: weakref.WeakKeyDictionary[socket.socket, str] = weakref.WeakKeyDictionary()
+
+
+def sent_version(sock: socket.socket) -> str | None:
+    """The version line sent early on `sock` (taken: asked once), or None."""
+    return _version_sent.pop(sock, None)
 
 
 def adopt(transport: Any, sock: object) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from lager import protocol
 from lager.errors import ConnectionFailed
@@ -53,6 +52,7 @@ class QuickChannel:
         self.exit_status = -1
         self.replies: list[str] = []  # requests sent with want_reply, oldest first
         self.refused: list[str] = []
+        self.sent = False  # the channel's requests went out (start)
 
     # --- opening ---
 
@@ -67,10 +67,11 @@ class QuickChannel:
                 + (b"\1" if want_reply else b"\0") + body)
 
     def start(self, env: dict[str, str] | None, pty: tuple[str, int, int] | None,
-              subsystem: str, first: bytes, eof: bool,
-              on_sent: Callable[[], None] | None = None) -> None:
+              subsystem: str, first: bytes, eof: bool, partial: bool = False) -> int:
         """Once the box has confirmed the channel: every request, the first data and our EOF
-        in one flight, then their answers."""
+        in one flight, then their answers. With `partial`, as much of `first` as the box's
+        window and packet take (the rest is the caller's to send); the bytes of it sent.
+        `sent` is true from the moment the requests may have reached the box."""
         while self.remote is None:
             self._dispatch(self.transport.read_packet())
         for name, value in (env or {}).items():
@@ -82,15 +83,15 @@ class QuickChannel:
                 "pty-req", True, q.string(term.encode()) + q.u32(cols) + q.u32(rows)
                 + q.u32(0) + q.u32(0) + q.string(b"\0")))
         self.transport.queue(self._request("subsystem", True, q.string(subsystem.encode())))
-        if first:
-            if len(first) > min(self.remote_window, self.remote_packet):
-                raise q.Unsupported("the first line does not fit the box's window")
-            self.remote_window -= len(first)
-            self.transport.queue(bytes([DATA]) + q.u32(self.remote) + q.string(first))
+        fit = min(len(first), self.remote_window, self.remote_packet)
+        if fit < len(first) and not partial:
+            raise q.Unsupported("the first line does not fit the box's window")
+        if fit:
+            self.remote_window -= fit
+            self.transport.queue(bytes([DATA]) + q.u32(self.remote) + q.string(first[:fit]))
         if eof:
             self.transport.queue(bytes([EOF]) + q.u32(self.remote))
-        if on_sent is not None:
-            on_sent()
+        self.sent = True  # from here on the box may act on them
         self.transport.flush()
         while self.replies and not self.closed:
             self._dispatch(self.transport.read_packet())
@@ -101,6 +102,7 @@ class QuickChannel:
         if self.refused:
             raise ConnectionFailed(f"box {self.name} refused the {', '.join(self.refused)} "
                                    "request")
+        return fit
 
     # --- incoming ---
 
@@ -272,30 +274,24 @@ def open_channel(config: Config, box: Box, subsystem: str, *, first: str | None 
     transport = q.Transport(sock, pinned)
     chan = QuickChannel(transport, box.name)
     data = (first + "\n").encode() if first is not None else b""
-    sent = False
-
-    def mark() -> None:
-        nonlocal sent
-        sent = True
-
     try:
         sock.settimeout(max(0.01, timeout - (time.monotonic() - started)))
         transport.start(box.user, key, public_blob, [chan.opening()])
-        chan.start(env, pty, subsystem, data, eof, on_sent=mark)
+        chan.start(env, pty, subsystem, data, eof)
         sock.settimeout(None)
     except q.Unsupported:
         transport.close()
-        if sent and not resend_safe:
+        if chan.sent and not resend_safe:
             raise _unsure(box, subsystem, "the box answered oddly") from None
         raise
     except TimeoutError:
         transport.close()
-        if sent and not resend_safe:
+        if chan.sent and not resend_safe:
             raise _unsure(box, subsystem, "it did not answer in time") from None
         raise _too_slow(box, timeout, "did not complete the SSH handshake") from None
     except q.Lost as exc:
         transport.close()
-        if sent and not resend_safe:
+        if chan.sent and not resend_safe:
             raise _unsure(box, subsystem, str(exc)) from None
         raise q.Unreachable(str(exc)) from None
     except ConnectionFailed:

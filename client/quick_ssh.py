@@ -34,6 +34,10 @@ from lager import protocol
 
 from .builtin_sha256 import sha256  # not hashlib: OpenSSL's load costs ~3 ms (issue 13)
 
+TYPE_CHECKING = False  # not typing's: this client starts without it where it can (issue 13)
+if TYPE_CHECKING:
+    from typing import Any
+
 VERSION = b"SSH-2.0-lager_quick_1"
 KEX = b"curve25519-sha256"
 HOST_KEY = b"ssh-ed25519"
@@ -137,6 +141,31 @@ def _verify_host(blob: bytes, pinned: bytes, signature: bytes, exchange_hash: by
         raise Unsupported("the box's signature does not verify") from None
 
 
+def _x25519_binding() -> Any:
+    """What makes X25519 keys. The public classmethods (X25519PrivateKey.generate,
+    X25519PublicKey.from_public_bytes) import cryptography's whole OpenSSL backend (rsa,
+    padding, random...: 5-10 ms here, a tenth of a short request) only to ask whether OpenSSL
+    has X25519, which the key exchange would say anyway; then they call this binding. So it
+    is called directly, and the public classes are the fallback where it is not found."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        binding = rust_openssl.x25519
+        if callable(binding.generate_key) and callable(binding.from_public_bytes):
+            return binding
+    except (ImportError, AttributeError):
+        pass
+
+    class Public:
+        generate_key = staticmethod(X25519PrivateKey.generate)
+        from_public_bytes = staticmethod(X25519PublicKey.from_public_bytes)
+
+    return Public
+
+
+_x25519 = _x25519_binding()
+
+
 # --- the transport ---
 
 class _Keys:
@@ -160,9 +189,14 @@ class Transport:
     reading is done by one thread at a time.
     """
 
-    def __init__(self, sock: socket.socket, pinned: bytes) -> None:
+    def __init__(self, sock: socket.socket, pinned: bytes, version: bytes = VERSION,
+                 version_sent: bool = False) -> None:
         self.sock = sock
         self.pinned = pinned
+        # Our version line, and whether it went out already (client/preconnect.py sends it
+        # while the client imports): the key exchange hashes the line that was sent.
+        self.version = version
+        self.version_sent = version_sent
         self.inbuf = bytearray()
         self.out: list[bytes] = []  # packets built but not yet written (one write per flight)
         self.send_lock = threading.RLock()
@@ -176,6 +210,7 @@ class Transport:
         # IGNORE, DEBUG or UNIMPLEMENTED there, and the box's KEXINIT must come first.
         self.first_kex = True
         self.skipped_in_first_kex = 0
+        self.key_sets = 0  # key exchanges done (the box's rekeys after the first)
 
     # --- packets ---
 
@@ -236,11 +271,7 @@ class Transport:
             self._fill(4)
             (length,) = struct.unpack_from(">I", self.inbuf)
             keys = self.recv_keys
-            # RFC 4253 6 and RFC 5647 7.2: whole cipher blocks (GCM leaves the length out).
-            whole_blocks = length % 16 == 0 if keys else (4 + length) % 8 == 0
-            if not 5 <= length <= protocol.QUICK_PACKET_LIMIT or not whole_blocks:
-                raise Lost(f"bad packet length {length}")
-            total = 4 + length + (16 if keys else 0)
+            total = self.check_length(length)
             self._fill(total)
             raw = bytes(self.inbuf[:total])
             del self.inbuf[:total]
@@ -251,23 +282,41 @@ class Transport:
                     body = keys.aead.decrypt(keys.nonce(), raw[4:], raw[:4])
                 except InvalidTag:
                     raise Lost("a packet failed its integrity check") from None
-            self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
-            pad = body[0]
-            if pad < 4:
-                raise Lost("bad packet padding")
-            payload = body[1:len(body) - pad]
-            if not payload:
-                raise Lost("empty packet")
-            if payload[0] in (IGNORE, DEBUG, UNIMPLEMENTED):
-                if self.first_kex:
-                    self.skipped_in_first_kex += 1
-                    if self.strict:
-                        raise Lost("the box broke strict key exchange")
-                continue
-            if payload[0] == DISCONNECT:
-                reason = printable(Reader(payload, 5).string())
-                raise Lost(f"the box disconnected: {reason}")
-            return payload
+            payload = self.payload_of(body)
+            if payload is not None:
+                assert isinstance(payload, bytes)  # a slice of bytes
+                return payload
+
+    def check_length(self, length: int) -> int:
+        """A packet's whole size on the wire from its length field; Lost when the length is
+        not one a box may send."""
+        keys = self.recv_keys
+        # RFC 4253 6 and RFC 5647 7.2: whole cipher blocks (GCM leaves the length out).
+        whole_blocks = length % 16 == 0 if keys else (4 + length) % 8 == 0
+        if not 5 <= length <= protocol.QUICK_PACKET_LIMIT or not whole_blocks:
+            raise Lost(f"bad packet length {length}")
+        return 4 + length + (16 if keys else 0)
+
+    def payload_of(self, body: bytes | memoryview) -> bytes | memoryview | None:
+        """A decrypted packet's payload (counted in); None for one to skip (IGNORE, DEBUG);
+        Lost for a bad one or the box's DISCONNECT. `body` may be a view: so is the payload."""
+        self.recv_seq = (self.recv_seq + 1) & 0xFFFFFFFF
+        pad = body[0]
+        if pad < 4:
+            raise Lost("bad packet padding")
+        payload = body[1:len(body) - pad]
+        if not payload:
+            raise Lost("empty packet")
+        if payload[0] in (IGNORE, DEBUG, UNIMPLEMENTED):
+            if self.first_kex:
+                self.skipped_in_first_kex += 1
+                if self.strict:
+                    raise Lost("the box broke strict key exchange")
+            return None
+        if payload[0] == DISCONNECT:
+            reason = printable(Reader(bytes(payload), 5).string())
+            raise Lost(f"the box disconnected: {reason}")
+        return payload
 
     # --- the handshake ---
 
@@ -281,7 +330,9 @@ class Transport:
     def start(self, user: str, key: Ed25519PrivateKey, public_blob: bytes,
               then: list[bytes]) -> None:
         """Key exchange and auth; `then` (a channel open) goes out with the auth request."""
-        self.out.append(VERSION + b"\r\n")
+        if not self.version_sent:
+            self.out.append(self.version + b"\r\n")
+            self.version_sent = True
         self.server_version = self._exchange_keys(None)
         self.queue(bytes([SERVICE_REQUEST]) + string(b"ssh-userauth"))
         signed = (string(self.session_id) + bytes([USERAUTH_REQUEST]) + string(user.encode())
@@ -325,7 +376,7 @@ class Transport:
         the box's KEXINIT already read (and then nothing else may be sent until NEWKEYS)."""
         with self.send_lock:
             ours = self._kexinit()
-            ephemeral = X25519PrivateKey.generate()
+            ephemeral = _x25519.generate_key()
             q_c = ephemeral.public_key().public_bytes_raw()
             self.queue(ours)
             self.queue(bytes([KEX_ECDH_INIT]) + string(q_c))
@@ -347,12 +398,12 @@ class Transport:
             r = Reader(reply, 1)
             host_blob, q_s, signature = r.string(), r.string(), r.string()
             try:
-                shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(q_s))
+                shared = ephemeral.exchange(_x25519.from_public_bytes(q_s))
             except ValueError:
                 raise Unsupported("bad key exchange value") from None
             k = mpint(shared)
             digest = sha256(
-                string(VERSION) + string(version) + string(ours) + string(theirs)
+                string(self.version) + string(version) + string(ours) + string(theirs)
                 + string(host_blob) + string(q_c) + string(q_s) + k).digest()
             _verify_host(host_blob, self.pinned, signature, digest)
             if first_kex:
@@ -367,6 +418,7 @@ class Transport:
             if self.strict:
                 self.recv_seq = 0
             self.first_kex = False
+            self.key_sets += 1
             return version
 
     def _check_algorithms(self, theirs: bytes, first_kex: bool) -> None:
@@ -416,6 +468,11 @@ class Transport:
                     self.flush()
         except (Lost, OSError):
             pass  # going away anyway
+        try:
+            # Wakes a thread blocked reading this socket (close alone does not, on Linux).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lager import protocol
 from lager.errors import ConnectionFailed, RemoteError, Reserved, refusal
@@ -13,6 +13,9 @@ from .reconnect import EVENTS_ENV, Reattacher, new_client_ref
 from .upload import Upload
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from .own_pause import OwnPause
     from .run_stream import OnEvent
     from .ssh import BoxConnection
 
@@ -57,14 +60,19 @@ class RunRequest:
             ticket=self.ticket)
 
 
-def send_upload(chan: object, request: RunRequest, box_name: str) -> None:
+def upload_chunks(request: RunRequest, box_name: str) -> Iterator[bytes]:
     """The run request's header line, then every file's bytes in the header's order: what the
     box's `run` subsystem reads as the upload (one box here; the fleet, one per box)."""
-    chan.sendall(request.header(box_name))  # type: ignore[attr-defined]
+    yield request.header(box_name)
     for _, local in request.upload.files:
         with open(local, "rb") as f:
             while chunk := f.read(_CHUNK):
-                chan.sendall(chunk)  # type: ignore[attr-defined]
+                yield chunk
+
+
+def send_upload(chan: object, request: RunRequest, box_name: str) -> None:
+    for chunk in upload_chunks(request, box_name):
+        chan.sendall(chunk)  # type: ignore[attr-defined]
 
 
 def _commands_hint(box: str, run_id: str) -> str:
@@ -82,6 +90,17 @@ def run_script(obj: LagerContext, request: RunRequest, *, on_event: OnEvent | No
             request.ticket = ticket
             return _start(obj, conn, request, on_event, show_banners)
         return queue_then_start(obj, request.label, request.wait, start)
+    from . import quick_run
+
+    if quick_run.planned(obj.box(), request.detach, request.wait):
+        chan = quick_run.start(obj, request)  # None: the quick client can't; the full way can
+        if chan is not None:
+            side = quick_run.SideKeeper(obj)
+            try:
+                return _follow(obj, chan, request, on_event, show_banners, side.serve,
+                               side.on_event)
+            finally:
+                chan.close()
     with obj.connect() as conn:
         return _start(obj, conn, request, on_event, show_banners)
 
@@ -111,17 +130,34 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
         click.echo(f"started run {started.id} (detached)")
         click.echo(_commands_hint(box.name, started.short_id))
         return 0
+
+    def serve(own: OwnPause, again: Reattacher) -> Callable[[], None]:
+        from . import run_keeper  # issue 13: this run serves the other terminals' requests
+
+        serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn, own)
+        return lambda: run_keeper.stop(serving)
+
+    return _follow(obj, chan, request, on_event, show_banners, serve)
+
+
+def _follow(obj: LagerContext, chan: Any, request: RunRequest, on_event: OnEvent | None,
+            show_banners: bool, serve: Callable[[OwnPause, Reattacher], Callable[[], None]],
+            wrap_events: Callable[[OnEvent], OnEvent] | None = None) -> int:
+    """Follow a started run to its end. `serve`: how the run serves its user's other
+    terminals (client/run_keeper.py), started now; it returns how to stop."""
+    box = obj.box()
     again = Reattacher(obj, client_ref=request.client_ref)
     # Imported once the upload is out: the box is starting the script meanwhile (~20 ms in
     # which this process would only wait), so these imports no longer delay the first byte.
-    from . import run_keeper  # issue 13: this run serves the other terminals' requests
     from .follow import Follower
     from .own_pause import OwnPause
 
     own = OwnPause()  # numbers its own run's bare --continue, from the notices (rule 9)
+    events = own.chain(on_event)
     follower = Follower(chan, box.name, stops_run=True, reconnect=own.reconnecting(again),
-                        on_event=own.chain(on_event), show_banners=show_banners)
-    serving = run_keeper.serve(obj.config, box, lambda: again.conn or conn, own)
+                        on_event=wrap_events(events) if wrap_events else events,
+                        show_banners=show_banners)
+    stop_serving = serve(own, again)
     try:
         status = follower.run()
         if request.downloads and not follower.left:
@@ -129,7 +165,7 @@ def _start(obj: LagerContext, conn: BoxConnection, request: RunRequest,
                       request.overwrite)
         return status
     finally:
-        run_keeper.stop(serving)
+        stop_serving()
         again.close()
 
 

@@ -46,27 +46,34 @@ CurrentConnection = Callable[[], "BoxConnection | None"]
 
 class _RunConnection:
     """The run's connection as it is at each request: after a lost link (client/reconnect.py)
-    the follower's new one. Only what client/context.py's exchange uses."""
+    the follower's new one. Only what client/context.py's exchange uses. `wait`: for a run
+    whose connection for the others is made on demand (client/quick_run.py SideKeeper), a
+    request waits for it; None when there is none to wait for."""
 
-    def __init__(self, box: Box, current: CurrentConnection) -> None:
+    def __init__(self, box: Box, current: CurrentConnection,
+                 wait: CurrentConnection | None = None) -> None:
         self.box = box
         self._current = current
+        self._wait = wait
         self.pty_refused = False
 
-    @property
-    def transport(self) -> paramiko.Transport:
+    def _up(self) -> BoxConnection:
         conn = self._current()
+        if conn is None and self._wait is not None:
+            conn = self._wait()
         if conn is None or not conn.transport.is_active():
             # Before anything went out: the client goes direct.
             raise ConnectionFailed("the connection of the run serving as keeper is down")
-        return conn.transport
+        return conn
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        return self._up().transport
 
     def open(self, subsystem: str, env: dict[str, str] | None = None,
              pty: tuple[str, int, int] | None = None,
              on_invoke: Callable[[], None] | None = None) -> paramiko.Channel:
-        conn = self._current()
-        if conn is None or not conn.transport.is_active():
-            raise ConnectionFailed("the connection of the run serving as keeper is down")
+        conn = self._up()
         chan = conn.open(subsystem, env=env, pty=pty, on_invoke=on_invoke)
         self.pty_refused = conn.pty_refused  # a `restrict` key (keeper_stream says so)
         return chan
@@ -77,9 +84,10 @@ class RunKeeper(mux.Keeper):
     served from a thread of the `lager python` process while it follows the run."""
 
     def __init__(self, config: Config, box: Box, current: CurrentConnection,
-                 own: OwnPause | None = None) -> None:
+                 own: OwnPause | None = None, wait: CurrentConnection | None = None) -> None:
         # No super().__init__(): that would make a connection of its own.
-        self.conn = cast("BoxConnection", _RunConnection(box, current))
+        self.conn = cast("BoxConnection", _RunConnection(box, current, wait))
+        self._primes = wait is None  # a connection made on demand is primed by its maker
         self._current = current
         self._own = own
         self.path = mux.socket_path(config, box)
@@ -119,7 +127,8 @@ class RunKeeper(mux.Keeper):
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
                                           name="lager-run-keeper")
         self._acceptor.start()
-        keeper_channels.prime(self.conn)
+        if self._primes:
+            keeper_channels.prime(self.conn)
         self._streams = StreamServer(self.path, lambda: self.conn).start()  # consoles
         return True
 
@@ -192,13 +201,15 @@ def _unlink_quietly(path: Any) -> None:
 
 
 def serve(config: Config, box: Box, current: CurrentConnection,
-          own: OwnPause | None = None) -> RunKeeper | None:
+          own: OwnPause | None = None, wait: CurrentConnection | None = None
+          ) -> RunKeeper | None:
     """Start serving for the run being followed (the hook in client/run_client.py), or once
     the keeper serving now goes; None when LAGER_MUX=0. `own`: the run's pause as its
-    follower saw it, which numbers a bare --continue of this run without asking the box."""
+    follower saw it, which numbers a bare --continue of this run without asking the box.
+    `wait`: see _RunConnection."""
     if not mux.enabled():
         return None
-    keeper = RunKeeper(config, box, current, own)
+    keeper = RunKeeper(config, box, current, own, wait)
     if not keeper.start():
         keeper.watch()
     return keeper

@@ -30,8 +30,13 @@ def run(obj: LagerContext, script: str, args: list[str], *, env: dict[str, str] 
 
     upload = build_upload(script, add_files)  # the input checked before anything connects
     label, queue_for = reservation_wait.label(), reservation_wait.wait_seconds(wait)
-    # The box's TCP connect and greeting come in while the rest of the run's client imports.
-    preconnect.start(obj.box())
+    # The box's TCP connect and greeting come in while the rest of the run's client imports:
+    # with the version line of the client that will take it (client/quick_run.py).
+    from . import quick_run
+
+    box = obj.box()
+    quick = quick_run.planned(box, detach, queue_for)
+    preconnect.start(box, quick_run.VERSION.decode() if quick else None)
     from .run_client import RunRequest, run_script
 
     environment = dict(env or {})

@@ -4,11 +4,22 @@ read of a laptop's keepers."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from conftest import Agent, Client, LiveRun, make_client, start_agent, start_run, write_script
+from conftest import (
+    LAGER,
+    Agent,
+    Client,
+    LiveRun,
+    make_client,
+    start_agent,
+    start_run,
+    wait_for,
+    write_script,
+)
 from holding_proxy import HoldingProxy
 
 from client.config import Config
@@ -32,6 +43,19 @@ def keeper_socket_path(client: Client) -> Path:
     """Where the keeper for the laptop's box 'mybox' listens (there or not yet)."""
     config = Config(client.config_dir)
     return socket_path(config, config.box("mybox"))
+
+
+def run_serving(client: Client) -> Path:
+    """The attached run's keeper socket, once the connection behind it is up. A run over the
+    quick client (client/quick_run.py) serves the socket from its first pause and makes that
+    connection then, in the background; the first request waits for it. One request first,
+    so the handshakes counted from here on are the other terminals' alone."""
+    sock = wait_for(lambda: keeper_sockets(client), what="the run's keeper socket")[0]
+    done = subprocess.run([LAGER, "python", "--list", "--box", client.box],
+                          env={**client.env, "LAGER_MUX": "1"}, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return sock
 
 
 def run_to_first_pause(client: Client, tmp_path: Path, name: str = "p.py",

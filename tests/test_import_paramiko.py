@@ -1,6 +1,7 @@
-"""paramiko's package __init__ on a run's path (issue 13, client/paramiko_package.py): a run
-loads paramiko.transport and what it imports, not SSHClient, the SFTP server, the agent,
-ProxyCommand or importlib.metadata; and `import paramiko` is still the whole package to
+"""paramiko's package __init__ on a full connection's path (issue 13,
+client/paramiko_package.py): a run the full way (LAGER_QUICK_RUN=0, or a box the quick client
+cannot take) loads paramiko.transport and what it imports, not SSHClient, the SFTP server, the
+agent, ProxyCommand or importlib.metadata; and `import paramiko` is still the whole package to
 anyone who asks it for more.
 
 The module sets are read from sys.modules inside the process: `-X importtime` reports only
@@ -41,12 +42,13 @@ NOT_ON_A_RUN = ("paramiko.client", "paramiko.sftp_server", "paramiko.auth_strate
                 "subprocess")
 
 
-def test_a_run_does_not_run_paramikos_package_init(tmp_path: Path) -> None:
+def test_a_full_way_run_does_not_run_paramikos_package_init(tmp_path: Path) -> None:
     out = tmp_path / "modules.json"
     with laptop_on_a_new_box(tmp_path) as laptop:
         script = write_script(tmp_path, "hello.py", "print('hello from the box')\n")
         done = subprocess.run([sys.executable, "-c", LAGER_REPORTING, "python", str(script),
-                               "--box", laptop.box], env={**laptop.env, "MODULES_OUT": str(out)},
+                               "--box", laptop.box],
+                              env={**laptop.env, "MODULES_OUT": str(out), "LAGER_QUICK_RUN": "0"},
                               capture_output=True, text=True, timeout=60,
                               stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, "hello from the box\n"), done.stderr

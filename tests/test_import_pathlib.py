@@ -27,10 +27,13 @@ def test_neither_a_first_call_nor_a_run_loads_urllib_parse(tmp_path: Path) -> No
     with laptop_on_a_new_box(tmp_path) as laptop:
         laptop.env["LAGER_MUX"] = "0"
         script = write_script(tmp_path, "hello.py", "print('hello from the box')\n")
-        for args, says in ((["python", str(script)], "hello from the box\n"),
-                           (["python", "--list"], "hello.py"),
-                           (["nets", "--json"], "[")):
-            out, modules = _modules(tmp_path, laptop.env, *args, "--box", laptop.box)
+        # A run the quick way (the default) and the full way (paramiko), then short requests.
+        for args, says, quick in ((["python", str(script)], "hello from the box\n", "1"),
+                                  (["python", str(script)], "hello from the box\n", "0"),
+                                  (["python", "--list"], "hello.py", "1"),
+                                  (["nets", "--json"], "[", "1")):
+            env = {**laptop.env, "LAGER_QUICK_RUN": quick}
+            out, modules = _modules(tmp_path, env, *args, "--box", laptop.box)
             assert says in out, (args, out)
             assert "pathlib" in modules, args
             assert modules.isdisjoint(NEVER_AT_A_START), (args, modules & set(NEVER_AT_A_START))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from conftest import LAGER, Client, laptop_on_a_new_box, wait_for, write_script
-from keeper_rig import connections, keeper_sockets, run_to_first_pause
+from keeper_rig import connections, keeper_sockets, run_serving, run_to_first_pause
 
 KEEPER_PATH_NEVER = ("typing", "dataclasses", "inspect", "hashlib", "click", "paramiko")
 FIRST_CALL_NEVER = ("dataclasses", "inspect", "hashlib", "click", "paramiko")
@@ -102,7 +102,7 @@ def test_a_second_terminal_beside_an_attached_run_loads_none_of_them(tmp_path: P
     with laptop_on_a_new_box(tmp_path) as laptop:
         laptop.env["LAGER_MUX"] = "1"
         run, ident = run_to_first_pause(laptop, tmp_path)
-        wait_for(lambda: keeper_sockets(laptop), what="the attached run's keeper socket")
+        run_serving(laptop)
         before = connections(laptop)
         done, names = _loaded(laptop, "python", "--continue", ident)
         assert done.returncode == 0 and done.stdout.startswith("resumed run"), _answer(done)
@@ -114,18 +114,20 @@ def test_a_second_terminal_beside_an_attached_run_loads_none_of_them(tmp_path: P
 
 
 def test_a_run_imports_paramiko_without_importlib_metadata(tmp_path: Path) -> None:
-    """`lager python` needs paramiko, whose __init__ reads its own version through
-    importlib.metadata (~70 modules). client/paramiko_package.py reads that version from the
-    dist-info beside the package (and a run does not run the __init__ at all:
-    tests/test_import_paramiko.py): paramiko still says its real version, and the real
-    importlib.metadata is what anything after it gets."""
+    """`lager python` the full way (a box the quick client cannot take, or LAGER_QUICK_RUN=0:
+    tests/test_quick_run.py has the quick way, with no paramiko at all) needs paramiko, whose
+    __init__ reads its own version through importlib.metadata (~70 modules).
+    client/paramiko_package.py reads that version from the dist-info beside the package (and
+    a run does not run the __init__ at all: tests/test_import_paramiko.py): paramiko still
+    says its real version, and the real importlib.metadata is what anything after it gets."""
     import importlib.metadata
 
     with laptop_on_a_new_box(tmp_path) as laptop:
         script = write_script(tmp_path, "hello.py", "print('hello from the box')\n")
         done = subprocess.run([sys.executable, "-X", "importtime", LAGER, "python", str(script),
-                               "--box", laptop.box], env=laptop.env, capture_output=True,
-                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+                               "--box", laptop.box], env={**laptop.env, "LAGER_QUICK_RUN": "0"},
+                              capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
     assert (done.returncode, done.stdout) == (0, "hello from the box\n"), _answer(done)
     loaded = _imported(done.stderr)
     assert "paramiko.transport" in loaded

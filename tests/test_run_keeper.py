@@ -25,6 +25,7 @@ from keeper_rig import (
     keeper_sockets,
     laptop_behind_a_holding_proxy,
     pin_pause,
+    run_serving,
     run_to_first_pause,
 )
 
@@ -36,7 +37,7 @@ def pauses(run: LiveRun) -> int:
 def test_a_second_terminal_rides_the_attached_runs_connection(tmp_path: Path) -> None:
     with laptop_on_a_new_box(tmp_path) as laptop:
         run, ident = run_to_first_pause(laptop, tmp_path)
-        sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
+        sock = run_serving(laptop)
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
         before = connections(laptop)
@@ -75,7 +76,7 @@ def test_lager_mux_0_serves_nothing_and_asks_no_keeper(tmp_path: Path) -> None:
         # A run that serves, and a second terminal that turned it off: that one goes direct.
         served = make_client(tmp_path / "laptop2", laptop.agent)
         run2, ident2 = run_to_first_pause(served, tmp_path, "q.py")
-        wait_for(lambda: keeper_sockets(served), what="the run's keeper socket")
+        run_serving(served)
         before = connections(served)
         served.env["LAGER_MUX"] = "0"
         assert served.run("python", "--continue", ident2).returncode == 0
@@ -117,7 +118,7 @@ def test_another_uid_gets_nothing(tmp_path: Path) -> None:
         cannot_run("a second uid needs root")
     with laptop_on_a_new_box(tmp_path) as laptop:
         run, ident = run_to_first_pause(laptop, tmp_path)
-        sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
+        sock = run_serving(laptop)
         # Another uid cannot even walk to the socket (0700 dirs): give it a way in, a hard link
         # in an open directory, so the socket's own checks are what is tested.
         door = Path(tempfile.mkdtemp(prefix="lager-knock-"))
@@ -145,7 +146,7 @@ def test_another_uid_gets_nothing(tmp_path: Path) -> None:
 def test_the_runs_link_dropping_under_a_waiting_request(tmp_path: Path) -> None:
     with laptop_behind_a_holding_proxy(tmp_path) as (_, proxy, laptop):
         run, ident = run_to_first_pause(laptop, tmp_path)
-        wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")
+        run_serving(laptop)
 
         # A --list on the run's link when it goes quiet, then drops: safe to ask again, so it
         # is asked directly, with one line saying why.
@@ -210,7 +211,7 @@ CONSOLE_SCRIPT = ("from lager import pause\nprobe = [41]\npause('look', timeout=
 def test_a_console_from_a_second_terminal_rides_the_runs_connection(tmp_path: Path) -> None:
     with laptop_on_a_new_box(tmp_path) as laptop:
         run, ident = run_to_first_pause(laptop, tmp_path, "c.py", CONSOLE_SCRIPT)
-        sock = wait_for(lambda: keeper_sockets(laptop), what="the run's keeper socket")[0]
+        sock = run_serving(laptop)
         streams = sock.with_name(sock.stem + ".stream.sock")
         assert stat.S_IMODE(streams.stat().st_mode) == 0o600
         before = connections(laptop)
