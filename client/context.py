@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lager.errors import ConnectionFailed, refusal
 
+from . import lean_imports
 from .config import Box, Config
+
+# inspect (~8 ms) only once a dataclass without a docstring is made (client/lean_imports.py).
+lean_imports.dataclasses()
+from dataclasses import dataclass, field  # noqa: E402
 
 if TYPE_CHECKING:
     import click
@@ -21,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # A dataclass, not a record (client/records.py): the fleet derives its own from it.
 @dataclass
 class LagerContext:
+    """What every command is given: the config, the box asked for (resolved once), --debug.
+    (A docstring of its own: dataclasses would otherwise load inspect to write one.)"""
+
     config: Config = field(default_factory=Config)
     box_name: str | None = None
     debug: bool = False

@@ -2,11 +2,13 @@
 (issue 13): the dependency is a stand-in while the module imports, and the real module the
 first time anything asks the stand-in for something.
 
-pathlib imports urllib.parse (with ipaddress) for Path.as_uri alone: ~3 ms of every `lager`
-start (8 of the ~188 million instructions of a first-call `lager python --list`).
-(Tried and dropped: dataclasses without inspect, which it needs only to write the docstring of
-a dataclass that has none. cryptography's own undocumented dataclasses, loaded with paramiko,
-need it on a run's path all the same: no instruction saved.)
+- pathlib imports urllib.parse (with ipaddress) for Path.as_uri alone: ~3 ms of every `lager`
+  start (9 of the ~170 million instructions of a first-call `lager python --list`).
+- dataclasses imports inspect (with ast, dis, tokenize: 33 of the ~240 million instructions
+  of a quick `lager python hello.py`) only to write the docstring of a dataclass that has
+  none. A run's start makes two dataclasses (LagerContext, and run_client's RunRequest): with
+  a docstring each, inspect is never loaded. On the full way cryptography's own undocumented
+  dataclasses (loaded with paramiko) load it all the same.
 
 The stand-in is withdrawn from sys.modules once the module is imported: whoever imports the
 dependency after that gets the real module. The module itself keeps the stand-in as its
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
 def pathlib() -> None:
     """Import pathlib, urllib.parse left for when as_uri (or anything else) asks for it."""
     _import_sparing("pathlib", "urllib.parse", ("quote_from_bytes",))
+
+
+def dataclasses() -> None:
+    """Import dataclasses, inspect left for the first dataclass without a docstring."""
+    _import_sparing("dataclasses", "inspect")
 
 
 def _import_sparing(name: str, spared: str, called: tuple[str, ...] = ()) -> None:

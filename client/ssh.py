@@ -69,6 +69,15 @@ def _paramiko() -> Any:
     import paramiko
     import paramiko.transport
 
+    # paramiko.config keeps the ImportError of that import for `Match exec`; its traceback
+    # would hold every frame of whoever first connected (a download's open channel file
+    # among them) until the interpreter's teardown, whose order then decides whether that
+    # file's __del__ still finds its module (it did not, with the package module of
+    # client/paramiko_package.py). The error without the traceback says the same.
+    error = getattr(sys.modules.get("paramiko.config"), "invoke_import_error", None)
+    if isinstance(error, BaseException):
+        error.__traceback__ = None
+
     if not _debug:
         # paramiko logs every failed handshake with a traceback from its own thread, and with
         # no handler configured Python prints that to stderr before lager's one line.

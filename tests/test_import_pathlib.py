@@ -54,3 +54,33 @@ def test_path_as_uri_and_urllib_parse_work_after_it() -> None:
     assert done.stdout.splitlines() == ["False False", "file:///a%20b/c%25", "function", "::1"], \
         done.stdout + done.stderr
 
+
+
+def test_dataclasses_load_inspect_only_for_a_class_without_docs() -> None:
+    """client/lean_imports.py's other stand-in: a documented dataclass needs no inspect, an
+    undocumented one gets the docstring dataclasses always writes, and inspect is whole."""
+    done = subprocess.run([sys.executable, "-c", (
+        "import sys\n"
+        "from client import lean_imports\n"
+        "lean_imports.dataclasses()\n"
+        "from dataclasses import dataclass, field\n"
+        "print('inspect' in sys.modules)\n"
+        "@dataclass\n"
+        "class Told:\n"
+        "    \"Its own words.\"\n"
+        "    x: int\n"
+        "print(Told.__doc__, Told(1), 'inspect' in sys.modules)\n"
+        "from client.context import LagerContext\n"
+        "print('inspect' in sys.modules)\n"
+        "@dataclass\n"
+        "class Untold:\n"
+        "    x: int\n"
+        "    y: list = field(default_factory=list)\n"
+        "print(Untold.__doc__, 'inspect' in sys.modules)\n"
+        "import inspect, dataclasses\n"
+        "print(inspect.signature(Untold), dataclasses.inspect.isclass(Untold))\n")],
+        capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [
+        "False", "Its own words. Told(x=1) False", "False",
+        "Untold(x: int, y: list = <factory>) True",
+        "(x: int, y: list = <factory>) -> None True"], done.stdout + done.stderr
