@@ -25,6 +25,10 @@ _CHUNK = 256 * 1024
 # A dataclass, not a record (client/records.py): the fleet derives its own from it.
 @dataclass
 class RunRequest:
+    """What a run asks the box for: the upload, how the script runs, and how it is followed.
+    (A docstring of its own: dataclasses loads inspect only to write a missing one,
+    client/lean_imports.py.)"""
+
     upload: Upload
     args: list[str]
     env: dict[str, str]
