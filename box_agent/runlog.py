@@ -260,15 +260,24 @@ def _open_segment(path: Path) -> int:
     the open: then the name no longer leads to the file opened (module doc: Reuse)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        opened = os.fstat(fd)
-        named = os.stat(path)
+        named = still_named(fd, path)
     except BaseException:
         os.close(fd)
         raise
-    if (named.st_ino, named.st_dev) != (opened.st_ino, opened.st_dev):
+    if not named:
         os.close(fd)
         raise FileNotFoundError(f"{path} was reused for a newer segment")
     return fd
+
+
+def still_named(fd: int, path: Path) -> bool:
+    """Whether `path` leads to the file open on `fd` (not gone, not another file now)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
 
 
 class LogReader:
