@@ -257,8 +257,16 @@ def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bo
 def _open_segment(path: Path) -> int:
     """The segment's file, open for reading; FileNotFoundError when it was dropped, which
     includes its file given to a newer segment (renamed) between our looking the name up and
-    the open: then the name no longer leads to the file opened (module doc: Reuse)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    the open: then the name no longer leads to the file opened (module doc: Reuse).
+
+    Not blocking: an open of a file the monitor holds a lease on (it is about to reuse it,
+    being dropped) would wait until the monitor lets go; a stopped monitor would hold the
+    agent up to lease-break-time (45 s). It is refused instead, and that segment is dropped.
+    (O_NONBLOCK changes nothing else for a regular file's reads.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except BlockingIOError:
+        raise FileNotFoundError(f"{path} is being reused for a newer segment") from None
     try:
         named = still_named(fd, path)
     except BaseException:
