@@ -6,10 +6,26 @@ whole: a reattach after either is byte-exact.
 
 Layout: segment files `log.<start offset>.<stdout bytes before>.<stderr bytes before>` (hex) in
 the monitor dir. A record is an
-8-byte header (stream: 1 = stdout, 2 = stderr; 3 bytes zero; payload length, 4 bytes big-endian)
-and the payload. Offsets count bytes of this framed log from the run's start, so they never
-move; a record never spans two segments. When the segments pass the run's limit, the oldest
-are deleted, and a reader asking for what they held is told how many bytes were dropped.
+8-byte header (stream: 1 = stdout, 2 = stderr; the segment's mark, 3 bytes, or 0; payload
+length, 4 bytes big-endian) and the payload. Offsets count bytes of this framed log from the
+run's start, so they never move; a record never spans two segments. When the segments pass the
+run's limit, the oldest are deleted, and a reader asking for what they held is told how many
+bytes were dropped.
+
+Reuse. The C monitor gives a dropped segment's file (its blocks, its cached pages) to the next
+segment, renamed, when no one has it open (monitor/log.c: a write lease proves that). So a
+segment's file may hold, past its records, an older segment's bytes, and its size says nothing:
+- a reader reads no further than the end it was told (the monitor's report, or log_end);
+- log_end takes a segment's records only while they carry the mark of the segment's name
+  (segment_mark; the old bytes carry their own segment's), and the monitor writes a record's
+  header after its payload, so a record cut short has no header of its segment's;
+- a reader checks, once it has opened a segment, that the name still leads to the file it
+  opened: one that looked the name up before the rename and opened the file after holds the
+  new segment's bytes, and takes it as dropped. Once the check passes, the file is never
+  reused while the reader holds it open (the monitor's lease is refused), so what it reads
+  through that descriptor, now or later (a FileBytes), is the segment's own.
+The Python monitor (monitor/loop.py, LogWriter) makes a new file for each segment, with the
+mark 0, as every monitor did before marks.
 
 The limit is the run's own (`lager-box serve --run-log-limit`), given to its monitor when the
 run starts: a segment is an eighth of it (at most SEGMENT_BYTES), so a small limit still keeps
@@ -51,6 +67,13 @@ class Segment:
     path: Path
 
 
+def segment_mark(start: int) -> int:
+    """The mark in the headers of the segment starting at `start` (monitor/log.c: the same):
+    24 bits of its Fibonacci hash, never 0. Segments that reuse a file start at other offsets,
+    so their marks differ from its old records' (but for 1 in 2**24)."""
+    return ((start * 0x9E3779B97F4A7C15) & (1 << 64) - 1) >> 40 or 1
+
+
 def segment_bytes(limit: int) -> int:
     """How big a run's segments grow before the next one starts (monitor/log.c: the same)."""
     return max(_MIN_SEGMENT, min(SEGMENT_BYTES, limit // 8))
@@ -90,18 +113,34 @@ def log_end(directory: Path) -> int:
     found = segments(directory)
     if not found:
         return 0
-    return found[-1].start + _complete_length(found[-1].path)
+    return found[-1].start + _complete_length(found[-1])
 
 
-def _complete_length(path: Path) -> int:
-    size = path.stat().st_size
+_MARKED = struct.Struct(">BBHI")  # a header's stream, its mark (high byte, low 16 bits), length
+
+
+def _complete_length(segment: Segment) -> int:
+    """How much of the segment's file is its own whole records. A reused file holds an older
+    segment's bytes past them (and its size may be theirs): the records stop at the first
+    header without the mark the first one has, which is this segment's or (written before
+    marks, in a file never reused) 0."""
     pos = 0
-    with open(path, "rb") as f:
+    with open(segment.path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        marks = (0, segment_mark(segment.start))
+        mark = None
         while pos + HEADER.size <= size:
-            f.seek(pos)
-            _, length = HEADER.unpack(f.read(HEADER.size))
+            head = os.pread(f.fileno(), HEADER.size, pos)
+            if len(head) < HEADER.size:
+                break
+            stream, high, low, length = _MARKED.unpack(head)
+            this = high << 16 | low
+            if stream not in (STDOUT, STDERR) or this not in marks or \
+                    (mark is not None and this != mark):
+                break
             if pos + HEADER.size + length > size:
                 break
+            mark = this
             pos += HEADER.size + length
     return pos
 
@@ -178,7 +217,6 @@ def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bo
     after one the read ahead takes only a header's worth (the next record is likely long too).
     """
     ahead, ahead_at = memoryview(b""), offset  # the file's bytes [ahead_at, ahead_at + len)
-    size = os.fstat(fd).st_size if files else 0
     long_before = False
     while offset < stop and budget > 0:
         at = offset - ahead_at
@@ -194,13 +232,15 @@ def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bo
             if len(ahead) < HEADER.size:
                 return
         stream, length = HEADER.unpack_from(ahead, at)
+        if offset + HEADER.size + length > stop:
+            # Past what the log says is written: not this segment's (a reused file's size and
+            # bytes past its records are an older segment's), or a torn record.
+            return
         body = at + HEADER.size
         where = offset - start + HEADER.size
         data: bytes | memoryview | FileBytes
         long_before = files and length >= _FILE_LEAST
         if long_before:
-            if where + length > size:
-                return
             data = FileBytes(fd, where, length)
         elif body + length <= len(ahead):
             data = ahead[body:body + length] if views or files \
@@ -212,6 +252,40 @@ def _records(fd: int, start: int, offset: int, stop: int, budget: int, views: bo
         offset += HEADER.size + length
         budget -= length
         yield Chunk(stream, data, offset)
+
+
+def _open_segment(path: Path) -> int:
+    """The segment's file, open for reading; FileNotFoundError when it was dropped, which
+    includes its file given to a newer segment (renamed) between our looking the name up and
+    the open: then the name no longer leads to the file opened (module doc: Reuse).
+
+    Not blocking: an open of a file the monitor holds a lease on (it is about to reuse it,
+    being dropped) would wait until the monitor lets go; a stopped monitor would hold the
+    agent up to lease-break-time (45 s). It is refused instead, and that segment is dropped.
+    (O_NONBLOCK changes nothing else for a regular file's reads.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except BlockingIOError:
+        raise FileNotFoundError(f"{path} is being reused for a newer segment") from None
+    try:
+        named = still_named(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not named:
+        os.close(fd)
+        raise FileNotFoundError(f"{path} was reused for a newer segment")
+    return fd
+
+
+def still_named(fd: int, path: Path) -> bool:
+    """Whether `path` leads to the file open on `fd` (not gone, not another file now)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
 
 
 class LogReader:
@@ -269,8 +343,8 @@ class LogReader:
                 continue
             segment, offset, stop = place
             try:
-                fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:  # dropped since we listed it
+                fd = _open_segment(segment.path)
+            except FileNotFoundError:  # dropped since we listed it (or its file reused)
                 if relisted:
                     offset = stop  # and since the listing we just took: go on after it
                 else:

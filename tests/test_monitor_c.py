@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -286,3 +287,78 @@ def test_a_pause_labelled_with_thousands_of_emoji_still_pauses(client: Client,
     assert client.run("python", "--continue", ident).returncode == 0
     assert run.finish() == 0
     assert run.out.text == "after\n"
+
+
+# 200 lines of 16 KiB (a record each, mostly), the last one as long, then it waits for ever.
+LINE = 16384
+MIB = 1 << 20
+REUSING = f"""
+import sys, time
+for i in range(200):
+    sys.stdout.write(f"{{i:05d}} " + "r" * ({LINE} - 7) + "\\n")
+    sys.stdout.flush()
+    time.sleep(0.002)  # not a measure: one line in the pipe at a time, a record each
+sys.stdout.write("all written".ljust({LINE} - 1) + "\\n")
+sys.stdout.flush()
+while True:
+    time.sleep(1)
+"""
+
+
+def reusing_output() -> str:
+    return "".join(f"{i:05d} " + "r" * (LINE - 7) + "\n" for i in range(200)) + \
+        "all written".ljust(LINE - 1) + "\n"
+
+
+def test_a_run_adopted_after_its_monitor_died_in_a_reused_segment_keeps_its_end(
+        tmp_path: Path) -> None:
+    """--run-log-limit 1M: the monitor reuses dropped segments' files (box_agent/monitor/
+    log.c). Agent, monitor and script die (a reboot) while the newest segment is a reused
+    file with an older segment's records after its own. The next agent takes the run's end
+    from disk (runlog.log_end): a reattach gets the newest bytes the log kept, and none of
+    the old ones after them."""
+    from conftest import descendants_of, make_client, runs_by_id, start_agent, wait_for
+
+    from box_agent.runlog import log_end, segments
+
+    box = start_agent(tmp_path / "state", "--run-log-limit", "1M")
+    again = None
+    try:
+        laptop = make_client(tmp_path / "laptop", box)
+        started = laptop.run("python", str(write_script(tmp_path, "reusing.py", REUSING)),
+                             "--detach")
+        assert started.returncode == 0, started.stderr
+        row = next(r for r in runs_by_id(laptop).values() if r["script"].endswith("reusing.py"))
+        monitor_dir = box.state_dir / "runs" / f"{row['id']}.monitor"
+
+        def all_written() -> bool:
+            return any(b"all written" in s.path.read_bytes() for s in segments(monitor_dir)[-2:])
+
+        wait_for(all_written, 60, what="the script's last line in the log")
+        end = log_end(monitor_dir)
+        last = segments(monitor_dir)[-1]
+        if not PYTHON_MONITOR:  # the C monitor reused the file: old bytes follow the new
+            assert last.path.stat().st_size > end - last.start
+        box.proc.kill()
+        box.proc.wait()
+        script = int(row["pid"])
+        os.kill(script, signal.SIGSTOP)  # it cannot end (and be recorded) before its monitor
+        for pid in pids_with_cmdline(f"{row['id']}.monitor"):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pids_with_cmdline(f"{row['id']}.monitor"), 20, what="monitor gone")
+        for pid in [script, *descendants_of(script)]:
+            os.kill(pid, signal.SIGKILL)
+        again = start_agent(tmp_path / "state", "--run-log-limit", "1M",
+                            listen=f"127.0.0.1:{box.port}")
+        attach = laptop.run("python", "--reattach", row["id"])
+        assert log_end(monitor_dir) == end
+        full = reusing_output()
+        assert full.endswith(attach.stdout) and len(attach.stdout) >= MIB * 0.8, \
+            attach.stdout[-200:]
+        assert "was lost" in attach.stderr
+    finally:
+        if again is not None:
+            again.stop()
+        if box.proc.poll() is None:
+            box.stop()
+

@@ -10,13 +10,24 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from box_agent.runlog import LogReader, log_end, segment_bytes, segments
+from box_agent.runlog import (
+    LogReader,
+    Segment,
+    log_end,
+    segment_bytes,
+    segment_mark,
+    segments,
+)
 
 MIB = 1 << 20
 # What the script writes: about 1 MiB a write, each chunk its own bytes, so that a byte out of
@@ -182,3 +193,197 @@ def test_a_reader_holding_a_segment_the_limit_drops_reads_its_old_bytes(
     data = b"".join(c.data for c in chunks)
     assert len(data) == second.before[0]
     assert data == b"".join(piece(n) for n in range(count))[:len(data)]
+
+
+PIECE_BYTES = len(piece(0))
+
+
+def pieces(count: int) -> bytes:
+    return b"".join(piece(n) for n in range(count))
+
+
+class Stepped:
+    """The C monitor logging the STEPPED script's pieces, as many as `let_out` says, with
+    this test as its agent (an unlimited window): the log's moves are the test's."""
+
+    def __init__(self, binary: Path, tmp_path: Path, count: int, limit: int = MIB) -> None:
+        fifo = tmp_path / "go"
+        os.mkfifo(fifo)
+        self.agent = Agent(binary, tmp_path, limit, STEPPED, str(fifo), str(count))
+        self.go = os.open(fifo, os.O_WRONLY)
+        self.count = count
+        self.out = 0  # pieces let out
+        self.end = 0  # the monitor's last reported end
+        self.reused = 0  # segments seen in a reused file (its size from before, past its records)
+
+    def let_out(self, n: int, one_by_one: bool = False) -> None:
+        """n more pieces, logged before this returns (one record each, if `one_by_one`)."""
+        n = min(n, self.count - self.out)
+        for step in ([1] * n if one_by_one else [n] if n else []):
+            os.write(self.go, b"x" * step)
+            self.out += step
+            while self.logged() < self.out * PIECE_BYTES:
+                report = self.agent.next_report()
+                assert report["op"] == "output", report
+                self.end = report["end"]
+                self.agent.grant(None)  # the answer it waits for before it reports again
+            assert self.logged() == self.out * PIECE_BYTES  # only stdout, nothing lost
+            last = segments(self.agent.dir)[-1]
+            if last.path.stat().st_size > self.end - last.start:
+                self.reused += 1
+
+    def logged(self) -> int:
+        """Bytes of stdout logged up to the monitor's last reported end."""
+        if not self.end:
+            return 0
+        last = segments(self.agent.dir)[-1]
+        return last.before[0] + sum(
+            len(c.data) for c in LogReader(self.agent.dir).read(last.start, self.end, 1 << 40))
+
+    def finish(self) -> int:
+        """The rest of the pieces, the script's end, the monitor's exit code."""
+        os.write(self.go, b"x" * (self.count - self.out))
+        self.out = self.count
+        os.close(self.go)
+        report = self.agent.next_report()
+        while report["op"] != "exit":
+            self.agent.grant(None)
+            report = self.agent.next_report()
+        self.end = report["end"]
+        assert self.logged() == self.count * PIECE_BYTES
+        return self.agent.finish()
+
+    def kill(self) -> None:
+        """The monitor dies without its last word (and so the script, its pipe gone)."""
+        self.agent.proc.kill()
+        self.agent.proc.wait(60)
+        if self.out < self.count:
+            os.close(self.go)
+        self.agent.sock.close()
+
+
+class HeldRead:
+    """A reader mid-read of one segment, as an agent's feed or a backlog is: it checks that
+    every byte it gets is the byte of the script's output at that place."""
+
+    def __init__(self, reader: LogReader, first: Segment, stop: int, views: bool) -> None:
+        self.chunks = reader.read(first.start, stop, budget=1 << 40, views=views)
+        self.first = first
+        self.at = first.start  # the log offset of the next record it gets
+        self.pos = first.before[0]  # the stdout offset of that record's first byte
+        self.got = 0
+
+    def step(self, expected: bytes) -> bool:
+        """One more record (False: none left, the segment read or dropped)."""
+        chunk = next(self.chunks, None)
+        if chunk is None:
+            return False
+        data = bytes(chunk.data)
+        assert chunk.stream == 1 and chunk.end == self.at + 8 + len(data)  # no gap, no skip
+        assert data == expected[self.pos:self.pos + len(data)], \
+            f"bytes at stdout offset {self.pos} are not the script's (a reused file's?)"
+        self.at, self.pos, self.got = chunk.end, self.pos + len(data), self.got + 1
+        return True
+
+
+ACTIONS = st.lists(st.tuples(st.sampled_from(["write", "list", "hold", "step", "drain"]),
+                             st.integers(0, 1 << 16)), min_size=5, max_size=40)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(actions=ACTIONS)
+def test_readers_of_segments_whose_files_are_reused_never_get_new_bytes_as_old(
+        binary: Path, actions: list[tuple[str, int]]) -> None:
+    """The monitor gives a dropped segment's file to the next segment (monitor/log.c). Readers
+    that list the segments, then open one (maybe dropped, its file maybe reused since), and
+    hold it open while the monitor writes on, drops it and reuses files: every byte any of
+    them gets is the script's byte at that place. The first steps make sure both happen at
+    least once: a file reused, and a reader holding a segment across its drop."""
+    count = 400  # 16 KiB pieces: about 6.4 MiB, with a 1 MiB limit (128 KiB segments)
+    expected = pieces(count)
+    with tempfile.TemporaryDirectory() as temp:
+        run = Stepped(binary, Path(temp), count)
+        listings: list[tuple[LogReader, list[Segment]]] = []
+        held: list[HeldRead] = []
+        try:
+            run.let_out(8 * 12, one_by_one=True)  # past the limit: files reused
+            assert run.reused > 0
+            reader = LogReader(run.agent.dir)
+            found = segments(run.agent.dir)
+            read = HeldRead(reader, found[0], found[1].start, views=False)
+            assert read.step(expected)  # the oldest segment open, one record read
+            run.let_out(24)  # it is dropped, and the monitor rotates on: twice at least
+            assert not found[0].path.exists()
+            while read.step(expected):
+                pass
+            assert read.got == 8  # all its records, its own bytes
+            for action, n in actions:
+                if action == "write":
+                    run.let_out(1 + n % 40, one_by_one=n % 2 == 0)
+                elif action == "list":  # a reader whose listing goes stale
+                    reader = LogReader(run.agent.dir)
+                    reader.first_offset()
+                    listings.append((reader, segments(run.agent.dir)))
+                elif action == "hold" and listings:
+                    reader, found = listings[n % len(listings)]
+                    i = n // 7 % len(found)
+                    stop = found[i + 1].start if i + 1 < len(found) else run.end
+                    held.append(HeldRead(reader, found[i], stop, views=n % 3 == 0))
+                    held[-1].step(expected)
+                elif action == "step" and held:
+                    held[n % len(held)].step(expected)
+                elif action == "drain" and held:
+                    read = held.pop(n % len(held))
+                    while read.step(expected):
+                        pass
+            for read in held:
+                while read.step(expected):
+                    pass
+            assert run.finish() == 0
+        finally:
+            if run.agent.proc.poll() is None:
+                run.kill()
+        logged = b"".join(c.data for c in LogReader(run.agent.dir).read(0, run.end, 1 << 40))
+        assert logged == expected[len(expected) - len(logged):]
+
+
+def test_a_log_end_taken_from_disk_stops_where_a_reused_files_new_records_do(
+        binary: Path, tmp_path: Path) -> None:
+    """A monitor gone without its status (killed, a box reboot): the agent that adopts the
+    run takes the log's end from disk (runlog.log_end). In a reused file the records of the
+    segment it was before follow the new ones, whole and in step with them (same-size
+    records): the end is where the new ones stop, not where the file does."""
+    run = Stepped(binary, tmp_path, 200)
+    try:
+        run.let_out(8 * 12 + 3, one_by_one=True)  # three records into a reused file
+        last = segments(run.agent.dir)[-1]
+        size = last.path.stat().st_size
+        assert run.end - last.start == 3 * (8 + PIECE_BYTES) < size  # old records after
+        with open(last.path, "rb") as f:
+            f.seek(run.end - last.start)
+            stream, _, length = struct.unpack(">B3sI", f.read(8))
+        assert (stream, length) == (1, PIECE_BYTES)  # an old record's header, whole
+    finally:
+        run.kill()
+    assert log_end(run.agent.dir) == run.end
+    held = b"".join(c.data for c in LogReader(run.agent.dir).read(0, log_end(run.agent.dir),
+                                                                  1 << 40))
+    assert held == pieces(8 * 12 + 3)[-len(held):] and len(held) >= MIB
+
+
+def test_the_c_monitors_marks_are_runlogs(binary: Path, tmp_path: Path) -> None:
+    """Every header the C monitor writes carries its segment's mark, as runlog computes it
+    (log_end depends on the two agreeing)."""
+    run = Stepped(binary, tmp_path, 120)
+    run.let_out(100, one_by_one=True)  # files reused
+    assert run.reused > 0
+    assert run.finish() == 0
+    found = segments(run.agent.dir)
+    assert len(found) > 2
+    for segment in found:
+        data = segment.path.read_bytes()
+        at = 0
+        while at < len(data):
+            _, mark, length = struct.unpack(">B3sI", data[at:at + 8])
+            assert int.from_bytes(mark, "big") == segment_mark(segment.start)
+            at += 8 + length
