@@ -17,7 +17,6 @@ one it always was.
 """
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import weakref
@@ -41,24 +40,14 @@ def address(host: str) -> str | bytes:
 
 def paramiko_version_line() -> str | None:
     """"SSH-2.0-paramiko_VERSION", as paramiko's Transport sends it, without importing
-    paramiko: its version is the name of the one paramiko-VERSION.dist-info beside the
-    package (as client/ssh.py reads it); None when that is not so (then nothing is sent
-    early, and paramiko sends its own line as always)."""
+    paramiko (its version as client/paramiko_package.py reads it); None when it cannot be
+    read so (then nothing is sent early, and paramiko sends its own line as always)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("paramiko")
-    origin = getattr(spec, "origin", None)
-    if not origin:
-        return None
-    site = os.path.dirname(os.path.dirname(origin))
-    try:
-        found = [name for name in os.listdir(site)
-                 if name.startswith("paramiko-") and name.endswith(".dist-info")]
-    except OSError:
-        return None
-    if len(found) != 1:
-        return None
-    return f"SSH-2.0-paramiko_{found[0][len('paramiko-'):-len('.dist-info')]}"
+    from .paramiko_package import dist_info_version
+
+    version = dist_info_version(importlib.util.find_spec("paramiko"))
+    return None if version is None else f"SSH-2.0-paramiko_{version}"
 
 
 class _Early:
