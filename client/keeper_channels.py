@@ -126,6 +126,38 @@ def exchange(conn: BoxConnection, subsystem: str, line: str | None,
     return answer(chan, conn.box.name, subsystem, line, timeout)
 
 
+def open_stream(conn: BoxConnection, subsystem: str, pty: tuple[str, int, int] | None
+                ) -> tuple[Any, bool]:
+    """A keeper's console channel (client/keeper_stream.py) and whether the box refused its
+    terminal: over the spare opened ahead (no open round trip), the terminal asked for and its
+    answer waited for (a `restrict` key refuses it, and the client's own way then says so),
+    the subsystem asked for without waiting, as `exchange` does: one round trip, not three."""
+    from paramiko.ssh_exception import SSHException
+
+    transport = conn.transport  # the run's connection may raise here: nothing was sent
+    chan = _take(transport)
+    prime_transport(transport)
+    if chan is None:
+        chan = conn.open(subsystem, pty=pty)
+        return chan, bool(pty) and bool(getattr(conn, "pty_refused", False))
+    try:
+        if pty:
+            term, cols, rows = pty
+            try:
+                chan.get_pty(term=term, width=cols, height=rows)
+            except SSHException:
+                if not transport.is_active():
+                    raise
+                chan.close()
+                return chan, True
+        _request_subsystem(chan, subsystem)
+    except (SSHException, OSError, EOFError) as exc:
+        chan.close()
+        raise ConnectionFailed(f"box {conn.box.name}: cannot open {subsystem!r}: "
+                               f"{exc}") from None
+    return chan, False
+
+
 def prime_transport(transport: Any) -> None:
     if not transport.is_active():
         return

@@ -142,10 +142,12 @@ class StreamServer:
                     raise NotThroughKeeper("a stream starts with its request")
                 request = StreamOpen.decode(raw)
                 pty = request.pty
-                conn = self.current()
-                chan = conn.open(request.subsystem,
-                                 pty=tuple(pty) if pty else None)  # type: ignore[arg-type]
-                if pty and getattr(conn, "pty_refused", False):
+                from . import keeper_channels  # the keeper's side only: not a client's
+
+                chan, refused = keeper_channels.open_stream(
+                    self.current(), request.subsystem,
+                    tuple(pty) if pty else None)  # type: ignore[arg-type]
+                if refused:
                     # A `restrict` key: the client's own path says so and keeps its terminal
                     # cooked (console_client.open_console); a relay here would go raw.
                     chan.close()
