@@ -191,6 +191,12 @@ class Agent:
             keepalive_interval=15, keepalive_count_max=4, login_timeout=self.limits.login_grace,
             # The box drives rekeying (clients leave it to us; see rekey_limit.py).
             rekey_bytes=self.rekey.bytes, rekey_seconds=self.rekey.seconds,
+            # No GSSAPI (public keys only). Left to its default, asyncssh names the GSS host
+            # with socket.getfqdn() each time it makes a connection's options: at the accept
+            # and again at the first auth request, in an executor thread the connection waits
+            # for. That is a reverse lookup through the resolver: 3.5-4 ms twice on every
+            # connection here, and as long as DNS takes on a lab network whose DNS is slow.
+            gss_host=None, gss_kex=False, gss_auth=False,
         )
         socks = handed or _bind(host, port)
         self.listening = socks
