@@ -14,9 +14,9 @@ when it is needed:
   - after a lost link the follower reattaches over a full connection (client/reconnect.py), as
     every run does;
   - a run serves its user's other terminals (client/run_keeper.py) over a second, full
-    connection (SideKeeper), made in the background from the run's first pause, or once it has
-    gone on a second; a request that comes before it is up waits for it. A short run, or a
-    short stream, never pays for it.
+    connection (client/side_keeper.py), made in the background from the run's first pause,
+    or once it has gone on a second; a request that comes before it is up waits for it. A
+    short run, or a short stream, never pays for it.
 
 Used only where the quick client is complete: a box reached directly with lager's own ed25519 key
 and a plain pin, a foreground run not waiting in a reservation queue. Anything else, and any
@@ -37,7 +37,7 @@ from lager.errors import ConnectionFailed, refusal
 from . import preconnect, quick_keys
 from . import quick_ssh as q
 from .config import Box, Config, connect_timeout
-from .plain_pool import SMALLEST, PlainPool
+from .plain_pool import PlainPool
 from .quick_channel import (
     CLOSE,
     DATA,
@@ -50,29 +50,21 @@ from .quick_channel import (
     QuickChannel,
     usable,
 )
-from .read_buffer import ReadBuffer
+from .quick_packets import Packets
 
 # Not typing.TYPE_CHECKING: a run's start does without importing typing where it can.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from .context import LagerContext
-    from .own_pause import OwnPause
-    from .reconnect import Reattacher
     from .run_client import RunRequest
-    from .run_keeper import RunKeeper
-    from .run_stream import Event, OnEvent
-    from .ssh import BoxConnection
 
 VERSION = q.VERSION
 _LENGTH = struct.Struct(">I")
 _DATA_HEAD = struct.Struct(">II")  # recipient channel, data length
 # Window given back once a quarter of it is read (client/chan_buffer.py has the reasons).
 _GIVE_BACK = protocol.CLIENT_WINDOW // 4
-# A run that has not paused serves the other terminals (SideKeeper) once it has gone on this
-# long: a short run, or a short stream, never pays for a second handshake.
-SIDE_AFTER = 1.0
 _GLOBAL_REQUEST, _REQUEST_SUCCESS, _REQUEST_FAILURE = 80, 81, 82
 
 
@@ -80,84 +72,6 @@ def planned(box: Box, detach: bool, wait: float | None) -> bool:
     """Whether a run's start tries the quick client (see the module)."""
     return os.environ.get("LAGER_QUICK_RUN") != "0" and not detach and wait is None \
         and usable(box)
-
-
-class _Packets(ReadBuffer):
-    """The box's packets after login, read into one large buffer (several a syscall when they
-    are queued) and decrypted from it: a large one into a pool buffer, whose payload is then a
-    view of it; others as new bytes. The transport's own reader (the handshake's, and a
-    rekey's) gets back what this one read ahead."""
-
-    def __init__(self, transport: q.Transport, pool: PlainPool) -> None:
-        super().__init__()
-        self.t = transport
-        self.pool = pool
-
-    def take_over(self) -> None:
-        held = self.t.inbuf
-        if self.end + len(held) > len(self.buffer):
-            self.make_room(self.end - self.start + len(held))
-        self.buffer[self.end:self.end + len(held)] = held
-        self.end += len(held)
-        del held[:]
-
-    def give_back(self) -> None:
-        self.t.inbuf[:0] = self.view[self.start:self.end]
-        self.start = self.end = 0
-
-    def next(self) -> bytes | memoryview:
-        """The next payload (IGNORE and DEBUG skipped); Lost on a bad packet or a lost link,
-        TimeoutError when the socket's timeout passed with nothing read."""
-        while True:
-            self._fill(4)
-            length = _LENGTH.unpack_from(self.buffer, self.start)[0]
-            total = self.t.check_length(length)
-            self._fill(total)
-            keys = self.t.recv_keys
-            assert keys is not None  # after login
-            packet = self.view[self.start:self.start + total]
-            try:
-                body: bytes | memoryview
-                if length >= SMALLEST and hasattr(keys.aead, "decrypt_into"):
-                    body = memoryview(self.pool.take(length))[:length]
-                    keys.aead.decrypt_into(keys.nonce(), packet[4:], packet[:4], body)
-                else:
-                    body = keys.aead.decrypt(keys.nonce(), packet[4:], packet[:4])
-            except q.InvalidTag:
-                raise q.Lost("a packet failed its integrity check") from None
-            finally:
-                packet.release()
-            self.start += total
-            if self.start == self.end:
-                self.start = self.end = 0
-            payload = self.t.payload_of(body)
-            if payload is not None:
-                return payload
-
-    def _fill(self, need: int) -> None:
-        if self.start + need > len(self.buffer):
-            self.make_room(need)
-        sock = self.t.sock
-        while self.end - self.start < need:
-            into = self.view[self.end:]
-            try:
-                # readv first: a socket with a timeout polls before each recv, needless while
-                # data is queued (its fd is non-blocking then).
-                got = os.readv(sock.fileno(), [into])
-            except BlockingIOError:
-                try:
-                    got = sock.recv_into(into)
-                except TimeoutError:
-                    raise
-                except OSError as exc:
-                    raise q.Lost(str(exc)) from None
-            except OSError as exc:
-                raise q.Lost(str(exc)) from None
-            finally:
-                into.release()
-            if got == 0:
-                raise q.Lost("the box closed the connection")
-            self.end += got
 
 
 class RunChannel(QuickChannel):
@@ -251,7 +165,7 @@ class RunChannel(QuickChannel):
 
     def _read_loop(self) -> None:
         t = self.transport
-        packets = _Packets(t, self.pool)
+        packets = Packets(t, self.pool)
         packets.take_over()
         interval = self.box.server_alive_interval
         patience = interval * max(1, self.box.server_alive_count_max)
@@ -435,119 +349,3 @@ def open_run(config: Config, box: Box, upload: Iterator[bytes]) -> RunChannel | 
         raise ConnectionFailed(f"upload to box {box.name} failed: "
                                f"{chan.lost_because or 'the connection was lost'}") from None
     return chan
-
-
-class SideKeeper:
-    """A quick run serving its user's other terminals (client/run_keeper.py, issue 13) over a
-    second, full connection, which the quick one cannot carry.
-
-    The keeper socket is served from the run's first pause (who uses a second terminal is an
-    engineer at a pause), or once the run has gone on for SIDE_AFTER, and the connection is
-    made then, in the background; a request that comes before it is up waits for it. A short
-    run, or a stream, never pays for a second handshake. Nothing with LAGER_MUX=0."""
-
-    def __init__(self, obj: LagerContext) -> None:
-        self.obj = obj
-        self.conn: BoxConnection | None = None
-        self._own: OwnPause | None = None
-        self._again: Reattacher | None = None
-        self._serving: RunKeeper | None = None
-        self._lock = threading.Condition()
-        self._connecting = self._served = self._stopped = False
-        self._made = False  # the side connection came up once (it is not made again)
-        self._timer: threading.Timer | None = None
-
-    def serve(self, own: OwnPause, again: Reattacher) -> Callable[[], None]:
-        """run_client's `serve`: from now on, as the class says; returns stop."""
-        from . import mux
-
-        self._own, self._again = own, again
-        if mux.enabled():
-            self._timer = threading.Timer(SIDE_AFTER, self.begin)
-            self._timer.daemon = True
-            self._timer.start()
-        return self.stop
-
-    def on_event(self, then: OnEvent) -> OnEvent:
-        """The follower's on_event: serving begins at the run's first pause."""
-        from lager.protocol.events import PauseNotice
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, PauseNotice) and self._timer is not None:
-                self.begin()
-            then(event)
-
-        return on_event
-
-    def begin(self) -> None:
-        """Serve the keeper socket, and make the connection behind it."""
-        from . import run_keeper
-
-        with self._lock:
-            if self._served or self._stopped:
-                return
-            self._served = True
-            self._serving = run_keeper.serve(self.obj.config, self.obj.box(), self._current,
-                                             self._own, wait=self._wait)
-        self._connect_soon()
-
-    def _connect_soon(self) -> None:
-        with self._lock:
-            if self._connecting or self._made or self._stopped:
-                return
-            self._connecting = True
-        threading.Thread(target=self._connect, daemon=True, name="lager-side-conn").start()
-
-    def _current(self) -> BoxConnection | None:
-        # After a lost link, the follower's new connection, as for a full run's keeper; the
-        # side connection is made once, and a lost one is not made again (requests go direct
-        # until the follower's reconnect brings a connection).
-        again = self._again
-        return (again.conn if again is not None else None) or self.conn
-
-    def _wait(self) -> BoxConnection | None:
-        """A request's wait for the connection (made again if the last try failed)."""
-        from .config import connect_timeout
-
-        self._connect_soon()
-        deadline = time.monotonic() + connect_timeout(self.obj.box())
-        with self._lock:
-            while self._connecting and not self._stopped:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(left)
-        return self._current()
-
-    def _connect(self) -> None:
-        from . import keeper_channels
-
-        conn: BoxConnection | None = None
-        try:
-            conn = self.obj.connect()
-        except Exception:  # noqa: BLE001 - the waiting requests go direct; a later one retries
-            conn = None
-        with self._lock:
-            self._connecting = False
-            if conn is not None and self._stopped:
-                conn.close()
-                conn = None
-            self.conn = conn
-            self._made = conn is not None
-            self._lock.notify_all()
-        if conn is not None:
-            keeper_channels.prime(conn)  # a channel ahead: a request is one round trip
-
-    def stop(self) -> None:
-        from . import run_keeper
-
-        with self._lock:
-            self._stopped = True
-            serving, self._serving = self._serving, None
-            conn, self.conn = self.conn, None
-            self._lock.notify_all()
-        if self._timer is not None:
-            self._timer.cancel()
-        run_keeper.stop(serving)
-        if conn is not None:
-            conn.close()

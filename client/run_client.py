@@ -99,7 +99,9 @@ def run_script(obj: LagerContext, request: RunRequest, *, on_event: OnEvent | No
     if quick_run.planned(obj.box(), request.detach, request.wait):
         chan = quick_run.start(obj, request)  # None: the quick client can't; the full way can
         if chan is not None:
-            side = quick_run.SideKeeper(obj)
+            from .side_keeper import SideKeeper
+
+            side = SideKeeper(obj)
             try:
                 return _follow(obj, chan, request, on_event, show_banners, side.serve,
                                side.on_event)

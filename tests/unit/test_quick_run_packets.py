@@ -1,4 +1,4 @@
-"""The quick run's packet reader (client/quick_run.py _Packets): the box's AES-GCM packets read
+"""The quick run's packet reader (client/quick_run.py Packets): the box's AES-GCM packets read
 several a syscall and decrypted, the large ones into pool buffers handed on as views; and
 generated hostile bytes after login, each refused as a lost link (q.Lost), never another
 exception or a hang. The peer is a socketpair; the sealing is cryptography's AESGCM with the
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from client import quick_ssh as q
 from client.plain_pool import SMALLEST, PlainPool
-from client.quick_run import _Packets
+from client.quick_packets import Packets
 
 KEY, IV = bytes(range(16)), bytes(range(100, 112))
 
@@ -41,14 +41,14 @@ class Box:
 
 
 @contextlib.contextmanager
-def logged_in() -> Iterator[tuple[socket.socket, _Packets]]:
+def logged_in() -> Iterator[tuple[socket.socket, Packets]]:
     """The box's end of a connection, and our reader on the other, keys set as after login."""
     ours, theirs = socket.socketpair()
     transport = q.Transport(ours, b"")
     transport.recv_keys = q._Keys(KEY, IV)
     transport.first_kex = False
     try:
-        yield theirs, _Packets(transport, PlainPool())
+        yield theirs, Packets(transport, PlainPool())
     finally:
         ours.close()
         theirs.close()
@@ -59,7 +59,7 @@ def test_packets_come_back_exactly_small_as_bytes_large_as_views() -> None:
         _read_back(theirs, packets)
 
 
-def _read_back(theirs: socket.socket, packets: _Packets) -> None:
+def _read_back(theirs: socket.socket, packets: Packets) -> None:
     box = Box()
     payloads = [b"\x5e" + os.urandom(n) for n in (1, 100, SMALLEST + 7, 250_000, 30, 200_000)]
     # Several packets in one write: read together, taken apart here.
@@ -90,7 +90,7 @@ def test_hostile_bytes_after_login_are_a_lost_link(garbage: bytes, valid_first: 
         _refused(theirs, packets, garbage, valid_first, flip)
 
 
-def _refused(theirs: socket.socket, packets: _Packets, garbage: bytes, valid_first: bool,
+def _refused(theirs: socket.socket, packets: Packets, garbage: bytes, valid_first: bool,
              flip: int) -> None:
     box = Box()
     if valid_first:
