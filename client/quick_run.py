@@ -25,6 +25,7 @@ which does the same or says precisely why not. LAGER_QUICK_RUN=0 turns it off (A
 """
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import threading
@@ -316,10 +317,9 @@ def open_run(config: Config, box: Box, upload: Iterator[bytes]) -> RunChannel | 
     chan = RunChannel(transport, box)
     # The request's header and, when it is small, the script go with the run's subsystem
     # request: no round trip of their own.
-    chunks = upload
     first = bytearray()
     rest: list[bytes] = []
-    for chunk in chunks:
+    for chunk in upload:
         if len(first) + len(chunk) > MAX_DATA:
             rest.append(chunk)
             break
@@ -338,14 +338,15 @@ def open_run(config: Config, box: Box, upload: Iterator[bytes]) -> RunChannel | 
             "started there: check with `lager python --list`") from None
     chan.start_reading()
     try:
-        for chunk in (bytes(first[taken:]), *rest, *chunks):
+        # The rest of the files as they are read: never all of an upload in memory at once.
+        for chunk in itertools.chain((bytes(first[taken:]),), rest, upload):
             chan.sendall(chunk)
-    except OSError:
+    except OSError as exc:
         if chan.exit_status_ready() and chan.exit_status >= 0:
             # The box refused the run before taking all of it: its words, as the full way.
             status = chan.recv_exit_status()
             raise refusal("run", read_all(chan)[1], status) from None
         chan.close()
         raise ConnectionFailed(f"upload to box {box.name} failed: "
-                               f"{chan.lost_because or 'the connection was lost'}") from None
+                               f"{chan.lost_because or exc}") from None
     return chan

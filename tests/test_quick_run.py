@@ -161,3 +161,23 @@ def test_a_run_serves_the_other_terminals_once_it_pauses(tmp_path: Path) -> None
         assert run.finish() == 0, run.err.text
         assert connections(laptop) == before  # all of them over the run's side connection
         assert "done" in run.out.text
+
+
+def test_a_large_upload_goes_whole_in_pieces(tmp_path: Path) -> None:
+    """A script with a 6 MB --add-file: the first piece goes with the subsystem request, the
+    rest as the box's window allows; the box gets every byte (its digest), and the quick
+    client took the run (no paramiko)."""
+    with laptop_on_a_new_box(tmp_path) as laptop:
+        laptop.env["LAGER_MUX"] = "0"
+        blob = tmp_path / "blob.bin"
+        blob.write_bytes(os.urandom(6 << 20))
+        script = write_script(tmp_path, "digest.py", (
+            "import hashlib\nprint(hashlib.sha256(open('blob.bin', 'rb').read()).hexdigest())\n"))
+        done = subprocess.run([sys.executable, "-X", "importtime", LAGER, "python", str(script),
+                               "--add-file", str(blob), "--box", laptop.box], env=laptop.env,
+                              capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, _stderr(done)
+        assert done.stdout.decode().strip() == hashlib.sha256(blob.read_bytes()).hexdigest()
+        loaded = {line.rsplit(b"|", 1)[-1].strip().decode() for line in done.stderr.splitlines()
+                  if line.startswith(b"import time:")}
+        assert not any(name.split(".")[0] == "paramiko" for name in loaded)
