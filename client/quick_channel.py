@@ -20,6 +20,7 @@ from lager.errors import ConnectionFailed
 from . import quick_keys
 from . import quick_ssh as q
 from .config import Box, Config, connect_timeout
+from .ssh_wire import GLOBAL_REQUEST
 
 OPEN, OPEN_CONFIRMATION, OPEN_FAILURE, WINDOW_ADJUST = 90, 91, 92, 93
 DATA, EXTENDED_DATA, EOF, CLOSE, REQUEST, SUCCESS, FAILURE = 94, 95, 96, 97, 98, 99, 100
@@ -111,7 +112,7 @@ class QuickChannel:
         if kind == q.KEXINIT:
             self.transport.rekey(payload)
             return
-        if kind == q.GLOBAL_REQUEST:
+        if kind == GLOBAL_REQUEST:
             self.transport.refuse_global(payload)
             return
         r = q.Reader(payload, 1)

@@ -52,6 +52,7 @@ from .quick_channel import (
     usable,
 )
 from .quick_packets import Packets
+from .ssh_wire import GLOBAL_REQUEST, REQUEST_FAILURE, REQUEST_SUCCESS
 
 # Not typing.TYPE_CHECKING: a run's start does without importing typing where it can.
 TYPE_CHECKING = False
@@ -66,7 +67,6 @@ _LENGTH = struct.Struct(">I")
 _DATA_HEAD = struct.Struct(">II")  # recipient channel, data length
 # Window given back once a quarter of it is read (client/chan_buffer.py has the reasons).
 _GIVE_BACK = protocol.CLIENT_WINDOW // 4
-_GLOBAL_REQUEST, _REQUEST_SUCCESS, _REQUEST_FAILURE = 80, 81, 82
 
 
 def planned(box: Box, detach: bool, wait: float | None) -> bool:
@@ -121,7 +121,7 @@ class RunChannel(QuickChannel):
                 data = data.toreadonly()
             self._queue(1 if kind == DATA else 2, data)
             return
-        if kind in (_REQUEST_SUCCESS, _REQUEST_FAILURE):
+        if kind in (REQUEST_SUCCESS, REQUEST_FAILURE):
             return  # a keepalive's answer: hearing from the box is all it was for
         payload = bytes(payload)
         super()._dispatch(payload)
@@ -180,7 +180,7 @@ class RunChannel(QuickChannel):
                     # (client/proxyjump.py keepalive): a box silent that long is gone.
                     if time.monotonic() - self.heard_at >= patience:
                         raise q.Lost("Timeout, server not responding") from None
-                    t.send(bytes([_GLOBAL_REQUEST]) + q.string(b"keepalive@openssh.com")
+                    t.send(bytes([GLOBAL_REQUEST]) + q.string(b"keepalive@openssh.com")
                            + b"\1")
                     continue
                 self.heard_at = time.monotonic()
@@ -191,7 +191,7 @@ class RunChannel(QuickChannel):
                     t.rekey(bytes(payload))
                     packets.take_over()
                     continue
-                if payload[0] == q.GLOBAL_REQUEST:
+                if payload[0] == GLOBAL_REQUEST:
                     t.refuse_global(bytes(payload))
                     continue
                 self._dispatch(payload)
