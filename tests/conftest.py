@@ -74,8 +74,21 @@ class Agent:
         return self.log_path.read_text()
 
 
+def agent_log_path(state_dir: Path) -> Path:
+    """A log file of its own for each agent started on `state_dir`: an agent started again on
+    it (a restart, `--replace`) while the old one still writes would truncate the file under
+    it, and the old one's later lines would land over the new one's (a test reading the old
+    agent's hand-over line failed so, once in a CI run)."""
+    path = state_dir.parent / f"{state_dir.name}-agent.log"
+    n = 1
+    while path.exists():
+        path = state_dir.parent / f"{state_dir.name}-agent.{n}.log"
+        n += 1
+    return path
+
+
 def start_agent(state_dir: Path, *extra: str, listen: str = "127.0.0.1:0") -> Agent:
-    log_path = state_dir.parent / f"{state_dir.name}-agent.log"
+    log_path = agent_log_path(state_dir)
     log = open(log_path, "w")
     proc = subprocess.Popen([LAGER_BOX, "serve", "--listen", listen, "--state-dir",
                              str(state_dir), "--name", "testbox", "-v", *extra],

@@ -19,13 +19,23 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import LAGER_BOX, READY, Agent, Client, cannot_run, make_client, start_agent, wait_for
+from conftest import (
+    LAGER_BOX,
+    READY,
+    Agent,
+    Client,
+    agent_log_path,
+    cannot_run,
+    make_client,
+    start_agent,
+    wait_for,
+)
 from sshclients import openssh, paramiko_subsystem
 
 
 def start_limited_agent(state_dir: Path, nofile: tuple[int, int], *extra: str) -> Agent:
     """start_agent, with the open-file limit an operator's box might have."""
-    log_path = state_dir.parent / f"{state_dir.name}-agent.log"
+    log_path = agent_log_path(state_dir)
     proc = subprocess.Popen(
         [LAGER_BOX, "serve", "--listen", "127.0.0.1:0", "--state-dir", str(state_dir),
          "--name", "testbox", "-v", *extra], stdout=subprocess.PIPE,
